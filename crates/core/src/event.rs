@@ -1,0 +1,132 @@
+//! Events for logs and metrics.
+
+use std::time::Duration;
+
+use crate::config::RouteId;
+use crate::error::ProtocolError;
+
+/// Why a connection (or a tunnel) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed, between requests or mid-exchange.
+    ClientClosed,
+    /// The upstream closed.
+    UpstreamClosed,
+    /// Both sides of a tunnel closed (the normal end of a tunnel).
+    BothClosed,
+    /// The exchange ended and the connection is not kept alive.
+    NotKeptAlive,
+    /// The client sent no complete head within `header_timeout`.
+    HeaderTimeout,
+    /// A kept-alive client sent no request within `idle_timeout`.
+    IdleTimeout,
+    /// The upstream connection was not established within `connect_timeout`.
+    ConnectTimeout,
+    /// No upstream server could be reached.
+    ConnectFailed,
+    /// The upstream sent nothing for `read_timeout` (in a tunnel: the last open direction
+    /// was silent that long).
+    ReadTimeout,
+    /// A write towards a peer made no progress for `send_timeout`.
+    SendTimeout,
+    /// A tunnel moved no byte either way for `tunnel_idle_timeout`.
+    TunnelIdleTimeout,
+    /// A peer broke the protocol.
+    ProtocolError,
+    /// Graceful shutdown.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// A short snake_case name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::UpstreamClosed => "upstream_closed",
+            CloseReason::BothClosed => "both_closed",
+            CloseReason::NotKeptAlive => "not_kept_alive",
+            CloseReason::HeaderTimeout => "header_timeout",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::ConnectTimeout => "connect_timeout",
+            CloseReason::ConnectFailed => "connect_failed",
+            CloseReason::ReadTimeout => "read_timeout",
+            CloseReason::SendTimeout => "send_timeout",
+            CloseReason::TunnelIdleTimeout => "tunnel_idle_timeout",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// One finished request/response exchange: an access-log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRecord {
+    /// Request method.
+    pub method: String,
+    /// Request target as the client sent it.
+    pub target: String,
+    /// Route chosen, if any.
+    pub route: Option<RouteId>,
+    /// Status sent to the client (a canned one when the proxy answered itself).
+    pub status: u16,
+    /// Bytes of the request (head and body) read from the client.
+    pub bytes_from_client: u64,
+    /// Bytes of the response (head and body) written to the client.
+    pub bytes_to_client: u64,
+    /// From the complete request head to the end of the response.
+    pub duration: Duration,
+}
+
+/// One finished tunnel: an access-log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelRecord {
+    /// The upgrade request's target.
+    pub target: String,
+    /// Protocol switched to (the upstream's `Upgrade` value).
+    pub protocol: String,
+    /// Bytes copied from the client to the upstream.
+    pub bytes_client_to_upstream: u64,
+    /// Bytes copied from the upstream to the client.
+    pub bytes_upstream_to_client: u64,
+    /// How long the tunnel lived.
+    pub duration: Duration,
+    /// Why it ended.
+    pub reason: CloseReason,
+}
+
+/// Something worth logging or counting, from [`Output::Event`](crate::Output::Event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A request head was accepted and routed.
+    Request {
+        /// Request method.
+        method: String,
+        /// Request target.
+        target: String,
+        /// Route chosen.
+        route: RouteId,
+        /// Upgrade protocols forwarded, if the request proposes an upgrade.
+        upgrade: Option<String>,
+    },
+    /// The upstream's final response head (status) was forwarded.
+    Response {
+        /// Status code.
+        status: u16,
+    },
+    /// An exchange finished.
+    Exchange(AccessRecord),
+    /// A tunnel opened after a validated `101`.
+    TunnelOpened {
+        /// Protocol switched to.
+        protocol: String,
+    },
+    /// A tunnel ended.
+    TunnelClosed(TunnelRecord),
+    /// A peer broke the protocol; what was wrong.
+    Rejected(ProtocolError),
+    /// The connection is over; why.
+    Closed {
+        /// Why.
+        reason: CloseReason,
+    },
+}

@@ -1,0 +1,116 @@
+//! What goes into a [`Connection`](crate::Connection) and what comes out of it.
+
+use bytes::{Bytes, BytesMut};
+use std::time::Duration;
+
+use crate::config::RouteId;
+use crate::event::Event;
+
+/// One of the two peers of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The client that connected to the proxy.
+    Client,
+    /// The upstream server the proxy connected to.
+    Upstream,
+}
+
+impl Side {
+    /// The other peer.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Upstream,
+            Side::Upstream => Side::Client,
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Side::Client => 0,
+            Side::Upstream => 1,
+        }
+    }
+}
+
+/// Something that happened, fed to [`Connection::handle_input`](crate::Connection::handle_input).
+#[derive(Debug)]
+pub enum Input {
+    /// Bytes read from the client. Pass the read buffer itself: when the core holds no
+    /// unparsed bytes it adopts the buffer without copying.
+    ClientData(BytesMut),
+    /// The client closed its sending side (read returned 0) or the read failed.
+    ClientEof,
+    /// The upstream connection asked for by [`Output::Connect`] is ready. `reused` says it
+    /// came from an idle pool: a reused connection that closes before answering a request
+    /// without a body makes the core ask for a fresh connection once.
+    UpstreamConnected {
+        /// Whether the connection was taken from a keep-alive pool.
+        reused: bool,
+    },
+    /// No server of the route's upstream group could be reached (the adapter has already
+    /// tried the ones it wanted to). The client gets `502`.
+    UpstreamConnectFailed,
+    /// Bytes read from the upstream.
+    UpstreamData(BytesMut),
+    /// The upstream closed its sending side or the read failed.
+    UpstreamEof,
+    /// Everything written so far towards `to` has been written out. While bytes towards a
+    /// peer are pending, `send_timeout` runs; this input stops it.
+    Flushed {
+        /// The peer whose writes completed.
+        to: Side,
+    },
+    /// In a tunnel: the adapter read `bytes` from `from` and is writing them to the other
+    /// side (which starts `send_timeout` for that side until [`Input::Flushed`]).
+    TunnelActivity {
+        /// Where the bytes came from.
+        from: Side,
+        /// How many bytes were read.
+        bytes: usize,
+    },
+    /// Stop taking new requests: finish the exchange in flight, then close. A tunnel is
+    /// given `grace` before it is closed.
+    Shutdown {
+        /// How long an open tunnel may continue.
+        grace: Duration,
+    },
+    /// Time passed. Safe to send at any time; with nothing due it does nothing.
+    Timeout,
+}
+
+/// An action for the caller, from [`Connection::poll_output`](crate::Connection::poll_output).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Open (or take from a pool) a connection to a server of this route's upstream group,
+    /// then answer with [`Input::UpstreamConnected`] or [`Input::UpstreamConnectFailed`].
+    Connect(RouteId),
+    /// Write these bytes to the client, in order.
+    ToClient(Bytes),
+    /// Write these bytes to the upstream, in order.
+    ToUpstream(Bytes),
+    /// The exchange with the current upstream connection is over: pool it when
+    /// `reusable`, close it otherwise.
+    ReleaseUpstream {
+        /// Whether the connection may carry another request.
+        reusable: bool,
+    },
+    /// From now on copy bytes both ways yourself, reporting each read as
+    /// [`Input::TunnelActivity`] and each EOF as [`Input::ClientEof`] /
+    /// [`Input::UpstreamEof`]. First write `client_leftover` to the upstream and
+    /// `upstream_leftover` to the client: they arrived with the handshake.
+    StartTunnel {
+        /// Bytes the client sent after its upgrade request, for the upstream.
+        client_leftover: Bytes,
+        /// Bytes the upstream sent after its `101` head, for the client.
+        upstream_leftover: Bytes,
+    },
+    /// Shut down writing towards `side` (half-close), after writing what is pending.
+    Shutdown {
+        /// The peer that will read EOF.
+        side: Side,
+    },
+    /// Write what is pending, then close both connections. Nothing follows.
+    Close,
+    /// Something worth logging or counting.
+    Event(Event),
+}
