@@ -1,1 +1,144 @@
-//! placeholder
+//! switchyard-smol drives real sockets through the sans-IO
+//! [`switchyard_core::Connection`] on the smol runtime crates (`async-io`,
+//! `async-executor`, `futures-lite`).
+//!
+//! One task per client connection feeds what happens on its sockets into the core,
+//! performs the core's outputs in order, and sleeps until a socket is ready or the
+//! core's next deadline (one [`async_io::Timer`]). The adapter owns everything shared
+//! between connections: round-robin upstream groups and a keep-alive pool of idle
+//! upstream connections. Tunnels copy bytes through 16 KiB buffers taken from a pool only
+//! once a socket is readable, so an idle WebSocket holds no buffer.
+//!
+//! # Example
+//!
+//! A proxy on a free loopback port in front of `127.0.0.1:9000`, stopped gracefully:
+//!
+//! ```
+//! use switchyard_smol::{Server, ServerConfig};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let config = ServerConfig::simple(
+//!     "127.0.0.1:0".parse().unwrap(),    // port 0: any free port
+//!     "127.0.0.1:9000".parse().unwrap(), // the upstream server
+//! );
+//! let server = Server::bind(config)?; // a port in use is reported here
+//! println!("listening on {:?}", server.local_addrs());
+//!
+//! // Call `shutdown()` from anywhere, e.g. a SIGTERM handler thread.
+//! let stop = server.shutdown_handle();
+//! let runner = std::thread::spawn(move || server.run());
+//! stop.shutdown();
+//! runner.join().unwrap()?; // returns once every connection has finished
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Routes and their deadlines come from [`switchyard_core::Config`];
+//! [`ServerConfig::route_upstream`] maps each route to an [`UpstreamGroup`].
+//!
+//! # Logging
+//!
+//! Every finished request and every finished tunnel is one `tracing` record at INFO
+//! with target `switchyard::access` (client, method, path, status, bytes each way,
+//! duration, and for tunnels the close reason). Protocol errors of clients are DEBUG,
+//! of upstreams WARN; failing upstream connects and accept errors are WARN.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+mod buffer;
+mod driver;
+mod log;
+mod server;
+mod signal;
+mod upstream;
+
+pub use log::ACCESS_TARGET;
+pub use server::{Server, ShutdownHandle};
+
+/// A named set of upstream servers; requests are spread over them round-robin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamGroup {
+    /// Name, for logs.
+    pub name: String,
+    /// The servers. A server that refuses a connection is skipped for the next one.
+    pub servers: Vec<SocketAddr>,
+}
+
+/// The keep-alive pool of idle upstream connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Most idle connections kept per upstream server (0 disables pooling). Default 32.
+    pub max_idle_per_server: usize,
+    /// An idle connection is closed after this long. Default 60 s.
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_idle_per_server: 32,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything a [`Server`] needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Addresses to listen on (port 0 picks a free port; see [`Server::local_addrs`]).
+    pub listen: Vec<SocketAddr>,
+    /// Routes, deadlines, limits and forwarding headers for the core.
+    pub core: switchyard_core::Config,
+    /// Upstream groups.
+    pub upstreams: Vec<UpstreamGroup>,
+    /// For each route (index in `core.routes`), the index of its group in `upstreams`.
+    pub route_upstream: Vec<usize>,
+    /// Executor threads; 0 means one per core.
+    pub workers: usize,
+    /// On shutdown, how long an open tunnel may continue. Default 10 s.
+    pub shutdown_grace: Duration,
+    /// Accepting pauses while this many client connections are open (0: no limit).
+    /// Default 10 000.
+    pub max_connections: usize,
+    /// Upstream keep-alive pool.
+    pub pool: PoolConfig,
+}
+
+impl ServerConfig {
+    /// Listens on `listen` and sends everything (one route `/`, WebSocket allowed) to
+    /// `upstream`, with default deadlines and limits.
+    pub fn simple(listen: SocketAddr, upstream: SocketAddr) -> Self {
+        ServerConfig {
+            listen: vec![listen],
+            core: switchyard_core::Config::default(),
+            upstreams: vec![UpstreamGroup {
+                name: "default".to_string(),
+                servers: vec![upstream],
+            }],
+            route_upstream: vec![0],
+            workers: 0,
+            shutdown_grace: Duration::from_secs(10),
+            max_connections: 10_000,
+            pool: PoolConfig::default(),
+        }
+    }
+}
+
+/// Binds a [`Server`] and runs it on a new thread: returns the bound addresses, a
+/// [`ShutdownHandle`] and the thread, which ends with [`Server::run`]'s result.
+pub fn spawn(
+    config: ServerConfig,
+) -> io::Result<(Vec<SocketAddr>, ShutdownHandle, JoinHandle<io::Result<()>>)> {
+    let server = Server::bind(config)?;
+    let addrs = server.local_addrs();
+    let handle = server.shutdown_handle();
+    let thread = std::thread::Builder::new()
+        .name("switchyard".to_string())
+        .spawn(move || server.run())?;
+    Ok((addrs, handle, thread))
+}

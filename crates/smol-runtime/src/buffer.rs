@@ -1,0 +1,138 @@
+//! Tunnel buffers and per-peer write queues.
+//!
+//! A tunnel takes a buffer only once a socket is readable and gives it back as soon as
+//! the bytes are written out, so an idle tunnel holds none. Free buffers are kept per
+//! thread (no lock), a bounded number of them.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes};
+
+/// Size of one tunnel buffer.
+pub(crate) const TUNNEL_BUFFER_SIZE: usize = 16 * 1024;
+/// Most free buffers kept per thread; more are freed.
+const MAX_FREE_PER_THREAD: usize = 256;
+
+thread_local! {
+    static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Takes a buffer of [`TUNNEL_BUFFER_SIZE`] initialised bytes from this thread's pool.
+pub(crate) fn take_buffer() -> Vec<u8> {
+    FREE.with(|free| free.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; TUNNEL_BUFFER_SIZE])
+}
+
+/// Gives a buffer back (it stays initialised, so the next read needs no zeroing).
+pub(crate) fn give_buffer(buffer: Vec<u8>) {
+    debug_assert_eq!(buffer.len(), TUNNEL_BUFFER_SIZE);
+    FREE.with(|free| {
+        let mut free = free.borrow_mut();
+        if free.len() < MAX_FREE_PER_THREAD {
+            free.push(buffer);
+        }
+    });
+}
+
+/// Bytes waiting to be written to one peer.
+#[derive(Debug)]
+pub(crate) enum Chunk {
+    /// Bytes produced by the core.
+    Bytes(Bytes),
+    /// Bytes read in a tunnel, still in their pooled buffer: `buffer[start..end]`.
+    Pooled {
+        buffer: Vec<u8>,
+        start: usize,
+        end: usize,
+    },
+}
+
+impl Chunk {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Chunk::Bytes(bytes) => bytes,
+            Chunk::Pooled { buffer, start, end } => &buffer[*start..*end],
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Chunk::Bytes(bytes) => bytes.advance(n),
+            Chunk::Pooled { start, .. } => *start += n,
+        }
+    }
+
+    /// Gives a pooled buffer back.
+    pub(crate) fn release(self) {
+        if let Chunk::Pooled { buffer, .. } = self {
+            give_buffer(buffer);
+        }
+    }
+}
+
+/// An ordered queue of chunks towards one peer.
+#[derive(Debug, Default)]
+pub(crate) struct WriteQueue {
+    chunks: VecDeque<Chunk>,
+    len: usize,
+}
+
+impl WriteQueue {
+    pub(crate) fn push(&mut self, chunk: Chunk) {
+        let n = chunk.as_slice().len();
+        if n == 0 {
+            chunk.release();
+            return;
+        }
+        self.len += n;
+        self.chunks.push_back(chunk);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Bytes queued.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The bytes to write next (empty when the queue is).
+    pub(crate) fn front(&self) -> &[u8] {
+        self.chunks.front().map_or(&[], Chunk::as_slice)
+    }
+
+    /// Marks `n` bytes of the front as written, releasing finished chunks.
+    pub(crate) fn consume(&mut self, mut n: usize) {
+        self.len -= n.min(self.len);
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                return;
+            };
+            let available = front.as_slice().len();
+            if n < available {
+                front.advance(n);
+                return;
+            }
+            n -= available;
+            if let Some(done) = self.chunks.pop_front() {
+                done.release();
+            }
+        }
+    }
+
+    /// Drops everything queued, returning pooled buffers.
+    pub(crate) fn clear(&mut self) {
+        for chunk in self.chunks.drain(..) {
+            chunk.release();
+        }
+        self.len = 0;
+    }
+}
+
+impl Drop for WriteQueue {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}

@@ -1,0 +1,592 @@
+//! One task per client connection: feeds what happens on the sockets into the core,
+//! performs what the core asks for, and sleeps until the next readiness or deadline.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_io::{Async, Timer};
+use bytes::BytesMut;
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use switchyard_core::{Config, Connection, Input, Misuse, Output, PeerInfo, RouteId, Side};
+
+use crate::buffer::{give_buffer, take_buffer, Chunk, WriteQueue};
+use crate::signal::Signal;
+use crate::upstream::{self, Dialed, Group, Pool};
+
+/// Size of one read in the HTTP phase.
+const HTTP_READ_SIZE: usize = 8 * 1024;
+/// In the HTTP phase, stop reading from a peer while this much is queued towards the
+/// other one (the core has its own backpressure; this bounds memory whatever it does).
+const HTTP_BACKLOG: usize = 256 * 1024;
+/// After the core closes, how long the client may keep sending before its socket is
+/// closed: closing with unread bytes would reset the connection and could destroy the
+/// response it has not read yet.
+const LINGER: Duration = Duration::from_secs(1);
+/// At most this much is read and discarded while lingering.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// State shared by every connection of a server.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) core: Arc<Config>,
+    pub(crate) groups: Vec<Group>,
+    pub(crate) route_upstream: Vec<usize>,
+    pub(crate) pool: Pool,
+    pub(crate) shutdown: Arc<Signal>,
+    pub(crate) grace: Duration,
+}
+
+/// Serves one client connection until the core closes it.
+pub(crate) async fn serve(shared: &Shared, client: Async<TcpStream>, client_addr: SocketAddr) {
+    let peer = PeerInfo {
+        client_addr: Some(client_addr.ip()),
+        ..PeerInfo::default()
+    };
+    let driver = Driver {
+        shared,
+        client_addr,
+        conn: Connection::new(shared.core.clone(), peer, Instant::now()),
+        client: Peer::new(client),
+        upstream: None,
+        tunnel: false,
+        pending_connect: None,
+        closing: false,
+        shutdown_told: false,
+        next_fresh: false,
+        timer: Timer::never(),
+        armed: None,
+    };
+    driver.run().await;
+}
+
+/// One socket and what is queued towards it.
+#[derive(Debug)]
+struct Peer {
+    stream: Async<TcpStream>,
+    queue: WriteQueue,
+    /// EOF (or a read error) was seen and reported; nothing more is read.
+    read_eof: bool,
+    /// The core asked to shut down writing once the queue is written.
+    shutdown_pending: bool,
+    /// Writing is over (shut down, or a write failed): queued bytes are dropped.
+    write_closed: bool,
+}
+
+impl Peer {
+    fn new(stream: Async<TcpStream>) -> Self {
+        Peer {
+            stream,
+            queue: WriteQueue::default(),
+            read_eof: false,
+            shutdown_pending: false,
+            write_closed: false,
+        }
+    }
+
+    fn push(&mut self, chunk: Chunk) {
+        if self.write_closed {
+            chunk.release();
+            return;
+        }
+        self.queue.push(chunk);
+    }
+
+    fn shutdown_write(&mut self) {
+        self.shutdown_pending = false;
+        if self.write_closed {
+            return;
+        }
+        self.write_closed = true;
+        // Fails only when the peer is already gone, which changes nothing here.
+        let _ = self.stream.get_ref().shutdown(Shutdown::Write);
+    }
+}
+
+/// The current upstream connection.
+#[derive(Debug)]
+struct Upstream {
+    peer: Peer,
+    server: SocketAddr,
+    reused: bool,
+    bytes_read: u64,
+}
+
+/// What ended a wait.
+#[derive(Debug)]
+enum Wake {
+    Timer,
+    Readable(Side),
+    Wrote(Side, io::Result<usize>),
+    Shutdown,
+}
+
+struct Driver<'a> {
+    shared: &'a Shared,
+    client_addr: SocketAddr,
+    conn: Connection,
+    client: Peer,
+    upstream: Option<Upstream>,
+    /// After `StartTunnel`: reads go to pooled buffers and are copied, not parsed.
+    tunnel: bool,
+    pending_connect: Option<RouteId>,
+    /// The core said `Close`.
+    closing: bool,
+    shutdown_told: bool,
+    /// The last pooled connection died before answering: the core's retry must dial.
+    next_fresh: bool,
+    timer: Timer,
+    /// The deadline `timer` is set to (None once it fired or when there is none).
+    armed: Option<Instant>,
+}
+
+impl Driver<'_> {
+    async fn run(mut self) {
+        loop {
+            while let Some(output) = self.conn.poll_output() {
+                self.apply(output);
+            }
+            if self.closing || self.conn.is_closed() {
+                break;
+            }
+            if let Some(route) = self.pending_connect.take() {
+                self.connect(route).await;
+                continue;
+            }
+            let wake = self.wait().await;
+            let now = Instant::now();
+            match wake {
+                Wake::Timer => {
+                    self.armed = None;
+                    self.conn.handle_timeout(now);
+                }
+                Wake::Readable(side) => self.read(side, now),
+                Wake::Wrote(side, result) => self.wrote(side, result, now),
+                Wake::Shutdown => {
+                    self.shutdown_told = true;
+                    let grace = self.shared.grace;
+                    self.feed(Input::Shutdown { grace }, now);
+                }
+            }
+            // A busy socket must not starve the deadlines.
+            if self
+                .conn
+                .poll_timeout()
+                .is_some_and(|deadline| deadline <= now)
+            {
+                self.conn.handle_timeout(now);
+            }
+        }
+        self.finish().await;
+    }
+
+    fn feed(&mut self, input: Input, now: Instant) {
+        if let Err(misuse) = self.conn.handle_input(input, now) {
+            match misuse {
+                Misuse::Closed => self.closing = true,
+                other => {
+                    tracing::warn!(client = %self.client_addr, %other, "core rejected an input")
+                }
+            }
+        }
+    }
+
+    fn peer_mut(&mut self, side: Side) -> Option<&mut Peer> {
+        match side {
+            Side::Client => Some(&mut self.client),
+            Side::Upstream => self.upstream.as_mut().map(|u| &mut u.peer),
+        }
+    }
+
+    fn peer(&self, side: Side) -> Option<&Peer> {
+        match side {
+            Side::Client => Some(&self.client),
+            Side::Upstream => self.upstream.as_ref().map(|u| &u.peer),
+        }
+    }
+
+    fn apply(&mut self, output: Output) {
+        match output {
+            Output::Connect(route) => self.pending_connect = Some(route),
+            Output::ToClient(bytes) => self.client.push(Chunk::Bytes(bytes)),
+            Output::ToUpstream(bytes) => match &mut self.upstream {
+                Some(upstream) => upstream.peer.push(Chunk::Bytes(bytes)),
+                None => {
+                    tracing::debug!(client = %self.client_addr, "bytes for a missing upstream dropped")
+                }
+            },
+            Output::ReleaseUpstream { reusable } => self.release_upstream(reusable),
+            Output::StartTunnel {
+                client_leftover,
+                upstream_leftover,
+            } => {
+                self.tunnel = true;
+                if let Some(upstream) = &mut self.upstream {
+                    upstream.peer.push(Chunk::Bytes(client_leftover));
+                }
+                self.client.push(Chunk::Bytes(upstream_leftover));
+            }
+            Output::Shutdown { side } => {
+                if let Some(peer) = self.peer_mut(side) {
+                    if peer.queue.is_empty() {
+                        peer.shutdown_write();
+                    } else {
+                        peer.shutdown_pending = true;
+                    }
+                }
+            }
+            Output::Close => self.closing = true,
+            Output::Event(event) => crate::log::event(self.client_addr, event),
+        }
+    }
+
+    fn release_upstream(&mut self, reusable: bool) {
+        let Some(upstream) = self.upstream.take() else {
+            return;
+        };
+        let Upstream {
+            peer,
+            server,
+            reused,
+            bytes_read,
+        } = upstream;
+        // A pooled connection that ended before answering anything makes the core retry
+        // once, and that retry should not meet another stale pooled connection.
+        self.next_fresh = !reusable && reused && bytes_read == 0;
+        let clean = peer.queue.is_empty() && !peer.read_eof && !peer.write_closed;
+        if reusable && clean {
+            self.shared.pool.put(server, peer.stream);
+        }
+    }
+
+    /// Answers `Connect(route)`, racing the dial against the core's connect deadline.
+    async fn connect(&mut self, route: RouteId) {
+        let fresh = std::mem::take(&mut self.next_fresh);
+        // The core asks for a new connection only after releasing the old one; if it
+        // did not, the old one is not reusable.
+        self.upstream = None;
+        let shared = self.shared;
+        let Some(group) = shared
+            .route_upstream
+            .get(route)
+            .and_then(|&index| shared.groups.get(index))
+        else {
+            tracing::warn!(route, "route has no upstream group");
+            self.feed(Input::UpstreamConnectFailed, Instant::now());
+            return;
+        };
+        let connect_timeout = shared
+            .core
+            .routes
+            .get(route)
+            .map_or(shared.core.timeouts.connect, |r| r.timeouts.connect);
+        self.arm_timer();
+        let timer = &mut self.timer;
+        let dial =
+            async { Some(upstream::connect(group, &shared.pool, fresh, connect_timeout).await) };
+        let expire = async {
+            timer.await;
+            None
+        };
+        let outcome = future::or(dial, expire).await;
+        let now = Instant::now();
+        match outcome {
+            Some(Some(Dialed {
+                stream,
+                server,
+                reused,
+            })) => {
+                tracing::debug!(client = %self.client_addr, %server, reused, "upstream connected");
+                self.upstream = Some(Upstream {
+                    peer: Peer::new(stream),
+                    server,
+                    reused,
+                    bytes_read: 0,
+                });
+                self.feed(Input::UpstreamConnected { reused }, now);
+            }
+            Some(None) => self.feed(Input::UpstreamConnectFailed, now),
+            None => {
+                self.armed = None;
+                self.conn.handle_timeout(now);
+            }
+        }
+    }
+
+    /// Sets the timer to the core's next deadline, if it changed.
+    fn arm_timer(&mut self) {
+        let deadline = self.conn.poll_timeout();
+        if deadline != self.armed {
+            match deadline {
+                Some(at) => self.timer.set_at(at),
+                None => self.timer = Timer::never(),
+            }
+            self.armed = deadline;
+        }
+    }
+
+    fn should_read(&self, side: Side) -> bool {
+        let Some(peer) = self.peer(side) else {
+            return false;
+        };
+        if peer.read_eof || !self.conn.wants_read(side) {
+            return false;
+        }
+        let queued_other_way = self.peer(side.other()).map_or(0, |p| p.queue.len());
+        if self.tunnel {
+            // One buffer in flight per direction: the next read waits for the write.
+            queued_other_way == 0
+        } else {
+            queued_other_way < HTTP_BACKLOG
+        }
+    }
+
+    /// Sleeps until a socket is readable, a write made progress, the deadline passed or
+    /// shutdown began.
+    async fn wait(&mut self) -> Wake {
+        self.arm_timer();
+        let read_client = self.should_read(Side::Client);
+        let read_upstream = self.should_read(Side::Upstream);
+        let watch_shutdown = !self.shutdown_told;
+        let client = &self.client;
+        let upstream = self.upstream.as_ref().map(|u| &u.peer);
+        let timer = &mut self.timer;
+        let shutdown = &self.shared.shutdown;
+
+        let write_client = write_some(Some(client), Side::Client);
+        let write_upstream = write_some(upstream, Side::Upstream);
+        let readable_client = readable(Some(client).filter(|_| read_client), Side::Client);
+        let readable_upstream = readable(upstream.filter(|_| read_upstream), Side::Upstream);
+        let shutdown = async {
+            if !watch_shutdown {
+                future::pending::<()>().await;
+            }
+            shutdown.wait().await;
+            Wake::Shutdown
+        };
+        let deadline = async {
+            timer.await;
+            Wake::Timer
+        };
+        future::or(
+            future::or(write_client, write_upstream),
+            future::or(
+                future::or(readable_client, readable_upstream),
+                future::or(shutdown, deadline),
+            ),
+        )
+        .await
+    }
+
+    fn read(&mut self, side: Side, now: Instant) {
+        if self.tunnel {
+            self.read_tunnel(side, now);
+        } else {
+            self.read_http(side, now);
+        }
+    }
+
+    /// HTTP phase: the read buffer goes to the core, which adopts it when it can.
+    fn read_http(&mut self, side: Side, now: Instant) {
+        let Some(peer) = self.peer_mut(side) else {
+            return;
+        };
+        let mut buffer = BytesMut::zeroed(HTTP_READ_SIZE);
+        let mut socket: &TcpStream = peer.stream.get_ref();
+        match socket.read(&mut buffer) {
+            Ok(0) => self.eof(side, now),
+            Ok(n) => {
+                buffer.truncate(n);
+                let input = match side {
+                    Side::Client => Input::ClientData(buffer),
+                    Side::Upstream => {
+                        if let Some(upstream) = &mut self.upstream {
+                            upstream.bytes_read += n as u64;
+                        }
+                        Input::UpstreamData(buffer)
+                    }
+                };
+                self.feed(input, now);
+            }
+            Err(e) if is_transient(&e) => {}
+            Err(error) => {
+                tracing::debug!(client = %self.client_addr, ?side, %error, "read failed");
+                self.eof(side, now);
+            }
+        }
+    }
+
+    /// Tunnel: read into a pooled buffer (taken only now that the socket is readable)
+    /// and queue it towards the other side.
+    fn read_tunnel(&mut self, side: Side, now: Instant) {
+        let Some(peer) = self.peer_mut(side) else {
+            return;
+        };
+        let mut buffer = take_buffer();
+        let mut socket: &TcpStream = peer.stream.get_ref();
+        match socket.read(&mut buffer) {
+            Ok(0) => {
+                give_buffer(buffer);
+                self.eof(side, now);
+            }
+            Ok(n) => {
+                self.feed(
+                    Input::TunnelActivity {
+                        from: side,
+                        bytes: n,
+                    },
+                    now,
+                );
+                match self.peer_mut(side.other()) {
+                    Some(other) if !other.write_closed => other.queue.push(Chunk::Pooled {
+                        buffer,
+                        start: 0,
+                        end: n,
+                    }),
+                    _ => give_buffer(buffer),
+                }
+            }
+            Err(e) if is_transient(&e) => give_buffer(buffer),
+            Err(error) => {
+                give_buffer(buffer);
+                tracing::debug!(client = %self.client_addr, ?side, %error, "read failed");
+                self.eof(side, now);
+            }
+        }
+    }
+
+    fn eof(&mut self, side: Side, now: Instant) {
+        let Some(peer) = self.peer_mut(side) else {
+            return;
+        };
+        if peer.read_eof {
+            return;
+        }
+        peer.read_eof = true;
+        let input = match side {
+            Side::Client => Input::ClientEof,
+            Side::Upstream => Input::UpstreamEof,
+        };
+        self.feed(input, now);
+    }
+
+    fn wrote(&mut self, side: Side, result: io::Result<usize>, now: Instant) {
+        let Some(peer) = self.peer_mut(side) else {
+            return;
+        };
+        match result {
+            Ok(0) => self.write_failed(side, io::ErrorKind::WriteZero.into(), now),
+            Ok(n) => {
+                peer.queue.consume(n);
+                if peer.queue.is_empty() {
+                    if peer.shutdown_pending {
+                        peer.shutdown_write();
+                    }
+                    self.feed(Input::Flushed { to: side }, now);
+                }
+            }
+            Err(e) if is_transient(&e) => {}
+            Err(error) => self.write_failed(side, error, now),
+        }
+    }
+
+    /// A peer that cannot be written to is gone: drop what was queued for it and treat
+    /// it as closed (EOF) from then on.
+    fn write_failed(&mut self, side: Side, error: io::Error, now: Instant) {
+        tracing::debug!(client = %self.client_addr, ?side, %error, "write failed");
+        if let Some(peer) = self.peer_mut(side) {
+            peer.queue.clear();
+            peer.shutdown_pending = false;
+            peer.write_closed = true;
+        }
+        self.eof(side, now);
+    }
+
+    /// After `Close`: write what is pending (within `send_timeout`), close the upstream,
+    /// then half-close the client and linger briefly so unread request bytes do not turn
+    /// the close into a reset.
+    async fn finish(mut self) {
+        let limit = self.shared.core.timeouts.send;
+        let client = &mut self.client;
+        let upstream = self.upstream.as_mut().map(|u| &mut u.peer);
+        let flush_both = async {
+            future::zip(flush(Some(client)), flush(upstream)).await;
+        };
+        future::or(flush_both, async {
+            Timer::after(limit).await;
+        })
+        .await;
+        self.upstream = None;
+        self.client.shutdown_write();
+        if !self.client.read_eof {
+            let stream = &self.client.stream;
+            let drain = async {
+                let mut sink = [0u8; 4096];
+                let mut total = 0;
+                let mut reader = stream;
+                while total < LINGER_BYTES {
+                    match reader.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+            };
+            future::or(drain, async {
+                Timer::after(LINGER).await;
+            })
+            .await;
+        }
+    }
+}
+
+fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// Writes some of what is queued towards `peer`; never completes when nothing is.
+async fn write_some(peer: Option<&Peer>, side: Side) -> Wake {
+    match peer {
+        Some(peer) if !peer.queue.is_empty() && !peer.write_closed => {
+            let mut writer = &peer.stream;
+            Wake::Wrote(side, writer.write(peer.queue.front()).await)
+        }
+        _ => future::pending().await,
+    }
+}
+
+/// Completes when `peer` is readable; never completes for `None`.
+async fn readable(peer: Option<&Peer>, side: Side) -> Wake {
+    match peer {
+        // An error here shows up again on the read itself.
+        Some(peer) => {
+            let _ = peer.stream.readable().await;
+            Wake::Readable(side)
+        }
+        None => future::pending().await,
+    }
+}
+
+/// Writes everything queued towards `peer` (a failed write drops the rest).
+async fn flush(peer: Option<&mut Peer>) {
+    let Some(peer) = peer else {
+        return;
+    };
+    while !peer.queue.is_empty() && !peer.write_closed {
+        let mut writer = &peer.stream;
+        match writer.write(peer.queue.front()).await {
+            Ok(n) if n > 0 => peer.queue.consume(n),
+            Err(e) if is_transient(&e) => {}
+            _ => {
+                peer.queue.clear();
+                peer.write_closed = true;
+            }
+        }
+    }
+    if peer.shutdown_pending {
+        peer.shutdown_write();
+    }
+}

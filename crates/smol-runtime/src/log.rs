@@ -1,0 +1,68 @@
+//! Turns the core's events into `tracing` records. Finished exchanges and tunnels are
+//! access-log lines (target `switchyard::access`, level INFO).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchyard_core::{Event, Side};
+
+/// Target of access-log records, for filtering (`switchyard::access=info`).
+pub const ACCESS_TARGET: &str = "switchyard::access";
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub(crate) fn event(client: SocketAddr, event: Event) {
+    match event {
+        Event::Exchange(record) => tracing::info!(
+            target: ACCESS_TARGET,
+            %client,
+            method = %record.method,
+            path = %record.target,
+            status = record.status,
+            bytes_in = record.bytes_from_client,
+            bytes_out = record.bytes_to_client,
+            duration_ms = millis(record.duration),
+            "request"
+        ),
+        Event::TunnelClosed(record) => tracing::info!(
+            target: ACCESS_TARGET,
+            %client,
+            path = %record.target,
+            protocol = %record.protocol,
+            bytes_in = record.bytes_client_to_upstream,
+            bytes_out = record.bytes_upstream_to_client,
+            duration_ms = millis(record.duration),
+            reason = record.reason.as_str(),
+            "tunnel"
+        ),
+        Event::Rejected(error) => match error.side {
+            Side::Client => tracing::debug!(
+                %client,
+                status = error.status_hint(),
+                kind = ?error.kind,
+                "client protocol error"
+            ),
+            Side::Upstream => tracing::warn!(
+                %client,
+                status = error.status_hint(),
+                kind = ?error.kind,
+                "upstream protocol error"
+            ),
+        },
+        Event::Request {
+            method,
+            target,
+            route,
+            upgrade,
+        } => {
+            tracing::debug!(%client, %method, path = %target, route, upgrade = upgrade.as_deref(), "request head")
+        }
+        Event::Response { status } => tracing::debug!(%client, status, "response head"),
+        Event::TunnelOpened { protocol } => tracing::debug!(%client, %protocol, "tunnel opened"),
+        Event::Closed { reason } => {
+            tracing::debug!(%client, reason = reason.as_str(), "connection closed")
+        }
+    }
+}

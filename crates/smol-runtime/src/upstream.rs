@@ -1,0 +1,213 @@
+//! Upstream groups (round-robin), dialing, and the keep-alive pool of idle upstream
+//! connections shared by all client connections.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_io::{Async, Timer};
+use futures_lite::future;
+
+use crate::PoolConfig;
+
+/// An upstream group at run time: its servers and its round-robin position.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pub(crate) name: String,
+    pub(crate) servers: Vec<SocketAddr>,
+    next: AtomicUsize,
+}
+
+impl Group {
+    pub(crate) fn new(name: String, servers: Vec<SocketAddr>) -> Self {
+        Group {
+            name,
+            servers,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Every server once, starting at the next one in round-robin order.
+    fn rotation(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        let n = self.servers.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
+        (0..n).map(move |k| self.servers[(start + k) % n])
+    }
+}
+
+/// An upstream connection handed to a client connection.
+#[derive(Debug)]
+pub(crate) struct Dialed {
+    pub(crate) stream: Async<TcpStream>,
+    pub(crate) server: SocketAddr,
+    pub(crate) reused: bool,
+}
+
+/// Finds a connection to a server of `group`: the next server in round-robin order, from
+/// the pool when it holds a live one (unless `fresh`), else dialed with `connect_timeout`.
+/// A failed dial moves on to the next server; each server is tried at most once.
+pub(crate) async fn connect(
+    group: &Group,
+    pool: &Pool,
+    fresh: bool,
+    connect_timeout: Duration,
+) -> Option<Dialed> {
+    for server in group.rotation() {
+        if !fresh {
+            if let Some(stream) = pool.take(server) {
+                return Some(Dialed {
+                    stream,
+                    server,
+                    reused: true,
+                });
+            }
+        }
+        let dial = async { Some(Async::<TcpStream>::connect(server).await) };
+        let give_up = async {
+            Timer::after(connect_timeout).await;
+            None
+        };
+        match future::or(dial, give_up).await {
+            Some(Ok(stream)) => {
+                if let Err(error) = stream.get_ref().set_nodelay(true) {
+                    tracing::debug!(%server, %error, "setting TCP_NODELAY failed");
+                }
+                return Some(Dialed {
+                    stream,
+                    server,
+                    reused: false,
+                });
+            }
+            Some(Err(error)) => {
+                tracing::warn!(group = %group.name, %server, %error, "upstream connect failed");
+            }
+            None => {
+                tracing::warn!(group = %group.name, %server, "upstream connect timed out");
+            }
+        }
+    }
+    None
+}
+
+/// Idle keep-alive connections per upstream server.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    config: PoolConfig,
+    idle: Mutex<HashMap<SocketAddr, VecDeque<Idle>>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    stream: Async<TcpStream>,
+    since: Instant,
+}
+
+impl Pool {
+    pub(crate) fn new(config: PoolConfig) -> Self {
+        Pool {
+            config,
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, VecDeque<Idle>>> {
+        // A panic while holding the lock leaves a map that is still consistent.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Keeps `stream` for reuse; the oldest idle connection to `server` is closed when
+    /// the server already has `max_idle_per_server`.
+    pub(crate) fn put(&self, server: SocketAddr, stream: Async<TcpStream>) {
+        if self.config.max_idle_per_server == 0 {
+            return;
+        }
+        let evicted = {
+            let mut idle = self.lock();
+            let queue = idle.entry(server).or_default();
+            queue.push_back(Idle {
+                stream,
+                since: Instant::now(),
+            });
+            if queue.len() > self.config.max_idle_per_server {
+                queue.pop_front()
+            } else {
+                None
+            }
+        };
+        // Closed outside the lock.
+        drop(evicted);
+    }
+
+    /// The most recently pooled live connection to `server`, if any. Connections that
+    /// idled longer than `idle_timeout`, were closed by the server or hold unexpected
+    /// bytes are closed on the way.
+    pub(crate) fn take(&self, server: SocketAddr) -> Option<Async<TcpStream>> {
+        let now = Instant::now();
+        let mut discarded = Vec::new();
+        let found = {
+            let mut idle = self.lock();
+            let queue = idle.get_mut(&server)?;
+            let mut found = None;
+            while let Some(entry) = queue.pop_back() {
+                if now.duration_since(entry.since) < self.config.idle_timeout
+                    && still_open(&entry.stream)
+                {
+                    found = Some(entry.stream);
+                    break;
+                }
+                discarded.push(entry);
+            }
+            found
+        };
+        drop(discarded);
+        found
+    }
+
+    /// Closes connections that idled too long or that the server closed.
+    pub(crate) fn prune(&self) {
+        let now = Instant::now();
+        let mut discarded = Vec::new();
+        {
+            let mut idle = self.lock();
+            for queue in idle.values_mut() {
+                let mut kept = VecDeque::with_capacity(queue.len());
+                for entry in queue.drain(..) {
+                    if now.duration_since(entry.since) < self.config.idle_timeout
+                        && still_open(&entry.stream)
+                    {
+                        kept.push_back(entry);
+                    } else {
+                        discarded.push(entry);
+                    }
+                }
+                *queue = kept;
+            }
+            idle.retain(|_, queue| !queue.is_empty());
+        }
+        drop(discarded);
+    }
+
+    /// Closes every idle connection.
+    pub(crate) fn clear(&self) {
+        let all = std::mem::take(&mut *self.lock());
+        drop(all);
+    }
+
+    /// How often [`Pool::prune`] should run.
+    pub(crate) fn prune_interval(&self) -> Duration {
+        (self.config.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(5))
+    }
+}
+
+/// An idle connection is usable only if a non-blocking read finds nothing: EOF means
+/// the server closed it, bytes mean it sent something no request asked for.
+fn still_open(stream: &Async<TcpStream>) -> bool {
+    let mut probe = [0u8; 1];
+    let mut socket: &TcpStream = stream.get_ref();
+    matches!(socket.read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
