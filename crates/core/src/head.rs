@@ -1,0 +1,323 @@
+//! Finding, parsing and validating message heads.
+//!
+//! A head is located incrementally (a head may arrive one byte at a time; each byte is
+//! scanned once), then parsed once with `httparse` and checked against the strict rules
+//! of DESIGN.md "Message framing". Parsed heads keep byte ranges into one [`Bytes`]
+//! instead of owned strings.
+
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::Limits;
+use crate::error::ErrorKind;
+
+/// Upper bound of header fields parsed on the stack; larger limits use the heap.
+const STACK_FIELDS: usize = 128;
+
+/// Incremental search for the end of a head (`CRLF CRLF`).
+#[derive(Debug, Default)]
+pub(crate) struct HeadScanner {
+    /// Bytes of the buffer already scanned.
+    scanned: usize,
+    /// Where the first line ended, once seen.
+    first_line_end: Option<usize>,
+}
+
+/// What a scan found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// The head ends at this offset (after its final CRLF).
+    Complete(usize),
+    /// More bytes are needed.
+    Partial,
+}
+
+impl HeadScanner {
+    /// Forget progress (the buffer's head was consumed).
+    pub(crate) fn reset(&mut self) {
+        *self = HeadScanner::default();
+    }
+
+    /// Continue scanning `buf` for the end of the head. Bare LF and bare CR are errors
+    /// (see DESIGN.md: the proxy never accepts line endings another parser may read
+    /// differently). `is_request` selects the limit errors (414/431 vs 502).
+    pub(crate) fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Scan, ErrorKind> {
+        let mut i = self.scanned;
+        while i < buf.len() {
+            match buf[i] {
+                b'\n' => {
+                    if i == 0 || buf[i - 1] != b'\r' {
+                        return Err(ErrorKind::BareLineEnding);
+                    }
+                    if self.first_line_end.is_none() {
+                        self.first_line_end = Some(i + 1);
+                    }
+                    if i >= 3 && &buf[i - 3..=i] == b"\r\n\r\n" {
+                        self.scanned = i + 1;
+                        return Ok(Scan::Complete(i + 1));
+                    }
+                }
+                b'\r' if i + 1 < buf.len() && buf[i + 1] != b'\n' => {
+                    return Err(ErrorKind::BareLineEnding);
+                }
+                _ => {}
+            }
+            i += 1;
+            if self.first_line_end.is_none() && i > limits.max_request_line {
+                return Err(ErrorKind::RequestLineTooLong);
+            }
+            if i > limits.max_header_bytes {
+                return Err(ErrorKind::HeadTooLarge);
+            }
+        }
+        // A trailing CR is only judged once the next byte arrives.
+        self.scanned = if buf.last() == Some(&b'\r') {
+            buf.len() - 1
+        } else {
+            buf.len()
+        };
+        Ok(Scan::Partial)
+    }
+}
+
+/// Removes empty lines before a request line (RFC 9112 §2.2 allows ignoring them).
+/// Returns false when the buffer holds only (part of) such lines.
+pub(crate) fn skip_leading_crlf(buf: &mut BytesMut) -> bool {
+    let mut n = 0;
+    while buf.len() >= n + 2 && &buf[n..n + 2] == b"\r\n" {
+        n += 2;
+    }
+    if n > 0 {
+        let _ = buf.split_to(n);
+    }
+    !(buf.is_empty() || buf[..] == b"\r"[..])
+}
+
+/// One header field: ranges into the head's bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Field {
+    pub name: Range<usize>,
+    pub value: Range<usize>,
+}
+
+/// A parsed head (request or response), as ranges into `bytes`.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub bytes: Bytes,
+    /// Method (request) or reason phrase (response).
+    pub first: Range<usize>,
+    /// Target (request); empty for a response.
+    pub target: Range<usize>,
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
+    /// Status code (response); 0 for a request.
+    pub status: u16,
+    pub fields: Vec<Field>,
+}
+
+impl Head {
+    pub fn slice(&self, r: &Range<usize>) -> &[u8] {
+        &self.bytes[r.clone()]
+    }
+
+    pub fn name(&self, f: &Field) -> &[u8] {
+        self.slice(&f.name)
+    }
+
+    pub fn value(&self, f: &Field) -> &[u8] {
+        self.slice(&f.value)
+    }
+
+    /// Values of every field called `name` (case-insensitive), in order.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields
+            .iter()
+            .filter(move |f| self.name(f).eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |f| self.value(f))
+    }
+
+    /// Whether any field called `name` exists.
+    pub fn has(&self, name: &str) -> bool {
+        self.values(name).next().is_some()
+    }
+
+    /// Elements of the comma-separated lists in every field called `name`, trimmed of
+    /// whitespace, empty elements skipped (RFC 9110 §5.6.1).
+    pub fn list<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.values(name).flat_map(split_list)
+    }
+
+    /// Whether the comma-separated lists of `name` contain `token` (case-insensitive).
+    pub fn list_has(&self, name: &str, token: &str) -> bool {
+        self.list(name)
+            .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+    }
+
+    pub fn method(&self) -> &[u8] {
+        self.slice(&self.first)
+    }
+}
+
+/// Splits a comma-separated field value into trimmed, non-empty elements.
+pub(crate) fn split_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|e| e.trim_ascii())
+        .filter(|e| !e.is_empty())
+}
+
+/// `tchar` of RFC 9110 §5.6.2.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+pub(crate) fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// Checks that hold for request and response heads alike, on the raw bytes: no obs-fold
+/// and no control characters in values (httparse admits some that other parsers do not).
+fn check_fields(head: &[u8], fields: &[httparse::Header<'_>]) -> Result<(), ErrorKind> {
+    // obs-fold: a field line starting with whitespace.
+    if head
+        .windows(3)
+        .any(|w| w[0] == b'\n' && (w[1] == b' ' || w[1] == b'\t'))
+    {
+        return Err(ErrorKind::ObsFold);
+    }
+    for f in fields {
+        if !is_token(f.name.as_bytes()) {
+            return Err(ErrorKind::InvalidFieldName);
+        }
+        if f.value
+            .iter()
+            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
+            return Err(ErrorKind::ControlCharacter);
+        }
+    }
+    Ok(())
+}
+
+fn map_httparse(e: httparse::Error, line: &[u8]) -> ErrorKind {
+    match e {
+        httparse::Error::TooManyHeaders => ErrorKind::HeadTooLarge,
+        httparse::Error::HeaderName => {
+            if line.windows(2).any(|w| w == b" :" || w == b"\t:") {
+                ErrorKind::InvalidFieldName
+            } else if line
+                .windows(2)
+                .any(|w| w[0] == b'\n' && (w[1] == b' ' || w[1] == b'\t'))
+            {
+                ErrorKind::ObsFold
+            } else {
+                ErrorKind::InvalidFieldName
+            }
+        }
+        httparse::Error::HeaderValue => ErrorKind::ControlCharacter,
+        httparse::Error::NewLine => ErrorKind::BareLineEnding,
+        httparse::Error::Version => {
+            // A well-formed `HTTP/x.y` we do not speak is 505; anything else is garbage.
+            let first = line.split(|&b| b == b'\r').next().unwrap_or(&[]);
+            match first.rsplit(|&b| b == b' ').next() {
+                Some(v)
+                    if v.len() == 8
+                        && v.starts_with(b"HTTP/")
+                        && v[5].is_ascii_digit()
+                        && v[6] == b'.'
+                        && v[7].is_ascii_digit() =>
+                {
+                    ErrorKind::UnsupportedVersion
+                }
+                _ => ErrorKind::MalformedHead,
+            }
+        }
+        _ => ErrorKind::MalformedHead,
+    }
+}
+
+fn with_field_storage<'b, R>(max: usize, f: impl FnOnce(&mut [httparse::Header<'b>]) -> R) -> R {
+    if max <= STACK_FIELDS {
+        let mut storage = [httparse::EMPTY_HEADER; STACK_FIELDS];
+        f(&mut storage[..max])
+    } else {
+        let mut storage = vec![httparse::EMPTY_HEADER; max];
+        f(&mut storage)
+    }
+}
+
+/// Parses a complete request head (`bytes` ends with CRLF CRLF).
+pub(crate) fn parse_request(bytes: Bytes, limits: &Limits) -> Result<Head, ErrorKind> {
+    with_field_storage(limits.max_headers, |storage| {
+        let mut req = httparse::Request::new(storage);
+        match req.parse(&bytes) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => return Err(ErrorKind::MalformedHead),
+            Err(e) => return Err(map_httparse(e, &bytes)),
+        }
+        check_fields(&bytes, req.headers)?;
+        let method = req.method.ok_or(ErrorKind::MalformedHead)?.as_bytes();
+        let target = req.path.ok_or(ErrorKind::MalformedHead)?.as_bytes();
+        let fields = req
+            .headers
+            .iter()
+            .map(|h| Field {
+                name: offset(&bytes, h.name.as_bytes()),
+                value: offset(&bytes, h.value),
+            })
+            .collect();
+        Ok(Head {
+            first: offset(&bytes, method),
+            target: offset(&bytes, target),
+            version: req.version.ok_or(ErrorKind::MalformedHead)?,
+            status: 0,
+            fields,
+            bytes: bytes.clone(),
+        })
+    })
+}
+
+/// Parses a complete response head.
+pub(crate) fn parse_response(bytes: Bytes, limits: &Limits) -> Result<Head, ErrorKind> {
+    with_field_storage(limits.max_headers, |storage| {
+        let mut resp = httparse::Response::new(storage);
+        match resp.parse(&bytes) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => return Err(ErrorKind::MalformedHead),
+            Err(e) => return Err(map_httparse(e, &bytes)),
+        }
+        check_fields(&bytes, resp.headers)?;
+        let status = resp.code.ok_or(ErrorKind::MalformedHead)?;
+        if !(100..=599).contains(&status) {
+            return Err(ErrorKind::MalformedHead);
+        }
+        let reason = resp.reason.unwrap_or("").as_bytes();
+        let reason = if reason.is_empty() {
+            0..0
+        } else {
+            offset(&bytes, reason)
+        };
+        let fields = resp
+            .headers
+            .iter()
+            .map(|h| Field {
+                name: offset(&bytes, h.name.as_bytes()),
+                value: offset(&bytes, h.value),
+            })
+            .collect();
+        Ok(Head {
+            first: reason,
+            target: 0..0,
+            version: resp.version.ok_or(ErrorKind::MalformedHead)?,
+            status,
+            fields,
+            bytes: bytes.clone(),
+        })
+    })
+}

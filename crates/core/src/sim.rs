@@ -1,0 +1,300 @@
+//! A deterministic simulation harness: a virtual clock and scripted peers around one
+//! [`Connection`], for testing the state machine (yours or ours) without sockets.
+//!
+//! The harness plays the adapter: it answers [`Output::Connect`] at once (reusing an
+//! upstream connection released as reusable, like a pool), writes instantly (feeding
+//! [`Input::Flushed`]), records what each peer received, and jumps the clock from
+//! deadline to deadline.
+//!
+//! # Examples
+//! ```
+//! use std::time::{Duration, Instant};
+//! use switchyard_core::{sim::Sim, Config, StateKind};
+//!
+//! let mut sim = Sim::new(Config::default(), Instant::now());
+//! sim.client_sends(b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n\
+//!     Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+//! assert!(sim.upstream_received().starts_with(b"GET /chat HTTP/1.1\r\n"));
+//! sim.upstream_sends(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+//!     Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+//! assert_eq!(sim.state(), StateKind::Tunnel);
+//!
+//! // The upstream goes silent: the tunnel closes exactly at read_timeout (60 s).
+//! sim.advance(Duration::from_secs(59));
+//! assert_eq!(sim.state(), StateKind::Tunnel);
+//! sim.advance(Duration::from_secs(1));
+//! assert!(sim.is_closed());
+//! ```
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::{Config, Connection, Event, Input, Misuse, Output, PeerInfo, Side, StateKind};
+
+/// One upstream connection as the simulated upstream saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimUpstream {
+    /// Every byte the proxy wrote to it.
+    pub received: Vec<u8>,
+    /// The proxy shut down writing towards it.
+    pub shut_down: bool,
+    /// Released with `reusable: true`, `false`, or still in use (`None`).
+    pub released: Option<bool>,
+}
+
+/// How the simulated adapter answers [`Output::Connect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectBehaviour {
+    /// Connect at once (or reuse a pooled connection).
+    Succeed,
+    /// Report [`Input::UpstreamConnectFailed`] at once.
+    Fail,
+    /// Do nothing: the connection attempt hangs (for `connect_timeout`).
+    Hang,
+}
+
+/// A [`Connection`] with scripted peers and a virtual clock.
+#[derive(Debug)]
+pub struct Sim {
+    conn: Connection,
+    now: Instant,
+    /// Every byte the proxy wrote to the client.
+    pub client_received: Vec<u8>,
+    /// The proxy shut down writing towards the client.
+    pub client_shut_down: bool,
+    /// Upstream connections in the order they were opened.
+    pub upstreams: Vec<SimUpstream>,
+    /// Every output, in order (bytes included).
+    pub outputs: Vec<Output>,
+    /// How [`Output::Connect`] is answered.
+    pub connect: ConnectBehaviour,
+    current: Option<usize>,
+    pool: Vec<usize>,
+    tunnel: bool,
+}
+
+impl Sim {
+    /// A fresh connection at `start` with the default [`PeerInfo`].
+    pub fn new(config: Config, start: Instant) -> Self {
+        Self::with_peer(config, PeerInfo::default(), start)
+    }
+
+    /// A fresh connection at `start` for `peer`.
+    pub fn with_peer(config: Config, peer: PeerInfo, start: Instant) -> Self {
+        let mut sim = Sim {
+            conn: Connection::new(std::sync::Arc::new(config), peer, start),
+            now: start,
+            client_received: Vec::new(),
+            client_shut_down: false,
+            upstreams: Vec::new(),
+            outputs: Vec::new(),
+            connect: ConnectBehaviour::Succeed,
+            current: None,
+            pool: Vec::new(),
+            tunnel: false,
+        };
+        sim.drain();
+        sim
+    }
+
+    /// The connection under test.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The connection's state.
+    pub fn state(&self) -> StateKind {
+        self.conn.state()
+    }
+
+    /// Whether the connection closed.
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+
+    /// Bytes received by the current (or last) upstream connection.
+    pub fn upstream_received(&self) -> &[u8] {
+        self.upstreams.last().map_or(&[][..], |u| &u.received[..])
+    }
+
+    /// Every event, in order.
+    pub fn events(&self) -> Vec<&Event> {
+        self.outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Feeds an input at the current virtual time, then plays every output.
+    pub fn input(&mut self, input: Input) -> Result<(), Misuse> {
+        self.conn.handle_input(input, self.now)?;
+        self.drain();
+        Ok(())
+    }
+
+    /// The client sends `bytes` (in the tunnel: the adapter copies them and reports it).
+    pub fn client_sends(&mut self, bytes: &[u8]) {
+        if self.tunnel {
+            if let Some(u) = self.current.and_then(|i| self.upstreams.get_mut(i)) {
+                u.received.extend_from_slice(bytes);
+            }
+            let _ = self.input(Input::TunnelActivity {
+                from: Side::Client,
+                bytes: bytes.len(),
+            });
+            let _ = self.input(Input::Flushed { to: Side::Upstream });
+        } else {
+            let _ = self.input(Input::ClientData(BytesMut::from(bytes)));
+        }
+    }
+
+    /// The upstream sends `bytes`.
+    pub fn upstream_sends(&mut self, bytes: &[u8]) {
+        if self.tunnel {
+            self.client_received.extend_from_slice(bytes);
+            let _ = self.input(Input::TunnelActivity {
+                from: Side::Upstream,
+                bytes: bytes.len(),
+            });
+            let _ = self.input(Input::Flushed { to: Side::Client });
+        } else {
+            let _ = self.input(Input::UpstreamData(BytesMut::from(bytes)));
+        }
+    }
+
+    /// The client closes its sending side.
+    pub fn client_eof(&mut self) {
+        let _ = self.input(Input::ClientEof);
+    }
+
+    /// The upstream closes its sending side.
+    pub fn upstream_eof(&mut self) {
+        let _ = self.input(Input::UpstreamEof);
+    }
+
+    /// Moves the virtual clock forward by `by`, firing every deadline on the way at its
+    /// exact instant.
+    pub fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        while let Some(at) = self.conn.poll_timeout() {
+            if at > until {
+                break;
+            }
+            self.now = self.now.max(at);
+            self.conn.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = until;
+    }
+
+    /// Jumps to the next deadline and fires it; returns false when there is none.
+    pub fn fire_next_timeout(&mut self) -> bool {
+        match self.conn.poll_timeout() {
+            Some(at) => {
+                self.now = self.now.max(at);
+                self.conn.handle_timeout(self.now);
+                self.drain();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn drain(&mut self) {
+        // Bounded: a connection emits finitely many outputs per input.
+        for _ in 0..1_000_000 {
+            let Some(out) = self.conn.poll_output() else {
+                return;
+            };
+            self.outputs.push(out.clone());
+            match out {
+                Output::Connect(_) => match self.connect {
+                    ConnectBehaviour::Succeed => {
+                        let (index, reused) = match self.pool.pop() {
+                            Some(i) => (i, true),
+                            None => {
+                                self.upstreams.push(SimUpstream::default());
+                                (self.upstreams.len() - 1, false)
+                            }
+                        };
+                        self.upstreams[index].released = None;
+                        self.current = Some(index);
+                        let _ = self
+                            .conn
+                            .handle_input(Input::UpstreamConnected { reused }, self.now);
+                    }
+                    ConnectBehaviour::Fail => {
+                        let _ = self
+                            .conn
+                            .handle_input(Input::UpstreamConnectFailed, self.now);
+                    }
+                    ConnectBehaviour::Hang => {}
+                },
+                Output::ToClient(b) => {
+                    self.client_received.extend_from_slice(&b);
+                    let _ = self
+                        .conn
+                        .handle_input(Input::Flushed { to: Side::Client }, self.now);
+                }
+                Output::ToUpstream(b) => {
+                    if let Some(u) = self.current.and_then(|i| self.upstreams.get_mut(i)) {
+                        u.received.extend_from_slice(&b);
+                    }
+                    let _ = self
+                        .conn
+                        .handle_input(Input::Flushed { to: Side::Upstream }, self.now);
+                }
+                Output::ReleaseUpstream { reusable } => {
+                    if let Some(i) = self.current.take() {
+                        self.upstreams[i].released = Some(reusable);
+                        if reusable {
+                            self.pool.push(i);
+                        }
+                    }
+                }
+                Output::StartTunnel {
+                    client_leftover,
+                    upstream_leftover,
+                } => {
+                    self.tunnel = true;
+                    self.client_received.extend_from_slice(&upstream_leftover);
+                    if let Some(u) = self.current.and_then(|i| self.upstreams.get_mut(i)) {
+                        u.received.extend_from_slice(&client_leftover);
+                    }
+                }
+                Output::Shutdown { side: Side::Client } => self.client_shut_down = true,
+                Output::Shutdown {
+                    side: Side::Upstream,
+                } => {
+                    if let Some(u) = self.current.and_then(|i| self.upstreams.get_mut(i)) {
+                        u.shut_down = true;
+                    }
+                }
+                Output::Close | Output::Event(_) => {}
+            }
+        }
+    }
+}
+
+/// Concatenates every [`Output::ToClient`] / [`Output::ToUpstream`] of `outputs` for `side`.
+pub fn bytes_to(outputs: &[Output], side: Side) -> Bytes {
+    let mut all = BytesMut::new();
+    for o in outputs {
+        match (o, side) {
+            (Output::ToClient(b), Side::Client) | (Output::ToUpstream(b), Side::Upstream) => {
+                all.extend_from_slice(b)
+            }
+            _ => {}
+        }
+    }
+    all.freeze()
+}
