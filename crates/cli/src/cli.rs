@@ -1,0 +1,184 @@
+//! Command-line flags (clap). Each flag also exists in the config file; a flag wins.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::duration::{parse_duration, ZERO_TIMEOUT};
+use crate::file::{parse_address, parse_upgrade_protocol};
+use crate::settings::Overrides;
+
+/// A reverse proxy for WebSocket and other HTTP/1.1 Upgrade traffic.
+///
+/// Run `switchyard --listen 127.0.0.1:8080 --upstream 127.0.0.1:9000`, or
+/// `switchyard --config switchyard.toml`. Try it with `switchyard demo`.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; without one, run the proxy.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The proxy's settings.
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration and print it as it would run (like `nginx -t`).
+    Check(ProxyArgs),
+    /// Run the proxy in front of a built-in demo origin (a page and a WebSocket echo).
+    Demo(DemoArgs),
+}
+
+/// Flags of `switchyard` and `switchyard check`.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Config file (TOML); flags given here override its values.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to accept clients on, IP:PORT (repeatable).
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    pub listen: Vec<SocketAddr>,
+    /// Upstream server for the route `/`, IP:PORT (repeatable: used round-robin).
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    pub upstream: Vec<SocketAddr>,
+    /// Longest upstream silence, for a response and in a tunnel [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub read_timeout: Option<Duration>,
+    /// Longest a write may make no progress [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub send_timeout: Option<Duration>,
+    /// Deadline to connect to an upstream [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub connect_timeout: Option<Duration>,
+    /// Deadline for a whole request head [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub header_timeout: Option<Duration>,
+    /// How long a kept-alive client may wait between requests [default: 75s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub idle_timeout: Option<Duration>,
+    /// Close a tunnel when neither direction moved this long; `0s` is off [default: off].
+    #[arg(long, value_name = "DURATION", value_parser = parse_tunnel_idle)]
+    pub tunnel_idle_timeout: Option<TunnelIdle>,
+    /// Upgrade protocol to forward (repeatable) [default: websocket]. `h2c` is refused.
+    #[arg(long, value_name = "PROTO", value_parser = parse_upgrade_protocol)]
+    pub allow_upgrade: Vec<String>,
+    /// Largest request head in bytes [default: 32768].
+    #[arg(long, value_name = "BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Largest request body in bytes [default: unlimited].
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<u64>,
+    /// Executor threads [default: number of cores].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// How long open tunnels may continue after SIGTERM/SIGINT [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_any_duration)]
+    pub shutdown_grace: Option<Duration>,
+    /// Most client connections served at once [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Log filter, `tracing` env-filter syntax (e.g. `info`, `switchyard=debug`).
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    pub log: String,
+}
+
+/// Flags of `switchyard demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Address the proxy listens on.
+    #[arg(long, value_name = "ADDR", value_parser = parse_address, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Log filter, `tracing` env-filter syntax.
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    pub log: String,
+}
+
+/// `--tunnel-idle-timeout`: `None` is off (`0s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelIdle(pub Option<Duration>);
+
+fn parse_any_duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text) {
+        Ok(d) if d.is_zero() => Err(ZERO_TIMEOUT.to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_tunnel_idle(text: &str) -> Result<TunnelIdle, String> {
+    let d = parse_any_duration(text)?;
+    Ok(TunnelIdle((!d.is_zero()).then_some(d)))
+}
+
+impl ProxyArgs {
+    /// The flags as overrides of the config file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            send_timeout: self.send_timeout,
+            tunnel_idle_timeout: self.tunnel_idle_timeout.map(|t| t.0),
+            allow_upgrade: self.allow_upgrade.clone(),
+            max_header_bytes: self.max_header_bytes,
+            max_body_bytes: self.max_body_bytes,
+            workers: self.workers,
+            shutdown_grace: self.shutdown_grace,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse_into_overrides() {
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "--listen",
+            "127.0.0.1:8080",
+            "--upstream",
+            "127.0.0.1:9000",
+            "--upstream",
+            "127.0.0.1:9001",
+            "--read-timeout",
+            "2m",
+            "--tunnel-idle-timeout",
+            "0s",
+        ])
+        .unwrap();
+        let o = cli.proxy.overrides();
+        assert_eq!(o.upstream.len(), 2);
+        assert_eq!(o.read_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(o.tunnel_idle_timeout, Some(None));
+    }
+
+    #[test]
+    fn zero_read_timeout_and_h2c_are_refused() {
+        let err = Cli::try_parse_from(["switchyard", "--read-timeout", "0s"]).unwrap_err();
+        assert!(err.to_string().contains("0s"), "{err}");
+        let err = Cli::try_parse_from(["switchyard", "--allow-upgrade", "h2c"]).unwrap_err();
+        assert!(err.to_string().contains("h2c"), "{err}");
+    }
+}

@@ -1,0 +1,283 @@
+//! The `switchyard.toml` file format, read with serde. Every table refuses unknown keys, and
+//! every error is turned into one line naming the file, the line and the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::duration::{ConfigDuration, ConfigTimeout};
+use crate::error::ConfigError;
+
+/// The whole file. Top-level keys come before the first `[table]`, as TOML requires.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Addresses to accept client connections on.
+    #[serde(default)]
+    pub listen: Vec<Spanned<String>>,
+    /// Executor threads.
+    pub workers: Option<usize>,
+    /// How long open tunnels may continue after a shutdown signal.
+    pub shutdown_grace: Option<ConfigDuration>,
+    /// Most client connections served at once.
+    pub max_connections: Option<usize>,
+    /// Settings every route starts from.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// The upstream keep-alive pool.
+    #[serde(default)]
+    pub pool: PoolSection,
+    /// Forwarding headers added towards upstreams.
+    #[serde(default)]
+    pub forwarding: ForwardingSection,
+    /// Upstream groups by name.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Spanned<UpstreamSection>>,
+    /// Routes, matched by longest prefix.
+    #[serde(default)]
+    pub routes: Vec<Spanned<RouteSection>>,
+}
+
+/// `[defaults]`: connection-wide settings and what each route inherits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Whole request head deadline (connection-wide).
+    pub header_timeout: Option<ConfigTimeout>,
+    /// Kept-alive client idle deadline (connection-wide).
+    pub idle_timeout: Option<ConfigTimeout>,
+    /// Upstream connect deadline.
+    pub connect_timeout: Option<ConfigTimeout>,
+    /// Upstream silence deadline.
+    pub read_timeout: Option<ConfigTimeout>,
+    /// Stalled write deadline.
+    pub send_timeout: Option<ConfigTimeout>,
+    /// Tunnel idle deadline; `"0s"` is off.
+    pub tunnel_idle_timeout: Option<ConfigDuration>,
+    /// Upgrade protocols forwarded.
+    pub allow_upgrade: Option<Vec<Spanned<String>>>,
+    /// Largest request body.
+    pub max_body_bytes: Option<u64>,
+    /// Largest head.
+    pub max_header_bytes: Option<usize>,
+    /// Longest request line.
+    pub max_request_line: Option<usize>,
+    /// Most header fields.
+    pub max_headers: Option<usize>,
+}
+
+/// `[pool]`: idle upstream connections kept for reuse.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    /// Idle connections kept per upstream server.
+    pub max_idle_per_server: Option<usize>,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Option<ConfigTimeout>,
+}
+
+/// `[forwarding]`: which forwarding headers are added.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardingSection {
+    /// Append the client address to `X-Forwarded-For`.
+    pub x_forwarded_for: Option<bool>,
+    /// Set `X-Forwarded-Proto`.
+    pub x_forwarded_proto: Option<bool>,
+    /// Append an RFC 7239 `Forwarded` element.
+    pub forwarded: Option<bool>,
+    /// Append `Via: 1.1 <via>`.
+    pub via: Option<String>,
+}
+
+/// `[upstreams.NAME]`: a group of servers used round-robin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// The servers, `IP:PORT`.
+    pub servers: Vec<Spanned<String>>,
+}
+
+/// `[[routes]]`: a path prefix and where it goes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Path prefix, starting with `/`.
+    pub prefix: Spanned<String>,
+    /// Name of an `[upstreams.NAME]` group.
+    pub upstream: Spanned<String>,
+    /// Upstream connect deadline.
+    pub connect_timeout: Option<ConfigTimeout>,
+    /// Upstream silence deadline.
+    pub read_timeout: Option<ConfigTimeout>,
+    /// Stalled write deadline.
+    pub send_timeout: Option<ConfigTimeout>,
+    /// Tunnel idle deadline; `"0s"` is off.
+    pub tunnel_idle_timeout: Option<ConfigDuration>,
+    /// Upgrade protocols forwarded on this route.
+    pub allow_upgrade: Option<Vec<Spanned<String>>>,
+    /// Largest request body on this route.
+    pub max_body_bytes: Option<u64>,
+}
+
+/// Parses `IP:PORT` (`127.0.0.1:9000`, `[::1]:9000`) with an error that shows the form.
+pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!("invalid address `{text}`: expected IP:PORT such as 127.0.0.1:9000 or [::1]:9000")
+    })
+}
+
+/// Checks an upgrade protocol name: an HTTP token, optionally `/version`, never `h2c`.
+pub fn parse_upgrade_protocol(text: &str) -> Result<String, String> {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let (name, version) = match text.split_once('/') {
+        Some((name, version)) => (name, Some(version)),
+        None => (text, None),
+    };
+    let valid = !name.is_empty()
+        && name.chars().all(is_tchar)
+        && version.map_or(true, |v| !v.is_empty() && v.chars().all(is_tchar));
+    if !valid {
+        return Err(format!(
+            "invalid upgrade protocol `{text}`: expected a name such as `websocket`"
+        ));
+    }
+    if name.eq_ignore_ascii_case("h2c") {
+        return Err(
+            "upgrade protocol `h2c` cannot be allowed: forwarding it lets clients smuggle requests past the proxy"
+                .to_string(),
+        );
+    }
+    Ok(text.to_string())
+}
+
+/// A config file's name and text, to turn byte offsets into line numbers.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// How the file is named in messages (the path as given).
+    pub name: String,
+    /// The file's contents.
+    pub text: String,
+}
+
+impl Source {
+    /// The 1-based line holding byte `offset`.
+    pub fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// An error located at `span`: `name:line: message`.
+    pub fn error_at(&self, span: Range<usize>, message: impl fmt::Display) -> ConfigError {
+        ConfigError::new(format!(
+            "{}:{}: {message}",
+            self.name,
+            self.line_of(span.start)
+        ))
+    }
+
+    /// Parses the file.
+    pub fn parse(&self) -> Result<FileConfig, ConfigError> {
+        toml::from_str(&self.text).map_err(|err| self.describe(&err))
+    }
+
+    /// One line for a TOML error: the file, the line, the key when the message does not
+    /// already name it, and the parser's message without its source excerpt.
+    fn describe(&self, err: &toml::de::Error) -> ConfigError {
+        let message = err.message().trim().replace('\n', " ");
+        let Some(span) = err.span() else {
+            return ConfigError::new(format!("{}: {message}", self.name));
+        };
+        let line_no = self.line_of(span.start);
+        let line = self.text.lines().nth(line_no - 1).unwrap_or("");
+        match key_of(line) {
+            Some(key) if !message.contains(&format!("`{key}`")) => {
+                ConfigError::new(format!("{}:{line_no}: {key}: {message}", self.name))
+            }
+            _ => ConfigError::new(format!("{}:{line_no}: {message}", self.name)),
+        }
+    }
+}
+
+/// The key assigned on a `key = value` line, if the line is one.
+fn key_of(line: &str) -> Option<&str> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let bare = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
+    (!key.is_empty() && key.chars().all(bare)).then_some(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(text: &str) -> Source {
+        Source {
+            name: "switchyard.toml".into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_the_line() {
+        let text = "listen = [\"127.0.0.1:8080\"]\n\n[upstreams.backend]\nservers = [\"127.0.0.1:9000\"]\n\n[[routes]]\nprefx = \"/chat/\"\nupstream = \"backend\"\n";
+        let err = source(text).parse().unwrap_err().to_string();
+        assert!(
+            err.starts_with("switchyard.toml:7: unknown field `prefx`"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key_and_the_line() {
+        let text = "[defaults]\nread_timeout = \"60\"\n";
+        let err = source(text).parse().unwrap_err().to_string();
+        assert!(
+            err.starts_with("switchyard.toml:2: read_timeout: invalid duration `60`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zero_timeout_is_refused_but_zero_tunnel_idle_is_off() {
+        let err = source("[defaults]\nsend_timeout = \"0s\"\n")
+            .parse()
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("switchyard.toml:2: send_timeout:"), "{err}");
+        let ok = source("[defaults]\ntunnel_idle_timeout = \"0s\"\n")
+            .parse()
+            .unwrap();
+        assert_eq!(ok.defaults.tunnel_idle_timeout.unwrap().0.as_secs(), 0);
+    }
+
+    #[test]
+    fn h2c_is_refused_in_any_case() {
+        assert!(parse_upgrade_protocol("h2c").is_err());
+        assert!(parse_upgrade_protocol("H2C").is_err());
+        assert!(parse_upgrade_protocol("h2c/1").is_err());
+        assert_eq!(parse_upgrade_protocol("websocket").unwrap(), "websocket");
+        assert_eq!(parse_upgrade_protocol("TLS/1.2").unwrap(), "TLS/1.2");
+        assert!(parse_upgrade_protocol("web socket").is_err());
+        assert!(parse_upgrade_protocol("").is_err());
+        assert!(parse_upgrade_protocol("x/").is_err());
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = source("workers = \"four\"\n")
+            .parse()
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("switchyard.toml:1: workers:"), "{err}");
+    }
+}

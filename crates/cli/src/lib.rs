@@ -1,0 +1,222 @@
+//! The `switchyard` command: flags, the `switchyard.toml` config file, logging, signals,
+//! `switchyard check` and `switchyard demo`, around the proxy of `switchyard-smol`.
+//!
+//! The binary is a thin `main` over [`execute`]. The pieces are public so that the merging
+//! rules (built-in defaults, then the file, then flags) can be used and tested on their own:
+//!
+//! ```
+//! use switchyard::settings::{Overrides, Settings};
+//! use switchyard::duration::parse_duration;
+//!
+//! let flags = Overrides {
+//!     listen: vec!["127.0.0.1:8080".parse().unwrap()],
+//!     upstream: vec!["127.0.0.1:9000".parse().unwrap(), "127.0.0.1:9001".parse().unwrap()],
+//!     read_timeout: Some(parse_duration("2m").unwrap()),
+//!     ..Overrides::default()
+//! };
+//! let settings = Settings::load(&flags).unwrap();
+//! assert_eq!(settings.core.routes[0].prefix, "/");
+//! assert_eq!(settings.core.routes[0].timeouts.read.as_secs(), 120);
+//! assert_eq!(settings.upstreams[0].1.len(), 2); // one group, used round-robin
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod cli;
+pub mod demo;
+pub mod duration;
+pub mod error;
+pub mod file;
+mod runtime;
+pub mod settings;
+
+use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, DemoArgs, ProxyArgs};
+use crate::error::ConfigError;
+use crate::runtime::Server;
+use crate::settings::{Overrides, Settings};
+
+/// Exit status for a bad flag or config file (clap uses the same).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status when the proxy cannot run (port in use, runtime failure) or `check` fails.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Runs what the command line asks for and returns the process's exit status.
+pub fn execute(cli: Cli) -> ExitCode {
+    match cli.command {
+        None => run_proxy(&cli.proxy),
+        Some(Command::Check(args)) => check(&args),
+        Some(Command::Demo(args)) => demo(&args),
+    }
+}
+
+fn usage_error(err: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {err}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn failure(err: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {err}");
+    ExitCode::from(EXIT_FAILURE)
+}
+
+/// Logs to stderr through `tracing`, filtered by `filter` (env-filter syntax).
+fn init_logging(filter: &str) -> Result<(), ConfigError> {
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|e| ConfigError::new(format!("invalid --log filter `{filter}`: {e}")))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init()
+        .map_err(|e| ConfigError::new(format!("cannot set up logging: {e}")))
+}
+
+fn run_proxy(args: &ProxyArgs) -> ExitCode {
+    if let Err(err) = init_logging(&args.log) {
+        return usage_error(err);
+    }
+    match Settings::load(&args.overrides()) {
+        Ok(settings) => serve(&settings, |_| {}),
+        Err(err) => usage_error(err),
+    }
+}
+
+/// `switchyard check`: validate and print the effective configuration, like `nginx -t`.
+fn check(args: &ProxyArgs) -> ExitCode {
+    let name = args
+        .config
+        .as_ref()
+        .map_or(String::new(), |p| format!(" file {}", p.display()));
+    if let Err(err) = EnvFilter::try_new(&args.log) {
+        return failure(format!("invalid --log filter `{}`: {err}", args.log));
+    }
+    match Settings::load(&args.overrides()) {
+        Ok(settings) => {
+            print!("{settings}");
+            println!("switchyard: configuration{name} test is successful");
+            ExitCode::SUCCESS
+        }
+        Err(err) => failure(err),
+    }
+}
+
+/// `switchyard demo`: the demo origin with the proxy in front of it.
+fn demo(args: &DemoArgs) -> ExitCode {
+    if let Err(err) = init_logging(&args.log) {
+        return usage_error(err);
+    }
+    let origin = match demo::start_origin() {
+        Ok(addr) => addr,
+        Err(err) => return failure(format!("cannot start the demo origin: {err}")),
+    };
+    let flags = Overrides {
+        listen: vec![args.listen],
+        upstream: vec![origin],
+        ..Overrides::default()
+    };
+    let settings = match Settings::load(&flags) {
+        Ok(settings) => settings,
+        Err(err) => return usage_error(err),
+    };
+    serve(&settings, move |addrs| {
+        let Some(&proxy) = addrs.first() else { return };
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(demo::instructions(proxy, origin).as_bytes());
+        let _ = out.flush();
+        std::thread::spawn(
+            move || match demo::self_check(proxy, Duration::from_secs(5)) {
+                Ok(()) => tracing::info!(
+                    "self-check: a WebSocket message went through the proxy and came back"
+                ),
+                Err(err) => tracing::warn!("self-check failed: {err}"),
+            },
+        );
+    })
+}
+
+/// Binds, runs until SIGTERM/SIGINT and a graceful shutdown, and returns the exit status.
+/// `on_ready` is called with the bound addresses once clients can connect.
+fn serve(settings: &Settings, on_ready: impl FnOnce(&[SocketAddr])) -> ExitCode {
+    let server = match Server::bind(settings.server_config()) {
+        Ok(server) => server,
+        Err(err) => return failure(bind_error(&settings.listen, &err)),
+    };
+    let handle = server.shutdown_handle();
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]) {
+        Ok(signals) => signals,
+        Err(err) => return failure(format!("cannot install signal handlers: {err}")),
+    };
+    let grace = settings.shutdown_grace;
+    std::thread::spawn(move || {
+        let mut signals = signals.forever();
+        if let Some(signal) = signals.next() {
+            tracing::info!(
+                signal,
+                "shutting down: no new connections, finishing requests in flight, tunnels get {}",
+                duration::format_duration(grace)
+            );
+            handle.shutdown();
+        }
+        if signals.next().is_some() {
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(i32::from(EXIT_FAILURE));
+        }
+    });
+
+    let addrs = server.local_addrs();
+    for addr in &addrs {
+        tracing::info!("listening on {addr}");
+    }
+    for (route, &upstream) in settings.core.routes.iter().zip(&settings.route_upstream) {
+        let (name, servers) = &settings.upstreams[upstream];
+        let servers: Vec<String> = servers.iter().map(ToString::to_string).collect();
+        tracing::info!(
+            "route {} -> upstream {name} ({})",
+            route.prefix,
+            servers.join(", ")
+        );
+    }
+    on_ready(&addrs);
+    match server.run() {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => failure(format!("proxy failed: {err}")),
+    }
+}
+
+/// One line for a failed bind, naming the address that could not be used.
+fn bind_error(listen: &[SocketAddr], err: &std::io::Error) -> String {
+    // The runtime binds every address at once; find which one is refused to name it.
+    let culprit = listen
+        .iter()
+        .find(|addr| TcpListener::bind(addr).is_err())
+        .map_or_else(
+            || {
+                listen
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            ToString::to_string,
+        );
+    let reason = match err.kind() {
+        std::io::ErrorKind::AddrInUse => "address already in use".to_string(),
+        std::io::ErrorKind::AddrNotAvailable => "address not available on this machine".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => err.to_string(),
+    };
+    format!("cannot listen on {culprit}: {reason}")
+}
