@@ -1,0 +1,97 @@
+//! WebSocket helpers: a `tungstenite` client, raw handshakes and a frame encoder for
+//! tests that need exact control over what goes into each write.
+
+use std::net::{SocketAddr, TcpStream};
+
+use tungstenite::handshake::client::Response;
+use tungstenite::handshake::derive_accept_key;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::WebSocket;
+
+use crate::IO_TIMEOUT;
+
+/// The `Sec-WebSocket-Key` of RFC 6455's example handshake.
+pub const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// A `tungstenite` configuration that accepts messages of up to 64 MiB.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20))
+}
+
+/// Opens a WebSocket to `ws://addr{path}` with `tungstenite`; panics if the handshake fails.
+pub fn ws_connect(addr: SocketAddr, path: &str) -> (WebSocket<TcpStream>, Response) {
+    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("set_read_timeout");
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .expect("set_write_timeout");
+    stream.set_nodelay(true).expect("set_nodelay");
+    tungstenite::client::client_with_config(format!("ws://{addr}{path}"), stream, Some(ws_config()))
+        .unwrap_or_else(|e| panic!("WebSocket handshake through {addr}: {e}"))
+}
+
+/// A WebSocket handshake request for `path` with [`WS_KEY`] and `extra` header lines
+/// (each ending in CRLF), using `connection` as the `Connection` value.
+pub fn ws_request(path: &str, connection: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: example\r\nUpgrade: websocket\r\nConnection: {connection}\r\n\
+         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// Sends a Close frame and reads until the peer's Close has been seen and the connection
+/// is closed; panics on any other outcome.
+pub fn ws_close(ws: &mut WebSocket<TcpStream>) {
+    ws.close(None).expect("send Close");
+    loop {
+        match ws.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) => return,
+            Err(e) => panic!("closing handshake failed: {e}"),
+        }
+    }
+}
+
+/// A valid `101 Switching Protocols` head answering a handshake with `key`.
+pub fn ws_accept_response(key: &str) -> String {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    )
+}
+
+/// Encodes one final frame with `opcode` (1 text, 2 binary, 8 close) around `payload`,
+/// masked with `mask` when given (clients must mask, servers must not).
+pub fn encode_frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut frame = vec![0x80 | opcode];
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        len @ 0..=125 => frame.push(mask_bit | len as u8),
+        len @ 126..=0xffff => {
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            frame.push(mask_bit | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    match mask {
+        Some(key) => {
+            frame.extend_from_slice(&key);
+            frame.extend(
+                payload
+                    .iter()
+                    .enumerate()
+                    .map(|(i, byte)| byte ^ key[i % 4]),
+            );
+        }
+        None => frame.extend_from_slice(payload),
+    }
+    frame
+}

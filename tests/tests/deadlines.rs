@@ -1,0 +1,153 @@
+//! Deadlines, end to end, with short timeouts: each must fire neither before its
+//! duration nor absurdly late (a generous upper bound absorbs slow CI machines).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use switchyard_e2e::{
+    join_within, ok, ws_accept_response, ws_close, ws_connect, Conn, Origin, Proxy, Reply,
+};
+use switchyard_smol::ServerConfig;
+use tungstenite::Message;
+
+const SHORT: Duration = Duration::from_millis(300);
+const LATE: Duration = Duration::from_secs(5);
+
+fn short_read_timeout(config: &mut ServerConfig) {
+    config.core.routes[0].timeouts.read = SHORT;
+}
+
+fn assert_fired_in_time(elapsed: Duration, what: &str) {
+    assert!(
+        elapsed >= SHORT,
+        "{what} after {elapsed:?}, before the {SHORT:?} deadline"
+    );
+    assert!(
+        elapsed < LATE,
+        "{what} only after {elapsed:?}, deadline {SHORT:?}"
+    );
+}
+
+#[test]
+fn silent_upstream_is_504_after_read_timeout() {
+    let origin = Origin::http(|_| Reply::Silent);
+    let proxy = Proxy::start_with(origin.addr(), short_read_timeout);
+    let mut client = Conn::connect(proxy.addr());
+
+    let started = Instant::now();
+    client.write_all(b"GET /slow HTTP/1.1\r\nHost: example\r\n\r\n");
+    let response = client.read_final_response("GET").expect("a response");
+    assert_fired_in_time(started.elapsed(), "504");
+    assert_eq!(response.head.status(), 504);
+    assert!(response.head.has_token("connection", "close"));
+    assert_eq!(client.read_to_end().expect("EOF after 504"), b"");
+}
+
+#[test]
+fn tunnel_is_closed_after_read_timeout_of_upstream_silence() {
+    let origin = Origin::scripted(|conn| {
+        let Ok(Some(handshake)) = conn.read_request() else {
+            return;
+        };
+        let key = handshake
+            .head
+            .get("sec-websocket-key")
+            .unwrap_or_default()
+            .to_owned();
+        conn.write_all(ws_accept_response(&key).as_bytes());
+        let _ = conn.read_to_end();
+    });
+    let proxy = Proxy::start_with(origin.addr(), short_read_timeout);
+
+    // Measured from before the handshake: the proxy's deadline starts after it.
+    let started = Instant::now();
+    let (mut ws, _) = ws_connect(proxy.addr(), "/");
+    match ws.read() {
+        Ok(message) => panic!("the silent origin sent nothing, yet the client read {message:?}"),
+        Err(tungstenite::Error::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            panic!("the tunnel was still open after {:?}", started.elapsed())
+        }
+        Err(_closed) => assert_fired_in_time(started.elapsed(), "tunnel closed"),
+    }
+}
+
+#[test]
+fn tunnel_is_kept_open_by_upstream_traffic_past_several_read_timeouts() {
+    let origin = Origin::ws_echo();
+    let proxy = Proxy::start_with(origin.addr(), short_read_timeout);
+    let (mut ws, _) = ws_connect(proxy.addr(), "/");
+
+    let started = Instant::now();
+    let mut round = 0;
+    // Each echo is upstream traffic, a third of a read_timeout apart, for five read_timeouts.
+    while started.elapsed() < SHORT * 5 {
+        std::thread::sleep(SHORT / 3);
+        let message = Message::text(format!("keep-alive {round}"));
+        ws.send(message.clone())
+            .unwrap_or_else(|e| panic!("send after {:?}: {e}", started.elapsed()));
+        let echo = ws
+            .read()
+            .unwrap_or_else(|e| panic!("echo after {:?}: {e}", started.elapsed()));
+        assert_eq!(echo, message);
+        round += 1;
+    }
+    ws_close(&mut ws);
+}
+
+#[test]
+fn slow_request_head_is_408_at_header_timeout() {
+    let origin = Origin::http(|_| Reply::Send(ok(b"never")));
+    let proxy = Proxy::start_with(origin.addr(), |config| config.core.timeouts.header = SHORT);
+
+    // Measured from before connecting: the deadline starts when the proxy accepts.
+    let started = Instant::now();
+    let mut client = Conn::connect(proxy.addr());
+    client.write_all(b"GET / HTTP/1.1\r\nHost: example\r\nX-Slow: ");
+    // One byte every 20 ms: each byte arrives well inside the deadline, the head never ends.
+    let mut trickle = client.stream().try_clone().expect("clone");
+    let writer = std::thread::spawn(move || {
+        while started.elapsed() < LATE {
+            if trickle.write_all(b"a").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let response = client.read_final_response("GET").expect("a response");
+    assert_fired_in_time(started.elapsed(), "408");
+    assert_eq!(response.head.status(), 408);
+    assert!(response.head.has_token("connection", "close"));
+    join_within(writer, LATE + Duration::from_secs(1));
+    assert_eq!(origin.accepted(), 0, "the origin was contacted");
+}
+
+#[test]
+fn idle_kept_alive_client_is_closed_at_idle_timeout() {
+    let origin = Origin::http(|_| Reply::Send(ok(b"hello")));
+    let proxy = Proxy::start_with(origin.addr(), |config| config.core.timeouts.idle = SHORT);
+    let mut client = Conn::connect(proxy.addr());
+
+    client.write_all(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n");
+    let started = Instant::now();
+    let response = client.read_final_response("GET").expect("a response");
+    assert_eq!(response.body, b"hello");
+    let after = client.read_to_end().expect("EOF at idle_timeout");
+    // The deadline starts when the proxy finished the response, a moment before the
+    // client read it; allow for that moment.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= SHORT - Duration::from_millis(50),
+        "closed after {elapsed:?}"
+    );
+    assert!(elapsed < LATE, "closed only after {elapsed:?}");
+    let after = String::from_utf8_lossy(&after);
+    assert!(
+        after.is_empty() || after.starts_with("HTTP/1.1 408"),
+        "idle close sent {after:?}"
+    );
+}
