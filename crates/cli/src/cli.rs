@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the configuration and print it as it would run (like `nginx -t`).
-    Check(ProxyArgs),
+    Check(Box<ProxyArgs>),
     /// Run the proxy in front of a built-in demo origin (a page and a WebSocket echo).
     Demo(DemoArgs),
 }

@@ -27,11 +27,10 @@ pub mod demo;
 pub mod duration;
 pub mod error;
 pub mod file;
-mod runtime;
 pub mod settings;
 
 use std::io::{IsTerminal, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -39,8 +38,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, DemoArgs, ProxyArgs};
 use crate::error::ConfigError;
-use crate::runtime::Server;
 use crate::settings::{Overrides, Settings};
+use switchyard_smol::Server;
 
 /// Exit status for a bad flag or config file (clap uses the same).
 pub const EXIT_USAGE: u8 = 2;
@@ -83,7 +82,7 @@ fn run_proxy(args: &ProxyArgs) -> ExitCode {
         return usage_error(err);
     }
     match Settings::load(&args.overrides()) {
-        Ok(settings) => serve(&settings, |_| {}),
+        Ok(settings) => serve(&settings, "", |_| {}),
         Err(err) => usage_error(err),
     }
 }
@@ -125,7 +124,8 @@ fn demo(args: &DemoArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(err) => return usage_error(err),
     };
-    serve(&settings, move |addrs| {
+    let hint = " (pick another address with --listen, e.g. 127.0.0.1:8081)";
+    serve(&settings, hint, move |addrs| {
         let Some(&proxy) = addrs.first() else { return };
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(demo::instructions(proxy, origin).as_bytes());
@@ -142,11 +142,13 @@ fn demo(args: &DemoArgs) -> ExitCode {
 }
 
 /// Binds, runs until SIGTERM/SIGINT and a graceful shutdown, and returns the exit status.
-/// `on_ready` is called with the bound addresses once clients can connect.
-fn serve(settings: &Settings, on_ready: impl FnOnce(&[SocketAddr])) -> ExitCode {
+/// `on_ready` is called with the bound addresses once clients can connect; `bind_hint` is
+/// appended to a bind error.
+fn serve(settings: &Settings, bind_hint: &str, on_ready: impl FnOnce(&[SocketAddr])) -> ExitCode {
     let server = match Server::bind(settings.server_config()) {
         Ok(server) => server,
-        Err(err) => return failure(bind_error(&settings.listen, &err)),
+        // The runtime's error names the address that could not be bound.
+        Err(err) => return failure(format!("{err}{bind_hint}")),
     };
     let handle = server.shutdown_handle();
     let mut signals = match signal_hook::iterator::Signals::new([
@@ -194,29 +196,4 @@ fn serve(settings: &Settings, on_ready: impl FnOnce(&[SocketAddr])) -> ExitCode 
         }
         Err(err) => failure(format!("proxy failed: {err}")),
     }
-}
-
-/// One line for a failed bind, naming the address that could not be used.
-fn bind_error(listen: &[SocketAddr], err: &std::io::Error) -> String {
-    // The runtime binds every address at once; find which one is refused to name it.
-    let culprit = listen
-        .iter()
-        .find(|addr| TcpListener::bind(addr).is_err())
-        .map_or_else(
-            || {
-                listen
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-            ToString::to_string,
-        );
-    let reason = match err.kind() {
-        std::io::ErrorKind::AddrInUse => "address already in use".to_string(),
-        std::io::ErrorKind::AddrNotAvailable => "address not available on this machine".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        _ => err.to_string(),
-    };
-    format!("cannot listen on {culprit}: {reason}")
 }

@@ -10,7 +10,7 @@ use switchyard_core::{Config, Forwarding, Limits, Route, Timeouts};
 use crate::duration::format_duration;
 use crate::error::ConfigError;
 use crate::file::{parse_address, parse_upgrade_protocol, FileConfig, Source};
-use crate::runtime::{PoolConfig, ServerConfig, UpstreamGroup};
+use switchyard_smol::{PoolConfig, ServerConfig, UpstreamGroup};
 use toml::Spanned;
 
 /// Name of the upstream group made from `--upstream` flags.
