@@ -136,3 +136,62 @@ impl Drop for WriteQueue {
         self.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free_buffers() -> usize {
+        FREE.with(|free| free.borrow().len())
+    }
+
+    #[test]
+    fn consume_walks_across_chunks_in_order() {
+        let mut queue = WriteQueue::default();
+        queue.push(Chunk::Bytes(Bytes::from_static(b"abc")));
+        queue.push(Chunk::Bytes(Bytes::new()));
+        queue.push(Chunk::Bytes(Bytes::from_static(b"defg")));
+        assert_eq!(queue.len(), 7);
+        queue.consume(2);
+        assert_eq!(queue.front(), b"c");
+        queue.consume(2);
+        assert_eq!(queue.front(), b"efg");
+        assert_eq!(queue.len(), 3);
+        queue.consume(3);
+        assert!(queue.is_empty());
+        assert_eq!(queue.front(), b"");
+    }
+
+    #[test]
+    fn a_written_tunnel_buffer_returns_to_the_pool() {
+        let before = free_buffers();
+        let mut buffer = take_buffer();
+        buffer[..5].copy_from_slice(b"hello");
+        let mut queue = WriteQueue::default();
+        queue.push(Chunk::Pooled {
+            buffer,
+            start: 0,
+            end: 5,
+        });
+        assert_eq!(queue.front(), b"hello");
+        queue.consume(3);
+        assert_eq!(queue.front(), b"lo");
+        assert_eq!(free_buffers(), before.saturating_sub(1));
+        queue.consume(2);
+        assert_eq!(free_buffers(), before.max(1));
+    }
+
+    #[test]
+    fn dropped_queue_returns_its_buffers() {
+        let buffer = take_buffer();
+        let before = free_buffers();
+        let mut queue = WriteQueue::default();
+        queue.push(Chunk::Pooled {
+            buffer,
+            start: 0,
+            end: 10,
+        });
+        drop(queue);
+        assert_eq!(free_buffers(), before + 1);
+    }
+}

@@ -21,11 +21,12 @@ const HTTP_READ_SIZE: usize = 8 * 1024;
 /// other one (the core has its own backpressure; this bounds memory whatever it does).
 const HTTP_BACKLOG: usize = 256 * 1024;
 /// After the core closes, how long the client may keep sending before its socket is
-/// closed: closing with unread bytes would reset the connection and could destroy the
-/// response it has not read yet.
-const LINGER: Duration = Duration::from_secs(1);
+/// closed (see [`linger`]).
+const LINGER: Duration = Duration::from_secs(2);
+/// Lingering ends when the client sent nothing for this long.
+const LINGER_QUIET: Duration = Duration::from_millis(250);
 /// At most this much is read and discarded while lingering.
-const LINGER_BYTES: usize = 64 * 1024;
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// State shared by every connection of a server.
 #[derive(Debug)]
@@ -520,24 +521,36 @@ impl Driver<'_> {
         self.upstream = None;
         self.client.shutdown_write();
         if !self.client.read_eof {
-            let stream = &self.client.stream;
-            let drain = async {
-                let mut sink = [0u8; 4096];
-                let mut total = 0;
-                let mut reader = stream;
-                while total < LINGER_BYTES {
-                    match reader.read(&mut sink).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => total += n,
-                    }
-                }
-            };
-            future::or(drain, async {
-                Timer::after(LINGER).await;
-            })
-            .await;
+            linger(&self.client.stream).await;
         }
     }
+}
+
+/// Reads and discards what the client still sends, until its EOF, a quiet gap of
+/// [`LINGER_QUIET`], [`LINGER`] in all or [`LINGER_BYTES`]: closing a socket with unread
+/// bytes resets the connection, which can destroy a response the client has not read yet
+/// (say, a `413` sent while the client was still uploading).
+async fn linger(stream: &Async<TcpStream>) {
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut total = 0;
+        let mut reader = stream;
+        while total < LINGER_BYTES {
+            let read = async { Some(reader.read(&mut sink).await) };
+            let quiet = async {
+                Timer::after(LINGER_QUIET).await;
+                None
+            };
+            match future::or(read, quiet).await {
+                Some(Ok(n)) if n > 0 => total += n,
+                _ => return,
+            }
+        }
+    };
+    future::or(drain, async {
+        Timer::after(LINGER).await;
+    })
+    .await;
 }
 
 fn is_transient(error: &io::Error) -> bool {
