@@ -142,7 +142,7 @@ impl BodyReader {
                 _ => 0,
             },
             chunk: Chunk::Size,
-            done: kind == BodyKind::Empty,
+            done: false,
             max_trailer_bytes,
         }
     }
