@@ -40,7 +40,6 @@ pub fn ok(body: &str) -> String {
 pub fn statuses(bytes: &[u8]) -> Vec<u16> {
     let text = String::from_utf8_lossy(bytes);
     text.match_indices("HTTP/1.1 ")
-        .filter(|(i, _)| *i == 0 || text[..*i].ends_with('\n'))
         .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
         .collect()
 }
