@@ -448,13 +448,19 @@ impl Connection {
                     self.reject(ProtocolError::client(ErrorKind::BodyTooLarge));
                     return false;
                 }
-                if ex.request_chunked {
-                    self.send_upstream(framing::chunk_head(data.len()));
-                    self.send_upstream(data);
-                    self.send_upstream(framing::CHUNK_END);
-                } else {
-                    self.send_upstream(data);
+                self.send_upstream(data);
+                true
+            }
+            Ok(Some(Piece::ChunkStart(size))) => {
+                if max_body.is_some_and(|max| ex.request_body_bytes.saturating_add(size) > max) {
+                    self.reject(ProtocolError::client(ErrorKind::BodyTooLarge));
+                    return false;
                 }
+                self.send_upstream(framing::chunk_head(size));
+                true
+            }
+            Ok(Some(Piece::ChunkEnd)) => {
+                self.send_upstream(framing::CHUNK_END);
                 true
             }
             Ok(Some(Piece::End)) => {
@@ -509,12 +515,18 @@ impl Connection {
                 match reader.next(&mut self.upstream_buf) {
                     Ok(None) => false,
                     Ok(Some(Piece::Data(data))) => {
+                        self.send_client(data);
+                        true
+                    }
+                    Ok(Some(Piece::ChunkStart(size))) => {
                         if chunked_out {
-                            self.send_client(framing::chunk_head(data.len()));
-                            self.send_client(data);
+                            self.send_client(framing::chunk_head(size));
+                        }
+                        true
+                    }
+                    Ok(Some(Piece::ChunkEnd)) => {
+                        if chunked_out {
                             self.send_client(framing::CHUNK_END);
-                        } else {
-                            self.send_client(data);
                         }
                         true
                     }

@@ -104,6 +104,11 @@ pub(crate) fn response_body(head: &Head, request_is_head: bool) -> Result<BodyKi
 pub(crate) enum Piece {
     /// Body bytes, sliced from the receive buffer.
     Data(Bytes),
+    /// A chunk of this many bytes starts (chunked coding only). Re-encoding keeps the
+    /// sender's chunk boundaries, so the output does not depend on how reads were split.
+    ChunkStart(u64),
+    /// The current chunk ended (chunked coding only).
+    ChunkEnd,
     /// The body is complete.
     End,
 }
@@ -209,11 +214,12 @@ impl BodyReader {
                     };
                     let size = parse_chunk_size(&buf[..line_end])?;
                     let _ = buf.split_to(line_end + 2);
-                    self.chunk = if size == 0 {
-                        Chunk::Trailers
+                    if size == 0 {
+                        self.chunk = Chunk::Trailers;
                     } else {
-                        Chunk::Data(size)
-                    };
+                        self.chunk = Chunk::Data(size);
+                        return Ok(Some(Piece::ChunkStart(size)));
+                    }
                 }
                 Chunk::Data(left) => {
                     if buf.is_empty() {
@@ -240,6 +246,7 @@ impl BodyReader {
                     }
                     let _ = buf.split_to(2);
                     self.chunk = Chunk::Size;
+                    return Ok(Some(Piece::ChunkEnd));
                 }
                 Chunk::Trailers => {
                     // Trailer fields are validated and then dropped: the body is
@@ -332,8 +339,8 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, ErrorKind> {
     Ok(n)
 }
 
-/// The chunk-size line for `len` bytes of data.
-pub(crate) fn chunk_head(len: usize) -> Bytes {
+/// The chunk-size line for `len` bytes of data: lowercase hex, no extensions.
+pub(crate) fn chunk_head(len: u64) -> Bytes {
     Bytes::from(format!("{len:x}\r\n"))
 }
 
