@@ -289,3 +289,48 @@ fn running_with_a_bad_config_exits_2() {
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
     assert_eq!(one_line_error(&out.stderr), "workers must be at least 1");
 }
+
+#[test]
+fn repeated_upstreams_form_one_round_robin_group_on_route_slash() {
+    let out = run(&[
+        "check",
+        "--listen",
+        "127.0.0.1:8080",
+        "--listen",
+        "127.0.0.1:8081",
+        "--upstream",
+        "127.0.0.1:9000",
+        "--upstream",
+        "127.0.0.1:9001",
+        "--allow-upgrade",
+        "websocket",
+        "--allow-upgrade",
+        "TLS/1.2",
+        "--max-body-bytes",
+        "1000",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let s = &out.stdout;
+    assert!(
+        s.contains("listen             127.0.0.1:8080 127.0.0.1:8081"),
+        "{s}"
+    );
+    assert!(
+        s.contains("upstream default   127.0.0.1:9000 127.0.0.1:9001 (round-robin)"),
+        "{s}"
+    );
+    assert!(s.contains("route / -> default"), "{s}");
+    assert!(s.contains("allow_upgrade  websocket, TLS/1.2"), "{s}");
+    assert!(s.contains("max_body_bytes 1000"), "{s}");
+}
+
+#[test]
+fn readme_shows_the_example_config_verbatim() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md at the repository root");
+    let example = std::fs::read_to_string(EXAMPLE).unwrap();
+    assert!(
+        readme.contains(&format!("```toml\n{example}```")),
+        "README.md's config example differs from switchyard.example.toml"
+    );
+}
