@@ -1,4 +1,88 @@
-//! switchyard-core
+//! # switchyard-core
+//!
+//! The sans-IO heart of switchyard: an HTTP/1.1 reverse-proxy state machine whose
+//! specialty is WebSocket and other `Upgrade` traffic. One [`Connection`] per client
+//! connection turns *inputs* (bytes, EOFs, upstream connection results, time) into
+//! *outputs* (bytes to write, connections to open, tunnels to start, events to log).
+//! It has no sockets, no clock, no threads and no async, so it embeds in any event loop
+//! and can be tested faster than real time (see [`sim`], feature `sim`).
+//!
+//! ## A complete run loop
+//! The loop below drives one connection with in-memory peers; a real adapter does the
+//! same with sockets (`switchyard-smol`, or `examples/event_loop.rs` with plain
+//! non-blocking sockets).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::{Duration, Instant};
+//! use bytes::BytesMut;
+//! use switchyard_core::{Config, Connection, Input, Output, PeerInfo, Side};
+//!
+//! let start = Instant::now(); // the caller owns the clock
+//! let mut conn = Connection::new(Arc::new(Config::default()), PeerInfo::default(), start);
+//! let (mut to_client, mut to_upstream) = (Vec::new(), Vec::new());
+//! let mut inputs = vec![
+//!     Input::ClientData(BytesMut::from(&b"GET /hello HTTP/1.1\r\nHost: example\r\n\r\n"[..])),
+//! ];
+//! while let Some(input) = inputs.pop() {
+//!     conn.handle_input(input, start).expect("no misuse");
+//!     while let Some(output) = conn.poll_output() {
+//!         match output {
+//!             // Open a connection to a server of this route's upstream group.
+//!             Output::Connect(_route) => inputs.push(Input::UpstreamConnected { reused: false }),
+//!             Output::ToUpstream(bytes) => {
+//!                 to_upstream.extend_from_slice(&bytes);
+//!                 // The in-memory upstream answers once the head is complete.
+//!                 if to_upstream.ends_with(b"\r\n\r\n") {
+//!                     inputs.push(Input::UpstreamData(BytesMut::from(
+//!                         &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"[..],
+//!                     )));
+//!                 }
+//!                 inputs.push(Input::Flushed { to: Side::Upstream });
+//!             }
+//!             Output::ToClient(bytes) => {
+//!                 to_client.extend_from_slice(&bytes);
+//!                 inputs.push(Input::Flushed { to: Side::Client });
+//!             }
+//!             Output::ReleaseUpstream { reusable } => assert!(reusable),
+//!             Output::Event(event) => println!("{event:?}"),
+//!             Output::StartTunnel { .. } | Output::Shutdown { .. } | Output::Close => {}
+//!         }
+//!     }
+//! }
+//! assert!(to_upstream.starts_with(b"GET /hello HTTP/1.1\r\nHost: example\r\n"));
+//! assert_eq!(to_client, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+//! // The connection is kept alive; the next deadline is keepalive's 75 s.
+//! assert_eq!(conn.poll_timeout(), Some(start + Duration::from_secs(75)));
+//! ```
+//!
+//! ## The contract
+//! - **Order.** Feed one input with [`Connection::handle_input`], drain
+//!   [`Connection::poll_output`] until `None` and perform the outputs in order, then wait
+//!   until [`Connection::poll_timeout`] or readiness of a peer for which
+//!   [`Connection::wants_read`] is true, whichever comes first.
+//! - **Time.** Every input carries `now`. The core never reads a clock; a `now` earlier
+//!   than one already seen counts as the latest; a timeout with nothing due is a no-op.
+//! - **Writes.** After writing everything queued towards a peer, feed
+//!   [`Input::Flushed`]; `send_timeout` runs while writes are pending.
+//! - **Errors.** A peer's protocol error never panics and never returns `Err`: it becomes
+//!   a canned response and [`Output::Close`]. `Err(`[`Misuse`]`)` means the caller broke
+//!   the contract (e.g. input after `Close`).
+//! - **Zero copy.** Body bytes leave the core as [`bytes::Bytes`] slices of the buffers
+//!   given in [`Input::ClientData`] / [`Input::UpstreamData`].
+//! - **Tunnels.** After [`Output::StartTunnel`] the caller copies bytes itself and
+//!   reports each read as [`Input::TunnelActivity`], so deadlines and half-close stay in
+//!   the core.
+//!
+//! ## Protocol rules
+//! Hop-by-hop headers ([`HOP_BY_HOP`] and every header named by `Connection`) are never
+//! forwarded either way; an upgrade proposal (`Upgrade` + a `Connection: upgrade` token,
+//! HTTP/1.1) is forwarded explicitly for the protocols a route allows (never `h2c`);
+//! bytes a client sends after an upgrade request are held until the answer; only a
+//! `101` that answers a proposal, names an offered protocol, carries
+//! `Connection: upgrade` and (for WebSocket) the right `Sec-WebSocket-Accept` starts a
+//! tunnel. Framing is strict (RFC 9112 §6): anything two parsers could read differently
+//! is refused with a 4xx (client) or 502 (upstream). The crate README lists every rule.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
