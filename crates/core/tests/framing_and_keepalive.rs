@@ -9,8 +9,16 @@ use switchyard_core::{CloseReason, Config, Input, Output, Side, StateKind};
 fn rejected_with(request: &[u8], expected: u16) {
     let mut whole = sim();
     whole.client_sends(request);
-    assert_eq!(status(&whole), expected, "whole: {:?}", String::from_utf8_lossy(request));
-    assert!(whole.upstreams.is_empty() || whole.upstream_received().is_empty(), "something reached the upstream");
+    assert_eq!(
+        status(&whole),
+        expected,
+        "whole: {:?}",
+        String::from_utf8_lossy(request)
+    );
+    assert!(
+        whole.upstreams.is_empty() || whole.upstream_received().is_empty(),
+        "something reached the upstream"
+    );
     assert!(whole.is_closed());
     let mut split = sim();
     for b in request {
@@ -19,7 +27,12 @@ fn rejected_with(request: &[u8], expected: u16) {
         }
         split.client_sends(&[*b]);
     }
-    assert_eq!(status(&split), expected, "byte by byte: {:?}", String::from_utf8_lossy(request));
+    assert_eq!(
+        status(&split),
+        expected,
+        "byte by byte: {:?}",
+        String::from_utf8_lossy(request)
+    );
 }
 
 #[test]
@@ -45,7 +58,10 @@ fn chunked_response_is_reencoded_for_an_http11_client() {
     sim.client_sends(get("/").as_bytes());
     sim.upstream_sends(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n");
     sim.upstream_sends(b"0\r\n\r\n");
-    assert_eq!(header(&sim.client_received, "transfer-encoding").as_deref(), Some("chunked"));
+    assert_eq!(
+        header(&sim.client_received, "transfer-encoding").as_deref(),
+        Some("chunked")
+    );
     assert_eq!(body(&sim.client_received), b"3\r\nabc\r\n0\r\n\r\n");
     assert_eq!(sim.state(), StateKind::ReadingHead);
     assert_eq!(sim.upstreams[0].released, Some(true));
@@ -55,9 +71,14 @@ fn chunked_response_is_reencoded_for_an_http11_client() {
 fn chunked_response_is_decoded_for_an_http10_client_and_the_connection_closed() {
     let mut sim = sim();
     sim.client_sends(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    sim.upstream_sends(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    sim.upstream_sends(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    );
     assert!(!has_header(&sim.client_received, "transfer-encoding"));
-    assert_eq!(header(&sim.client_received, "connection").as_deref(), Some("close"));
+    assert_eq!(
+        header(&sim.client_received, "connection").as_deref(),
+        Some("close")
+    );
     assert_eq!(body(&sim.client_received), b"abc");
     assert!(sim.is_closed());
 }
@@ -66,7 +87,9 @@ fn chunked_response_is_decoded_for_an_http10_client_and_the_connection_closed() 
 fn http10_request_without_host_gets_an_empty_host_upstream() {
     let mut sim = sim();
     sim.client_sends(b"GET / HTTP/1.0\r\n\r\n");
-    assert!(sim.upstream_received().starts_with(b"GET / HTTP/1.1\r\nHost: \r\n"));
+    assert!(sim
+        .upstream_received()
+        .starts_with(b"GET / HTTP/1.1\r\nHost: \r\n"));
 }
 
 #[test]
@@ -76,7 +99,10 @@ fn read_until_close_response_closes_the_client() {
     sim.upstream_sends(b"HTTP/1.1 200 OK\r\n\r\npart one ");
     sim.upstream_sends(b"part two");
     sim.upstream_eof();
-    assert_eq!(header(&sim.client_received, "connection").as_deref(), Some("close"));
+    assert_eq!(
+        header(&sim.client_received, "connection").as_deref(),
+        Some("close")
+    );
     assert_eq!(body(&sim.client_received), b"part one part two");
     assert!(sim.is_closed());
     assert_eq!(sim.upstreams[0].released, Some(false));
@@ -87,7 +113,10 @@ fn head_response_has_no_body() {
     let mut sim = sim();
     sim.client_sends(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
     sim.upstream_sends(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n");
-    assert_eq!(header(&sim.client_received, "content-length").as_deref(), Some("1234"));
+    assert_eq!(
+        header(&sim.client_received, "content-length").as_deref(),
+        Some("1234")
+    );
     assert_eq!(sim.state(), StateKind::ReadingHead);
     assert_eq!(sim.upstreams[0].released, Some(true));
 }
@@ -110,28 +139,58 @@ fn content_length_with_transfer_encoding_is_400() {
 
 #[test]
 fn repeated_or_differing_content_length_is_400() {
-    rejected_with(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400);
-    rejected_with(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400);
-    rejected_with(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc", 400);
-    rejected_with(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc", 400);
+    rejected_with(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        400,
+    );
+    rejected_with(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        400,
+    );
+    rejected_with(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc",
+        400,
+    );
+    rejected_with(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc",
+        400,
+    );
 }
 
 #[test]
 fn transfer_encoding_not_ending_in_chunked_is_400_and_unknown_codings_501() {
-    rejected_with(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400);
-    rejected_with(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 400);
-    rejected_with(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501);
-    rejected_with(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
+    rejected_with(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        400,
+    );
+    rejected_with(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+        400,
+    );
+    rejected_with(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        501,
+    );
+    rejected_with(
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        400,
+    );
 }
 
 #[test]
 fn whitespace_before_colon_is_400() {
-    rejected_with(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\n", 400);
+    rejected_with(
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\n",
+        400,
+    );
 }
 
 #[test]
 fn obs_fold_is_400() {
-    rejected_with(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n", 400);
+    rejected_with(
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n",
+        400,
+    );
 }
 
 #[test]
@@ -158,7 +217,9 @@ fn bare_lf_line_endings_are_400() {
 fn head_too_large_is_431_even_in_small_reads() {
     let mut request = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
     while request.len() < 40 * 1024 {
-        request.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        request.extend_from_slice(
+            b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+        );
     }
     request.extend_from_slice(b"\r\n");
     rejected_with(&request, 431);
@@ -182,7 +243,14 @@ fn too_many_header_fields_is_431() {
 
 #[test]
 fn bad_chunk_sizes_are_400() {
-    for chunk in ["+5\r\nhello\r\n0\r\n\r\n", "0x5\r\nhello\r\n0\r\n\r\n", "5 \r\nhello\r\n0\r\n\r\n", "1_0\r\n", "10000000000000000\r\n", "5\r\nhelloXX0\r\n\r\n"] {
+    for chunk in [
+        "+5\r\nhello\r\n0\r\n\r\n",
+        "0x5\r\nhello\r\n0\r\n\r\n",
+        "5 \r\nhello\r\n0\r\n\r\n",
+        "1_0\r\n",
+        "10000000000000000\r\n",
+        "5\r\nhelloXX0\r\n\r\n",
+    ] {
         let mut sim = sim();
         sim.client_sends(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
         sim.client_sends(chunk.as_bytes());
@@ -194,7 +262,13 @@ fn bad_chunk_sizes_are_400() {
 
 #[test]
 fn malformed_upstream_response_is_502() {
-    for response in ["HTTP/1.1 200 OK\nContent-Length: 0\n\n", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "HTTP/1.1 2000 OK\r\n\r\n", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n", "garbage\r\n\r\n"] {
+    for response in [
+        "HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
+        "garbage\r\n\r\n",
+    ] {
         let mut sim = sim();
         sim.client_sends(get("/").as_bytes());
         sim.upstream_sends(response.as_bytes());
@@ -229,7 +303,9 @@ fn no_matching_route_is_404() {
 fn longest_prefix_route_wins() {
     let mut config = Config::default();
     config.routes.push(switchyard_core::Route::new("/chat/"));
-    config.routes.push(switchyard_core::Route::new("/chat/admin/"));
+    config
+        .routes
+        .push(switchyard_core::Route::new("/chat/admin/"));
     let mut sim = sim_with(config);
     sim.client_sends(get("/chat/admin/x").as_bytes());
     assert!(sim.outputs.contains(&Output::Connect(2)));
@@ -243,7 +319,9 @@ fn body_larger_than_the_route_allows_is_413() {
     sim.client_sends(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
     assert_eq!(status(&sim), 413);
     let mut chunked = sim_with(config);
-    chunked.client_sends(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    chunked.client_sends(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
     assert_eq!(status(&chunked), 413);
     assert!(!chunked.upstream_received().ends_with(b"hello\r\n"));
 }
@@ -265,7 +343,10 @@ fn pipelined_requests_are_answered_in_order() {
     let mut sim = sim();
     sim.client_sends(format!("{}{}", get("/a"), get("/b")).as_bytes());
     assert!(sim.upstream_received().starts_with(b"GET /a "));
-    assert!(!String::from_utf8_lossy(sim.upstream_received()).contains("/b"), "second request sent before the first answer");
+    assert!(
+        !String::from_utf8_lossy(sim.upstream_received()).contains("/b"),
+        "second request sent before the first answer"
+    );
     sim.upstream_sends(ok("A").as_bytes());
     assert!(String::from_utf8_lossy(sim.upstream_received()).contains("GET /b "));
     sim.upstream_sends(ok("B").as_bytes());
@@ -277,7 +358,10 @@ fn connection_close_from_the_client_closes_after_the_response() {
     let mut sim = sim();
     sim.client_sends(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     sim.upstream_sends(ok("x").as_bytes());
-    assert_eq!(header(&sim.client_received, "connection").as_deref(), Some("close"));
+    assert_eq!(
+        header(&sim.client_received, "connection").as_deref(),
+        Some("close")
+    );
     assert_eq!(closed_with(&sim), Some(CloseReason::NotKeptAlive));
     // The upstream connection is still good for others.
     assert_eq!(sim.upstreams[0].released, Some(true));
@@ -288,7 +372,10 @@ fn http10_keep_alive_is_honoured() {
     let mut sim = sim();
     sim.client_sends(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     sim.upstream_sends(ok("x").as_bytes());
-    assert_eq!(header(&sim.client_received, "connection").as_deref(), Some("keep-alive"));
+    assert_eq!(
+        header(&sim.client_received, "connection").as_deref(),
+        Some("keep-alive")
+    );
     assert_eq!(sim.state(), StateKind::ReadingHead);
 }
 

@@ -14,11 +14,24 @@ fn hop_by_hop_request_headers_are_not_forwarded() {
           TE: trailers\r\nTrailer: X\r\nProxy-Connection: keep-alive\r\nUpgrade: foo\r\nX-End: 1\r\n\r\n",
     );
     let names = header_names(sim.upstream_received());
-    for hop in ["keep-alive", "proxy-authorization", "te", "trailer", "proxy-connection", "upgrade"] {
-        assert!(!names.contains(&hop.to_string()), "{hop} forwarded: {names:?}");
+    for hop in [
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "proxy-connection",
+        "upgrade",
+    ] {
+        assert!(
+            !names.contains(&hop.to_string()),
+            "{hop} forwarded: {names:?}"
+        );
     }
     assert!(names.contains(&"x-end".to_string()));
-    assert_eq!(header(sim.upstream_received(), "connection").as_deref(), Some("keep-alive"));
+    assert_eq!(
+        header(sim.upstream_received(), "connection").as_deref(),
+        Some("keep-alive")
+    );
 }
 
 #[test]
@@ -49,8 +62,18 @@ fn hop_by_hop_response_headers_are_not_forwarded_to_client() {
           Proxy-Authenticate: Basic\r\nUpgrade: h2c\r\nTrailer: X\r\nX-Public: 2\r\nContent-Length: 0\r\n\r\n",
     );
     let names = header_names(&sim.client_received);
-    for hop in ["x-internal", "keep-alive", "proxy-authenticate", "upgrade", "trailer", "connection"] {
-        assert!(!names.contains(&hop.to_string()), "{hop} reached the client: {names:?}");
+    for hop in [
+        "x-internal",
+        "keep-alive",
+        "proxy-authenticate",
+        "upgrade",
+        "trailer",
+        "connection",
+    ] {
+        assert!(
+            !names.contains(&hop.to_string()),
+            "{hop} reached the client: {names:?}"
+        );
     }
     assert!(names.contains(&"x-public".to_string()));
 }
@@ -65,26 +88,45 @@ fn end_to_end_headers_keep_order_and_bytes() {
 
 #[test]
 fn x_forwarded_for_appends_client_address() {
-    let peer = PeerInfo { client_addr: Some("192.0.2.7".parse().unwrap()), scheme: Scheme::Https };
+    let peer = PeerInfo {
+        client_addr: Some("192.0.2.7".parse().unwrap()),
+        scheme: Scheme::Https,
+    };
     let mut sim = Sim::with_peer(Config::default(), peer, std::time::Instant::now());
     sim.client_sends(b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: gopher\r\n\r\n");
     let up = sim.upstream_received();
-    assert_eq!(header(up, "x-forwarded-for").as_deref(), Some("10.0.0.1, 192.0.2.7"));
+    assert_eq!(
+        header(up, "x-forwarded-for").as_deref(),
+        Some("10.0.0.1, 192.0.2.7")
+    );
     assert_eq!(header(up, "x-forwarded-proto").as_deref(), Some("https"));
 }
 
 #[test]
 fn forwarded_and_via_are_added_when_configured() {
     let config = Config {
-        forwarding: Forwarding { forwarded: true, via: Some("switchyard".into()), ..Forwarding::default() },
+        forwarding: Forwarding {
+            forwarded: true,
+            via: Some("switchyard".into()),
+            ..Forwarding::default()
+        },
         ..Config::default()
     };
-    let peer = PeerInfo { client_addr: Some("2001:db8::1".parse().unwrap()), scheme: Scheme::Http };
+    let peer = PeerInfo {
+        client_addr: Some("2001:db8::1".parse().unwrap()),
+        scheme: Scheme::Http,
+    };
     let mut sim = Sim::with_peer(config, peer, std::time::Instant::now());
     sim.client_sends(b"GET / HTTP/1.1\r\nHost: a\r\nVia: 1.0 edge\r\n\r\n");
     let up = sim.upstream_received();
-    assert_eq!(header(up, "forwarded").as_deref(), Some("for=\"[2001:db8::1]\";proto=http"));
-    assert_eq!(header(up, "via").as_deref(), Some("1.0 edge, 1.1 switchyard"));
+    assert_eq!(
+        header(up, "forwarded").as_deref(),
+        Some("for=\"[2001:db8::1]\";proto=http")
+    );
+    assert_eq!(
+        header(up, "via").as_deref(),
+        Some("1.0 edge, 1.1 switchyard")
+    );
 }
 
 #[test]
@@ -102,7 +144,10 @@ fn connection_keep_alive_upgrade_counts_as_a_proposal() {
     let mut sim = sim();
     let req = ws_request("/").replace("Connection: Upgrade", "Connection: keep-alive, Upgrade");
     sim.client_sends(req.as_bytes());
-    assert_eq!(header(sim.upstream_received(), "upgrade").as_deref(), Some("websocket"));
+    assert_eq!(
+        header(sim.upstream_received(), "upgrade").as_deref(),
+        Some("websocket")
+    );
     sim.upstream_sends(ws_101().as_bytes());
     assert_eq!(sim.state(), StateKind::Tunnel);
 }
@@ -132,7 +177,10 @@ fn http10_upgrade_is_not_a_proposal() {
 fn only_allowed_protocols_are_forwarded() {
     let mut sim = sim();
     sim.client_sends(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: foo/2, websocket, IRC/6.9\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
-    assert_eq!(header(sim.upstream_received(), "upgrade").as_deref(), Some("websocket"));
+    assert_eq!(
+        header(sim.upstream_received(), "upgrade").as_deref(),
+        Some("websocket")
+    );
 }
 
 #[test]
@@ -140,9 +188,16 @@ fn routes_may_allow_other_protocols() {
     let mut config = Config::default();
     config.routes[0].allow_upgrade = vec!["irc".into()];
     let mut sim = sim_with(config);
-    sim.client_sends(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: IRC/6.9, websocket\r\n\r\n");
-    assert_eq!(header(sim.upstream_received(), "upgrade").as_deref(), Some("IRC/6.9"));
-    sim.upstream_sends(b"HTTP/1.1 101 Switching\r\nUpgrade: IRC/6.9\r\nConnection: upgrade\r\n\r\n");
+    sim.client_sends(
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: IRC/6.9, websocket\r\n\r\n",
+    );
+    assert_eq!(
+        header(sim.upstream_received(), "upgrade").as_deref(),
+        Some("IRC/6.9")
+    );
+    sim.upstream_sends(
+        b"HTTP/1.1 101 Switching\r\nUpgrade: IRC/6.9\r\nConnection: upgrade\r\n\r\n",
+    );
     assert_eq!(sim.state(), StateKind::Tunnel);
 }
 
@@ -155,7 +210,9 @@ fn h2c_and_http2_settings_are_never_forwarded() {
     let up = sim.upstream_received();
     assert!(!has_header(up, "upgrade"));
     assert!(!has_header(up, "http2-settings"));
-    sim.upstream_sends(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+    sim.upstream_sends(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+    );
     assert_eq!(status(&sim), 502);
     assert!(!started_tunnel(&sim));
 }
@@ -164,7 +221,10 @@ fn h2c_and_http2_settings_are_never_forwarded() {
 fn plain_request_gets_connection_keep_alive() {
     let mut sim = sim();
     sim.client_sends(get("/").as_bytes());
-    assert_eq!(header(sim.upstream_received(), "connection").as_deref(), Some("keep-alive"));
+    assert_eq!(
+        header(sim.upstream_received(), "connection").as_deref(),
+        Some("keep-alive")
+    );
 }
 
 #[test]
@@ -173,7 +233,10 @@ fn client_bytes_after_upgrade_request_are_held() {
     let mut bytes = ws_request("/").into_bytes();
     bytes.extend_from_slice(b"\x81\x05hello");
     sim.client_sends(&bytes);
-    assert!(sim.upstream_received().ends_with(b"\r\n\r\n"), "held bytes were forwarded before the 101");
+    assert!(
+        sim.upstream_received().ends_with(b"\r\n\r\n"),
+        "held bytes were forwarded before the 101"
+    );
 }
 
 #[test]
@@ -212,7 +275,10 @@ fn valid_101_starts_the_tunnel() {
     let client = &sim.client_received;
     assert_eq!(header(client, "upgrade").as_deref(), Some("websocket"));
     assert_eq!(header(client, "connection").as_deref(), Some("upgrade"));
-    assert_eq!(header(client, "sec-websocket-accept").as_deref(), Some(ACCEPT));
+    assert_eq!(
+        header(client, "sec-websocket-accept").as_deref(),
+        Some(ACCEPT)
+    );
 }
 
 #[test]
@@ -230,7 +296,11 @@ fn a_101_to_a_request_without_a_proposal_is_502() {
 fn a_101_with_a_wrong_accept_is_502() {
     let mut sim = sim();
     sim.client_sends(ws_request("/").as_bytes());
-    sim.upstream_sends(ws_101().replace(ACCEPT, "AAAAAAAAAAAAAAAAAAAAAAAAAAA=").as_bytes());
+    sim.upstream_sends(
+        ws_101()
+            .replace(ACCEPT, "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+            .as_bytes(),
+    );
     assert_eq!(statuses(&sim.client_received), vec![502]);
     assert!(!started_tunnel(&sim));
 }
@@ -239,7 +309,9 @@ fn a_101_with_a_wrong_accept_is_502() {
 fn a_101_naming_a_protocol_not_offered_is_502() {
     let mut sim = sim();
     sim.client_sends(ws_request("/").as_bytes());
-    sim.upstream_sends(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n");
+    sim.upstream_sends(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+    );
     assert_eq!(statuses(&sim.client_received), vec![502]);
     assert!(!started_tunnel(&sim));
 }
@@ -272,7 +344,9 @@ fn bytes_after_the_101_head_are_forwarded_first() {
     answer.extend_from_slice(b"\x81\x02hi");
     sim.upstream_sends(&answer);
     let start = sim.outputs.iter().find_map(|o| match o {
-        Output::StartTunnel { upstream_leftover, .. } => Some(upstream_leftover.clone()),
+        Output::StartTunnel {
+            upstream_leftover, ..
+        } => Some(upstream_leftover.clone()),
         _ => None,
     });
     assert_eq!(start.as_deref(), Some(&b"\x81\x02hi"[..]));
@@ -282,7 +356,9 @@ fn bytes_after_the_101_head_are_forwarded_first() {
 #[test]
 fn interim_100_and_103_are_forwarded_and_the_proxy_keeps_waiting() {
     let mut sim = sim();
-    sim.client_sends(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    sim.client_sends(
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+    );
     sim.upstream_sends(b"HTTP/1.1 100 Continue\r\n\r\n");
     sim.client_sends(b"ok");
     sim.upstream_sends(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n");

@@ -33,7 +33,10 @@ pub fn ws_101() -> String {
 }
 
 pub fn ok(body: &str) -> String {
-    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// Status codes of every response head in `bytes` (interim ones included).
@@ -54,38 +57,50 @@ pub fn header_names(bytes: &[u8]) -> Vec<String> {
     let mut fields = [httparse::EMPTY_HEADER; 128];
     let mut req = httparse::Request::new(&mut fields);
     if let Ok(httparse::Status::Complete(_)) = req.parse(bytes) {
-        return req.headers.iter().map(|h| h.name.to_ascii_lowercase()).collect();
+        return req
+            .headers
+            .iter()
+            .map(|h| h.name.to_ascii_lowercase())
+            .collect();
     }
     let mut fields = [httparse::EMPTY_HEADER; 128];
     let mut resp = httparse::Response::new(&mut fields);
     resp.parse(bytes).expect("a head");
-    resp.headers.iter().map(|h| h.name.to_ascii_lowercase()).collect()
+    resp.headers
+        .iter()
+        .map(|h| h.name.to_ascii_lowercase())
+        .collect()
 }
 
 /// The value of `name` in the first head of `bytes`.
 pub fn header(bytes: &[u8], name: &str) -> Option<String> {
     let text = String::from_utf8_lossy(bytes);
     let head = text.split("\r\n\r\n").next()?;
-    head.split("\r\n")
-        .skip(1)
-        .find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
 }
 
 pub fn has_header(bytes: &[u8], name: &str) -> bool {
-    header_names(bytes).iter().any(|n| n.eq_ignore_ascii_case(name))
+    header_names(bytes)
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// Body of the first message in `bytes` (after the head).
 pub fn body(bytes: &[u8]) -> &[u8] {
-    let at = bytes.windows(4).position(|w| w == b"\r\n\r\n").map_or(bytes.len(), |i| i + 4);
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(bytes.len(), |i| i + 4);
     &bytes[at..]
 }
 
 pub fn started_tunnel(sim: &Sim) -> bool {
-    sim.outputs.iter().any(|o| matches!(o, Output::StartTunnel { .. }))
+    sim.outputs
+        .iter()
+        .any(|o| matches!(o, Output::StartTunnel { .. }))
 }
 
 pub fn closed_with(sim: &Sim) -> Option<switchyard_core::CloseReason> {
