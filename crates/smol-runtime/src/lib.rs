@@ -60,12 +60,14 @@ mod upstream;
 pub use log::ACCESS_TARGET;
 pub use server::{Server, ShutdownHandle};
 
-/// A named set of upstream servers; requests are spread over them round-robin.
+/// A named set of upstream servers; requests are spread over them round-robin. A server
+/// that fails to connect is skipped for the next one, and for 10 s it is tried only after
+/// the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamGroup {
     /// Name, for logs.
     pub name: String,
-    /// The servers. A server that refuses a connection is skipped for the next one.
+    /// The servers.
     pub servers: Vec<SocketAddr>,
 }
 

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,28 +13,74 @@ use futures_lite::future;
 
 use crate::PoolConfig;
 
-/// An upstream group at run time: its servers and its round-robin position.
+/// After a failed connect, a server is tried after the others for this long (nginx's
+/// `max_fails=1 fail_timeout=10s`).
+const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An upstream group at run time: its servers, its round-robin position, and which
+/// servers failed recently.
 #[derive(Debug)]
 pub(crate) struct Group {
     pub(crate) name: String,
-    pub(crate) servers: Vec<SocketAddr>,
+    servers: Vec<Server>,
     next: AtomicUsize,
+    /// Origin of the `failed_until` clocks.
+    epoch: Instant,
+}
+
+#[derive(Debug)]
+struct Server {
+    addr: SocketAddr,
+    /// Milliseconds after `epoch` until which the server counts as failed; 0 when it
+    /// does not.
+    failed_until: AtomicU64,
 }
 
 impl Group {
     pub(crate) fn new(name: String, servers: Vec<SocketAddr>) -> Self {
         Group {
             name,
-            servers,
+            servers: servers
+                .into_iter()
+                .map(|addr| Server {
+                    addr,
+                    failed_until: AtomicU64::new(0),
+                })
+                .collect(),
             next: AtomicUsize::new(0),
+            epoch: Instant::now(),
         }
     }
 
-    /// Every server once, starting at the next one in round-robin order.
-    fn rotation(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Every server once: those not failed recently in round-robin order, then the
+    /// failed ones (a last resort, not skipped).
+    fn rotation(&self, now: Instant) -> Vec<SocketAddr> {
         let n = self.servers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
-        (0..n).map(move |k| self.servers[(start + k) % n])
+        let now = self.millis(now);
+        let ordered = (0..n).map(|k| &self.servers[(start + k) % n]);
+        let (healthy, failed): (Vec<&Server>, Vec<&Server>) =
+            ordered.partition(|server| server.failed_until.load(Ordering::Relaxed) <= now);
+        healthy
+            .into_iter()
+            .chain(failed)
+            .map(|server| server.addr)
+            .collect()
+    }
+
+    fn record(&self, addr: SocketAddr, ok: bool, now: Instant) {
+        let until = if ok {
+            0
+        } else {
+            self.millis(now + FAIL_TIMEOUT).max(1)
+        };
+        for server in self.servers.iter().filter(|server| server.addr == addr) {
+            server.failed_until.store(until, Ordering::Relaxed);
+        }
     }
 }
 
@@ -48,14 +94,15 @@ pub(crate) struct Dialed {
 
 /// Finds a connection to a server of `group`: the next server in round-robin order, from
 /// the pool when it holds a live one (unless `fresh`), else dialed with `connect_timeout`.
-/// A failed dial moves on to the next server; each server is tried at most once.
+/// A failed dial moves on to the next server; each server is tried at most once, and a
+/// server whose connect failed in the last [`FAIL_TIMEOUT`] only after the others.
 pub(crate) async fn connect(
     group: &Group,
     pool: &Pool,
     fresh: bool,
     connect_timeout: Duration,
 ) -> Option<Dialed> {
-    for server in group.rotation() {
+    for server in group.rotation(Instant::now()) {
         if !fresh {
             if let Some(stream) = pool.take(server) {
                 return Some(Dialed {
@@ -70,7 +117,9 @@ pub(crate) async fn connect(
             Timer::after(connect_timeout).await;
             None
         };
-        match future::or(dial, give_up).await {
+        let outcome = future::or(dial, give_up).await;
+        group.record(server, matches!(outcome, Some(Ok(_))), Instant::now());
+        match outcome {
             Some(Ok(stream)) => {
                 if let Err(error) = stream.get_ref().set_nodelay(true) {
                     tracing::debug!(%server, %error, "setting TCP_NODELAY failed");
@@ -210,4 +259,43 @@ fn still_open(stream: &Async<TcpStream>) -> bool {
     let mut probe = [0u8; 1];
     let mut socket: &TcpStream = stream.get_ref();
     matches!(socket.read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn rotation_is_round_robin_and_tries_each_server_once() {
+        let group = Group::new("g".into(), vec![addr(1), addr(2), addr(3)]);
+        let now = Instant::now();
+        assert_eq!(group.rotation(now), [addr(1), addr(2), addr(3)]);
+        assert_eq!(group.rotation(now), [addr(2), addr(3), addr(1)]);
+        assert_eq!(group.rotation(now), [addr(3), addr(1), addr(2)]);
+        assert_eq!(group.rotation(now), [addr(1), addr(2), addr(3)]);
+    }
+
+    #[test]
+    fn a_failed_server_is_tried_last_until_the_fail_timeout_passes() {
+        let group = Group::new("g".into(), vec![addr(1), addr(2), addr(3)]);
+        let now = Instant::now();
+        group.record(addr(1), false, now);
+        assert_eq!(group.rotation(now), [addr(2), addr(3), addr(1)]);
+        assert_eq!(group.rotation(now), [addr(2), addr(3), addr(1)]);
+        let later = now + FAIL_TIMEOUT + Duration::from_millis(1);
+        assert_eq!(group.rotation(later), [addr(3), addr(1), addr(2)]);
+    }
+
+    #[test]
+    fn a_successful_connect_clears_the_failure() {
+        let group = Group::new("g".into(), vec![addr(1), addr(2)]);
+        let now = Instant::now();
+        group.record(addr(1), false, now);
+        group.record(addr(1), true, now);
+        assert_eq!(group.rotation(now), [addr(1), addr(2)]);
+    }
 }
