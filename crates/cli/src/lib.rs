@@ -162,12 +162,16 @@ fn serve(settings: &Settings, bind_hint: &str, on_ready: impl FnOnce(&[SocketAdd
     std::thread::spawn(move || {
         let mut signals = signals.forever();
         if let Some(signal) = signals.next() {
+            handle.shutdown();
+            let name = if signal == signal_hook::consts::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
             tracing::info!(
-                signal,
-                "shutting down: no new connections, finishing requests in flight, tunnels get {}",
+                "{name}: stopping gracefully (no new connections, requests in flight finish, tunnels get {}); a second signal exits at once",
                 duration::format_duration(grace)
             );
-            handle.shutdown();
         }
         if signals.next().is_some() {
             tracing::warn!("second signal: exiting now");

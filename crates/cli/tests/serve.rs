@@ -81,7 +81,12 @@ fn sigterm_completes_the_request_in_flight_then_exits_0() {
     got_request.recv_timeout(LIMIT).unwrap();
 
     signal(proxy.child.id(), "TERM");
-    proxy.wait_for_log("shutting down");
+    proxy.wait_for_log("SIGTERM: stopping gracefully");
+    // The runtime reports this once its listeners are closed: no new client gets in,
+    // and the one request is still in flight.
+    proxy.wait_for_log("shutting down connections=1");
+    let refused = TcpStream::connect(addr).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     answer_tx.send(()).unwrap();
 
     let mut response = Vec::new();

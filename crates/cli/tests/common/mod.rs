@@ -113,8 +113,12 @@ impl Running {
         }
     }
 
-    /// Waits for a stderr line containing `needle` and returns it.
+    /// Waits for a stderr line containing `needle` (or finds one already read) and
+    /// returns it.
     pub fn wait_for_log(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
         let deadline = Instant::now() + LIMIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
