@@ -270,3 +270,44 @@ fn upstream_down_is_502_and_close() {
         b""
     );
 }
+
+#[test]
+fn interim_103_is_forwarded_before_the_final_response() {
+    let origin = Origin::http(|_| {
+        let mut answer =
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n".to_vec();
+        answer.extend(ok(b"final"));
+        Reply::Send(answer)
+    });
+    let proxy = Proxy::start(origin.addr());
+    let mut client = Conn::connect(proxy.addr());
+
+    client.write_all(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n");
+    let interim = client.read_response("GET").expect("the 103");
+    assert_eq!(interim.head.status(), 103);
+    assert_eq!(interim.head.get("link"), Some("</style.css>; rel=preload"));
+    let last = client.read_response("GET").expect("the final response");
+    assert_eq!(last.head.status(), 200);
+    assert_eq!(last.body, b"final");
+    assert_eq!(
+        get(&mut client, "/next").body,
+        b"final",
+        "the connection after a 103"
+    );
+}
+
+#[test]
+fn client_half_close_after_a_request_still_gets_the_response() {
+    let origin = echo_target_origin();
+    let proxy = Proxy::start(origin.addr());
+    let mut client = Conn::connect(proxy.addr());
+
+    client.write_all(b"GET /half-closed HTTP/1.1\r\nHost: example\r\n\r\n");
+    client.shutdown_write();
+    let response = client
+        .read_final_response("GET")
+        .expect("the response after the client's EOF");
+    assert_eq!(response.head.status(), 200);
+    assert_eq!(response.body, b"/half-closed");
+    assert_eq!(client.read_to_end().expect("EOF after the response"), b"");
+}
