@@ -84,9 +84,9 @@ fn tunnel_is_kept_open_by_upstream_traffic_past_several_read_timeouts() {
 
     let started = Instant::now();
     let mut round = 0;
-    // Each echo is upstream traffic, a third of a read_timeout apart, for five read_timeouts.
+    // Each echo is upstream traffic, a fifth of a read_timeout apart, for five read_timeouts.
     while started.elapsed() < SHORT * 5 {
-        std::thread::sleep(SHORT / 3);
+        std::thread::sleep(SHORT / 5);
         let message = Message::text(format!("keep-alive {round}"));
         ws.send(message.clone())
             .unwrap_or_else(|e| panic!("send after {:?}: {e}", started.elapsed()));
