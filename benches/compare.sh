@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of switchyard, nginx and HAProxy in front of one origin.
+#
+#   benches/compare.sh                    # 1 worker each, then 2 workers each
+#   WORKERS=1 DURATION=2 benches/compare.sh
+#
+# Environment (all optional):
+#   WORKERS="1 2"       worker counts to run (nginx worker_processes, HAProxy nbthread,
+#                       switchyard --workers)
+#   DURATION=4          seconds per figure
+#   TUNNELS=5000 HOLD=3 idle-tunnel figure: tunnels held, seconds held
+#   PROXIES="nginx haproxy switchyard"
+#   NICE=0              run every process under `nice -n $NICE` (shared machines)
+#   KEEP=1              keep the temp dir (configs, logs) and print its path
+#
+# Needs nginx, haproxy and wrk (Debian: apt-get update && apt-get install -y nginx
+# haproxy wrk); run as root it installs them when missing, saying so first.
+# Everything listens on 127.0.0.1: origin 19000, nginx 18081, HAProxy 18082,
+# switchyard 18083 (override with ORIGIN_PORT, NGINX_PORT, HAPROXY_PORT, SWITCHYARD_PORT).
+set -euo pipefail
+
+WORKERS=${WORKERS:-"1 2"}
+DURATION=${DURATION:-4}
+TUNNELS=${TUNNELS:-5000}
+HOLD=${HOLD:-3}
+PROXIES=${PROXIES:-"nginx haproxy switchyard"}
+NICE=${NICE:-0}
+ORIGIN_PORT=${ORIGIN_PORT:-19000}
+declare -A PORT=([nginx]=${NGINX_PORT:-18081} [haproxy]=${HAPROXY_PORT:-18082} [switchyard]=${SWITCHYARD_PORT:-18083})
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+log() { printf '[compare] %s\n' "$*" >&2; }
+
+# --- tools -----------------------------------------------------------------------------
+missing=()
+for tool in nginx haproxy wrk; do
+    command -v "$tool" >/dev/null || [[ -x /usr/sbin/$tool ]] || missing+=("$tool")
+done
+export PATH="$PATH:/usr/sbin:/sbin"
+if ((${#missing[@]})); then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        log "installing ${missing[*]}: apt-get update && apt-get install -y nginx haproxy wrk"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy wrk >/dev/null
+    else
+        log "missing: ${missing[*]}. Install them with: sudo apt-get update && sudo apt-get install -y nginx haproxy wrk"
+        exit 1
+    fi
+fi
+
+log "building loadgen and switchyard (release)"
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p switchyard-bench
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+LOADGEN=$TARGET_DIR/release/loadgen
+SWITCHYARD=$TARGET_DIR/release/switchyard
+if [[ " $PROXIES " == *" switchyard "* ]] &&
+    ! cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p switchyard; then
+    log "switchyard does not build: measuring the others only"
+    PROXIES=${PROXIES//switchyard/}
+fi
+
+# Each idle tunnel is two sockets in the proxy, one in loadgen, one in the origin.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if (($(ulimit -n) < TUNNELS * 2 + 200)); then
+    log "RLIMIT_NOFILE $(ulimit -n) is too low for $TUNNELS tunnels; lowering TUNNELS"
+    TUNNELS=$((($(ulimit -n) - 200) / 2))
+fi
+NOFILE=$(ulimit -n)
+
+TMP=$(mktemp -d /tmp/switchyard-compare.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ ${KEEP:-0} == 1 ]]; then log "configs and logs kept in $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+run() { nice -n "$NICE" "$@"; }
+
+wait_http() { # port: until GET / answers 200, at most 10 s
+    for _ in $(seq 100); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/" 2>/dev/null) == 200 ]] && return 0
+        sleep 0.1
+    done
+    log "nothing answers on port $1"
+    return 1
+}
+
+# --- configs ---------------------------------------------------------------------------
+nginx_conf() { # workers port
+    local dir=$TMP/nginx
+    mkdir -p "$dir/tmp"
+    local user=""
+    [[ $(id -u) == 0 ]] && user="user root;"
+    cat >"$dir/nginx.conf" <<EOF
+# nginx's WebSocket proxying guide, plus upstream keepalive: the map yields '' instead of
+# 'close' for non-upgrade requests so upstream connections are reused (as the other two do).
+$user
+daemon off;
+worker_processes $1;
+worker_rlimit_nofile $NOFILE;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections $((NOFILE - 100)); }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    map \$http_upgrade \$connection_upgrade {
+        default upgrade;
+        ''      '';
+    }
+    upstream origin {
+        server 127.0.0.1:$ORIGIN_PORT;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$2;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$connection_upgrade;
+            proxy_set_header Host \$host;
+        }
+    }
+}
+EOF
+    echo "$dir/nginx.conf"
+}
+
+haproxy_conf() { # workers port
+    local file=$TMP/haproxy.cfg
+    cat >"$file" <<EOF
+global
+    nbthread $1
+    maxconn $(((NOFILE - 200) / 2))
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 75s
+    timeout tunnel 1h
+frontend front
+    bind 127.0.0.1:$2
+    default_backend origin
+backend origin
+    server origin 127.0.0.1:$ORIGIN_PORT
+EOF
+    echo "$file"
+}
+
+start_proxy() { # name workers -> sets PROXY_PID
+    local name=$1 workers=$2 port=${PORT[$1]}
+    case $name in
+    # `nice` execs the proxy, so $! is the proxy's own pid (the root of its process tree).
+    nginx) nice -n "$NICE" nginx -c "$(nginx_conf "$workers" "$port")" &>"$TMP/nginx.out" & ;;
+    haproxy) nice -n "$NICE" haproxy -db -f "$(haproxy_conf "$workers" "$port")" &>"$TMP/haproxy.out" & ;;
+    switchyard)
+        nice -n "$NICE" "$SWITCHYARD" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$ORIGIN_PORT" \
+            --workers "$workers" --max-connections "$NOFILE" --log warn &>"$TMP/switchyard.out" &
+        ;;
+    esac
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_http "$port"
+}
+
+stop_proxy() {
+    kill "$PROXY_PID" 2>/dev/null || true
+    wait "$PROXY_PID" 2>/dev/null || true
+}
+
+# --- figures ---------------------------------------------------------------------------
+declare -A R # R[workers,proxy,figure] = value
+
+field() { # key: value of key=... on the `result` line of stdin
+    sed -n "s/^result .*\b$1=\([^ ]*\).*/\1/p"
+}
+
+wrk_mbps() { # wrk output on stdin -> Transfer/sec in MB/s
+    awk '/^Transfer\/sec:/ {
+        v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[A-Za-z]+$/, "", v)
+        f = (u == "GB") ? 1073.741824 : (u == "MB") ? 1.048576 : (u == "KB") ? 0.001024 : 0.000001
+        printf "%.0f", v * f }'
+}
+
+measure() { # name workers port pid
+    local key="$2,$1" port=$3 target=127.0.0.1:$3 out
+    if [[ -n $4 ]]; then
+        out=$(run "$LOADGEN" ws-idle --target "$target" --pid "$4" --tunnels "$TUNNELS" --hold "$HOLD")
+        log "$1/$2 $(head -1 <<<"$out")"
+        R[$key,idle]=$(field bytes_per_tunnel <<<"$out")
+        R[$key,alive]="$(field alive <<<"$out")/$TUNNELS"
+    fi
+    out=$(run "$LOADGEN" ws-throughput --target "$target" --duration "$DURATION")
+    log "$1/$2 $(head -1 <<<"$out")"
+    R[$key,tput]=$(field mbps <<<"$out")
+    out=$(run "$LOADGEN" ws-messages --target "$target" --duration "$DURATION")
+    log "$1/$2 $(head -1 <<<"$out")"
+    R[$key,msgs]=$(field msgs <<<"$out")
+    R[$key,p50]=$(field p50_us <<<"$out")
+    R[$key,p99]=$(field p99_us <<<"$out")
+    out=$(run "$LOADGEN" ws-handshakes --target "$target" --duration "$DURATION")
+    log "$1/$2 $(head -1 <<<"$out")"
+    R[$key,hs]=$(field handshakes <<<"$out")
+    out=$(run wrk -t2 -c50 -d"${DURATION}s" "http://$target/")
+    log "$1/$2 wrk /: $(grep -E 'Requests/sec|Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | paste -sd';')"
+    R[$key,rps]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
+    out=$(run wrk -t1 -c4 -d"${DURATION}s" "http://$target/1m")
+    log "$1/$2 wrk /1m: $(grep -E 'Transfer/sec|Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | paste -sd';')"
+    R[$key,big]=$(wrk_mbps <<<"$out")
+}
+
+nice -n "$NICE" "$LOADGEN" origin --listen "127.0.0.1:$ORIGIN_PORT" &>"$TMP/origin.out" &
+PIDS+=("$!")
+wait_http "$ORIGIN_PORT"
+
+log "direct to the origin (no proxy), for reference"
+measure direct - "$ORIGIN_PORT" ""
+for workers in $WORKERS; do
+    for proxy in $PROXIES; do
+        log "$proxy, $workers worker(s)"
+        start_proxy "$proxy" "$workers"
+        measure "$proxy" "$workers" "${PORT[$proxy]}" "$PROXY_PID"
+        stop_proxy
+    done
+done
+
+# --- table -----------------------------------------------------------------------------
+# figure | label | better (hi/lo) | target
+FIGURES=(
+    "tput|WebSocket echo throughput, 64 KiB × 16 in flight (MB/s)|hi|≥ 1.3× HAProxy"
+    "msgs|small messages/s, 50 connections|hi|≥ 1.3× nginx"
+    "p50|round trip p50, 50 connections (µs)|lo|"
+    "p99|round trip p99, 50 connections (µs)|lo|≤ 0.7× nginx"
+    "hs|WebSocket handshakes/s, 16 clients|hi|≥ 1.3× nginx"
+    "rps|HTTP keep-alive req/s, 50 connections (wrk)|hi|≥ 1.2× HAProxy"
+    "big|HTTP 1 MiB responses, 4 connections (MB/s, wrk)|hi|≥ HAProxy"
+    "idle|proxy memory per idle tunnel, $TUNNELS tunnels (bytes)|lo|< 2 KB"
+    "alive|idle tunnels still echoing after ${HOLD}s|-|all"
+)
+ratio() { # better sy a b
+    awk -v better="$1" -v s="$2" -v a="$3" -v b="$4" 'BEGIN {
+        n = 0
+        if (a != "" && a != "-") { best = a; n++ }
+        if (b != "" && b != "-") { if (n == 0 || (better == "hi" && b > best) || (better == "lo" && b < best)) best = b; n++ }
+        if (s == "" || s == "-" || n == 0 || best == 0) { print "-"; exit }
+        printf "%.2f×", s / best }'
+}
+echo
+echo "| workers | figure | direct | nginx | HAProxy | switchyard | switchyard ÷ best of the two | target |"
+echo "|---|---|---|---|---|---|---|---|"
+for workers in $WORKERS; do
+    for spec in "${FIGURES[@]}"; do
+        IFS='|' read -r fig label better target <<<"$spec"
+        d=${R[-,direct,$fig]:--}
+        n=${R[$workers,nginx,$fig]:--}
+        h=${R[$workers,haproxy,$fig]:--}
+        s=${R[$workers,switchyard,$fig]:--}
+        r="-"
+        [[ $better != - ]] && r=$(ratio "$better" "$s" "$n" "$h")
+        echo "| $workers | $label | $d | $n | $h | $s | $r | $target |"
+    done
+done
