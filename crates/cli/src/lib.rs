@@ -169,13 +169,19 @@ fn serve(settings: &Settings, bind_hint: &str, on_ready: impl FnOnce(&[SocketAdd
                 "SIGTERM"
             };
             tracing::info!(
-                "{name}: stopping gracefully (no new connections, requests in flight finish, tunnels get {}); a second signal exits at once",
+                "{name}: stopping gracefully (no new connections, requests in flight finish, tunnels get {}); a second Ctrl-C exits at once",
                 duration::format_duration(grace)
             );
         }
-        if signals.next().is_some() {
-            tracing::warn!("second signal: exiting now");
-            std::process::exit(i32::from(EXIT_FAILURE));
+        // A repeated SIGTERM is common (supervisors and `timeout` signal both the process
+        // and its group) and must not cut the grace short; a second Ctrl-C is a person
+        // who does not want to wait.
+        for signal in signals {
+            if signal == signal_hook::consts::SIGINT {
+                tracing::warn!("second SIGINT: exiting now");
+                std::process::exit(i32::from(EXIT_FAILURE));
+            }
+            tracing::debug!(signal, "already shutting down");
         }
     });
 

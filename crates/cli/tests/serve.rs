@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 
@@ -40,37 +40,57 @@ fn sigint_when_idle_exits_0() {
     assert_eq!(proxy.wait_exit().code(), Some(0));
 }
 
-/// The origin holds its answer until the proxy has logged that it is shutting down; the
-/// request in flight must still complete, then the process exits 0.
-#[test]
-fn sigterm_completes_the_request_in_flight_then_exits_0() {
-    let origin = TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin_addr = origin.local_addr().unwrap().to_string();
-    let (got_request_tx, got_request) = mpsc::channel::<()>();
-    let (answer_tx, answer) = mpsc::channel::<()>();
-    let origin_thread = thread::spawn(move || {
-        let (mut stream, _) = origin.accept().unwrap();
-        stream.set_read_timeout(Some(LIMIT)).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(stream.read(&mut byte).unwrap(), 1, "request head cut short");
-            head.push(byte[0]);
-        }
-        got_request_tx.send(()).unwrap();
-        answer.recv_timeout(LIMIT).unwrap();
-        stream
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlater")
-            .unwrap();
-    });
+/// An origin that takes one request and answers it only when told to.
+struct HeldOrigin {
+    addr: String,
+    got_request: mpsc::Receiver<()>,
+    answer: mpsc::Sender<()>,
+    thread: thread::JoinHandle<()>,
+}
 
+impl HeldOrigin {
+    fn start() -> HeldOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (got_request_tx, got_request) = mpsc::channel::<()>();
+        let (answer, answer_rx) = mpsc::channel::<()>();
+        let thread = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(LIMIT)).unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_eq!(stream.read(&mut byte).unwrap(), 1, "request head cut short");
+                head.push(byte[0]);
+            }
+            got_request_tx.send(()).unwrap();
+            if answer_rx.recv_timeout(LIMIT).is_ok() {
+                // The proxy may be gone already (second Ctrl-C); that is not this test's
+                // concern here.
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlater");
+            }
+        });
+        HeldOrigin {
+            addr,
+            got_request,
+            answer,
+            thread,
+        }
+    }
+}
+
+/// Starts the proxy in front of `origin` and sends one request, returning once the origin
+/// holds it.
+fn request_in_flight(origin: &HeldOrigin, log: &str) -> (Running, TcpStream, SocketAddr) {
     let mut proxy = Running::start(&[
         "--listen",
         "127.0.0.1:0",
         "--upstream",
-        &origin_addr,
+        &origin.addr,
         "--shutdown-grace",
         "10s",
+        "--log",
+        log,
     ]);
     let addr = proxy.listening_addr();
     let mut client = TcpStream::connect(addr).unwrap();
@@ -78,7 +98,17 @@ fn sigterm_completes_the_request_in_flight_then_exits_0() {
     client
         .write_all(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
         .unwrap();
-    got_request.recv_timeout(LIMIT).unwrap();
+    origin.got_request.recv_timeout(LIMIT).unwrap();
+    (proxy, client, addr)
+}
+
+/// The origin holds its answer until the proxy has closed its listeners on SIGTERM (and
+/// has seen a repeated SIGTERM); the request in flight still completes, then the process
+/// exits 0.
+#[test]
+fn sigterm_completes_the_request_in_flight_then_exits_0() {
+    let origin = HeldOrigin::start();
+    let (mut proxy, mut client, addr) = request_in_flight(&origin, "info,switchyard=debug");
 
     signal(proxy.child.id(), "TERM");
     proxy.wait_for_log("SIGTERM: stopping gracefully");
@@ -87,7 +117,10 @@ fn sigterm_completes_the_request_in_flight_then_exits_0() {
     proxy.wait_for_log("shutting down connections=1");
     let refused = TcpStream::connect(addr).unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
-    answer_tx.send(()).unwrap();
+    // Supervisors may signal twice; that must not cut the grace short.
+    signal(proxy.child.id(), "TERM");
+    proxy.wait_for_log("already shutting down");
+    origin.answer.send(()).unwrap();
 
     let mut response = Vec::new();
     client.read_to_end(&mut response).unwrap();
@@ -95,7 +128,29 @@ fn sigterm_completes_the_request_in_flight_then_exits_0() {
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     assert!(response.ends_with("\r\n\r\nlater"), "{response}");
     assert_eq!(proxy.wait_exit().code(), Some(0));
-    origin_thread.join().unwrap();
+    origin.thread.join().unwrap();
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once_with_1() {
+    let origin = HeldOrigin::start();
+    let (mut proxy, mut client, _) = request_in_flight(&origin, "info");
+
+    signal(proxy.child.id(), "INT");
+    proxy.wait_for_log("SIGINT: stopping gracefully");
+    signal(proxy.child.id(), "INT");
+    assert_eq!(proxy.wait_exit().code(), Some(1));
+
+    // The request was abandoned: the client sees the connection end without an answer.
+    let mut response = Vec::new();
+    let _ = client.read_to_end(&mut response);
+    assert!(
+        response.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    drop(origin.answer);
+    origin.thread.join().unwrap();
 }
 
 #[test]
