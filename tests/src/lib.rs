@@ -28,11 +28,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod checks;
 mod http;
 mod origin;
 mod proxy;
 mod ws;
 
+pub use checks::{origin_saw_only_a_probe, send_raw};
 pub use http::{chunked_is_canonical, ok, Conn, Head, Message, HOP_BY_HOP};
 pub use origin::{Origin, Reply};
 pub use proxy::Proxy;
