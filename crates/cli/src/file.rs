@@ -91,7 +91,7 @@ pub struct ForwardingSection {
     /// Append an RFC 7239 `Forwarded` element.
     pub forwarded: Option<bool>,
     /// Append `Via: 1.1 <via>`.
-    pub via: Option<String>,
+    pub via: Option<Spanned<String>>,
 }
 
 /// `[upstreams.NAME]`: a group of servers used round-robin.

@@ -84,6 +84,18 @@ pub struct Settings {
     pub pool_idle_timeout: Duration,
 }
 
+/// The `Via` pseudonym goes into a header as is: printable ASCII and inner spaces only, so
+/// a config value can never inject a line into requests.
+fn check_via(via: &str) -> Result<String, String> {
+    let printable = via.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+    if via.trim().is_empty() || via.trim() != via || !printable {
+        return Err(format!(
+            "via: invalid value {via:?}: expected printable ASCII such as \"switchyard\""
+        ));
+    }
+    Ok(via.to_string())
+}
+
 fn tunnel_idle(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
@@ -218,7 +230,10 @@ impl Settings {
                 .x_forwarded_proto
                 .unwrap_or(builtin_forwarding.x_forwarded_proto),
             forwarded: fw.forwarded.unwrap_or(builtin_forwarding.forwarded),
-            via: fw.via.clone().or(builtin_forwarding.via),
+            via: match &fw.via {
+                Some(via) => Some(check_via(via.get_ref()).map_err(|e| at(via.span(), e))?),
+                None => builtin_forwarding.via,
+            },
         };
 
         // Upstream groups and routes: from the file, or one group and route `/` from flags.

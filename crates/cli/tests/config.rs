@@ -334,3 +334,12 @@ fn readme_shows_the_example_config_verbatim() {
         "README.md's config example differs from switchyard.example.toml"
     );
 }
+
+#[test]
+fn check_refuses_a_via_value_that_would_inject_a_header() {
+    let message = check_fails(
+        "via.toml",
+        &format!("{GOOD_HEAD}[forwarding]\nvia = \"proxy\\r\\nX-Injected: 1\"\n"),
+    );
+    assert!(message.starts_with(":7: via: invalid value"), "{message}");
+}
