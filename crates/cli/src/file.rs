@@ -192,7 +192,13 @@ impl Source {
     /// One line for a TOML error: the file, the line, the key when the message does not
     /// already name it, and the parser's message without its source excerpt.
     fn describe(&self, err: &toml::de::Error) -> ConfigError {
-        let message = err.message().trim().replace('\n', " ");
+        let mut message = err.message().trim().replace('\n', " ");
+        if message.starts_with("unknown field `header_timeout`")
+            || message.starts_with("unknown field `idle_timeout`")
+        {
+            // They run before a request is routed, so they cannot be per route.
+            message.push_str(" (header_timeout and idle_timeout apply to whole connections: set them in [defaults])");
+        }
         let Some(span) = err.span() else {
             return ConfigError::new(format!("{}: {message}", self.name));
         };
@@ -258,6 +264,17 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(ok.defaults.tunnel_idle_timeout.unwrap().0.as_secs(), 0);
+    }
+
+    #[test]
+    fn connection_wide_timeouts_in_a_route_say_where_they_belong() {
+        let text = "[[routes]]\nprefix = \"/\"\nupstream = \"a\"\nidle_timeout = \"5s\"\n";
+        let err = source(text).parse().unwrap_err().to_string();
+        assert!(
+            err.starts_with("switchyard.toml:4: unknown field `idle_timeout`"),
+            "{err}"
+        );
+        assert!(err.ends_with("set them in [defaults])"), "{err}");
     }
 
     #[test]

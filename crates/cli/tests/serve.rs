@@ -179,3 +179,23 @@ fn demo_serves_the_page_and_a_websocket_echo_through_the_proxy() {
     signal(demo.child.id(), "TERM");
     assert_eq!(demo.wait_exit().code(), Some(0));
 }
+
+#[test]
+fn demo_on_a_taken_port_exits_1_and_suggests_another() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["demo", "--listen", &addr]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert!(line.contains(&format!("cannot listen on {addr}")), "{line}");
+    assert!(line.contains("--listen"), "{line}");
+    assert!(
+        out.stdout.is_empty(),
+        "no instructions when not running: {}",
+        out.stdout
+    );
+}
