@@ -381,7 +381,9 @@ impl Conn {
             Output::Connect(route) => self.connect = Some(route), // one upstream for every route
             Output::ToClient(bytes) => self.client.push(bytes),
             Output::ToUpstream(bytes) => {
-                self.upstream.iter_mut().for_each(|u| u.push(bytes.clone()))
+                if let Some(upstream) = &mut self.upstream {
+                    upstream.push(bytes);
+                }
             }
             // A pool would keep the connection when `reusable`; this loop closes it.
             Output::ReleaseUpstream { reusable: _ } => self.upstream = None,
@@ -389,17 +391,20 @@ impl Conn {
                 client_leftover,
                 upstream_leftover,
             } => {
+                // Bytes that came with the handshake go first, then the loop copies.
                 self.tunnel = true;
-                self.upstream
-                    .iter_mut()
-                    .for_each(|u| u.push(client_leftover.clone()));
+                if let Some(upstream) = &mut self.upstream {
+                    upstream.push(client_leftover);
+                }
                 self.client.push(upstream_leftover);
             }
             Output::Shutdown { side } => {
+                // Half-close once what is queued towards `side` is written.
                 if let Some(peer) = self.peer(side) {
-                    match peer.queue.is_empty() {
-                        true => peer.shutdown_write(),
-                        false => peer.shutdown_pending = true,
+                    if peer.queue.is_empty() {
+                        peer.shutdown_write();
+                    } else {
+                        peer.shutdown_pending = true;
                     }
                 }
             }
