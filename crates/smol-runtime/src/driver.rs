@@ -3,13 +3,16 @@
 
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
 use bytes::BytesMut;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
-use switchyard_core::{Config, Connection, Input, Misuse, Output, PeerInfo, RouteId, Side};
+use switchyard_core::{
+    Config, Connection, Input, Misuse, Output, PeerInfo, RouteId, Side, StateKind,
+};
 
 use crate::buffer::{give_buffer, take_buffer, Chunk, WriteQueue};
 use crate::signal::Signal;
@@ -56,6 +59,7 @@ pub(crate) async fn serve(shared: &Shared, client: Async<TcpStream>, client_addr
         closing: false,
         shutdown_told: false,
         next_fresh: false,
+        client_first: false,
         timer: Timer::never(),
         armed: None,
     };
@@ -73,6 +77,10 @@ struct Peer {
     shutdown_pending: bool,
     /// Writing is over (shut down, or a write failed): queued bytes are dropped.
     write_closed: bool,
+    /// The last read filled its buffer, so the socket almost surely holds more: the next
+    /// read goes ahead without a round trip through the reactor. A read that finds
+    /// nothing clears it, so an idle socket never holds a buffer.
+    more_to_read: bool,
 }
 
 impl Peer {
@@ -83,6 +91,7 @@ impl Peer {
             read_eof: false,
             shutdown_pending: false,
             write_closed: false,
+            more_to_read: false,
         }
     }
 
@@ -137,6 +146,8 @@ struct Driver<'a> {
     shutdown_told: bool,
     /// The last pooled connection died before answering: the core's retry must dial.
     next_fresh: bool,
+    /// Which peer's readiness the next wait looks at first.
+    client_first: bool,
     timer: Timer,
     /// The deadline `timer` is set to (None once it fired or when there is none).
     armed: Option<Instant>,
@@ -284,22 +295,39 @@ impl Driver<'_> {
             .routes
             .get(route)
             .map_or(shared.core.timeouts.connect, |r| r.timeouts.connect);
-        self.arm_timer();
-        let timer = &mut self.timer;
-        let dial =
-            async { Some(upstream::connect(group, &shared.pool, fresh, connect_timeout).await) };
-        let expire = async {
-            timer.await;
-            None
+        let mut dial = pin!(upstream::connect(
+            group,
+            &shared.pool,
+            fresh,
+            connect_timeout
+        ));
+        let dialed = loop {
+            self.arm_timer();
+            let timer = &mut self.timer;
+            let finished = async { Some(dial.as_mut().await) };
+            let expire = async {
+                timer.await;
+                None
+            };
+            match future::or(finished, expire).await {
+                Some(dialed) => break dialed,
+                None => {
+                    // The timer may fire before the core's deadline (see `arm_timer`).
+                    self.armed = None;
+                    self.conn.handle_timeout(Instant::now());
+                    if self.conn.state() != StateKind::Connecting {
+                        return; // the core gave up (504) and has said what to do
+                    }
+                }
+            }
         };
-        let outcome = future::or(dial, expire).await;
         let now = Instant::now();
-        match outcome {
-            Some(Some(Dialed {
+        match dialed {
+            Some(Dialed {
                 stream,
                 server,
                 reused,
-            })) => {
+            }) => {
                 tracing::debug!(client = %self.client_addr, %server, reused, "upstream connected");
                 self.upstream = Some(Upstream {
                     peer: Peer::new(stream),
@@ -309,23 +337,21 @@ impl Driver<'_> {
                 });
                 self.feed(Input::UpstreamConnected { reused }, now);
             }
-            Some(None) => self.feed(Input::UpstreamConnectFailed, now),
-            None => {
-                self.armed = None;
-                self.conn.handle_timeout(now);
-            }
+            None => self.feed(Input::UpstreamConnectFailed, now),
         }
     }
 
-    /// Sets the timer to the core's next deadline, if it changed.
+    /// Makes sure the timer fires no later than the core's next deadline. A deadline that
+    /// moved later (each tunnel read moves the read deadline) leaves the timer as it is:
+    /// it fires early, the timeout is a no-op, and the timer is set again then. Moving a
+    /// timer costs the reactor far more than one spurious wake-up.
     fn arm_timer(&mut self) {
-        let deadline = self.conn.poll_timeout();
-        if deadline != self.armed {
-            match deadline {
-                Some(at) => self.timer.set_at(at),
-                None => self.timer = Timer::never(),
-            }
-            self.armed = deadline;
+        let Some(deadline) = self.conn.poll_timeout() else {
+            return; // a timer still armed only causes a harmless wake-up
+        };
+        if self.armed.map_or(true, |armed| deadline < armed) {
+            self.timer.set_at(deadline);
+            self.armed = Some(deadline);
         }
     }
 
@@ -361,6 +387,14 @@ impl Driver<'_> {
         let write_upstream = write_some(upstream, Side::Upstream);
         let readable_client = readable(Some(client).filter(|_| read_client), Side::Client);
         let readable_upstream = readable(upstream.filter(|_| read_upstream), Side::Upstream);
+        // Whichever is polled first wins when both are ready: take turns, so that one
+        // busy direction of a tunnel cannot starve the other.
+        self.client_first = !self.client_first;
+        let readable_either = if self.client_first {
+            future::or(readable_client, readable_upstream)
+        } else {
+            future::or(readable_upstream, readable_client)
+        };
         let shutdown = async {
             if !watch_shutdown {
                 future::pending::<()>().await;
@@ -374,10 +408,7 @@ impl Driver<'_> {
         };
         future::or(
             future::or(write_client, write_upstream),
-            future::or(
-                future::or(readable_client, readable_upstream),
-                future::or(shutdown, deadline),
-            ),
+            future::or(readable_either, future::or(shutdown, deadline)),
         )
         .await
     }
@@ -397,7 +428,9 @@ impl Driver<'_> {
         };
         let mut buffer = BytesMut::zeroed(HTTP_READ_SIZE);
         let mut socket: &TcpStream = peer.stream.get_ref();
-        match socket.read(&mut buffer) {
+        let result = socket.read(&mut buffer);
+        peer.more_to_read = matches!(result, Ok(n) if n == HTTP_READ_SIZE);
+        match result {
             Ok(0) => self.eof(side, now),
             Ok(n) => {
                 buffer.truncate(n);
@@ -428,7 +461,9 @@ impl Driver<'_> {
         };
         let mut buffer = take_buffer();
         let mut socket: &TcpStream = peer.stream.get_ref();
-        match socket.read(&mut buffer) {
+        let result = socket.read(&mut buffer);
+        peer.more_to_read = matches!(result, Ok(n) if n == buffer.len());
+        match result {
             Ok(0) => {
                 give_buffer(buffer);
                 self.eof(side, now);
@@ -575,11 +610,16 @@ async fn write_some(peer: Option<&Peer>, side: Side) -> Wake {
 }
 
 /// Completes when `peer` is readable; never completes for `None`.
+///
+/// `poll_readable` rather than `readable()`: its registration lives in the socket, not in
+/// the future, so readiness that arrived while this wait was being won by something else
+/// is still seen by the next wait.
 async fn readable(peer: Option<&Peer>, side: Side) -> Wake {
     match peer {
+        Some(peer) if peer.more_to_read => Wake::Readable(side),
         // An error here shows up again on the read itself.
         Some(peer) => {
-            let _ = peer.stream.readable().await;
+            let _ = future::poll_fn(|cx| peer.stream.poll_readable(cx)).await;
             Wake::Readable(side)
         }
         None => future::pending().await,

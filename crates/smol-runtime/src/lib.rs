@@ -7,7 +7,8 @@
 //! core's next deadline (one [`async_io::Timer`]). The adapter owns everything shared
 //! between connections: round-robin upstream groups and a keep-alive pool of idle
 //! upstream connections. Tunnels copy bytes through 16 KiB buffers taken from a pool only
-//! once a socket is readable, so an idle WebSocket holds no buffer.
+//! once a socket is readable (or its last read filled a buffer) and given back once
+//! written, so an idle WebSocket holds no buffer.
 //!
 //! # Example
 //!
