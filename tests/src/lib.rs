@@ -39,7 +39,8 @@ pub use http::{chunked_is_canonical, ok, Conn, Head, Message, HOP_BY_HOP};
 pub use origin::{Origin, Reply};
 pub use proxy::Proxy;
 pub use ws::{
-    encode_frame, ws_accept_response, ws_close, ws_config, ws_connect, ws_request, WS_KEY,
+    encode_fragment, encode_frame, ws_accept_response, ws_close, ws_config, ws_connect, ws_request,
+    WS_KEY,
 };
 
 use std::thread::JoinHandle;

@@ -68,7 +68,13 @@ pub fn ws_accept_response(key: &str) -> String {
 /// Encodes one final frame with `opcode` (1 text, 2 binary, 8 close) around `payload`,
 /// masked with `mask` when given (clients must mask, servers must not).
 pub fn encode_frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut frame = vec![0x80 | opcode];
+    encode_fragment(true, opcode, payload, mask)
+}
+
+/// Like [`encode_frame`], with the FIN bit given: `fin == false` starts or continues a
+/// fragmented message (continuation frames have opcode 0).
+pub fn encode_fragment(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut frame = vec![if fin { 0x80 } else { 0 } | opcode];
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     match payload.len() {
         len @ 0..=125 => frame.push(mask_bit | len as u8),

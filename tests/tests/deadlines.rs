@@ -151,3 +151,36 @@ fn idle_kept_alive_client_is_closed_at_idle_timeout() {
         "idle close sent {after:?}"
     );
 }
+
+#[test]
+fn read_timeout_is_per_route() {
+    let origin = Origin::http(|request| {
+        if request.head.target().starts_with("/slow/") {
+            Reply::Silent
+        } else {
+            Reply::Send(ok(b"quick"))
+        }
+    });
+    let proxy = Proxy::start_with(origin.addr(), |config| {
+        let mut slow = config.core.routes[0].clone();
+        slow.prefix = "/slow/".into();
+        slow.timeouts.read = SHORT;
+        config.core.routes[0].timeouts.read = LATE * 4;
+        config.core.routes.push(slow);
+        config.route_upstream.push(config.route_upstream[0]);
+    });
+
+    let mut client = Conn::connect(proxy.addr());
+    let started = Instant::now();
+    client.write_all(b"GET /slow/report HTTP/1.1\r\nHost: example\r\n\r\n");
+    let response = client.read_final_response("GET").expect("a response");
+    assert_fired_in_time(started.elapsed(), "504 on the /slow/ route");
+    assert_eq!(response.head.status(), 504);
+
+    let mut client = Conn::connect(proxy.addr());
+    client.write_all(b"GET /fast HTTP/1.1\r\nHost: example\r\n\r\n");
+    assert_eq!(
+        client.read_final_response("GET").expect("a response").body,
+        b"quick"
+    );
+}

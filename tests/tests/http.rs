@@ -311,3 +311,40 @@ fn client_half_close_after_a_request_still_gets_the_response() {
     assert_eq!(response.body, b"/half-closed");
     assert_eq!(client.read_to_end().expect("EOF after the response"), b"");
 }
+
+#[test]
+fn client_x_forwarded_for_is_kept_and_the_client_address_appended() {
+    let origin = echo_target_origin();
+    let proxy = Proxy::start(origin.addr());
+    let mut client = Conn::connect(proxy.addr());
+
+    client.write_all(b"GET / HTTP/1.1\r\nHost: example\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: gopher\r\n\r\n");
+    assert_eq!(
+        client
+            .read_final_response("GET")
+            .expect("response")
+            .head
+            .status(),
+        200
+    );
+    let request = &origin.requests()[0].head;
+    assert_eq!(request.get_all("x-forwarded-for"), ["10.0.0.1, 127.0.0.1"]);
+    assert_eq!(request.get_all("x-forwarded-proto"), ["http"]);
+}
+
+#[test]
+fn large_response_body_is_streamed_intact() {
+    let body: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(7) % 251) as u8)
+        .collect();
+    let answer = ok(&body);
+    let origin = Origin::http(move |_| Reply::Send(answer.clone()));
+    let proxy = Proxy::start(origin.addr());
+    let mut client = Conn::connect(proxy.addr());
+
+    let response = get(&mut client, "/large");
+    assert_eq!(response.head.status(), 200);
+    assert_eq!(response.body.len(), body.len());
+    assert!(response.body == body, "8 MiB body differs");
+    assert_eq!(get(&mut client, "/after").head.status(), 200);
+}

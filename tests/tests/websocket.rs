@@ -4,8 +4,8 @@
 use std::net::TcpStream;
 
 use switchyard_e2e::{
-    encode_frame, ws_accept_response, ws_close, ws_config, ws_connect, ws_request, Conn, Origin,
-    Proxy, WS_KEY,
+    encode_fragment, encode_frame, ws_accept_response, ws_close, ws_config, ws_connect, ws_request,
+    Conn, Origin, Proxy, WS_KEY,
 };
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::Role;
@@ -278,4 +278,44 @@ fn half_close_keeps_the_other_direction_open() {
     let mut expected = origin.requests()[0].raw();
     expected.extend(encode_frame(1, b"last words", MASK));
     assert_eq!(origin.received()[0], expected, "what the origin received");
+}
+
+#[test]
+fn ping_is_answered_through_the_tunnel() {
+    let origin = Origin::ws_echo();
+    let proxy = Proxy::start(origin.addr());
+    let (mut ws, _) = ws_connect(proxy.addr(), "/");
+
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .expect("ping");
+    assert_eq!(
+        ws.read().expect("pong"),
+        Message::Pong(b"are you there".to_vec().into())
+    );
+    ws_close(&mut ws);
+}
+
+#[test]
+fn fragmented_message_is_reassembled_by_the_origin() {
+    let origin = Origin::ws_echo();
+    let proxy = Proxy::start(origin.addr());
+
+    let mut client = Conn::connect(proxy.addr());
+    client.write_all(ws_request("/", "Upgrade", "").as_bytes());
+    let response = client.read_response("GET").expect("101");
+    assert_eq!(response.head.status(), 101);
+    // Three fragments with a ping between them, each in a write of its own.
+    client.write_all(&encode_fragment(false, 1, b"frag", MASK));
+    client.write_all(&encode_fragment(false, 0, b"men", MASK));
+    client.write_all(&encode_frame(9, b"mid", MASK));
+    client.write_all(&encode_fragment(true, 0, b"ted", MASK));
+
+    let (stream, leftover) = client.into_parts();
+    let mut ws = WebSocket::from_partially_read(stream, leftover, Role::Client, Some(ws_config()));
+    assert_eq!(
+        ws.read().expect("pong"),
+        Message::Pong(b"mid".to_vec().into())
+    );
+    assert_eq!(ws.read().expect("echo"), Message::text("fragmented"));
+    ws_close(&mut ws);
 }
