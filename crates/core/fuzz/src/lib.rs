@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
-use switchyard_core::{Config, Connection, Event as CoreEvent, Input, Misuse, Output, PeerInfo, Side};
+use switchyard_core::{
+    Config, Connection, Event as CoreEvent, Input, Misuse, Output, PeerInfo, Side,
+};
 
 /// Requests a client may send, so the fuzzer reaches deep states quickly.
 pub const CLIENT_TEMPLATES: &[&[u8]] = &[
@@ -201,7 +203,10 @@ impl Driver {
             assert!(
                 matches!(
                     output,
-                    Output::Shutdown { .. } | Output::ReleaseUpstream { .. } | Output::Close | Output::Event(_)
+                    Output::Shutdown { .. }
+                        | Output::ReleaseUpstream { .. }
+                        | Output::Close
+                        | Output::Event(_)
                 ),
                 "in a tunnel the core writes nothing and connects nowhere: {output:?}"
             );
@@ -219,7 +224,10 @@ impl Driver {
                 self.last_to_client = Some(bytes);
             }
             Output::ToUpstream(bytes) => {
-                assert!(self.connected, "bytes for an upstream that is not connected");
+                assert!(
+                    self.connected,
+                    "bytes for an upstream that is not connected"
+                );
                 if self.expect_request_head {
                     self.expect_request_head = false;
                     check_request_head(&bytes);
@@ -231,7 +239,10 @@ impl Driver {
                 if self.connected {
                     self.connected = false;
                 } else {
-                    assert!(self.pending_connects > 0, "release of an upstream that is not held");
+                    assert!(
+                        self.pending_connects > 0,
+                        "release of an upstream that is not held"
+                    );
                     self.pending_connects -= 1;
                 }
                 self.upstream_sent.clear();
@@ -239,8 +250,14 @@ impl Driver {
             Output::StartTunnel { .. } => {
                 assert!(!self.tunnel, "a second StartTunnel");
                 assert!(self.connected, "a tunnel without an upstream");
-                let head = self.last_to_client.take().expect("a 101 head before StartTunnel");
-                assert!(head.starts_with(b"HTTP/1.1 101 "), "StartTunnel after {head:?}");
+                let head = self
+                    .last_to_client
+                    .take()
+                    .expect("a 101 head before StartTunnel");
+                assert!(
+                    head.starts_with(b"HTTP/1.1 101 "),
+                    "StartTunnel after {head:?}"
+                );
                 check_response_head(&head, Some(101));
                 assert!(
                     self.upstream_sent.windows(4).any(|w| w == b" 101"),
@@ -312,22 +329,39 @@ impl Driver {
                 self.feed(Input::Timeout, earlier);
             }
             Event::TunnelActivity { from_client, bytes } => {
-                let from = if from_client { Side::Client } else { Side::Upstream };
+                let from = if from_client {
+                    Side::Client
+                } else {
+                    Side::Upstream
+                };
                 if self.tunnel && self.conn.wants_read(from) {
                     self.unflushed[from.other() as usize] = true;
-                    self.feed(Input::TunnelActivity { from, bytes: usize::from(bytes) }, now);
+                    self.feed(
+                        Input::TunnelActivity {
+                            from,
+                            bytes: usize::from(bytes),
+                        },
+                        now,
+                    );
                 }
             }
             Event::Flushed(to_client) => {
-                let (to, index) = if to_client { (Side::Client, 0) } else { (Side::Upstream, 1) };
+                let (to, index) = if to_client {
+                    (Side::Client, 0)
+                } else {
+                    (Side::Upstream, 1)
+                };
                 if self.unflushed[index] {
                     self.unflushed[index] = false;
                     self.feed(Input::Flushed { to }, now);
                 }
             }
-            Event::Shutdown(ms) => {
-                self.feed(Input::Shutdown { grace: Duration::from_millis(u64::from(ms)) }, now)
-            }
+            Event::Shutdown(ms) => self.feed(
+                Input::Shutdown {
+                    grace: Duration::from_millis(u64::from(ms)),
+                },
+                now,
+            ),
             Event::Timeout => self.feed(Input::Timeout, now),
         }
     }
@@ -380,7 +414,9 @@ pub fn run(events: &[Event]) {
 }
 
 fn lines(head: &[u8]) -> Vec<&[u8]> {
-    let body = head.strip_suffix(b"\r\n\r\n").unwrap_or_else(|| panic!("head not ended by CRLF CRLF: {head:?}"));
+    let body = head
+        .strip_suffix(b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("head not ended by CRLF CRLF: {head:?}"));
     let mut out = Vec::new();
     let mut rest = body;
     while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
@@ -389,7 +425,10 @@ fn lines(head: &[u8]) -> Vec<&[u8]> {
     }
     out.push(rest);
     for line in &out {
-        assert!(!line.contains(&b'\r') && !line.contains(&b'\n'), "bare CR or LF in {head:?}");
+        assert!(
+            !line.contains(&b'\r') && !line.contains(&b'\n'),
+            "bare CR or LF in {head:?}"
+        );
     }
     out
 }
@@ -402,9 +441,15 @@ fn is_tchar(b: u8) -> bool {
 fn fields<'a>(head: &[u8], lines: &[&'a [u8]]) -> Vec<(String, &'a [u8])> {
     let mut out = Vec::new();
     for line in lines {
-        let colon = line.iter().position(|&b| b == b':').unwrap_or_else(|| panic!("field without colon in {head:?}"));
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .unwrap_or_else(|| panic!("field without colon in {head:?}"));
         let (name, value) = (&line[..colon], &line[colon + 1..]);
-        assert!(!name.is_empty() && name.iter().all(|&b| is_tchar(b)), "bad field name in {head:?}");
+        assert!(
+            !name.is_empty() && name.iter().all(|&b| is_tchar(b)),
+            "bad field name in {head:?}"
+        );
         assert!(
             !value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f),
             "control character in a value of {head:?}"
@@ -431,15 +476,25 @@ fn check_request_head(head: &[u8]) {
     let lines = lines(head);
     let first = lines[0];
     assert!(first.ends_with(b" HTTP/1.1"), "request line {first:?}");
-    assert_eq!(first.iter().filter(|&&b| b == b' ').count(), 2, "request line {first:?}");
+    assert_eq!(
+        first.iter().filter(|&&b| b == b' ').count(),
+        2,
+        "request line {first:?}"
+    );
     let fields = fields(head, &lines[1..]);
     let count = |n: &str| fields.iter().filter(|(name, _)| name == n).count();
     assert_eq!(count("host"), 1, "Host in {head:?}");
     assert_eq!(count("connection"), 1, "Connection in {head:?}");
     for (name, value) in &fields {
-        assert!(!NEVER.contains(&name.as_str()), "hop-by-hop {name} forwarded in {head:?}");
+        assert!(
+            !NEVER.contains(&name.as_str()),
+            "hop-by-hop {name} forwarded in {head:?}"
+        );
         match name.as_str() {
-            "connection" => assert!(*value == b" keep-alive" || *value == b" upgrade", "{head:?}"),
+            "connection" => assert!(
+                *value == b" keep-alive" || *value == b" upgrade",
+                "{head:?}"
+            ),
             "transfer-encoding" => {
                 assert_eq!(*value, b" chunked", "{head:?}");
                 assert_eq!(count("content-length"), 0, "CL with TE in {head:?}");
@@ -451,7 +506,10 @@ fn check_request_head(head: &[u8]) {
             _ => {}
         }
     }
-    assert!(count("transfer-encoding") <= 1 && count("content-length") <= 1, "{head:?}");
+    assert!(
+        count("transfer-encoding") <= 1 && count("content-length") <= 1,
+        "{head:?}"
+    );
 }
 
 fn check_response_head(head: &[u8], status: Option<u16>) {
@@ -467,6 +525,9 @@ fn check_response_head(head: &[u8], status: Option<u16>) {
     }
     let fields = fields(head, &lines[1..]);
     for (name, _) in &fields {
-        assert!(!NEVER.contains(&name.as_str()), "hop-by-hop {name} sent to the client in {head:?}");
+        assert!(
+            !NEVER.contains(&name.as_str()),
+            "hop-by-hop {name} sent to the client in {head:?}"
+        );
     }
 }
