@@ -113,6 +113,8 @@ impl Exchange {
 pub struct Connection {
     config: Arc<Config>,
     peer: PeerInfo,
+    /// The client's address as text, for forwarding headers (formatted once).
+    client_text: Option<String>,
     state: StateKind,
     now: Instant,
     timers: TimerTable,
@@ -140,6 +142,7 @@ impl Connection {
         timers.set(Timer::Header, now + config.timeouts.header);
         Connection {
             config,
+            client_text: peer.client_addr.map(|a| a.to_string()),
             peer,
             state: StateKind::ReadingHead,
             now,
@@ -366,8 +369,13 @@ impl Connection {
             upgrade: proposal.as_ref().map(|p| &p.upgrade[..]),
             empty_host: head.version == 0 && !head.has("host"),
         };
-        let upstream_head =
-            headers::upstream_request(&head, &self.config.forwarding, &self.peer, &extras);
+        let upstream_head = headers::upstream_request(
+            &head,
+            &self.config.forwarding,
+            &self.peer,
+            self.client_text.as_deref(),
+            &extras,
+        );
         self.out.push_back(Output::Event(Event::Request {
             method: method.clone(),
             target: target.clone(),

