@@ -184,3 +184,55 @@ fn read_timeout_is_per_route() {
         b"quick"
     );
 }
+
+#[test]
+fn client_that_stops_reading_is_cut_at_send_timeout() {
+    use std::io::ErrorKind;
+    use std::sync::{Arc, Mutex};
+
+    let outcome: Arc<Mutex<Option<Result<(), ErrorKind>>>> = Arc::default();
+    let seen = outcome.clone();
+    // 64 MiB: far more than the socket buffers between origin and client can hold.
+    let origin = Origin::scripted(move |conn| {
+        if conn.read_request().ok().flatten().is_none() {
+            return;
+        }
+        let body = vec![b'x'; 64 << 20];
+        let mut answer =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        answer.extend_from_slice(&body);
+        let result = conn.try_write_all(&answer);
+        *seen.lock().unwrap() = Some(result.map_err(|e| e.kind()));
+    });
+    let proxy = Proxy::start_with(origin.addr(), |config| {
+        config.core.routes[0].timeouts.send = SHORT
+    });
+    let mut client = Conn::connect(proxy.addr());
+
+    let started = Instant::now();
+    client.write_all(b"GET /huge HTTP/1.1\r\nHost: example\r\n\r\n");
+    // The client reads nothing; the proxy must stop waiting and close the upstream too.
+    switchyard_e2e::wait_until(LATE, "the origin's write to end", || {
+        outcome.lock().unwrap().is_some()
+    });
+    let elapsed = started.elapsed();
+    match outcome.lock().unwrap().expect("set") {
+        Ok(()) => {
+            panic!("the origin wrote all 64 MiB: the proxy buffered what the client did not read")
+        }
+        Err(kind @ (ErrorKind::WouldBlock | ErrorKind::TimedOut)) => {
+            panic!("the origin's write timed out ({kind:?}): the proxy never closed the upstream")
+        }
+        Err(_closed) => {}
+    }
+    assert!(
+        elapsed >= SHORT,
+        "cut after {elapsed:?}, before send_timeout {SHORT:?}"
+    );
+    let received = client.read_to_end().expect("EOF after the cut");
+    assert!(
+        received.len() < 64 << 20,
+        "the client received all {} bytes",
+        received.len()
+    );
+}

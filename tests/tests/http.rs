@@ -348,3 +348,39 @@ fn large_response_body_is_streamed_intact() {
     assert!(response.body == body, "8 MiB body differs");
     assert_eq!(get(&mut client, "/after").head.status(), 200);
 }
+
+#[test]
+fn upstream_closing_without_a_response_is_502() {
+    let origin = Origin::http(|_| Reply::Close);
+    let proxy = Proxy::start(origin.addr());
+    let mut client = Conn::connect(proxy.addr());
+
+    let response = get(&mut client, "/");
+    assert_eq!(response.head.status(), 502);
+    assert!(response.head.has_token("connection", "close"));
+}
+
+#[test]
+fn truncated_upstream_body_closes_the_client_connection() {
+    let origin = Origin::http(|_| {
+        Reply::SendAndClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b".to_vec())
+    });
+    let proxy = Proxy::start(origin.addr());
+    let mut client = Conn::connect(proxy.addr());
+
+    client.write_all(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n");
+    // The head may already be on its way; the body can never complete, so the proxy
+    // must close instead of leaving the client waiting for 90 more bytes.
+    match client.read_final_response("GET") {
+        Ok(response) => assert_eq!(
+            response.head.status(),
+            502,
+            "a complete response from a truncated one"
+        ),
+        Err(e) => assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::InvalidData,
+            "expected EOF inside the body, got {e}"
+        ),
+    }
+}
