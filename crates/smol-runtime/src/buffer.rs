@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes};
 /// Size of one tunnel buffer.
 pub(crate) const TUNNEL_BUFFER_SIZE: usize = 16 * 1024;
 /// Most free buffers kept per thread; more are freed.
-const MAX_FREE_PER_THREAD: usize = 256;
+const MAX_FREE_PER_THREAD: usize = 16;
 
 thread_local! {
     static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };

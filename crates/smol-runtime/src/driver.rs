@@ -20,6 +20,8 @@ use crate::upstream::{self, Dialed, Group, Pool};
 
 /// Size of one read in the HTTP phase.
 const HTTP_READ_SIZE: usize = 8 * 1024;
+/// Reads up to this size are copied into a buffer of their own size (see `read_http`).
+const SMALL_READ: usize = 4 * 1024;
 /// In the HTTP phase, stop reading from a peer while this much is queued towards the
 /// other one (the core has its own backpressure; this bounds memory whatever it does).
 const HTTP_BACKLOG: usize = 256 * 1024;
@@ -434,6 +436,12 @@ impl Driver<'_> {
             Ok(0) => self.eof(side, now),
             Ok(n) => {
                 buffer.truncate(n);
+                if n <= SMALL_READ {
+                    // The core keeps what it has not consumed in the buffer it was given,
+                    // and any slice of it keeps the whole allocation alive: a request
+                    // head that opens a long-lived tunnel must not pin 8 KiB.
+                    buffer = BytesMut::from(&buffer[..]);
+                }
                 let input = match side {
                     Side::Client => Input::ClientData(buffer),
                     Side::Upstream => {
