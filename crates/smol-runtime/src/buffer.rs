@@ -18,14 +18,23 @@ thread_local! {
     static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Buffers taken and not given back, across all threads (tests check that idle tunnels
+/// hold none).
+#[cfg(test)]
+pub(crate) static IN_USE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Takes a buffer of [`TUNNEL_BUFFER_SIZE`] initialised bytes from this thread's pool.
 pub(crate) fn take_buffer() -> Vec<u8> {
+    #[cfg(test)]
+    IN_USE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     FREE.with(|free| free.borrow_mut().pop())
         .unwrap_or_else(|| vec![0; TUNNEL_BUFFER_SIZE])
 }
 
 /// Gives a buffer back (it stays initialised, so the next read needs no zeroing).
 pub(crate) fn give_buffer(buffer: Vec<u8>) {
+    #[cfg(test)]
+    IN_USE.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     debug_assert_eq!(buffer.len(), TUNNEL_BUFFER_SIZE);
     FREE.with(|free| {
         let mut free = free.borrow_mut();

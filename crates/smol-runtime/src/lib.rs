@@ -53,6 +53,8 @@ use std::time::Duration;
 
 mod buffer;
 mod driver;
+#[cfg(test)]
+mod idle_tests;
 mod log;
 mod server;
 mod signal;
