@@ -11,6 +11,20 @@
 //!
 //! Every socket has read and write timeouts ([`IO_TIMEOUT`]) so no test can hang.
 //!
+//! The tests, by concept (`tests/tests/*.rs`):
+//!
+//! | file | what it proves |
+//! |---|---|
+//! | `websocket.rs` | echo, 4 MiB messages, back-to-back frames, frames in the same write as a handshake or a 101, `Connection: keep-alive, Upgrade`, hop-by-hop removal in the handshake, ping, fragments, half-close |
+//! | `http.rs` | forwarding, hop-by-hop removal both ways, keep-alive, request and response bodies (length, chunked, large), HEAD, 304, 103, 502s |
+//! | `upgrade_safety.rs` | refused upgrades never tunnel, rogue 101s are 502, `h2c` never forwarded, CL+TE, bytes after a response |
+//! | `smuggling.rs` | a corpus of framing attacks on both sides, each checking status and that nothing got through |
+//! | `properties.rs` | any client input yields only well-formed, hop-by-hop-free requests at the origin |
+//! | `deadlines.rs` | read, send, header and idle deadlines, per route, neither early nor late |
+//! | `limits.rs` | 414, 431, 413, 404, `max_connections` |
+//! | `load.rs` | 200 concurrent tunnels × 50 messages, nothing lost |
+//! | `shutdown.rs` | graceful shutdown finishes requests and gives tunnels their grace |
+//!
 //! # Examples
 //!
 //! ```
