@@ -66,6 +66,10 @@ pub struct Vector {
 /// reach the upstream unless the vector says so.
 pub const SMUGGLED: &[u8] = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
 
+/// A second request pipelined after the first: what a leftover of the first response
+/// would be taken for.
+pub const NEXT: &[u8] = b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n";
+
 /// The RFC 6455 example key, used by every WebSocket handshake of the corpus.
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 /// Its `Sec-WebSocket-Accept`.
@@ -1141,10 +1145,10 @@ pub fn vectors() -> Vec<Vector> {
             .never(&[b"MARKER"]),
     );
     v.push(
-        Vector::new("resp_bytes_after_response", "bytes after a response", "response", get(&[]))
+        Vector::new("resp_bytes_after_response", "bytes after a response", "response", cat(&[&get(&[]), NEXT]))
             .replies(&[Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nMARKER")])
-            .st(&[200])
-            .up(Up::Requests(&["GET / HTTP/1.1"]))
+            .st(&[200, 200])
+            .up(Up::Requests(&["GET / HTTP/1.1", "GET /next HTTP/1.1"]))
             .never(&[b"MARKER"]),
     );
     v.push(
@@ -1152,13 +1156,13 @@ pub fn vectors() -> Vec<Vector> {
             "resp_body_on_204",
             "bytes after a response",
             "response",
-            get(&[]),
+            cat(&[&get(&[]), NEXT]),
         )
         .replies(&[Reply::Raw(
             b"HTTP/1.1 204 No Content\r\nContent-Length: 6\r\n\r\nMARKER",
         )])
-        .st(&[204])
-        .up(Up::Requests(&["GET / HTTP/1.1"]))
+        .st(&[204, 200])
+        .up(Up::Requests(&["GET / HTTP/1.1", "GET /next HTTP/1.1"]))
         .never(&[b"MARKER"]),
     );
     v.push(
@@ -1166,13 +1170,13 @@ pub fn vectors() -> Vec<Vector> {
             "resp_body_on_304",
             "bytes after a response",
             "response",
-            get(&[]),
+            cat(&[&get(&[]), NEXT]),
         )
         .replies(&[Reply::Raw(
             b"HTTP/1.1 304 Not Modified\r\nContent-Length: 6\r\n\r\nMARKER",
         )])
-        .st(&[304])
-        .up(Up::Requests(&["GET / HTTP/1.1"]))
+        .st(&[304, 200])
+        .up(Up::Requests(&["GET / HTTP/1.1", "GET /next HTTP/1.1"]))
         .never(&[b"MARKER"]),
     );
     {
@@ -1180,22 +1184,22 @@ pub fn vectors() -> Vec<Vector> {
             "resp_body_on_head",
             "bytes after a response",
             "response",
-            b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nHEAD /next HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
         )
         .replies(&[Reply::Raw(
             b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nMARKER",
         )])
-        .st(&[200])
-        .up(Up::Requests(&["HEAD / HTTP/1.1"]))
+        .st(&[200, 200])
+        .up(Up::Requests(&["HEAD / HTTP/1.1", "HEAD /next HTTP/1.1"]))
         .never(&[b"MARKER"]);
         head.head_requests = true;
         v.push(head);
     }
     v.push(
-        Vector::new("resp_after_last_chunk", "bytes after a response", "response", get(&[]))
+        Vector::new("resp_after_last_chunk", "bytes after a response", "response", cat(&[&get(&[]), NEXT]))
             .replies(&[Reply::Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nMARKER")])
-            .st(&[200])
-            .up(Up::Requests(&["GET / HTTP/1.1"]))
+            .st(&[200, 200])
+            .up(Up::Requests(&["GET / HTTP/1.1", "GET /next HTTP/1.1"]))
             .never(&[b"MARKER"]),
     );
     v.push(
