@@ -7,7 +7,8 @@
 # Environment (all optional):
 #   WORKERS="1 2"       worker counts to run (nginx worker_processes, HAProxy nbthread,
 #                       switchyard --workers)
-#   DURATION=4          seconds per figure
+#   DURATION=3          seconds per measurement
+#   ROUNDS=3            measurements per figure and proxy (the median is shown)
 #   TUNNELS=5000 HOLD=3 idle-tunnel figure: tunnels held, seconds held
 #   PROXIES="nginx haproxy switchyard"
 #   NICE=0              run every process under `nice -n $NICE` (shared machines)
@@ -20,7 +21,8 @@
 set -euo pipefail
 
 WORKERS=${WORKERS:-"1 2"}
-DURATION=${DURATION:-4}
+DURATION=${DURATION:-3}
+ROUNDS=${ROUNDS:-3}
 TUNNELS=${TUNNELS:-5000}
 HOLD=${HOLD:-3}
 PROXIES=${PROXIES:-"nginx haproxy switchyard"}
@@ -157,7 +159,9 @@ EOF
     echo "$file"
 }
 
-start_proxy() { # name workers -> sets PROXY_PID
+declare -A PROXY_PID
+
+start_proxy() { # name workers
     local name=$1 workers=$2 port=${PORT[$1]}
     case $name in
     # `nice` execs the proxy, so $! is the proxy's own pid (the root of its process tree).
@@ -168,18 +172,19 @@ start_proxy() { # name workers -> sets PROXY_PID
             --workers "$workers" --max-connections "$NOFILE" --log warn &>"$TMP/switchyard.out" &
         ;;
     esac
-    PROXY_PID=$!
-    PIDS+=("$PROXY_PID")
+    PROXY_PID[$name]=$!
+    PIDS+=("$!")
     wait_http "$port"
 }
 
-stop_proxy() {
-    kill "$PROXY_PID" 2>/dev/null || true
-    wait "$PROXY_PID" 2>/dev/null || true
+stop_proxy() { # name
+    kill "${PROXY_PID[$1]}" 2>/dev/null || true
+    wait "${PROXY_PID[$1]}" 2>/dev/null || true
 }
 
 # --- figures ---------------------------------------------------------------------------
-declare -A R # R[workers,proxy,figure] = value
+declare -A R # R[workers,proxy,figure] = median over the rounds
+declare -A S # S[workers,proxy,figure] = every round's value, space-separated
 
 field() { # key: value of key=... on the `result` line of stdin
     sed -n "s/^result .*\b$1=\([^ ]*\).*/\1/p"
@@ -192,45 +197,77 @@ wrk_mbps() { # wrk output on stdin -> Transfer/sec in MB/s
         printf "%.0f", v * f }'
 }
 
-measure() { # name workers port pid
-    local key="$2,$1" port=$3 target=127.0.0.1:$3 out
-    if [[ -n $4 ]]; then
-        out=$(run "$LOADGEN" ws-idle --target "$target" --pid "$4" --tunnels "$TUNNELS" --hold "$HOLD")
-        log "$1/$2 $(head -1 <<<"$out")"
-        R[$key,idle]=$(field bytes_per_tunnel <<<"$out")
-        R[$key,alive]="$(field alive <<<"$out")/$TUNNELS"
-    fi
-    out=$(run "$LOADGEN" ws-throughput --target "$target" --duration "$DURATION")
+median() { # values... -> the median (the lower middle one for an even count)
+    printf '%s\n' "$@" | grep -v '^$' | sort -g | awk '{v[NR] = $1} END { if (NR) print v[int((NR + 1) / 2)] }'
+}
+
+note() { # key figure value
+    S[$1,$2]="${S[$1,$2]:-} $3"
+}
+
+idle_figure() { # name workers
+    local out
+    out=$(run "$LOADGEN" ws-idle --target "127.0.0.1:${PORT[$1]}" --pid "${PROXY_PID[$1]}" \
+        --tunnels "$TUNNELS" --hold "$HOLD")
     log "$1/$2 $(head -1 <<<"$out")"
-    R[$key,tput]=$(field mbps <<<"$out")
-    out=$(run "$LOADGEN" ws-messages --target "$target" --duration "$DURATION")
-    log "$1/$2 $(head -1 <<<"$out")"
-    R[$key,msgs]=$(field msgs <<<"$out")
-    R[$key,p50]=$(field p50_us <<<"$out")
-    R[$key,p99]=$(field p99_us <<<"$out")
-    out=$(run "$LOADGEN" ws-handshakes --target "$target" --duration "$DURATION")
-    log "$1/$2 $(head -1 <<<"$out")"
-    R[$key,hs]=$(field handshakes <<<"$out")
-    out=$(run wrk -t2 -c50 -d"${DURATION}s" "http://$target/")
-    log "$1/$2 wrk /: $(grep -E 'Requests/sec|Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | paste -sd';')"
-    R[$key,rps]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
-    out=$(run wrk -t1 -c4 -d"${DURATION}s" "http://$target/1m")
-    log "$1/$2 wrk /1m: $(grep -E 'Transfer/sec|Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | paste -sd';')"
-    R[$key,big]=$(wrk_mbps <<<"$out")
+    R[$2,$1,idle]=$(field bytes_per_tunnel <<<"$out")
+    R[$2,$1,alive]="$(field alive <<<"$out")/$TUNNELS"
+}
+
+figure() { # figure name workers: one measurement, recorded in S
+    local fig=$1 key="$3,$2" target=127.0.0.1:${PORT[$2]} out
+    case $fig in
+    tput)
+        out=$(run "$LOADGEN" ws-throughput --target "$target" --duration "$DURATION")
+        note "$key" tput "$(field mbps <<<"$out")"
+        ;;
+    msgs)
+        out=$(run "$LOADGEN" ws-messages --target "$target" --duration "$DURATION")
+        note "$key" msgs "$(field msgs <<<"$out")"
+        note "$key" p50 "$(field p50_us <<<"$out")"
+        note "$key" p99 "$(field p99_us <<<"$out")"
+        ;;
+    hs)
+        out=$(run "$LOADGEN" ws-handshakes --target "$target" --duration "$DURATION")
+        note "$key" hs "$(field handshakes <<<"$out")"
+        ;;
+    rps)
+        out=$(run wrk -t2 -c50 -d"${DURATION}s" "http://$target/")
+        out="$(grep -E 'Requests/sec|Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | paste -sd';')"
+        note "$key" rps "$(awk '/Requests\/sec:/ {sub(/.*Requests\/sec: /, ""); printf "%.0f", $1}' <<<"$out")"
+        ;;
+    big)
+        out=$(run wrk -t1 -c4 -d"${DURATION}s" "http://$target/1m")
+        note "$key" big "$(wrk_mbps <<<"$out")"
+        out="$(grep -E 'Transfer/sec|Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | paste -sd';')"
+        ;;
+    esac
+    log "$2/$3 $fig: $(head -1 <<<"$out")"
 }
 
 nice -n "$NICE" "$LOADGEN" origin --listen "127.0.0.1:$ORIGIN_PORT" &>"$TMP/origin.out" &
 PIDS+=("$!")
 wait_http "$ORIGIN_PORT"
+PORT[direct]=$ORIGIN_PORT
 
-log "direct to the origin (no proxy), for reference"
-measure direct - "$ORIGIN_PORT" ""
+# Every proxy runs at once on its own port (idle while another is measured); each
+# figure is taken for each in turn, ROUNDS times, and the median kept, so that a burst
+# of load from elsewhere on the machine does not land on one proxy only.
 for workers in $WORKERS; do
-    for proxy in $PROXIES; do
-        log "$proxy, $workers worker(s)"
-        start_proxy "$proxy" "$workers"
-        measure "$proxy" "$workers" "${PORT[$proxy]}" "$PROXY_PID"
-        stop_proxy
+    for proxy in $PROXIES; do start_proxy "$proxy" "$workers"; done
+    # Memory first, on fresh processes.
+    for proxy in $PROXIES; do idle_figure "$proxy" "$workers"; done
+    for fig in tput msgs hs rps big; do
+        for round in $(seq "$ROUNDS"); do
+            for proxy in direct $PROXIES; do figure "$fig" "$proxy" "$workers"; done
+        done
+    done
+    for proxy in $PROXIES; do stop_proxy "$proxy"; done
+    for proxy in direct $PROXIES; do
+        for fig in tput msgs p50 p99 hs rps big; do
+            # shellcheck disable=SC2086 # word splitting wanted
+            R[$workers,$proxy,$fig]=$(median ${S[$workers,$proxy,$fig]:-})
+        done
     done
 done
 
@@ -256,12 +293,14 @@ ratio() { # better sy a b
         printf "%.2f×", s / best }'
 }
 echo
+echo "Median of $ROUNDS runs of ${DURATION}s each (idle tunnels: one run)."
+echo
 echo "| workers | figure | direct | nginx | HAProxy | switchyard | switchyard ÷ best of the two | target |"
 echo "|---|---|---|---|---|---|---|---|"
 for workers in $WORKERS; do
     for spec in "${FIGURES[@]}"; do
         IFS='|' read -r fig label better target <<<"$spec"
-        d=${R[-,direct,$fig]:--}
+        d=${R[$workers,direct,$fig]:--}
         n=${R[$workers,nginx,$fig]:--}
         h=${R[$workers,haproxy,$fig]:--}
         s=${R[$workers,switchyard,$fig]:--}
