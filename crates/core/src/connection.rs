@@ -917,10 +917,23 @@ impl Connection {
         self.timers.set(Timer::Read, self.now + read);
     }
 
+    /// Gives the upstream connection back. Bytes it sent that were not part of a
+    /// response go with it: they must never be read as the next response.
     fn release_upstream(&mut self, reusable: bool) {
         if self.upstream_held {
             self.upstream_held = false;
-            self.out.push_back(Output::ReleaseUpstream { reusable });
+            let stray = !self.upstream_buf.is_empty();
+            self.upstream_buf.clear();
+            self.upstream_scanner.reset();
+            if stray && reusable {
+                self.out
+                    .push_back(Output::Event(Event::Rejected(ProtocolError::upstream(
+                        ErrorKind::UnexpectedResponse,
+                    ))));
+            }
+            self.out.push_back(Output::ReleaseUpstream {
+                reusable: reusable && !stray,
+            });
         }
     }
 

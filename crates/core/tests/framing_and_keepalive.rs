@@ -284,9 +284,13 @@ fn bytes_after_a_complete_response_never_reach_the_client() {
     sim.upstream_sends(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil");
     assert_eq!(body(&sim.client_received), b"ok");
     assert_eq!(sim.upstreams[0].released, Some(false));
-    // The next request gets a fresh upstream and its own answer.
+    // The next request gets a fresh upstream and its own answer, not the stray bytes.
     sim.client_sends(get("/2").as_bytes());
     assert_eq!(sim.upstreams.len(), 2);
+    sim.upstream_sends(ok("second").as_bytes());
+    assert_eq!(statuses(&sim.client_received), vec![200, 200]);
+    assert!(sim.client_received.ends_with(b"\r\n\r\nsecond"));
+    assert!(!String::from_utf8_lossy(&sim.client_received).contains("evil"));
 }
 
 #[test]

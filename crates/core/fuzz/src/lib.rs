@@ -10,6 +10,8 @@
 //!   to the client, only when the upstream really sent a `101`; after it the core writes
 //!   no bytes and asks for no connection;
 //! - bytes go to the upstream only while a connection is held;
+//! - a response head forwarded to the client was sent by the upstream connection in use
+//!   (not left over from an earlier one);
 //! - every request head written to an upstream and every response head written to the
 //!   client is well-formed: CRLF line endings, token names, no control characters, no
 //!   hop-by-hop field but the proxy's own framing and `Connection`.
@@ -269,6 +271,18 @@ impl Driver {
             Output::Close => self.closed = true,
             Output::Event(CoreEvent::Response { status }) => {
                 assert!(status >= 101, "final status {status}");
+                // A response forwarded to the client came from the upstream connection in
+                // use: never from bytes a previous connection left behind.
+                assert!(
+                    self.connected,
+                    "a response {status} with no upstream connection"
+                );
+                assert!(
+                    self.upstream_sent
+                        .windows(4)
+                        .any(|w| w == format!(" {status}").as_bytes()),
+                    "a response {status} the current upstream connection never sent"
+                );
                 self.expect_response_head = Some(status);
             }
             Output::Event(_) => {}
