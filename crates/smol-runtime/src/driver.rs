@@ -54,7 +54,12 @@ pub(crate) async fn serve(shared: &Shared, client: Async<TcpStream>, client_addr
         shared,
         client_addr,
         conn: Connection::new(shared.core.clone(), peer, Instant::now()),
-        client: Peer::new(client),
+        client: Peer {
+            // A client usually sends its request right behind its handshake: try a read
+            // before waiting for readiness.
+            more_to_read: true,
+            ..Peer::new(client)
+        },
         upstream: None,
         tunnel: false,
         pending_connect: None,
