@@ -35,12 +35,6 @@ const KNOWN_GAPS: &[&str] = &[
     "te_underscore_with_cl",
     "double_space_before_version",
     "space_in_target",
-    "resp_queue_poisoning",
-    "resp_bytes_after_response",
-    "resp_after_last_chunk",
-    "resp_body_on_204",
-    "resp_body_on_304",
-    "resp_body_on_head",
 ];
 
 /// Vectors after which the proxy waits for the rest of an incomplete head: a probe would

@@ -33,16 +33,6 @@ const KNOWN_GAPS: &[&str] = &[
     // line that merely ends in a well-formed version is not an unsupported version.
     "double_space_before_version",
     "space_in_target",
-    // Bytes after a complete response stay in the upstream receive buffer when the
-    // exchange ends in the same pass that completed the response, and are read as the
-    // response to the client's next request (sent on a fresh upstream connection): the
-    // client receives what the upstream forged (or a 502 when the leftover is no head).
-    "resp_queue_poisoning",
-    "resp_bytes_after_response",
-    "resp_after_last_chunk",
-    "resp_body_on_204",
-    "resp_body_on_304",
-    "resp_body_on_head",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
