@@ -128,7 +128,7 @@ impl Server {
                 }
             }
         }
-        tracing::info!(listen = ?local_addrs, workers, "switchyard listening");
+        tracing::debug!(listen = ?local_addrs, workers, "serving");
 
         let tracker = Arc::new(Tracker::default());
         let mut background = Vec::with_capacity(listeners.len() + 1);
@@ -153,7 +153,7 @@ impl Server {
                 task.await;
             }
             let live = tracker.active();
-            tracing::info!(connections = live, "shutting down");
+            tracing::info!(connections = live, "waiting for open connections to finish");
             future::or(
                 async {
                     tracker.wait_below(1).await;
@@ -181,7 +181,7 @@ impl Server {
         // Dropping the executor drops the tasks still alive, closing their sockets.
         drop(executor);
         shared.pool.clear();
-        tracing::info!("switchyard stopped");
+        tracing::debug!("all connections closed, stopped");
         Ok(())
     }
 }
