@@ -153,7 +153,7 @@ impl Server {
                 task.await;
             }
             let live = tracker.active();
-            tracing::info!(connections = live, "waiting for open connections to finish");
+            tracing::info!(connections = live, "shutting down");
             future::or(
                 async {
                     tracker.wait_below(1).await;
