@@ -153,6 +153,7 @@ impl Server {
                 task.await;
             }
             let live = tracker.active();
+            // Logged once the listeners are closed (the binary's tests wait for it).
             tracing::info!(connections = live, "shutting down");
             future::or(
                 async {
