@@ -93,6 +93,32 @@ impl Default for PoolConfig {
 }
 
 /// Everything a [`Server`] needs.
+///
+/// # Examples
+///
+/// `/chat/` to one group (WebSocket, a longer read timeout), everything else to another:
+///
+/// ```
+/// use std::time::Duration;
+/// use switchyard_core::Route;
+/// use switchyard_smol::{Server, ServerConfig, UpstreamGroup};
+///
+/// let mut config = ServerConfig::simple(
+///     "127.0.0.1:0".parse().unwrap(),
+///     "127.0.0.1:9000".parse().unwrap(),
+/// );
+/// let mut chat = Route::new("/chat/");
+/// chat.timeouts.read = Duration::from_secs(300);
+/// config.core.routes.push(chat);
+/// config.upstreams.push(UpstreamGroup {
+///     name: "chat".into(),
+///     servers: vec!["127.0.0.1:9001".parse().unwrap(), "127.0.0.1:9002".parse().unwrap()],
+/// });
+/// config.route_upstream = vec![0, 1]; // route "/" -> "default", "/chat/" -> "chat"
+/// let server = Server::bind(config)?;
+/// # drop(server);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Addresses to listen on (port 0 picks a free port; see [`Server::local_addrs`]).
