@@ -278,7 +278,8 @@ fn field_value() -> impl Strategy<Value = Vec<u8>> {
             "h2c", "websocket, h2c", "5", "0", "gzip, chunked", "a", "X-Hop",
         ])
         .prop_map(|s| s.as_bytes().to_vec()),
-        3 => prop::collection::vec(
+        3 => prop::collection::vec(0x21u8..0x7f, 0..16),
+        1 => prop::collection::vec(
             prop_oneof![12 => 0x20u8..0x7f, 1 => Just(b'\r'), 1 => Just(b'\n'), 1 => Just(0u8), 1 => any::<u8>()],
             0..16,
         ),
