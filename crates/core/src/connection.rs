@@ -62,8 +62,9 @@ struct Exchange {
 }
 
 impl Exchange {
-    fn record(&self, status: u16, now: Instant) -> AccessRecord {
+    fn record(&self, status: u16, now: Instant, close: Option<CloseReason>) -> AccessRecord {
         AccessRecord {
+            close,
             method: self.method.clone(),
             target: self.target.clone(),
             route: Some(self.route),
@@ -646,8 +647,9 @@ impl Connection {
             protocol: protocol.clone(),
         }));
         self.out.push_back(Output::StartTunnel {
-            client_leftover: self.client_buf.split().freeze(),
-            upstream_leftover: self.upstream_buf.split().freeze(),
+            // Taken whole, so that an idle tunnel keeps no receive buffer alive.
+            client_leftover: std::mem::take(&mut self.client_buf).freeze(),
+            upstream_leftover: std::mem::take(&mut self.upstream_buf).freeze(),
         });
         let mut tunnel = Tunnel::new(
             target,
@@ -680,24 +682,27 @@ impl Connection {
         }
         let reusable = ex.upstream_reusable && self.upstream_buf.is_empty();
         let keep_alive = ex.client_keep_alive && self.shutdown_grace.is_none() && !self.client_eof;
-        let record = ex.record(ex.status, self.now);
-        self.release_upstream(reusable);
-        self.timers.stop(Timer::Read);
-        self.out.push_back(Output::Event(Event::Exchange(record)));
-        self.exchange = None;
-        if keep_alive {
-            self.enter(Step::KeepAlive);
-            self.timers
-                .set(Timer::Idle, self.now + self.config.timeouts.idle);
-        } else {
-            let reason = if self.shutdown_grace.is_some() {
+        let close = (!keep_alive).then(|| {
+            if self.shutdown_grace.is_some() {
                 CloseReason::Shutdown
             } else if self.client_eof {
                 CloseReason::ClientClosed
             } else {
                 CloseReason::NotKeptAlive
-            };
-            self.close(reason);
+            }
+        });
+        let record = ex.record(ex.status, self.now, close);
+        self.release_upstream(reusable);
+        self.timers.stop(Timer::Read);
+        self.out.push_back(Output::Event(Event::Exchange(record)));
+        self.exchange = None;
+        match close {
+            None => {
+                self.enter(Step::KeepAlive);
+                self.timers
+                    .set(Timer::Idle, self.now + self.config.timeouts.idle);
+            }
+            Some(reason) => self.close(reason),
         }
         true
     }
@@ -774,7 +779,7 @@ impl Connection {
                         kind,
                     ))));
                 self.release_upstream(false);
-                self.log_exchange();
+                self.log_exchange(CloseReason::UpstreamClosed);
                 self.close(CloseReason::UpstreamClosed);
             }
         }
@@ -788,7 +793,7 @@ impl Connection {
         ex.upstream_reusable = false;
         if !ex.request.is_done() {
             self.release_upstream(false);
-            self.log_exchange();
+            self.log_exchange(CloseReason::UpstreamClosed);
             self.close(CloseReason::UpstreamClosed);
         }
     }
@@ -844,7 +849,7 @@ impl Connection {
                 });
                 if !complete {
                     self.release_upstream(false);
-                    self.log_exchange();
+                    self.log_exchange(CloseReason::ClientClosed);
                     self.close(CloseReason::ClientClosed);
                 }
             }
@@ -937,9 +942,9 @@ impl Connection {
         }
     }
 
-    fn log_exchange(&mut self) {
+    fn log_exchange(&mut self, close: CloseReason) {
         if let Some(ex) = self.exchange.take() {
-            let record = ex.record(ex.status, self.now);
+            let record = ex.record(ex.status, self.now, Some(close));
             self.out.push_back(Output::Event(Event::Exchange(record)));
         }
     }
@@ -956,6 +961,7 @@ impl Connection {
         self.out.push_back(Output::Event(Event::Rejected(error)));
         let canned = headers::canned(status);
         let record = AccessRecord {
+            close: Some(CloseReason::ProtocolError),
             method: method.to_string(),
             target: target.to_string(),
             route: None,
@@ -982,12 +988,13 @@ impl Connection {
         self.release_upstream(false);
         match self.exchange.take() {
             Some(ex) => {
-                let record = ex.record(status_logged, self.now);
+                let record = ex.record(status_logged, self.now, Some(reason));
                 self.out.push_back(Output::Event(Event::Exchange(record)));
             }
             None => {
                 self.out
                     .push_back(Output::Event(Event::Exchange(AccessRecord {
+                        close: Some(reason),
                         method: "-".into(),
                         target: "-".into(),
                         route: None,

@@ -75,6 +75,9 @@ pub struct AccessRecord {
     pub bytes_to_client: u64,
     /// From the complete request head to the end of the response.
     pub duration: Duration,
+    /// Why the client connection closed after this exchange; `None` when it is kept
+    /// alive for the next request.
+    pub close: Option<CloseReason>,
 }
 
 /// One finished tunnel: an access-log line.

@@ -477,3 +477,27 @@ fn reading_stops_when_unforwarded_bytes_pile_up() {
     assert!(!sim.connection().wants_read(Side::Client));
     assert!(!sim.connection().wants_read(Side::Upstream));
 }
+
+#[test]
+fn access_records_say_whether_the_connection_was_kept_alive() {
+    let mut sim = sim();
+    sim.client_sends(get("/1").as_bytes());
+    sim.upstream_sends(ok("x").as_bytes());
+    sim.client_sends(b"GET /2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    sim.upstream_sends(ok("y").as_bytes());
+    let closes: Vec<_> = sim
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            switchyard_core::Event::Exchange(r) => Some((r.target.clone(), r.close)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        closes,
+        vec![
+            ("/1".to_string(), None),
+            ("/2".to_string(), Some(CloseReason::NotKeptAlive))
+        ]
+    );
+}

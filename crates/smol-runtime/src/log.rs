@@ -24,6 +24,7 @@ pub(crate) fn event(client: SocketAddr, event: Event) {
             bytes_in = record.bytes_from_client,
             bytes_out = record.bytes_to_client,
             duration_ms = millis(record.duration),
+            close = record.close.map_or("kept_alive", |reason| reason.as_str()),
             "request"
         ),
         Event::TunnelClosed(record) => tracing::info!(
