@@ -256,6 +256,7 @@ impl Connection {
                 _ => return unexpected("UpstreamEof"),
             },
             Input::Flushed { to } => self.timers.stop(send_timer(to)),
+            Input::WriteFailed { to } => self.on_write_failed(to),
             Input::TunnelActivity { from, bytes } => {
                 let Some(tunnel) = self.tunnel.as_mut() else {
                     return unexpected("TunnelActivity");
@@ -852,6 +853,29 @@ impl Connection {
                     self.log_exchange(CloseReason::ClientClosed);
                     self.close(CloseReason::ClientClosed);
                 }
+            }
+        }
+    }
+
+    fn on_write_failed(&mut self, to: Side) {
+        let reason = match to {
+            Side::Client => CloseReason::ClientClosed,
+            Side::Upstream => CloseReason::UpstreamClosed,
+        };
+        match (self.state, to) {
+            (StateKind::Tunnel, _) => self.close_tunnel(reason),
+            (StateKind::Exchange, Side::Upstream) => {
+                self.out
+                    .push_back(Output::Event(Event::Rejected(ProtocolError::upstream(
+                        ErrorKind::Truncated,
+                    ))));
+                self.answer_and_close(502, reason);
+            }
+            _ => {
+                self.client_eof = true;
+                self.release_upstream(false);
+                self.log_exchange(reason);
+                self.close(reason);
             }
         }
     }

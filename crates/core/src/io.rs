@@ -60,6 +60,13 @@ pub enum Input {
         /// The peer whose writes completed.
         to: Side,
     },
+    /// A write towards `to` failed: that peer is gone in both directions (unlike an EOF,
+    /// which only ends its sending side). The core ends the exchange or tunnel at once, so
+    /// nothing keeps reading from one peer on behalf of a dead one.
+    WriteFailed {
+        /// The peer that could not be written to.
+        to: Side,
+    },
     /// In a tunnel: the adapter read `bytes` from `from` and is writing them to the other
     /// side (which starts `send_timeout` for that side until [`Input::Flushed`]).
     TunnelActivity {

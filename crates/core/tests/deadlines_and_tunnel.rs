@@ -366,3 +366,21 @@ fn start_tunnel_is_preceded_by_the_101_head() {
     let start = position(&|o| matches!(o, Output::StartTunnel { .. }));
     assert!(head.unwrap() < start.unwrap());
 }
+
+#[test]
+fn a_failed_write_ends_the_tunnel_at_once() {
+    let mut sim = tunnel();
+    sim.input(Input::WriteFailed { to: Side::Client }).unwrap();
+    assert_eq!(closed_with(&sim), Some(CloseReason::ClientClosed));
+    assert!(sim.is_closed());
+}
+
+#[test]
+fn a_failed_write_to_the_upstream_before_a_response_is_502() {
+    let mut sim = sim();
+    sim.client_sends(get("/").as_bytes());
+    sim.input(Input::WriteFailed { to: Side::Upstream })
+        .unwrap();
+    assert_eq!(status(&sim), 502);
+    assert!(sim.is_closed());
+}

@@ -542,16 +542,18 @@ impl Driver<'_> {
         }
     }
 
-    /// A peer that cannot be written to is gone: drop what was queued for it and treat
-    /// it as closed (EOF) from then on.
+    /// A peer that cannot be written to is gone: drop what was queued for it and tell the
+    /// core, which ends the exchange or tunnel (an EOF would only half-close it).
     fn write_failed(&mut self, side: Side, error: io::Error, now: Instant) {
         tracing::debug!(client = %self.client_addr, ?side, %error, "write failed");
         if let Some(peer) = self.peer_mut(side) {
             peer.queue.clear();
             peer.shutdown_pending = false;
             peer.write_closed = true;
+            peer.read_eof = true;
         }
-        self.eof(side, now);
+        // The peer is gone both ways: the core ends the exchange or tunnel at once.
+        self.feed(Input::WriteFailed { to: side }, now);
     }
 
     /// After `Close`: write what is pending (within `send_timeout`), close the upstream,
