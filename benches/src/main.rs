@@ -40,6 +40,14 @@ const USAGE: &str =
   ws-handshakes --target ADDR [--concurrency 16] [--duration 5]
   ws-idle       --target ADDR --pid PID [--tunnels 5000] [--hold 5]";
 
+/// `println!` that ignores a closed stdout (`loadgen ... | head -1`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
@@ -103,11 +111,12 @@ fn run(args: &[String]) -> Result<(), String> {
             );
             let r = measure::throughput(target()?, size, window, flags.secs("duration", 5.0)?)
                 .map_err(io)?;
-            println!(
+            say!(
                 "ws-throughput: {:.1} MB/s ({} messages of {size} bytes, window {window})",
-                r.megabytes_per_sec, r.messages
+                r.megabytes_per_sec,
+                r.messages
             );
-            println!("result mbps={:.1}", r.megabytes_per_sec);
+            say!("result mbps={:.1}", r.megabytes_per_sec);
             Ok(())
         }
         "ws-messages" => {
@@ -118,14 +127,17 @@ fn run(args: &[String]) -> Result<(), String> {
             warn_nofile(connections);
             let r = measure::messages(target()?, connections, size, flags.secs("duration", 5.0)?)
                 .map_err(io)?;
-            println!(
+            say!(
                 "ws-messages: {:.0} msg/s, round trip p50 {} us, p99 {} us ({connections} connections, \
                  {size}-byte messages, {} errors)",
                 r.per_sec, r.p50_us, r.p99_us, r.errors
             );
-            println!(
+            say!(
                 "result msgs={:.0} p50_us={} p99_us={} errors={}",
-                r.per_sec, r.p50_us, r.p99_us, r.errors
+                r.per_sec,
+                r.p50_us,
+                r.p99_us,
+                r.errors
             );
             Ok(())
         }
@@ -133,11 +145,12 @@ fn run(args: &[String]) -> Result<(), String> {
             let concurrency = flags.get("concurrency", Some(16))?;
             let r = measure::handshakes(target()?, concurrency, flags.secs("duration", 5.0)?)
                 .map_err(io)?;
-            println!(
+            say!(
                 "ws-handshakes: {:.0}/s ({concurrency} concurrent clients, {} errors)",
-                r.per_sec, r.errors
+                r.per_sec,
+                r.errors
             );
-            println!("result handshakes={:.0} errors={}", r.per_sec, r.errors);
+            say!("result handshakes={:.0} errors={}", r.per_sec, r.errors);
             Ok(())
         }
         "ws-idle" => {
@@ -145,14 +158,20 @@ fn run(args: &[String]) -> Result<(), String> {
             warn_nofile(tunnels);
             let pid = flags.get("pid", None)?;
             let r = measure::idle(target()?, pid, tunnels, flags.secs("hold", 5.0)?).map_err(io)?;
-            println!(
+            say!(
                 "ws-idle: {} tunnels open, proxy RSS {} KiB -> {} KiB, {:.0} bytes per tunnel, \
                  {} still echoing after the hold",
-                r.opened, r.rss_before_kib, r.rss_held_kib, r.bytes_per_tunnel, r.alive_after_hold
+                r.opened,
+                r.rss_before_kib,
+                r.rss_held_kib,
+                r.bytes_per_tunnel,
+                r.alive_after_hold
             );
-            println!(
+            say!(
                 "result opened={} bytes_per_tunnel={:.0} alive={}",
-                r.opened, r.bytes_per_tunnel, r.alive_after_hold
+                r.opened,
+                r.bytes_per_tunnel,
+                r.alive_after_hold
             );
             Ok(())
         }
