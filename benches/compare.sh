@@ -243,7 +243,11 @@ figure() { # figure name workers: one measurement, recorded in S
         ;;
     esac
     log "$2/$3 $fig: $(head -1 <<<"$out")"
+    if grep -qE 'Non-2xx|Socket errors|[1-9][0-9]* errors\)' <<<"$out"; then
+        WARNINGS+=("$2, $3 worker(s), $fig: $(head -1 <<<"$out")")
+    fi
 }
+WARNINGS=()
 
 nice -n "$NICE" "$LOADGEN" origin --listen "127.0.0.1:$ORIGIN_PORT" &>"$TMP/origin.out" &
 PIDS+=("$!")
@@ -309,3 +313,8 @@ for workers in $WORKERS; do
         echo "| $workers | $label | $d | $n | $h | $s | $r | $target |"
     done
 done
+if ((${#WARNINGS[@]})); then
+    echo
+    echo "Errors during the run (figures above include them):"
+    printf -- '- %s\n' "${WARNINGS[@]}"
+fi
