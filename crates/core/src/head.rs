@@ -246,11 +246,14 @@ fn map_httparse(e: httparse::Error, line: &[u8]) -> ErrorKind {
         httparse::Error::HeaderValue => ErrorKind::ControlCharacter,
         httparse::Error::NewLine => ErrorKind::BareLineEnding,
         httparse::Error::Version => {
-            // A well-formed `HTTP/x.y` we do not speak is 505; anything else is garbage.
+            // A well-formed line (exactly three parts) with an `HTTP/x.y` we do not speak
+            // is 505; anything else is garbage.
             let first = line.split(|&b| b == b'\r').next().unwrap_or(&[]);
+            let parts = first.split(|&b| b == b' ').count();
             match first.rsplit(|&b| b == b' ').next() {
                 Some(v)
-                    if v.len() == 8
+                    if parts == 3
+                        && v.len() == 8
                         && v.starts_with(b"HTTP/")
                         && v[5].is_ascii_digit()
                         && v[6] == b'.'

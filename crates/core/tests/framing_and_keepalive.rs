@@ -501,3 +501,11 @@ fn access_records_say_whether_the_connection_was_kept_alive() {
         ]
     );
 }
+
+#[test]
+fn other_http_versions_are_505_and_malformed_request_lines_400() {
+    rejected_with(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505);
+    rejected_with(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505);
+    rejected_with(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    rejected_with(b"GET / FTP/1.1\r\nHost: a\r\n\r\n", 400);
+}

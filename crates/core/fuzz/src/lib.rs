@@ -1,6 +1,6 @@
 //! A fuzzing driver for [`switchyard_core::Connection`]: decodes a sequence of adapter
 //! events (client and upstream bytes, EOFs, connection results, time, tunnel activity,
-//! flushes, shutdown), plays them the way a correct adapter would, drains every output,
+//! flushes, failed writes, shutdown), plays them the way a correct adapter would, drains every output,
 //! and checks the core's invariants after each step:
 //!
 //! - no panic (debug assertions are on in fuzz builds), and no [`Misuse`] for an input a
@@ -115,6 +115,8 @@ pub enum Event {
     },
     /// Pending writes towards the client (or the upstream) completed.
     Flushed(bool),
+    /// A pending write towards the client (or the upstream) failed.
+    WriteFailed(bool),
     /// Graceful shutdown with this grace in milliseconds.
     Shutdown(u16),
     /// A spurious or due wake-up.
@@ -368,6 +370,17 @@ impl Driver {
                 if self.unflushed[index] {
                     self.unflushed[index] = false;
                     self.feed(Input::Flushed { to }, now);
+                }
+            }
+            Event::WriteFailed(to_client) => {
+                let (to, index) = if to_client {
+                    (Side::Client, 0)
+                } else {
+                    (Side::Upstream, 1)
+                };
+                if self.unflushed[index] && !self.closed {
+                    self.unflushed[index] = false;
+                    self.feed(Input::WriteFailed { to }, now);
                 }
             }
             Event::Shutdown(ms) => self.feed(
