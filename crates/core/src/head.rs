@@ -284,6 +284,17 @@ fn with_field_storage<'b, R>(
     }
 }
 
+/// The parsed fields as ranges into `bytes`.
+fn field_ranges(bytes: &[u8], parsed: &[httparse::Header<'_>]) -> Vec<Field> {
+    parsed
+        .iter()
+        .map(|h| Field {
+            name: offset(bytes, h.name.as_bytes()),
+            value: offset(bytes, h.value),
+        })
+        .collect()
+}
+
 /// Parses a complete request head (`bytes` ends with CRLF CRLF).
 pub(crate) fn parse_request(bytes: Bytes, limits: &Limits) -> Result<Head, ErrorKind> {
     with_field_storage(limits.max_headers, |storage| {
@@ -295,14 +306,7 @@ pub(crate) fn parse_request(bytes: Bytes, limits: &Limits) -> Result<Head, Error
         }
         let method = req.method.ok_or(ErrorKind::MalformedHead)?.as_bytes();
         let target = req.path.ok_or(ErrorKind::MalformedHead)?.as_bytes();
-        let fields = req
-            .headers
-            .iter()
-            .map(|h| Field {
-                name: offset(&bytes, h.name.as_bytes()),
-                value: offset(&bytes, h.value),
-            })
-            .collect();
+        let fields = field_ranges(&bytes, req.headers);
         Ok(Head {
             first: offset(&bytes, method),
             target: offset(&bytes, target),
@@ -335,14 +339,7 @@ pub(crate) fn parse_response(bytes: Bytes, limits: &Limits) -> Result<Head, Erro
         } else {
             offset(&bytes, reason)
         };
-        let fields = resp
-            .headers
-            .iter()
-            .map(|h| Field {
-                name: offset(&bytes, h.name.as_bytes()),
-                value: offset(&bytes, h.value),
-            })
-            .collect();
+        let fields = field_ranges(&bytes, resp.headers);
         Ok(Head {
             first: reason,
             target: 0..0,
