@@ -33,8 +33,6 @@ use corpus::{
 /// step with `KNOWN_GAPS` of crates/core/tests/corpus.rs (the core is the same).
 const KNOWN_GAPS: &[&str] = &[
     "te_underscore_with_cl",
-    "double_space_before_version",
-    "space_in_target",
 ];
 
 /// Vectors after which the proxy waits for the rest of an incomplete head: a probe would

@@ -29,10 +29,6 @@ const KNOWN_GAPS: &[&str] = &[
     // `Transfer_Encoding` is forwarded verbatim; an upstream that maps `_` to `-` (CGI,
     // WSGI, some frameworks) then sees chunked framing the proxy did not apply.
     "te_underscore_with_cl",
-    // Rejected and nothing forwarded, but with 505 instead of 400: a malformed request
-    // line that merely ends in a well-formed version is not an unsupported version.
-    "double_space_before_version",
-    "space_in_target",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
