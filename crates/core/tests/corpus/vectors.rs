@@ -316,6 +316,57 @@ pub fn vectors() -> Vec<Vector> {
         .up(Up::Tunnel(&["GET /chat HTTP/1.1"], b"\x81\x02hi")),
     );
 
+    // ---- pipelining: what follows a message is never read as part of it, nor the reverse
+    v.push(
+        Vector::new(
+            "pipelined_after_connection_close",
+            "pipelining",
+            "request",
+            cat(&[&get(&["Connection: close"]), SMUGGLED]),
+        )
+        .st(&[200])
+        .closed(true)
+        .up(Up::Requests(&["GET / HTTP/1.1"])),
+    );
+    v.push(
+        Vector::new(
+            "pipelined_after_http10",
+            "pipelining",
+            "request",
+            cat(&[b"GET /old HTTP/1.0\r\nHost: a\r\n\r\n", SMUGGLED]),
+        )
+        .st(&[200])
+        .closed(true)
+        .up(Up::Requests(&["GET /old HTTP/1.1"])),
+    );
+    v.push(
+        Vector::new(
+            "request_inside_length_body",
+            "pipelining",
+            "request",
+            cat(&[
+                b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 35\r\n\r\n",
+                SMUGGLED,
+            ]),
+        )
+        .st(&[200])
+        .up(Up::Requests(&["POST /p HTTP/1.1"])),
+    );
+    v.push(
+        Vector::new(
+            "request_inside_chunked_body",
+            "pipelining",
+            "request",
+            cat(&[
+                b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n23\r\n",
+                SMUGGLED,
+                b"\r\n0\r\n\r\n",
+            ]),
+        )
+        .st(&[200])
+        .up(Up::Requests(&["POST /c HTTP/1.1"])),
+    );
+
     // ---- Content-Length (RFC 9112 §6.3, RFC 9110 §8.6) -------------------------------
     v.push(rejected("cl_with_te", "CL+TE", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400));
     v.push(rejected("te_with_cl", "CL+TE", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", 400));
