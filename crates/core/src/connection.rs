@@ -1082,6 +1082,28 @@ fn check_request(head: &Head, config: &Config) -> Result<(RouteId, BodyKind), Er
         (Some(host), None) if !valid_host(host) => return Err(ErrorKind::BadHost),
         _ => {}
     }
+    // `Transfer_Encoding` / `Content_Length` become framing fields for upstreams that
+    // map `_` to `-` (CGI, WSGI): a length the proxy did not see. Refused.
+    let lookalike = |f: &head::Field| {
+        let name = head.name(f);
+        name.contains(&b'_')
+            && ["content-length", "transfer-encoding"]
+                .iter()
+                .any(|framing| {
+                    name.len() == framing.len()
+                        && name.iter().zip(framing.bytes()).all(|(&a, b)| {
+                            let a = if a == b'_' {
+                                b'-'
+                            } else {
+                                a.to_ascii_lowercase()
+                            };
+                            a == b
+                        })
+                })
+    };
+    if head.fields.iter().any(lookalike) {
+        return Err(ErrorKind::BadTransferEncoding);
+    }
     let body = framing::request_body(head)?;
     let route = config.route_for(path).ok_or(ErrorKind::NoRoute)?;
     if let (BodyKind::Length(n), Some(max)) = (body, config.routes[route].max_body_bytes) {

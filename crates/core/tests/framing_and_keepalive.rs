@@ -509,3 +509,22 @@ fn other_http_versions_are_505_and_malformed_request_lines_400() {
     rejected_with(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400);
     rejected_with(b"GET / FTP/1.1\r\nHost: a\r\n\r\n", 400);
 }
+
+#[test]
+fn framing_field_lookalikes_with_underscores_are_400() {
+    rejected_with(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
+        400,
+    );
+    rejected_with(
+        b"POST / HTTP/1.1\r\nHost: a\r\ncontent_length: 3\r\n\r\nabc",
+        400,
+    );
+    // Other underscores are ordinary field names.
+    let mut sim = sim();
+    sim.client_sends(b"GET / HTTP/1.1\r\nHost: a\r\nX_Custom: 1\r\n\r\n");
+    assert_eq!(
+        header(sim.upstream_received(), "x_custom").as_deref(),
+        Some("1")
+    );
+}
