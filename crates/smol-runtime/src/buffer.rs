@@ -1,21 +1,58 @@
-//! Tunnel buffers and per-peer write queues.
+//! Read buffers, tunnel buffers and per-peer write queues.
 //!
-//! A tunnel takes a buffer only once a socket is readable and gives it back as soon as
-//! the bytes are written out, so an idle tunnel holds none. Free buffers are kept per
-//! thread (no lock), a bounded number of them.
+//! HTTP-phase reads land in one read buffer per thread, zeroed once and reused; what a
+//! read returned goes to the core as a `BytesMut` of its own. A tunnel takes a buffer
+//! only once a socket is readable and gives it back as soon as the bytes are written
+//! out, so an idle tunnel holds none. Free buffers are kept per thread (no lock), a
+//! bounded number of them.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// Size of one tunnel buffer.
 pub(crate) const TUNNEL_BUFFER_SIZE: usize = 16 * 1024;
 /// Most free buffers kept per thread; more are freed.
 const MAX_FREE_PER_THREAD: usize = 16;
 
+/// Most bytes taken by one HTTP-phase read.
+pub(crate) const HTTP_READ_SIZE: usize = 16 * 1024;
+/// Size of a thread's HTTP read buffer: reads are carved from it until less than
+/// [`HTTP_READ_SIZE`] is left, then a new one is zeroed.
+const HTTP_SCRATCH_SIZE: usize = 4 * HTTP_READ_SIZE;
+/// Reads up to this size are copied into a buffer of their own size (see [`read_http`]).
+const SMALL_READ: usize = 4 * 1024;
+/// Most chunks handed to one vectored write.
+pub(crate) const MAX_WRITE_SLICES: usize = 16;
+
 thread_local! {
     static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static HTTP_SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// One read of at most [`HTTP_READ_SIZE`] bytes from `socket` into this thread's read
+/// buffer; the bytes read (none at EOF) come back as a `BytesMut` of their own, without
+/// zeroing a fresh buffer per read.
+///
+/// The core keeps what it has not consumed in the buffer it was given, and any slice of
+/// a buffer keeps the whole allocation alive: a small read (a request head that opens a
+/// long-lived tunnel, say) is copied into a buffer of its own size so that it does not
+/// pin the thread's buffer. Larger reads are split off without copying.
+pub(crate) fn read_http(socket: &mut impl Read) -> io::Result<BytesMut> {
+    HTTP_SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        if scratch.len() < HTTP_READ_SIZE {
+            *scratch = BytesMut::zeroed(HTTP_SCRATCH_SIZE);
+        }
+        let n = socket.read(&mut scratch[..HTTP_READ_SIZE])?;
+        Ok(if n <= SMALL_READ {
+            BytesMut::from(&scratch[..n])
+        } else {
+            scratch.split_to(n)
+        })
+    })
 }
 
 /// Buffers taken and not given back, across all threads (tests check that idle tunnels
@@ -108,8 +145,20 @@ impl WriteQueue {
     }
 
     /// The bytes to write next (empty when the queue is).
+    #[cfg(test)]
     pub(crate) fn front(&self) -> &[u8] {
         self.chunks.front().map_or(&[], Chunk::as_slice)
+    }
+
+    /// Fills `slices` with the queued chunks, in order, as far as they go; returns how
+    /// many it filled (0 when the queue is empty).
+    pub(crate) fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut filled = 0;
+        for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
+            *slot = IoSlice::new(chunk.as_slice());
+            filled += 1;
+        }
+        filled
     }
 
     /// Marks `n` bytes of the front as written, releasing finished chunks.
@@ -169,6 +218,33 @@ mod tests {
         queue.consume(3);
         assert!(queue.is_empty());
         assert_eq!(queue.front(), b"");
+    }
+
+    #[test]
+    fn slices_list_the_chunks_in_order() {
+        let mut queue = WriteQueue::default();
+        queue.push(Chunk::Bytes(Bytes::from_static(b"head")));
+        queue.push(Chunk::Bytes(Bytes::from_static(b"body")));
+        queue.consume(2);
+        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+        let n = queue.slices(&mut slices);
+        let listed: Vec<&[u8]> = slices[..n].iter().map(|s| &s[..]).collect();
+        assert_eq!(listed, [&b"ad"[..], &b"body"[..]]);
+    }
+
+    #[test]
+    fn http_reads_reuse_the_thread_buffer_and_small_ones_are_copied() {
+        let big = vec![5u8; HTTP_READ_SIZE + 10];
+        let mut source = &big[..];
+        let first = read_http(&mut source).unwrap();
+        assert_eq!(first.len(), HTTP_READ_SIZE);
+        let mut source = &b"GET / HTTP/1.1\r\n\r\n"[..];
+        let small = read_http(&mut source).unwrap();
+        assert_eq!(&small[..], b"GET / HTTP/1.1\r\n\r\n");
+        // Its own allocation: exactly what was read, not a slice of the thread buffer.
+        assert!(small.capacity() < SMALL_READ, "{}", small.capacity());
+        let mut empty: &[u8] = &[];
+        assert!(read_http(&mut empty).unwrap().is_empty());
     }
 
     #[test]

@@ -1,27 +1,24 @@
 //! One task per client connection: feeds what happens on the sockets into the core,
 //! performs what the core asks for, and sleeps until the next readiness or deadline.
 
-use std::io::{self, Read};
+use std::io::{self, IoSlice, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
-use bytes::BytesMut;
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, AsyncReadExt, AsyncWrite};
 use switchyard_core::{
     Config, Connection, Input, Misuse, Output, PeerInfo, RouteId, Side, StateKind,
 };
 
-use crate::buffer::{give_buffer, take_buffer, Chunk, WriteQueue};
+use crate::buffer::{
+    self, give_buffer, take_buffer, Chunk, WriteQueue, HTTP_READ_SIZE, MAX_WRITE_SLICES,
+};
 use crate::signal::Signal;
 use crate::upstream::{self, Dialed, Group, Pool};
 
-/// Size of one read in the HTTP phase.
-const HTTP_READ_SIZE: usize = 8 * 1024;
-/// Reads up to this size are copied into a buffer of their own size (see `read_http`).
-const SMALL_READ: usize = 4 * 1024;
 /// In the HTTP phase, stop reading from a peer while this much is queued towards the
 /// other one (the core has its own backpressure; this bounds memory whatever it does).
 const HTTP_BACKLOG: usize = 256 * 1024;
@@ -433,20 +430,13 @@ impl Driver<'_> {
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
-        let mut buffer = BytesMut::zeroed(HTTP_READ_SIZE);
         let mut socket: &TcpStream = peer.stream.get_ref();
-        let result = socket.read(&mut buffer);
-        peer.more_to_read = matches!(result, Ok(n) if n == HTTP_READ_SIZE);
+        let result = buffer::read_http(&mut socket);
+        peer.more_to_read = matches!(&result, Ok(bytes) if bytes.len() == HTTP_READ_SIZE);
         match result {
-            Ok(0) => self.eof(side, now),
-            Ok(n) => {
-                buffer.truncate(n);
-                if n <= SMALL_READ {
-                    // The core keeps what it has not consumed in the buffer it was given,
-                    // and any slice of it keeps the whole allocation alive: a request
-                    // head that opens a long-lived tunnel must not pin 8 KiB.
-                    buffer = BytesMut::from(&buffer[..]);
-                }
+            Ok(buffer) if buffer.is_empty() => self.eof(side, now),
+            Ok(buffer) => {
+                let n = buffer.len();
                 let input = match side {
                     Side::Client => Input::ClientData(buffer),
                     Side::Upstream => {
@@ -613,12 +603,23 @@ fn is_transient(error: &io::Error) -> bool {
     )
 }
 
+/// One vectored write of what is queued towards `peer` (head and body of a response go
+/// out in one system call). The slices are built on every poll rather than kept in the
+/// future, which every connection's task would carry.
+async fn write_queued(peer: &Peer) -> io::Result<usize> {
+    future::poll_fn(|cx| {
+        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+        let n = peer.queue.slices(&mut slices);
+        Pin::new(&mut &peer.stream).poll_write_vectored(cx, &slices[..n])
+    })
+    .await
+}
+
 /// Writes some of what is queued towards `peer`; never completes when nothing is.
 async fn write_some(peer: Option<&Peer>, side: Side) -> Wake {
     match peer {
         Some(peer) if !peer.queue.is_empty() && !peer.write_closed => {
-            let mut writer = &peer.stream;
-            Wake::Wrote(side, writer.write(peer.queue.front()).await)
+            Wake::Wrote(side, write_queued(peer).await)
         }
         _ => future::pending().await,
     }
@@ -647,8 +648,7 @@ async fn flush(peer: Option<&mut Peer>) {
         return;
     };
     while !peer.queue.is_empty() && !peer.write_closed {
-        let mut writer = &peer.stream;
-        match writer.write(peer.queue.front()).await {
+        match write_queued(peer).await {
             Ok(n) if n > 0 => peer.queue.consume(n),
             Err(e) if is_transient(&e) => {}
             _ => {
