@@ -1,18 +1,28 @@
-//! Listeners, the accept loops, executor threads and graceful shutdown.
+//! Listeners, the worker threads and their accept loops, and graceful shutdown.
+//!
+//! Every worker thread runs its own executor (driving the reactor itself when it has
+//! nothing else to do) and accepts from its own listening socket per address: with
+//! several workers, each address is bound once per worker with `SO_REUSEPORT`, so the
+//! kernel spreads new connections over the workers, and a connection stays on the
+//! thread that accepted it. Only the upstream pool, the connection count and the
+//! shutdown signal are shared.
 
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use async_executor::Executor;
+use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::{future, FutureExt};
 
 use crate::driver::{self, Shared};
-use crate::signal::{Signal, Tracker};
+use crate::signal::{ConnectionGuard, Signal, Tracker};
 use crate::upstream::{Group, Pool};
 use crate::ServerConfig;
 
@@ -24,7 +34,8 @@ const SHUTDOWN_SLACK: Duration = Duration::from_secs(1);
 /// A bound proxy server, ready to [`run`](Server::run).
 #[derive(Debug)]
 pub struct Server {
-    listeners: Vec<Async<TcpListener>>,
+    /// For each worker, one listening socket per address.
+    listeners: Vec<Vec<TcpListener>>,
     local_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     workers: usize,
@@ -56,18 +67,26 @@ impl Server {
     /// has no server.
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
         validate(&config)?;
-        let mut listeners = Vec::with_capacity(config.listen.len());
-        let mut local_addrs = Vec::with_capacity(config.listen.len());
-        for &addr in &config.listen {
-            let listener = Async::<TcpListener>::bind(addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            local_addrs.push(listener.get_ref().local_addr()?);
-            listeners.push(listener);
-        }
         let workers = match config.workers {
             0 => thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        let mut listeners: Vec<Vec<TcpListener>> = (0..workers)
+            .map(|_| Vec::with_capacity(config.listen.len()))
+            .collect();
+        let mut local_addrs = Vec::with_capacity(config.listen.len());
+        for &addr in &config.listen {
+            let cannot =
+                |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+            let first = listen(addr, workers > 1).map_err(cannot)?;
+            // Port 0 resolved: the other workers' sockets join the same port.
+            let bound = first.local_addr()?;
+            local_addrs.push(bound);
+            listeners[0].push(first);
+            for worker in &mut listeners[1..] {
+                worker.push(listen(bound, true).map_err(cannot)?);
+            }
+        }
         let shared = Shared {
             core: Arc::new(config.core),
             groups: config
@@ -105,67 +124,78 @@ impl Server {
     /// [`ShutdownHandle`] has completed.
     pub fn run(self) -> io::Result<()> {
         let Server {
-            listeners,
+            mut listeners,
             local_addrs,
             shared,
             workers,
             max_connections,
         } = self;
-        let executor = Arc::new(Executor::new());
+        let tracker = Arc::new(Tracker::default());
+        // Counts the accept loops still running (every listener still open).
+        let accepting = Arc::new(Tracker::default());
+        let worker = |listeners: Vec<TcpListener>| Worker {
+            accept_guards: listeners.iter().map(|_| accepting.enter()).collect(),
+            listeners,
+            shared: shared.clone(),
+            tracker: tracker.clone(),
+            max_connections,
+        };
+        let own = worker(std::mem::take(&mut listeners[0]));
         let stop_workers = Arc::new(Signal::default());
         let mut threads = Vec::with_capacity(workers.saturating_sub(1));
-        for index in 1..workers {
-            let executor = executor.clone();
+        for (index, listeners) in listeners.into_iter().enumerate().skip(1) {
+            let worker = worker(listeners);
             let stop = stop_workers.clone();
             let thread = thread::Builder::new()
                 .name(format!("switchyard-worker-{index}"))
-                .spawn(move || async_io::block_on(executor.run(stop.wait())));
+                .spawn(move || {
+                    let executor = LocalExecutor::new();
+                    async_io::block_on(executor.run(async {
+                        worker.accept(&executor).await;
+                        stop.wait().await;
+                    }));
+                    // Dropping the executor drops the tasks still alive, closing their
+                    // sockets.
+                });
             match thread {
                 Ok(thread) => threads.push(thread),
                 Err(error) => {
                     stop_workers.fire();
+                    shared.shutdown.fire();
                     return Err(error);
                 }
             }
         }
         tracing::debug!(listen = ?local_addrs, workers, "serving");
 
-        let tracker = Arc::new(Tracker::default());
-        let mut background = Vec::with_capacity(listeners.len() + 1);
-        for listener in listeners {
-            let accept = accept_loop(
-                listener,
-                shared.clone(),
-                tracker.clone(),
-                executor.clone(),
-                max_connections,
-            );
-            background.push(executor.spawn(accept));
-        }
-        background.push(executor.spawn(prune_pool(shared.clone())));
-
+        let executor = LocalExecutor::new();
         let drained = async_io::block_on(executor.run(async {
-            shared.shutdown.wait().await;
-            let deadline = Instant::now() + shared.grace + SHUTDOWN_SLACK;
-            // The accept loops end promptly; awaiting them closes every listener
-            // before this waits for the connections.
-            for task in background {
-                task.await;
-            }
-            let live = tracker.active();
-            // Logged once the listeners are closed (the binary's tests wait for it).
-            tracing::info!(connections = live, "shutting down");
-            future::or(
-                async {
-                    tracker.wait_below(1).await;
-                    true
-                },
-                async {
-                    Timer::at(deadline).await;
-                    false
-                },
-            )
-            .await
+            let coordinate = async {
+                shared.shutdown.wait().await;
+                let deadline = Instant::now() + shared.grace + SHUTDOWN_SLACK;
+                // The accept loops end promptly, closing every listener, before this
+                // waits for the connections.
+                accepting.wait_below(1).await;
+                let live = tracker.active();
+                // Logged once the listeners are closed (the binary's tests wait for it).
+                tracing::info!(connections = live, "shutting down");
+                future::or(
+                    async {
+                        tracker.wait_below(1).await;
+                        true
+                    },
+                    async {
+                        Timer::at(deadline).await;
+                        false
+                    },
+                )
+                .await
+            };
+            let serve = async {
+                future::zip(own.accept(&executor), prune_pool(shared.clone())).await;
+                future::pending::<bool>().await
+            };
+            future::or(coordinate, serve).await
         }));
         if !drained {
             tracing::warn!(
@@ -185,6 +215,89 @@ impl Server {
         tracing::debug!("all connections closed, stopped");
         Ok(())
     }
+}
+
+/// Binds a listening socket on `addr` (`SO_REUSEADDR`, and `SO_REUSEPORT` when several
+/// workers each bind one).
+fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    use rustix::net::{self, sockopt, AddressFamily, SocketFlags, SocketType};
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let socket = net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    sockopt::set_socket_reuseaddr(&socket, true)?;
+    if reuse_port {
+        sockopt::set_socket_reuseport(&socket, true)?;
+    }
+    net::bind(&socket, &addr)?;
+    // As large as the system allows (net.core.somaxconn).
+    net::listen(&socket, -1)?;
+    Ok(TcpListener::from(socket))
+}
+
+/// What one worker thread serves: its listening sockets.
+struct Worker {
+    listeners: Vec<TcpListener>,
+    /// One per listener, dropped when its accept loop ends.
+    accept_guards: Vec<ConnectionGuard>,
+    shared: Arc<Shared>,
+    tracker: Arc<Tracker>,
+    max_connections: usize,
+}
+
+impl Worker {
+    /// Accepts on every listener of this worker, spawning connections on `executor`,
+    /// until shutdown; every listener is closed when this returns.
+    async fn accept(self, executor: &LocalExecutor<'static>) {
+        let Worker {
+            listeners,
+            accept_guards,
+            shared,
+            tracker,
+            max_connections,
+        } = self;
+        let mut loops = Vec::with_capacity(listeners.len());
+        for (listener, guard) in listeners.into_iter().zip(accept_guards) {
+            let listener = match Async::new(listener) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::error!(%error, "cannot register a listener");
+                    continue;
+                }
+            };
+            let shared = shared.clone();
+            let tracker = tracker.clone();
+            loops.push(Box::pin(async move {
+                accept_loop(listener, shared, tracker, executor, max_connections).await;
+                drop(guard);
+            }));
+        }
+        join_all(loops).await;
+    }
+}
+
+/// Completes once every future has.
+async fn join_all<F: Future<Output = ()>>(futures: Vec<Pin<Box<F>>>) {
+    let mut pending: Vec<Option<Pin<Box<F>>>> = futures.into_iter().map(Some).collect();
+    future::poll_fn(|cx| {
+        let mut done = true;
+        for slot in &mut pending {
+            if let Some(future) = slot {
+                if future.as_mut().poll(cx).is_ready() {
+                    *slot = None;
+                } else {
+                    done = false;
+                }
+            }
+        }
+        if done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 fn validate(config: &ServerConfig) -> io::Result<()> {
@@ -218,7 +331,7 @@ async fn accept_loop(
     listener: Async<TcpListener>,
     shared: Arc<Shared>,
     tracker: Arc<Tracker>,
-    executor: Arc<Executor<'static>>,
+    executor: &LocalExecutor<'static>,
     max_connections: usize,
 ) {
     let shutdown = shared.shutdown.clone();
@@ -240,7 +353,23 @@ async fn accept_loop(
                 if let Err(error) = stream.get_ref().set_nodelay(true) {
                     tracing::debug!(%client_addr, %error, "setting TCP_NODELAY failed");
                 }
-                let guard = tracker.enter();
+                // Another worker may have taken the last slot since the check above:
+                // this connection waits, accepted but unserved, for a slot of its own.
+                let guard = loop {
+                    if let Some(guard) = tracker.try_enter(max_connections) {
+                        break Some(guard);
+                    }
+                    let slot = async {
+                        tracker.wait_below(max_connections).await;
+                        Some(())
+                    };
+                    if future::or(slot, stopped(&shutdown)).await.is_none() {
+                        break None;
+                    }
+                };
+                let Some(guard) = guard else {
+                    break;
+                };
                 let shared = shared.clone();
                 let task = async move {
                     let _guard = guard;

@@ -59,6 +59,30 @@ impl Tracker {
         }
     }
 
+    /// Counts one connection, as [`Tracker::enter`], unless `limit` connections are live
+    /// already (0: no limit). Atomic, so threads accepting at once cannot overshoot.
+    pub(crate) fn try_enter(self: &std::sync::Arc<Self>, limit: usize) -> Option<ConnectionGuard> {
+        let mut live = self.active();
+        loop {
+            if limit > 0 && live >= limit {
+                return None;
+            }
+            match self.active.compare_exchange_weak(
+                live,
+                live + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    return Some(ConnectionGuard {
+                        tracker: self.clone(),
+                    })
+                }
+                Err(now) => live = now,
+            }
+        }
+    }
+
     /// Completes once fewer than `limit` connections are live.
     pub(crate) async fn wait_below(&self, limit: usize) {
         loop {
@@ -84,5 +108,25 @@ impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.tracker.active.fetch_sub(1, Ordering::SeqCst);
         self.tracker.changed.notify(usize::MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn try_enter_stops_at_the_limit_and_frees_the_slot_on_drop() {
+        let tracker = Arc::new(Tracker::default());
+        let first = tracker.try_enter(2).expect("below the limit");
+        let second = tracker.try_enter(2).expect("below the limit");
+        assert!(tracker.try_enter(2).is_none());
+        assert_eq!(tracker.active(), 2);
+        drop(first);
+        let third = tracker.try_enter(2).expect("a slot was freed");
+        assert!(tracker.try_enter(0).is_some(), "0 means no limit");
+        drop((second, third));
+        assert_eq!(tracker.active(), 0);
     }
 }
