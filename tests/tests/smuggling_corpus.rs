@@ -31,9 +31,7 @@ use corpus::{
 
 /// Vectors that fail end to end, printed with their outcome but not asserted. Keep in
 /// step with `KNOWN_GAPS` of crates/core/tests/corpus.rs (the core is the same).
-const KNOWN_GAPS: &[&str] = &[
-    "te_underscore_with_cl",
-];
+const KNOWN_GAPS: &[&str] = &[];
 
 /// Vectors after which the proxy waits for the rest of an incomplete head: a probe would
 /// become part of it, so the connection is just closed.

@@ -25,11 +25,7 @@ use corpus::{
 
 /// Vectors the core does not pass yet: run and printed with their outcome, not asserted.
 /// Move a name out of here once the core handles it.
-const KNOWN_GAPS: &[&str] = &[
-    // `Transfer_Encoding` is forwarded verbatim; an upstream that maps `_` to `-` (CGI,
-    // WSGI, some frameworks) then sees chunked framing the proxy did not apply.
-    "te_underscore_with_cl",
-];
+const KNOWN_GAPS: &[&str] = &[];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
