@@ -96,7 +96,8 @@ pub enum Output {
     /// Write these bytes to the upstream, in order.
     ToUpstream(Bytes),
     /// The exchange with the current upstream connection is over: pool it when
-    /// `reusable`, close it otherwise.
+    /// `reusable`, close it otherwise. It can also come while a [`Output::Connect`] is
+    /// still pending (connect deadline, client gone): then abandon the attempt.
     ReleaseUpstream {
         /// Whether the connection may carry another request.
         reusable: bool,
