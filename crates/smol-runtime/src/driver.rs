@@ -513,6 +513,7 @@ impl Driver<'_> {
     }
 
     fn wrote(&mut self, side: Side, result: io::Result<usize>, now: Instant) {
+        let expect_answer = side == Side::Upstream && !self.tunnel;
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
@@ -521,6 +522,11 @@ impl Driver<'_> {
             Ok(n) => {
                 peer.queue.consume(n);
                 if peer.queue.is_empty() {
+                    // An upstream that was just sent a request often answers before a
+                    // round trip through the reactor would tell: read first.
+                    if expect_answer {
+                        peer.more_to_read = true;
+                    }
                     if peer.shutdown_pending {
                         peer.shutdown_write();
                     }

@@ -7,13 +7,11 @@
 //! thread that accepted it. Only the upstream pool, the connection count and the
 //! shutdown signal are shared.
 
-use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -149,7 +147,7 @@ impl Server {
             let thread = thread::Builder::new()
                 .name(format!("switchyard-worker-{index}"))
                 .spawn(move || {
-                    let executor = LocalExecutor::new();
+                    let executor = Rc::new(LocalExecutor::new());
                     async_io::block_on(executor.run(async {
                         worker.accept(&executor).await;
                         stop.wait().await;
@@ -168,7 +166,7 @@ impl Server {
         }
         tracing::debug!(listen = ?local_addrs, workers, "serving");
 
-        let executor = LocalExecutor::new();
+        let executor = Rc::new(LocalExecutor::new());
         let drained = async_io::block_on(executor.run(async {
             let coordinate = async {
                 shared.shutdown.wait().await;
@@ -247,9 +245,10 @@ struct Worker {
 }
 
 impl Worker {
-    /// Accepts on every listener of this worker, spawning connections on `executor`,
+    /// Accepts on every listener of this worker (one task each, so that a wake-up of
+    /// anything else never retries an `accept`), spawning connections on `executor`,
     /// until shutdown; every listener is closed when this returns.
-    async fn accept(self, executor: &LocalExecutor<'static>) {
+    async fn accept(self, executor: &Rc<LocalExecutor<'static>>) {
         let Worker {
             listeners,
             accept_guards,
@@ -266,38 +265,24 @@ impl Worker {
                     continue;
                 }
             };
-            let shared = shared.clone();
-            let tracker = tracker.clone();
-            loops.push(Box::pin(async move {
-                accept_loop(listener, shared, tracker, executor, max_connections).await;
+            let accept = accept_loop(
+                listener,
+                shared.clone(),
+                tracker.clone(),
+                // The task holds the executor it spawns on until the loop ends (at
+                // shutdown, before the executor is dropped).
+                executor.clone(),
+                max_connections,
+            );
+            loops.push(executor.spawn(async move {
+                accept.await;
                 drop(guard);
             }));
         }
-        join_all(loops).await;
+        for accept in loops {
+            accept.await;
+        }
     }
-}
-
-/// Completes once every future has.
-async fn join_all<F: Future<Output = ()>>(futures: Vec<Pin<Box<F>>>) {
-    let mut pending: Vec<Option<Pin<Box<F>>>> = futures.into_iter().map(Some).collect();
-    future::poll_fn(|cx| {
-        let mut done = true;
-        for slot in &mut pending {
-            if let Some(future) = slot {
-                if future.as_mut().poll(cx).is_ready() {
-                    *slot = None;
-                } else {
-                    done = false;
-                }
-            }
-        }
-        if done {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await
 }
 
 fn validate(config: &ServerConfig) -> io::Result<()> {
@@ -331,7 +316,7 @@ async fn accept_loop(
     listener: Async<TcpListener>,
     shared: Arc<Shared>,
     tracker: Arc<Tracker>,
-    executor: &LocalExecutor<'static>,
+    executor: Rc<LocalExecutor<'static>>,
     max_connections: usize,
 ) {
     let shutdown = shared.shutdown.clone();
