@@ -320,6 +320,12 @@ impl Connection {
             if !head::skip_leading_crlf(&mut self.client_buf) {
                 return false;
             }
+            // A request starts with a method token: anything else (say, WebSocket frames
+            // held behind a refused upgrade) is refused now, not at the header deadline.
+            if !head::is_tchar(self.client_buf[0]) {
+                self.reject(ProtocolError::client(ErrorKind::MalformedHead));
+                return false;
+            }
             self.head_started = true;
             if self.timers.get(Timer::Idle).is_some() {
                 self.timers.stop(Timer::Idle);

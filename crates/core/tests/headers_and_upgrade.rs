@@ -375,3 +375,15 @@ fn interim_responses_are_not_sent_to_http10_clients() {
     sim.upstream_sends(ok("x").as_bytes());
     assert_eq!(statuses(&sim.client_received), vec![200]);
 }
+
+#[test]
+fn frames_held_behind_a_refused_upgrade_are_refused_at_once() {
+    let mut sim = sim();
+    let mut bytes = ws_request("/").into_bytes();
+    bytes.extend_from_slice(b"\x81\x85abcdhello");
+    sim.client_sends(&bytes);
+    sim.upstream_sends(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(statuses(&sim.client_received), vec![403, 400]);
+    assert!(sim.is_closed());
+    assert_eq!(sim.upstreams.len(), 1, "nothing of the frame was forwarded");
+}

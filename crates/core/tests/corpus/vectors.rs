@@ -927,9 +927,9 @@ pub fn vectors() -> Vec<Vector> {
         .st(&[200, 400])
         .up(Up::Requests(&["GET /ws HTTP/1.1"])),
     );
-    // A WebSocket frame sent ahead of the 101 never travels raw: after a 200 it is the
-    // start of the next request head (incomplete, so the proxy waits for the rest until
-    // header_timeout), and nothing of it reaches the upstream.
+    // A WebSocket frame sent ahead of the 101 never travels raw: after a 200 it would be
+    // the start of the next request head, and since no method starts with 0x81 it is
+    // refused at once (400, close); nothing of it reaches the upstream.
     v.push(
         Vector::new(
             "upgrade_answered_200_frame_bytes_held",
@@ -940,7 +940,8 @@ pub fn vectors() -> Vec<Vector> {
                 b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58",
             ]),
         )
-        .st(&[200])
+        .st(&[200, 400])
+        .closed(true)
         .up(Up::Requests(&["GET /ws HTTP/1.1"])),
     );
     // The same with a frame that happens to end like a head: parsed, rejected.
