@@ -118,10 +118,20 @@ impl Chunk {
 }
 
 /// An ordered queue of chunks towards one peer.
+///
+/// The first chunk is kept inline: a tunnel has at most one chunk in flight per
+/// direction, so its queues never allocate, and once [`WriteQueue::compact`] was called
+/// the spill-over capacity left from the HTTP phase is freed as soon as it is drained
+/// (an idle tunnel keeps none).
 #[derive(Debug, Default)]
 pub(crate) struct WriteQueue {
-    chunks: VecDeque<Chunk>,
+    /// The chunk written next; `None` only when the queue is empty.
+    head: Option<Chunk>,
+    /// The chunks after `head`.
+    rest: VecDeque<Chunk>,
     len: usize,
+    /// Free `rest`'s capacity whenever it is drained.
+    compact: bool,
 }
 
 impl WriteQueue {
@@ -132,11 +142,15 @@ impl WriteQueue {
             return;
         }
         self.len += n;
-        self.chunks.push_back(chunk);
+        if self.head.is_none() {
+            self.head = Some(chunk);
+        } else {
+            self.rest.push_back(chunk);
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.head.is_none()
     }
 
     /// Bytes queued.
@@ -144,17 +158,31 @@ impl WriteQueue {
         self.len
     }
 
+    /// From now on, keep no spare capacity once drained (for a tunnel, which mostly
+    /// idles).
+    pub(crate) fn compact(&mut self) {
+        self.compact = true;
+        self.shed_spare();
+    }
+
+    fn shed_spare(&mut self) {
+        if self.compact && self.rest.is_empty() && self.rest.capacity() > 0 {
+            self.rest = VecDeque::new();
+        }
+    }
+
     /// The bytes to write next (empty when the queue is).
     #[cfg(test)]
     pub(crate) fn front(&self) -> &[u8] {
-        self.chunks.front().map_or(&[], Chunk::as_slice)
+        self.head.as_ref().map_or(&[], Chunk::as_slice)
     }
 
     /// Fills `slices` with the queued chunks, in order, as far as they go; returns how
     /// many it filled (0 when the queue is empty).
     pub(crate) fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let chunks = self.head.iter().chain(&self.rest);
         let mut filled = 0;
-        for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
+        for (slot, chunk) in slices.iter_mut().zip(chunks) {
             *slot = IoSlice::new(chunk.as_slice());
             filled += 1;
         }
@@ -165,27 +193,32 @@ impl WriteQueue {
     pub(crate) fn consume(&mut self, mut n: usize) {
         self.len -= n.min(self.len);
         while n > 0 {
-            let Some(front) = self.chunks.front_mut() else {
-                return;
+            let Some(front) = self.head.as_mut() else {
+                break;
             };
             let available = front.as_slice().len();
             if n < available {
                 front.advance(n);
-                return;
+                break;
             }
             n -= available;
-            if let Some(done) = self.chunks.pop_front() {
+            if let Some(done) = std::mem::replace(&mut self.head, self.rest.pop_front()) {
                 done.release();
             }
         }
+        self.shed_spare();
     }
 
     /// Drops everything queued, returning pooled buffers.
     pub(crate) fn clear(&mut self) {
-        for chunk in self.chunks.drain(..) {
+        if let Some(chunk) = self.head.take() {
+            chunk.release();
+        }
+        for chunk in self.rest.drain(..) {
             chunk.release();
         }
         self.len = 0;
+        self.shed_spare();
     }
 }
 
@@ -218,6 +251,22 @@ mod tests {
         queue.consume(3);
         assert!(queue.is_empty());
         assert_eq!(queue.front(), b"");
+    }
+
+    #[test]
+    fn a_compact_queue_frees_its_spill_over_once_drained() {
+        let mut queue = WriteQueue::default();
+        for part in [&b"a"[..], b"b", b"c"] {
+            queue.push(Chunk::Bytes(Bytes::from_static(part)));
+        }
+        queue.consume(3);
+        assert!(queue.is_empty());
+        assert!(queue.rest.capacity() > 0, "kept for the next response");
+        queue.compact();
+        assert_eq!(queue.rest.capacity(), 0);
+        queue.push(Chunk::Bytes(Bytes::from_static(b"one in flight")));
+        assert_eq!(queue.rest.capacity(), 0, "a single chunk stays inline");
+        assert_eq!(queue.front(), b"one in flight");
     }
 
     #[test]
