@@ -2,9 +2,12 @@
 //! [`switchyard_core::Connection`] on the smol runtime crates (`async-io`,
 //! `async-executor`, `futures-lite`).
 //!
-//! One task per client connection feeds what happens on its sockets into the core,
-//! performs the core's outputs in order, and sleeps until a socket is ready or the
-//! core's next deadline (one [`async_io::Timer`]). The adapter owns everything shared
+//! Each worker thread runs its own executor and accepts on its own listening socket;
+//! one task per client connection, on the thread that accepted it, feeds what happens on
+//! its sockets into the core, performs the core's outputs in order (writing first and
+//! waiting for writability only when a socket's buffer is full), and sleeps until a
+//! socket is ready or the core's next deadline (one [`async_io::Timer`]). HTTP-phase
+//! reads land in a read buffer per thread. The adapter owns everything shared
 //! between connections: round-robin upstream groups and a keep-alive pool of idle
 //! upstream connections. Tunnels copy bytes through 16 KiB buffers taken from a pool only
 //! once a socket is readable (or its last read filled a buffer) and given back once
@@ -129,7 +132,9 @@ pub struct ServerConfig {
     pub upstreams: Vec<UpstreamGroup>,
     /// For each route (index in `core.routes`), the index of its group in `upstreams`.
     pub route_upstream: Vec<usize>,
-    /// Executor threads; 0 means one per core.
+    /// Worker threads, each with its own executor and its own listening socket per
+    /// address (`SO_REUSEPORT`); a connection stays on the worker that accepted it.
+    /// 0 means one per core.
     pub workers: usize,
     /// On shutdown, how long an open tunnel may continue. Default 10 s.
     pub shutdown_grace: Duration,
