@@ -126,7 +126,8 @@ pub struct Connection {
     upstream_scanner: HeadScanner,
     /// Bytes of a request head have arrived (the header deadline runs).
     head_started: bool,
-    exchange: Option<Exchange>,
+    /// Boxed: a tunnel (and an idle connection) need not carry its size.
+    exchange: Option<Box<Exchange>>,
     tunnel: Option<Tunnel>,
     client_eof: bool,
     /// Graceful shutdown was asked for, with this grace for a tunnel.
@@ -202,7 +203,12 @@ impl Connection {
 
     /// The next action for the caller, in order; `None` when there is nothing to do.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let output = self.out.pop_front();
+        if output.is_none() && self.state == StateKind::Tunnel && self.out.capacity() > 0 {
+            // A tunnel rarely has output: an idle one keeps no queue allocated.
+            self.out = VecDeque::new();
+        }
+        output
     }
 
     /// Time passed; shorthand for `handle_input(Input::Timeout, now)` that ignores
@@ -392,7 +398,7 @@ impl Connection {
                 .as_ref()
                 .map(|p| String::from_utf8_lossy(&p.upgrade).into_owned()),
         }));
-        self.exchange = Some(Exchange {
+        self.exchange = Some(Box::new(Exchange {
             route,
             is_head: head.method() == b"HEAD",
             method,
@@ -413,7 +419,7 @@ impl Connection {
             bytes_from_client: head.bytes.len() as u64,
             bytes_to_client: 0,
             status: 0,
-        });
+        }));
         self.enter(Step::HeadAccepted);
         self.connect(route);
     }
