@@ -1,7 +1,7 @@
 //! Read buffers, tunnel buffers and per-peer write queues.
 //!
 //! HTTP-phase reads land in one read buffer per thread, zeroed once and reused; what a
-//! read returned goes to the core as a `BytesMut` of its own. A tunnel takes a buffer
+//! read returned goes to the core as a `BytesMut` of exactly its size. A tunnel takes a buffer
 //! only once a socket is readable and gives it back as soon as the bytes are written
 //! out, so an idle tunnel holds none. Free buffers are kept per thread (no lock), a
 //! bounded number of them.
@@ -19,39 +19,31 @@ const MAX_FREE_PER_THREAD: usize = 16;
 
 /// Most bytes taken by one HTTP-phase read.
 pub(crate) const HTTP_READ_SIZE: usize = 16 * 1024;
-/// Size of a thread's HTTP read buffer: reads are carved from it until less than
-/// [`HTTP_READ_SIZE`] is left, then a new one is zeroed.
-const HTTP_SCRATCH_SIZE: usize = 4 * HTTP_READ_SIZE;
-/// Reads up to this size are copied into a buffer of their own size (see [`read_http`]).
-const SMALL_READ: usize = 4 * 1024;
 /// Most chunks handed to one vectored write.
 pub(crate) const MAX_WRITE_SLICES: usize = 16;
 
 thread_local! {
     static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    static HTTP_SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    static HTTP_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// One read of at most [`HTTP_READ_SIZE`] bytes from `socket` into this thread's read
-/// buffer; the bytes read (none at EOF) come back as a `BytesMut` of their own, without
-/// zeroing a fresh buffer per read.
+/// buffer (zeroed once, then reused); the bytes read (none at EOF) come back in a
+/// `BytesMut` of exactly their size.
 ///
-/// The core keeps what it has not consumed in the buffer it was given, and any slice of
-/// a buffer keeps the whole allocation alive: a small read (a request head that opens a
-/// long-lived tunnel, say) is copied into a buffer of its own size so that it does not
-/// pin the thread's buffer. Larger reads are split off without copying.
+/// Copied rather than split off a shared buffer: the core keeps what it has not
+/// consumed (and, once consumed, an empty view) in the buffer it was given, and any
+/// view of a buffer keeps the whole allocation alive, so an idle connection whose last
+/// read was a split would pin a big block. The copy costs what zeroing a fresh buffer
+/// per read would.
 pub(crate) fn read_http(socket: &mut impl Read) -> io::Result<BytesMut> {
     HTTP_SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         if scratch.len() < HTTP_READ_SIZE {
-            *scratch = BytesMut::zeroed(HTTP_SCRATCH_SIZE);
+            scratch.resize(HTTP_READ_SIZE, 0);
         }
         let n = socket.read(&mut scratch[..HTTP_READ_SIZE])?;
-        Ok(if n <= SMALL_READ {
-            BytesMut::from(&scratch[..n])
-        } else {
-            scratch.split_to(n)
-        })
+        Ok(BytesMut::from(&scratch[..n]))
     })
 }
 
@@ -282,16 +274,17 @@ mod tests {
     }
 
     #[test]
-    fn http_reads_reuse_the_thread_buffer_and_small_ones_are_copied() {
+    fn http_reads_come_back_in_buffers_of_their_own_size() {
         let big = vec![5u8; HTTP_READ_SIZE + 10];
         let mut source = &big[..];
         let first = read_http(&mut source).unwrap();
         assert_eq!(first.len(), HTTP_READ_SIZE);
+        assert_eq!(source.len(), 10, "one read takes at most HTTP_READ_SIZE");
         let mut source = &b"GET / HTTP/1.1\r\n\r\n"[..];
         let small = read_http(&mut source).unwrap();
         assert_eq!(&small[..], b"GET / HTTP/1.1\r\n\r\n");
-        // Its own allocation: exactly what was read, not a slice of the thread buffer.
-        assert!(small.capacity() < SMALL_READ, "{}", small.capacity());
+        // Its own allocation: exactly what was read, not a view of the thread buffer.
+        assert_eq!(small.capacity(), small.len());
         let mut empty: &[u8] = &[];
         assert!(read_http(&mut empty).unwrap().is_empty());
     }
