@@ -857,9 +857,10 @@ impl Connection {
             _ => {
                 // A client that half-closes after a complete request still gets its
                 // response; one that leaves mid-request ends the exchange.
-                let complete = self.exchange.as_ref().is_some_and(|e| {
-                    e.request.is_done() || request_complete_in(&e.request, &self.client_buf)
-                });
+                let complete = self
+                    .exchange
+                    .as_ref()
+                    .is_some_and(|e| e.request.complete_within(&self.client_buf));
                 if !complete {
                     self.release_upstream(false);
                     self.log_exchange(CloseReason::ClientClosed);
@@ -1060,15 +1061,6 @@ fn send_timer(to: Side) -> Timer {
     match to {
         Side::Client => Timer::SendClient,
         Side::Upstream => Timer::SendUpstream,
-    }
-}
-
-/// Whether the rest of a request body is already buffered (the client half-closed right
-/// after sending it).
-fn request_complete_in(reader: &BodyReader, buf: &BytesMut) -> bool {
-    match reader.kind() {
-        BodyKind::Empty => true,
-        _ => !buf.is_empty() && reader.is_done(),
     }
 }
 

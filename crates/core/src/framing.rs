@@ -193,6 +193,17 @@ impl BodyReader {
         }
     }
 
+    /// Whether the rest of the body is already in `buf` (judged exactly for empty and
+    /// `Content-Length` bodies; a chunked body is assumed incomplete).
+    pub(crate) fn complete_within(&self, buf: &[u8]) -> bool {
+        self.done
+            || match self.kind {
+                BodyKind::Empty => true,
+                BodyKind::Length(_) => self.remaining <= buf.len() as u64,
+                BodyKind::Chunked | BodyKind::UntilClose => false,
+            }
+    }
+
     /// The sender closed: a body read until close ends here; any other is truncated.
     pub(crate) fn eof(&mut self) -> Result<Piece, ErrorKind> {
         match self.kind {

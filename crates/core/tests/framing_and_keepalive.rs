@@ -528,3 +528,18 @@ fn framing_field_lookalikes_with_underscores_are_400() {
         Some("1")
     );
 }
+
+#[test]
+fn a_client_that_half_closes_after_a_whole_body_sent_before_the_connect_still_gets_its_response() {
+    let mut sim = sim();
+    sim.connect = switchyard_core::sim::ConnectBehaviour::Hang;
+    sim.client_sends(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc");
+    sim.client_eof();
+    assert!(!sim.is_closed());
+    sim.input(Input::UpstreamConnected { reused: false })
+        .unwrap();
+    assert!(sim
+        .outputs
+        .iter()
+        .any(|o| matches!(o, Output::ToUpstream(b) if &b[..] == b"abc")));
+}
