@@ -89,6 +89,14 @@ wait_http() { # port: until GET / answers 200, at most 10 s
     return 1
 }
 
+require_free() { # port: refuse to measure whatever already listens there
+    if (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+        log "port $1 is already in use; stop what listens there or set the *_PORT variables"
+        exit 1
+    fi
+}
+for port in "$ORIGIN_PORT" "${PORT[@]}"; do require_free "$port"; done
+
 # --- configs ---------------------------------------------------------------------------
 nginx_conf() { # workers port
     local dir=$TMP/nginx
