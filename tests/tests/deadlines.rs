@@ -78,15 +78,20 @@ fn tunnel_is_closed_after_read_timeout_of_upstream_silence() {
 
 #[test]
 fn tunnel_is_kept_open_by_upstream_traffic_past_several_read_timeouts() {
+    // A longer read_timeout than the other tests: traffic every tenth of it leaves room
+    // for a loaded machine to delay a round trip without the deadline passing.
+    const READ: Duration = Duration::from_secs(1);
     let origin = Origin::ws_echo();
-    let proxy = Proxy::start_with(origin.addr(), short_read_timeout);
+    let proxy = Proxy::start_with(origin.addr(), |config| {
+        config.core.routes[0].timeouts.read = READ;
+    });
     let (mut ws, _) = ws_connect(proxy.addr(), "/");
 
     let started = Instant::now();
     let mut round = 0;
-    // Each echo is upstream traffic, a fifth of a read_timeout apart, for five read_timeouts.
-    while started.elapsed() < SHORT * 5 {
-        std::thread::sleep(SHORT / 5);
+    // Each echo is upstream traffic, a tenth of a read_timeout apart, for three read_timeouts.
+    while started.elapsed() < READ * 3 {
+        std::thread::sleep(READ / 10);
         let message = Message::text(format!("keep-alive {round}"));
         ws.send(message.clone())
             .unwrap_or_else(|e| panic!("send after {:?}: {e}", started.elapsed()));
