@@ -117,34 +117,6 @@ impl Drop for Origin {
     }
 }
 
-fn reply_bytes(reply: Reply, request: &corpus::Forwarded) -> Vec<u8> {
-    match reply {
-        Reply::Echo => {
-            let target = request.line.split(' ').nth(1).unwrap_or("");
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{target}",
-                target.len()
-            )
-            .into_bytes()
-        }
-        Reply::Raw(bytes) | Reply::RawThenClose(bytes) => bytes.to_vec(),
-        Reply::WebSocket(after) => {
-            let key = request
-                .values("sec-websocket-key")
-                .first()
-                .map(|k| k.to_vec())
-                .unwrap_or_default();
-            let mut out = format!(
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-                switchyard_core::websocket_accept(&key)
-            )
-            .into_bytes();
-            out.extend_from_slice(after);
-            out
-        }
-    }
-}
-
 fn serve(mut stream: TcpStream, recording: &Recording, replies: &[Reply], answered: &AtomicUsize) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
@@ -168,7 +140,7 @@ fn serve(mut stream: TcpStream, recording: &Recording, replies: &[Reply], answer
                 .get(answered.fetch_add(1, Ordering::SeqCst))
                 .copied()
                 .unwrap_or(Reply::Echo);
-            let _ = stream.write_all(&reply_bytes(reply, &request));
+            let _ = stream.write_all(&corpus::reply_bytes(reply, &request));
             match reply {
                 Reply::RawThenClose(_) => {
                     let _ = stream.shutdown(Shutdown::Write);

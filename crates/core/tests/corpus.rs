@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use proptest::prelude::*;
 use switchyard_core::sim::Sim;
-use switchyard_core::{websocket_accept, Config, StateKind};
+use switchyard_core::{Config, StateKind};
 
 #[allow(dead_code)]
 mod corpus {
@@ -49,34 +49,6 @@ fn pieces(bytes: &[u8], mode: Mode) -> Vec<&[u8]> {
     }
 }
 
-fn reply_bytes(reply: Reply, request: &corpus::Forwarded) -> Vec<u8> {
-    match reply {
-        Reply::Echo => {
-            let target = request.line.split(' ').nth(1).unwrap_or("");
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{target}",
-                target.len()
-            )
-            .into_bytes()
-        }
-        Reply::Raw(bytes) | Reply::RawThenClose(bytes) => bytes.to_vec(),
-        Reply::WebSocket(after) => {
-            let key = request
-                .values("sec-websocket-key")
-                .first()
-                .map(|k| k.to_vec())
-                .unwrap_or_default();
-            let mut out = format!(
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-                websocket_accept(&key)
-            )
-            .into_bytes();
-            out.extend_from_slice(after);
-            out
-        }
-    }
-}
-
 impl Upstream {
     fn serve(&mut self, sim: &mut Sim, replies: &[Reply], mode: Mode) {
         loop {
@@ -97,7 +69,7 @@ impl Upstream {
             self.parsed[index] += used;
             let reply = replies.get(self.answered).copied().unwrap_or(Reply::Echo);
             self.answered += 1;
-            let bytes = reply_bytes(reply, &request);
+            let bytes = corpus::reply_bytes(reply, &request);
             for piece in pieces(&bytes, mode) {
                 sim.upstream_sends(piece);
             }

@@ -21,6 +21,36 @@ pub enum Reply {
     WebSocket(&'static [u8]),
 }
 
+/// The bytes the scripted upstream sends for `reply` to `request` (the same in the
+/// core corpus and end to end).
+pub fn reply_bytes(reply: Reply, request: &Forwarded) -> Vec<u8> {
+    match reply {
+        Reply::Echo => {
+            let target = request.line.split(' ').nth(1).unwrap_or("");
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{target}",
+                target.len()
+            )
+            .into_bytes()
+        }
+        Reply::Raw(bytes) | Reply::RawThenClose(bytes) => bytes.to_vec(),
+        Reply::WebSocket(after) => {
+            let key = request
+                .values("sec-websocket-key")
+                .first()
+                .map(|k| k.to_vec())
+                .unwrap_or_default();
+            let mut out = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+                switchyard_core::websocket_accept(&key)
+            )
+            .into_bytes();
+            out.extend_from_slice(after);
+            out
+        }
+    }
+}
+
 /// What the upstream side must have received, over all its connections, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Up {
