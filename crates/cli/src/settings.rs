@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use switchyard_core::{Config, Forwarding, Limits, Route, Timeouts};
 
-use crate::duration::format_duration;
+use crate::duration::{format_duration, ConfigDuration, ConfigTimeout};
 use crate::error::ConfigError;
 use crate::file::{parse_address, parse_upgrade_protocol, FileConfig, Source};
 use switchyard_smol::{PoolConfig, ServerConfig, UpstreamGroup};
@@ -100,6 +100,29 @@ fn tunnel_idle(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
+/// The per-route deadlines, each from the flag, else the file's `[connect, read, send]`
+/// value and tunnel idle value, else `base`; the connection-wide ones come from `base`.
+fn route_deadlines(
+    flags: &Overrides,
+    [connect, read, send]: [Option<ConfigTimeout>; 3],
+    tunnel: Option<ConfigDuration>,
+    base: &Timeouts,
+) -> Timeouts {
+    let pick = |flag: Option<Duration>, file: Option<ConfigTimeout>, base: Duration| {
+        flag.or(file.map(|t| t.0)).unwrap_or(base)
+    };
+    Timeouts {
+        connect: pick(flags.connect_timeout, connect, base.connect),
+        read: pick(flags.read_timeout, read, base.read),
+        send: pick(flags.send_timeout, send, base.send),
+        tunnel_idle: flags
+            .tunnel_idle_timeout
+            .or(tunnel.map(|t| tunnel_idle(t.0)))
+            .unwrap_or(base.tunnel_idle),
+        ..base.clone()
+    }
+}
+
 impl Settings {
     /// Reads the config file named in `flags` (if any) and merges the flags over it.
     pub fn load(flags: &Overrides) -> Result<Settings, ConfigError> {
@@ -173,22 +196,12 @@ impl Settings {
                 .idle_timeout
                 .or(d.idle_timeout.map(|t| t.0))
                 .unwrap_or(builtin.idle),
-            connect: flags
-                .connect_timeout
-                .or(d.connect_timeout.map(|t| t.0))
-                .unwrap_or(builtin.connect),
-            read: flags
-                .read_timeout
-                .or(d.read_timeout.map(|t| t.0))
-                .unwrap_or(builtin.read),
-            send: flags
-                .send_timeout
-                .or(d.send_timeout.map(|t| t.0))
-                .unwrap_or(builtin.send),
-            tunnel_idle: flags
-                .tunnel_idle_timeout
-                .or(d.tunnel_idle_timeout.map(|t| tunnel_idle(t.0)))
-                .unwrap_or(builtin.tunnel_idle),
+            ..route_deadlines(
+                flags,
+                [d.connect_timeout, d.read_timeout, d.send_timeout],
+                d.tunnel_idle_timeout,
+                &builtin,
+            )
         };
         let default_upgrades: Vec<String> = if !flags.allow_upgrade.is_empty() {
             flags.allow_upgrade.clone()
@@ -306,25 +319,12 @@ impl Settings {
                     } else {
                         flags.allow_upgrade.clone()
                     },
-                    timeouts: Timeouts {
-                        connect: flags
-                            .connect_timeout
-                            .or(r.connect_timeout.map(|t| t.0))
-                            .unwrap_or(timeouts.connect),
-                        read: flags
-                            .read_timeout
-                            .or(r.read_timeout.map(|t| t.0))
-                            .unwrap_or(timeouts.read),
-                        send: flags
-                            .send_timeout
-                            .or(r.send_timeout.map(|t| t.0))
-                            .unwrap_or(timeouts.send),
-                        tunnel_idle: flags
-                            .tunnel_idle_timeout
-                            .or(r.tunnel_idle_timeout.map(|t| tunnel_idle(t.0)))
-                            .unwrap_or(timeouts.tunnel_idle),
-                        ..timeouts.clone()
-                    },
+                    timeouts: route_deadlines(
+                        flags,
+                        [r.connect_timeout, r.read_timeout, r.send_timeout],
+                        r.tunnel_idle_timeout,
+                        &timeouts,
+                    ),
                     max_body_bytes: flags.max_body_bytes.or(r.max_body_bytes).or(default_body),
                 });
                 route_upstream.push(index);
