@@ -20,7 +20,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default `max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default idle upstream connections kept per server.
-pub const DEFAULT_POOL_MAX_IDLE: usize = 32;
+pub const DEFAULT_POOL_MAX_IDLE: usize = 128;
 /// Default lifetime of an idle upstream connection.
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -463,7 +463,7 @@ impl fmt::Display for Settings {
         )?;
         writeln!(
             f,
-            "pool               {} idle per server, closed after {}",
+            "pool               {} idle per server per worker, closed after {}",
             self.pool_max_idle_per_server,
             format_duration(self.pool_idle_timeout)
         )?;

@@ -1,14 +1,13 @@
 //! One task per client connection: feeds what happens on the sockets into the core,
 //! performs what the core asks for, and sleeps until the next readiness or deadline.
 
-use std::io::{self, IoSlice, Read};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use async_io::{Async, Timer};
-use futures_lite::{future, AsyncReadExt, AsyncWrite};
+use futures_lite::future;
 use switchyard_core::{
     Config, Connection, Input, Misuse, Output, PeerInfo, RouteId, Side, StateKind,
 };
@@ -16,6 +15,7 @@ use switchyard_core::{
 use crate::buffer::{
     self, give_buffer, take_buffer, Chunk, WriteQueue, HTTP_READ_SIZE, MAX_WRITE_SLICES,
 };
+use crate::reactor::{Io, Timer};
 use crate::signal::Signal;
 use crate::upstream::{self, Dialed, Group, Pool};
 
@@ -36,27 +36,27 @@ pub(crate) struct Shared {
     pub(crate) core: Arc<Config>,
     pub(crate) groups: Vec<Group>,
     pub(crate) route_upstream: Vec<usize>,
-    pub(crate) pool: Pool,
     pub(crate) shutdown: Arc<Signal>,
     pub(crate) grace: Duration,
 }
 
-/// Serves one client connection until the core closes it.
-pub(crate) async fn serve(shared: &Shared, client: Async<TcpStream>, client_addr: SocketAddr) {
+/// Serves one client connection until the core closes it; `pool` is the worker's.
+pub(crate) async fn serve(
+    shared: &Shared,
+    pool: &Pool,
+    client: Io<TcpStream>,
+    client_addr: SocketAddr,
+) {
     let peer = PeerInfo {
         client_addr: Some(client_addr.ip()),
         ..PeerInfo::default()
     };
     let mut driver = Driver {
         shared,
+        pool,
         client_addr,
         conn: Connection::new(shared.core.clone(), peer, Instant::now()),
-        client: Peer {
-            // A client usually sends its request right behind its handshake: try a read
-            // before waiting for readiness.
-            more_to_read: true,
-            ..Peer::new(client)
-        },
+        client: Peer::new(client),
         upstream: None,
         tunnel: false,
         pending_connect: None,
@@ -73,7 +73,7 @@ pub(crate) async fn serve(shared: &Shared, client: Async<TcpStream>, client_addr
 /// One socket and what is queued towards it.
 #[derive(Debug)]
 struct Peer {
-    stream: Async<TcpStream>,
+    stream: Io<TcpStream>,
     queue: WriteQueue,
     /// EOF (or a read error) was seen and reported; nothing more is read.
     read_eof: bool,
@@ -81,21 +81,16 @@ struct Peer {
     shutdown_pending: bool,
     /// Writing is over (shut down, or a write failed): queued bytes are dropped.
     write_closed: bool,
-    /// The last read filled its buffer, so the socket almost surely holds more: the next
-    /// read goes ahead without a round trip through the reactor. A read that finds
-    /// nothing clears it, so an idle socket never holds a buffer.
-    more_to_read: bool,
 }
 
 impl Peer {
-    fn new(stream: Async<TcpStream>) -> Self {
+    fn new(stream: Io<TcpStream>) -> Self {
         Peer {
             stream,
             queue: WriteQueue::default(),
             read_eof: false,
             shutdown_pending: false,
             write_closed: false,
-            more_to_read: false,
         }
     }
 
@@ -138,6 +133,7 @@ enum Wake {
 
 struct Driver<'a> {
     shared: &'a Shared,
+    pool: &'a Pool,
     client_addr: SocketAddr,
     conn: Connection,
     client: Peer,
@@ -279,7 +275,7 @@ impl Driver<'_> {
         self.next_fresh = !reusable && reused && bytes_read == 0;
         let clean = peer.queue.is_empty() && !peer.read_eof && !peer.write_closed;
         if reusable && clean {
-            self.shared.pool.put(server, peer.stream);
+            self.pool.put(server, peer.stream);
         }
     }
 
@@ -306,12 +302,7 @@ impl Driver<'_> {
             .map_or(shared.core.timeouts.connect, |r| r.timeouts.connect);
         // On the heap: dialing state would otherwise sit in every connection's task,
         // also while it idles as a tunnel.
-        let mut dial = Box::pin(upstream::connect(
-            group,
-            &shared.pool,
-            fresh,
-            connect_timeout,
-        ));
+        let mut dial = Box::pin(upstream::connect(group, self.pool, fresh, connect_timeout));
         let dialed = loop {
             self.arm_timer();
             let timer = &mut self.timer;
@@ -439,7 +430,8 @@ impl Driver<'_> {
         };
         let mut socket: &TcpStream = peer.stream.get_ref();
         let result = buffer::read_http(&mut socket);
-        peer.more_to_read = matches!(&result, Ok(bytes) if bytes.len() == HTTP_READ_SIZE);
+        peer.stream
+            .note_read(result.as_ref().map(|bytes| bytes.len()), HTTP_READ_SIZE);
         match result {
             Ok(buffer) if buffer.is_empty() => self.eof(side, now),
             Ok(buffer) => {
@@ -472,7 +464,8 @@ impl Driver<'_> {
         let mut buffer = take_buffer();
         let mut socket: &TcpStream = peer.stream.get_ref();
         let result = socket.read(&mut buffer);
-        peer.more_to_read = matches!(result, Ok(n) if n == buffer.len());
+        peer.stream
+            .note_read(result.as_ref().copied(), buffer.len());
         match result {
             Ok(0) => {
                 give_buffer(buffer);
@@ -520,7 +513,6 @@ impl Driver<'_> {
     }
 
     fn wrote(&mut self, side: Side, result: io::Result<usize>, now: Instant) {
-        let expect_answer = side == Side::Upstream && !self.tunnel;
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
@@ -529,11 +521,6 @@ impl Driver<'_> {
             Ok(n) => {
                 peer.queue.consume(n);
                 if peer.queue.is_empty() {
-                    // An upstream that was just sent a request often answers before a
-                    // round trip through the reactor would tell: read first.
-                    if expect_answer {
-                        peer.more_to_read = true;
-                    }
                     if peer.shutdown_pending {
                         peer.shutdown_write();
                     }
@@ -585,14 +572,13 @@ impl Driver<'_> {
 /// [`LINGER_QUIET`], [`LINGER`] in all or [`LINGER_BYTES`]: closing a socket with unread
 /// bytes resets the connection, which can destroy a response the client has not read yet
 /// (say, a `413` sent while the client was still uploading).
-async fn linger(stream: &Async<TcpStream>) {
+async fn linger(stream: &Io<TcpStream>) {
     let drain = async {
         // On the heap and only now, so that no task carries it while it is not lingering.
         let mut sink = vec![0u8; 4096];
         let mut total = 0;
-        let mut reader = stream;
         while total < LINGER_BYTES {
-            let read = async { Some(reader.read(&mut sink[..]).await) };
+            let read = async { Some(read_some(stream, &mut sink).await) };
             let quiet = async {
                 Timer::after(LINGER_QUIET).await;
                 None
@@ -616,14 +602,35 @@ fn is_transient(error: &io::Error) -> bool {
     )
 }
 
+/// Reads once `stream` is readable.
+async fn read_some(stream: &Io<TcpStream>, buffer: &mut [u8]) -> io::Result<usize> {
+    loop {
+        stream.readable().await;
+        let result = (&mut stream.get_ref()).read(buffer);
+        stream.note_read(result.as_ref().copied(), buffer.len());
+        if !matches!(&result, Err(e) if is_transient(e)) {
+            return result;
+        }
+    }
+}
+
 /// One vectored write of what is queued towards `peer` (head and body of a response go
-/// out in one system call). The slices are built on every poll rather than kept in the
-/// future, which every connection's task would carry.
+/// out in one system call), once its socket may take bytes. The slices are built on
+/// every poll rather than kept in the future, which every connection's task would carry.
 async fn write_queued(peer: &Peer) -> io::Result<usize> {
-    future::poll_fn(|cx| {
+    future::poll_fn(|cx| loop {
+        if peer.stream.poll_writable(cx).is_pending() {
+            return Poll::Pending;
+        }
         let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
         let n = peer.queue.slices(&mut slices);
-        Pin::new(&mut &peer.stream).poll_write_vectored(cx, &slices[..n])
+        let offered: usize = slices[..n].iter().map(|slice| slice.len()).sum();
+        let result = (&mut peer.stream.get_ref()).write_vectored(&slices[..n]);
+        peer.stream.note_write(result.as_ref().copied(), offered);
+        match result {
+            Err(e) if is_transient(&e) => {} // now waits for writability
+            result => return Poll::Ready(result),
+        }
     })
     .await
 }
@@ -638,17 +645,13 @@ async fn write_some(peer: Option<&Peer>, side: Side) -> Wake {
     }
 }
 
-/// Completes when `peer` is readable; never completes for `None`.
-///
-/// `poll_readable` rather than `readable()`: its registration lives in the socket, not in
-/// the future, so readiness that arrived while this wait was being won by something else
-/// is still seen by the next wait.
+/// Completes when `peer` is readable; never completes for `None`. Readiness lives in the
+/// reactor, not in this future: what arrived while a wait was won by something else is
+/// still seen by the next wait.
 async fn readable(peer: Option<&Peer>, side: Side) -> Wake {
     match peer {
-        Some(peer) if peer.more_to_read => Wake::Readable(side),
-        // An error here shows up again on the read itself.
         Some(peer) => {
-            let _ = future::poll_fn(|cx| peer.stream.poll_readable(cx)).await;
+            peer.stream.readable().await;
             Wake::Readable(side)
         }
         None => future::pending().await,
@@ -689,16 +692,21 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nonblocking(true).unwrap();
         let shared = Shared {
             core: Arc::new(Config::default()),
             groups: Vec::new(),
             route_upstream: Vec::new(),
-            pool: Pool::new(PoolConfig::default()),
             shutdown: Arc::new(Signal::default()),
             grace: Duration::from_secs(1),
         };
-        let task = serve(&shared, Async::new(stream).unwrap(), addr);
-        let size = std::mem::size_of_val(&task);
+        let pool = Pool::new(PoolConfig::default());
+        let size = crate::reactor::block_on(async {
+            let client = Io::stream(stream, true).unwrap();
+            let task = serve(&shared, &pool, client, addr);
+            std::mem::size_of_val(&task)
+        })
+        .unwrap();
         // The driver (with the core's connection inline) and the wait for readiness;
         // dialing and closing are boxed.
         assert!(size < 1700, "a connection task takes {size} bytes");

@@ -59,6 +59,7 @@ mod driver;
 #[cfg(test)]
 mod idle_tests;
 mod log;
+mod reactor;
 mod server;
 mod signal;
 mod upstream;
@@ -80,7 +81,8 @@ pub struct UpstreamGroup {
 /// The keep-alive pool of idle upstream connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
-    /// Most idle connections kept per upstream server (0 disables pooling). Default 32.
+    /// Most idle connections kept per upstream server by each worker (0 disables pooling).
+    /// Default 128.
     pub max_idle_per_server: usize,
     /// An idle connection is closed after this long. Default 60 s.
     pub idle_timeout: Duration,
@@ -89,7 +91,7 @@ pub struct PoolConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
-            max_idle_per_server: 32,
+            max_idle_per_server: 128,
             idle_timeout: Duration::from_secs(60),
         }
     }

@@ -4,7 +4,9 @@
 //! nothing else to do) and accepts from its own listening socket per address: with
 //! several workers, each address is bound once per worker with `SO_REUSEPORT`, so the
 //! kernel spreads new connections over the workers, and a connection stays on the
-//! thread that accepted it. Only the upstream pool, the connection count and the
+//! thread that accepted it, its sockets registered with that thread's reactor (see
+//! `reactor.rs`). Each worker keeps its own upstream keep-alive pool; only the
+//! upstream groups, the connection count and the
 //! shutdown signal are shared.
 
 use std::io;
@@ -16,13 +18,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use async_executor::LocalExecutor;
-use async_io::{Async, Timer};
 use futures_lite::{future, FutureExt};
 
 use crate::driver::{self, Shared};
+use crate::reactor::{self, Io, Timer};
 use crate::signal::{ConnectionGuard, Signal, Tracker};
 use crate::upstream::{Group, Pool};
-use crate::ServerConfig;
+use crate::{PoolConfig, ServerConfig};
 
 /// How long to pause accepting after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -36,6 +38,7 @@ pub struct Server {
     listeners: Vec<Vec<TcpListener>>,
     local_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
+    pool: PoolConfig,
     workers: usize,
     max_connections: usize,
 }
@@ -93,7 +96,6 @@ impl Server {
                 .map(|group| Group::new(group.name, group.servers))
                 .collect(),
             route_upstream: config.route_upstream,
-            pool: Pool::new(config.pool),
             shutdown: Arc::new(Signal::default()),
             grace: config.shutdown_grace,
         };
@@ -101,6 +103,7 @@ impl Server {
             listeners,
             local_addrs,
             shared: Arc::new(shared),
+            pool: config.pool,
             workers,
             max_connections: config.max_connections,
         })
@@ -125,6 +128,7 @@ impl Server {
             mut listeners,
             local_addrs,
             shared,
+            pool,
             workers,
             max_connections,
         } = self;
@@ -135,6 +139,7 @@ impl Server {
             accept_guards: listeners.iter().map(|_| accepting.enter()).collect(),
             listeners,
             shared: shared.clone(),
+            pool: pool.clone(),
             tracker: tracker.clone(),
             max_connections,
         };
@@ -148,10 +153,13 @@ impl Server {
                 .name(format!("switchyard-worker-{index}"))
                 .spawn(move || {
                     let executor = Rc::new(LocalExecutor::new());
-                    async_io::block_on(executor.run(async {
-                        worker.accept(&executor).await;
+                    let served = reactor::block_on(executor.run(async {
+                        worker.serve(&executor).await;
                         stop.wait().await;
                     }));
+                    if let Err(error) = served {
+                        tracing::error!(%error, "worker stopped");
+                    }
                     // Dropping the executor drops the tasks still alive, closing their
                     // sockets.
                 });
@@ -167,7 +175,7 @@ impl Server {
         tracing::debug!(listen = ?local_addrs, workers, "serving");
 
         let executor = Rc::new(LocalExecutor::new());
-        let drained = async_io::block_on(executor.run(async {
+        let drained = reactor::block_on(executor.run(async {
             let coordinate = async {
                 shared.shutdown.wait().await;
                 let deadline = Instant::now() + shared.grace + SHUTDOWN_SLACK;
@@ -190,12 +198,17 @@ impl Server {
                 .await
             };
             let serve = async {
-                future::zip(own.accept(&executor), prune_pool(shared.clone())).await;
+                own.serve(&executor).await;
                 future::pending::<bool>().await
             };
             future::or(coordinate, serve).await
         }));
-        if !drained {
+        if let Err(error) = &drained {
+            // The reactor could not be set up or failed: stop the workers too.
+            tracing::error!(%error, "serving failed");
+            shared.shutdown.fire();
+        }
+        if let Ok(false) = drained {
             tracing::warn!(
                 connections = tracker.active(),
                 "shutdown grace expired, closing the remaining connections"
@@ -209,7 +222,7 @@ impl Server {
         }
         // Dropping the executor drops the tasks still alive, closing their sockets.
         drop(executor);
-        shared.pool.clear();
+        drained?;
         tracing::debug!("all connections closed, stopped");
         Ok(())
     }
@@ -240,6 +253,7 @@ struct Worker {
     /// One per listener, dropped when its accept loop ends.
     accept_guards: Vec<ConnectionGuard>,
     shared: Arc<Shared>,
+    pool: PoolConfig,
     tracker: Arc<Tracker>,
     max_connections: usize,
 }
@@ -247,18 +261,24 @@ struct Worker {
 impl Worker {
     /// Accepts on every listener of this worker (one task each, so that a wake-up of
     /// anything else never retries an `accept`), spawning connections on `executor`,
-    /// until shutdown; every listener is closed when this returns.
-    async fn accept(self, executor: &Rc<LocalExecutor<'static>>) {
+    /// and prunes the worker's upstream pool, until shutdown; every listener is closed
+    /// when this returns.
+    async fn serve(self, executor: &Rc<LocalExecutor<'static>>) {
         let Worker {
             listeners,
             accept_guards,
             shared,
+            pool,
             tracker,
             max_connections,
         } = self;
+        let pool = Rc::new(Pool::new(pool));
+        executor
+            .spawn(prune_pool(pool.clone(), shared.shutdown.clone()))
+            .detach();
         let mut loops = Vec::with_capacity(listeners.len());
         for (listener, guard) in listeners.into_iter().zip(accept_guards) {
-            let listener = match Async::new(listener) {
+            let listener = match Io::listener(listener) {
                 Ok(listener) => listener,
                 Err(error) => {
                     tracing::error!(%error, "cannot register a listener");
@@ -268,6 +288,7 @@ impl Worker {
             let accept = accept_loop(
                 listener,
                 shared.clone(),
+                pool.clone(),
                 tracker.clone(),
                 // The task holds the executor it spawns on until the loop ends (at
                 // shutdown, before the executor is dropped).
@@ -313,8 +334,9 @@ fn validate(config: &ServerConfig) -> io::Result<()> {
 }
 
 async fn accept_loop(
-    listener: Async<TcpListener>,
+    listener: Io<TcpListener>,
     shared: Arc<Shared>,
+    pool: Rc<Pool>,
     tracker: Arc<Tracker>,
     executor: Rc<LocalExecutor<'static>>,
     max_connections: usize,
@@ -335,9 +357,18 @@ async fn accept_loop(
         match future::or(accept, stopped(&shutdown)).await {
             None => break,
             Some(Ok((stream, client_addr))) => {
-                if let Err(error) = stream.get_ref().set_nodelay(true) {
+                if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%client_addr, %error, "setting TCP_NODELAY failed");
                 }
+                // A client usually sends its request right behind its handshake: read
+                // before waiting for an event.
+                let stream = match Io::stream(stream, true) {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        tracing::warn!(%client_addr, %error, "cannot register a connection");
+                        continue;
+                    }
+                };
                 // Another worker may have taken the last slot since the check above:
                 // this connection waits, accepted but unserved, for a slot of its own.
                 let guard = loop {
@@ -356,11 +387,11 @@ async fn accept_loop(
                     break;
                 };
                 let shared = shared.clone();
+                let pool = pool.clone();
                 let task = async move {
                     let _guard = guard;
-                    let served = AssertUnwindSafe(driver::serve(&shared, stream, client_addr))
-                        .catch_unwind()
-                        .await;
+                    let serve = driver::serve(&shared, &pool, stream, client_addr);
+                    let served = AssertUnwindSafe(serve).catch_unwind().await;
                     if served.is_err() {
                         tracing::error!(%client_addr, "connection task panicked");
                     }
@@ -400,22 +431,23 @@ fn is_per_connection(error: &io::Error) -> bool {
     )
 }
 
-/// Closes pooled upstream connections that idled too long, until shutdown.
-async fn prune_pool(shared: Arc<Shared>) {
-    let interval = shared.pool.prune_interval();
+/// Closes pooled upstream connections that idled too long, until shutdown; then all.
+async fn prune_pool(pool: Rc<Pool>, shutdown: Arc<Signal>) {
+    let interval = pool.prune_interval();
     loop {
         let tick = async {
             Timer::after(interval).await;
             true
         };
         let stop = async {
-            shared.shutdown.wait().await;
+            shutdown.wait().await;
             false
         };
         if !future::or(tick, stop).await {
+            pool.clear();
             return;
         }
-        shared.pool.prune();
+        pool.prune();
     }
 }
 

@@ -1,15 +1,16 @@
-//! Upstream groups (round-robin), dialing, and the keep-alive pool of idle upstream
-//! connections shared by all client connections.
+//! Upstream groups (round-robin, shared by the workers), dialing, and each worker's
+//! keep-alive pool of idle upstream connections.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use async_io::{Async, Timer};
 use futures_lite::future;
+
+use crate::reactor::{Io, Timer};
 
 use crate::PoolConfig;
 
@@ -87,7 +88,7 @@ impl Group {
 /// An upstream connection handed to a client connection.
 #[derive(Debug)]
 pub(crate) struct Dialed {
-    pub(crate) stream: Async<TcpStream>,
+    pub(crate) stream: Io<TcpStream>,
     pub(crate) server: SocketAddr,
     pub(crate) reused: bool,
 }
@@ -112,7 +113,7 @@ pub(crate) async fn connect(
                 });
             }
         }
-        let dial = async { Some(Async::<TcpStream>::connect(server).await) };
+        let dial = async { Some(Io::connect(server).await) };
         let outcome = if group.servers.len() == 1 {
             // The caller races this against the core's connect deadline, which is the
             // same: a timer of its own would only cost the reactor work.
@@ -147,16 +148,18 @@ pub(crate) async fn connect(
     None
 }
 
-/// Idle keep-alive connections per upstream server.
+/// Idle keep-alive connections per upstream server, of one worker (like nginx's
+/// `keepalive`, which is per worker process): a connection is registered with its
+/// worker's reactor and serves that worker's clients only.
 #[derive(Debug)]
 pub(crate) struct Pool {
     config: PoolConfig,
-    idle: Mutex<HashMap<SocketAddr, VecDeque<Idle>>>,
+    idle: RefCell<HashMap<SocketAddr, VecDeque<Idle>>>,
 }
 
 #[derive(Debug)]
 struct Idle {
-    stream: Async<TcpStream>,
+    stream: Io<TcpStream>,
     since: Instant,
 }
 
@@ -164,25 +167,22 @@ impl Pool {
     pub(crate) fn new(config: PoolConfig) -> Self {
         Pool {
             config,
-            idle: Mutex::new(HashMap::new()),
+            idle: RefCell::new(HashMap::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, VecDeque<Idle>>> {
-        // A panic while holding the lock leaves a map that is still consistent.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn idle_mut(&self) -> std::cell::RefMut<'_, HashMap<SocketAddr, VecDeque<Idle>>> {
+        self.idle.borrow_mut()
     }
 
     /// Keeps `stream` for reuse; the oldest idle connection to `server` is closed when
     /// the server already has `max_idle_per_server`.
-    pub(crate) fn put(&self, server: SocketAddr, stream: Async<TcpStream>) {
+    pub(crate) fn put(&self, server: SocketAddr, stream: Io<TcpStream>) {
         if self.config.max_idle_per_server == 0 {
             return;
         }
         let evicted = {
-            let mut idle = self.lock();
+            let mut idle = self.idle_mut();
             let queue = idle.entry(server).or_default();
             queue.push_back(Idle {
                 stream,
@@ -194,18 +194,18 @@ impl Pool {
                 None
             }
         };
-        // Closed outside the lock.
+        // Closed once the map is released.
         drop(evicted);
     }
 
     /// The most recently pooled live connection to `server`, if any. Connections that
     /// idled longer than `idle_timeout`, were closed by the server or hold unexpected
     /// bytes are closed on the way.
-    pub(crate) fn take(&self, server: SocketAddr) -> Option<Async<TcpStream>> {
+    pub(crate) fn take(&self, server: SocketAddr) -> Option<Io<TcpStream>> {
         let now = Instant::now();
         let mut discarded = Vec::new();
         let found = {
-            let mut idle = self.lock();
+            let mut idle = self.idle_mut();
             let queue = idle.get_mut(&server)?;
             let mut found = None;
             while let Some(entry) = queue.pop_back() {
@@ -228,7 +228,7 @@ impl Pool {
         let now = Instant::now();
         let mut discarded = Vec::new();
         {
-            let mut idle = self.lock();
+            let mut idle = self.idle_mut();
             for queue in idle.values_mut() {
                 let mut kept = VecDeque::with_capacity(queue.len());
                 for entry in queue.drain(..) {
@@ -249,7 +249,7 @@ impl Pool {
 
     /// Closes every idle connection.
     pub(crate) fn clear(&self) {
-        let all = std::mem::take(&mut *self.lock());
+        let all = std::mem::take(&mut *self.idle_mut());
         drop(all);
     }
 
@@ -260,11 +260,18 @@ impl Pool {
 }
 
 /// An idle connection is usable only if a non-blocking read finds nothing: EOF means
-/// the server closed it, bytes mean it sent something no request asked for.
-fn still_open(stream: &Async<TcpStream>) -> bool {
+/// the server closed it, bytes mean it sent something no request asked for. The reactor
+/// knows when nothing arrived since the last read found the socket drained (no event
+/// since): then no read is needed.
+fn still_open(stream: &Io<TcpStream>) -> bool {
+    if !stream.may_be_readable() {
+        return true;
+    }
     let mut probe = [0u8; 1];
     let mut socket: &TcpStream = stream.get_ref();
-    matches!(socket.read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    let result = socket.read(&mut probe);
+    stream.note_read(result.as_ref().copied(), probe.len());
+    matches!(result, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 #[cfg(test)]

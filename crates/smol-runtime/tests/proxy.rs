@@ -208,10 +208,18 @@ fn many_requests_on_one_client_connection() {
     assert_eq!(origin.accepted(), 1);
 }
 
+/// One worker: each worker has a pool of its own (as each nginx worker process does).
+fn one_worker(servers: Vec<SocketAddr>) -> ServerConfig {
+    ServerConfig {
+        workers: 1,
+        ..config(servers)
+    }
+}
+
 #[test]
 fn upstream_connections_are_pooled_across_client_connections() {
     let origin = Origin::start("ok");
-    let proxy = Proxy::start(config(vec![origin.addr]));
+    let proxy = Proxy::start(one_worker(vec![origin.addr]));
     for _ in 0..3 {
         let mut client = Client::connect(proxy.addr);
         assert_eq!(client.get("/"), (200, "ok".to_string()));
@@ -250,7 +258,7 @@ fn pooled_connection_closed_by_the_upstream_is_not_used() {
 fn round_robin_spreads_requests_over_the_group() {
     let a = Origin::start("a");
     let b = Origin::start("b");
-    let proxy = Proxy::start(config(vec![a.addr, b.addr]));
+    let proxy = Proxy::start(one_worker(vec![a.addr, b.addr]));
     let mut bodies = Vec::new();
     for _ in 0..4 {
         let mut client = Client::connect(proxy.addr);
