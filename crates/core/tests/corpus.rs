@@ -275,17 +275,17 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
             if host {
                 out.extend_from_slice(b"Host: example\r\n");
             }
-            let mut hop = false;
+            if fields.iter().any(|(name, _)| name.eq_ignore_ascii_case("x-hop")) {
+                // X-Hop is always named by Connection, so it must never be forwarded. Named
+                // before the fields: a hostile value with a blank line in it ends the head
+                // early, and the X-Hop fields in that head must still be named by it.
+                out.extend_from_slice(b"Connection: X-Hop\r\n");
+            }
             for (name, value) in &fields {
-                hop |= name.eq_ignore_ascii_case("x-hop");
                 out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(b": ");
                 out.extend_from_slice(value);
                 out.extend_from_slice(b"\r\n");
-            }
-            if hop {
-                // X-Hop is always named by Connection, so it must never be forwarded.
-                out.extend_from_slice(b"Connection: X-Hop\r\n");
             }
             match &body {
                 Body::None => out.extend_from_slice(b"\r\n"),
