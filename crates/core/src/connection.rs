@@ -300,6 +300,10 @@ impl Connection {
                 break;
             }
         }
+        // A buffer consumed to its end is still a view of the allocation it was read
+        // into, which would stay alive while the connection idles: let it go.
+        release_if_empty(&mut self.client_buf);
+        release_if_empty(&mut self.upstream_buf);
     }
 
     fn route_or_default(&self) -> RouteId {
@@ -1131,4 +1135,12 @@ fn strip_scheme(target: &[u8]) -> Option<&[u8]> {
 fn valid_host(host: &[u8]) -> bool {
     host.iter()
         .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
+}
+
+/// Drops an empty buffer's hold on its allocation (even a view with no capacity left
+/// keeps the allocation it was split from alive).
+fn release_if_empty(buffer: &mut BytesMut) {
+    if buffer.is_empty() {
+        *buffer = BytesMut::new();
+    }
 }

@@ -543,3 +543,43 @@ fn a_client_that_half_closes_after_a_whole_body_sent_before_the_connect_still_ge
         .iter()
         .any(|o| matches!(o, Output::ToUpstream(b) if &b[..] == b"abc")));
 }
+
+/// An input buffer the core consumed to its end does not keep its allocation alive: a
+/// runtime may hand the core a large read buffer without copying, and an idle
+/// keep-alive connection must not pin it.
+#[test]
+fn a_consumed_read_buffer_is_released() {
+    use std::sync::Arc;
+    use std::time::Instant;
+    use switchyard_core::{Connection, PeerInfo};
+
+    let now = Instant::now();
+    let mut conn = Connection::new(Arc::new(Config::default()), PeerInfo::default(), now);
+    // Each buffer keeps a second handle (`tail`) on its allocation: unique once the core
+    // (and the outputs, dropped here) let go of theirs.
+    let read = |bytes: &[u8]| {
+        let mut buffer = BytesMut::with_capacity(4096);
+        buffer.extend_from_slice(bytes);
+        let tail = buffer.split_off(buffer.len()).freeze();
+        (buffer, tail)
+    };
+    let (request, request_tail) = read(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    conn.handle_input(Input::ClientData(request), now).unwrap();
+    while let Some(output) = conn.poll_output() {
+        if let Output::Connect(_) = output {
+            conn.handle_input(Input::UpstreamConnected { reused: false }, now)
+                .unwrap();
+        }
+    }
+    let (response, response_tail) = read(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    conn.handle_input(Input::UpstreamData(response), now)
+        .unwrap();
+    let mut released = false;
+    while let Some(output) = conn.poll_output() {
+        released |= matches!(output, Output::ReleaseUpstream { reusable: true });
+    }
+    assert!(released, "the exchange completed");
+    assert_eq!(conn.state(), StateKind::ReadingHead);
+    assert!(request_tail.is_unique(), "the request buffer is held");
+    assert!(response_tail.is_unique(), "the response buffer is held");
+}

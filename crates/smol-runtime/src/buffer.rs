@@ -1,26 +1,34 @@
 //! Read buffers, tunnel buffers and per-peer write queues.
 //!
-//! HTTP-phase reads land in one read buffer per thread, zeroed once and reused; what a
-//! read returned goes to the core as a `BytesMut` of exactly its size. A tunnel takes a buffer
+//! HTTP-phase reads land in one read buffer per thread, never zeroed (the kernel writes
+//! into its spare capacity); a small read is copied out into a `BytesMut` of exactly its
+//! size, a large one takes the buffer itself to the core (no copy) and the thread gets
+//! a new one. A tunnel takes a buffer
 //! only once a socket is readable and gives it back as soon as the bytes are written
 //! out, so an idle tunnel holds none. Free buffers are kept per thread (no lock), a
 //! bounded number of them.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read};
+use std::io::{self, IoSlice};
+use std::os::fd::AsFd;
 
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Size of one tunnel buffer.
-pub(crate) const TUNNEL_BUFFER_SIZE: usize = 16 * 1024;
+pub(crate) const TUNNEL_BUFFER_SIZE: usize = 64 * 1024;
 /// Most free buffers kept per thread; more are freed.
 const MAX_FREE_PER_THREAD: usize = 16;
 
 /// Most bytes taken by one HTTP-phase read.
-pub(crate) const HTTP_READ_SIZE: usize = 16 * 1024;
+pub(crate) const HTTP_READ_SIZE: usize = 64 * 1024;
 /// Most chunks handed to one vectored write.
 pub(crate) const MAX_WRITE_SLICES: usize = 16;
+
+/// HTTP-phase reads of at least this many bytes hand the read buffer itself to the core;
+/// smaller ones are copied out, so that a request of a few hundred bytes does not hold
+/// a buffer of [`HTTP_READ_SIZE`] while it waits in the core or a write queue.
+const HTTP_COPY_BELOW: usize = 8 * 1024;
 
 thread_local! {
     static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
@@ -28,22 +36,26 @@ thread_local! {
 }
 
 /// One read of at most [`HTTP_READ_SIZE`] bytes from `socket` into this thread's read
-/// buffer (zeroed once, then reused); the bytes read (none at EOF) come back in a
-/// `BytesMut` of exactly their size.
+/// buffer; the bytes read (none at EOF) come back in a `BytesMut` of their own.
 ///
-/// Copied rather than split off a shared buffer: the core keeps what it has not
-/// consumed (and, once consumed, an empty view) in the buffer it was given, and any
-/// view of a buffer keeps the whole allocation alive, so an idle connection whose last
-/// read was a split would pin a big block. The copy costs what zeroing a fresh buffer
-/// per read would.
-pub(crate) fn read_http(socket: &mut impl Read) -> io::Result<BytesMut> {
+/// Below [`HTTP_COPY_BELOW`] they are copied into an allocation of exactly their size:
+/// any view of a buffer keeps the whole allocation alive, and the core keeps what it
+/// has not consumed. From that size on (bodies being streamed) the buffer goes to the
+/// core as it is, and the thread allocates another (uninitialised, so neither a copy
+/// nor zeroing touches the bytes).
+pub(crate) fn read_http(socket: impl AsFd) -> io::Result<BytesMut> {
     HTTP_SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
-        if scratch.len() < HTTP_READ_SIZE {
-            scratch.resize(HTTP_READ_SIZE, 0);
+        scratch.clear();
+        scratch.reserve_exact(HTTP_READ_SIZE);
+        // Fills the spare capacity and extends the length over what the kernel wrote.
+        let n = rustix::io::read(socket, rustix::buffer::spare_capacity(&mut *scratch))?;
+        if n < HTTP_COPY_BELOW {
+            return Ok(BytesMut::from(&scratch[..]));
         }
-        let n = socket.read(&mut scratch[..HTTP_READ_SIZE])?;
-        Ok(BytesMut::from(&scratch[..n]))
+        // Zero-copy both ways: the vector becomes the `Bytes`' allocation, and a unique
+        // `Bytes` becomes a `BytesMut` over the same allocation.
+        Ok(BytesMut::from(Bytes::from(std::mem::take(&mut *scratch))))
     })
 }
 
@@ -275,18 +287,35 @@ mod tests {
 
     #[test]
     fn http_reads_come_back_in_buffers_of_their_own_size() {
-        let big = vec![5u8; HTTP_READ_SIZE + 10];
-        let mut source = &big[..];
-        let first = read_http(&mut source).unwrap();
-        assert_eq!(first.len(), HTTP_READ_SIZE);
-        assert_eq!(source.len(), 10, "one read takes at most HTTP_READ_SIZE");
-        let mut source = &b"GET / HTTP/1.1\r\n\r\n"[..];
-        let small = read_http(&mut source).unwrap();
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut writer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (reader, _) = listener.accept().unwrap();
+        let read_exactly = |wanted: usize| {
+            let mut got = BytesMut::new();
+            while got.len() < wanted {
+                let piece = read_http(&reader).unwrap();
+                assert!(!piece.is_empty() && piece.len() <= HTTP_READ_SIZE);
+                got.unsplit(piece);
+            }
+            got
+        };
+        writer.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let small = read_exactly(18);
         assert_eq!(&small[..], b"GET / HTTP/1.1\r\n\r\n");
         // Its own allocation: exactly what was read, not a view of the thread buffer.
         assert_eq!(small.capacity(), small.len());
-        let mut empty: &[u8] = &[];
-        assert!(read_http(&mut empty).unwrap().is_empty());
+
+        let big: Vec<u8> = (0..3 * HTTP_READ_SIZE).map(|i| (i % 251) as u8).collect();
+        writer.write_all(&big).unwrap();
+        assert_eq!(
+            &read_exactly(big.len())[..],
+            &big[..],
+            "no byte lost or reordered"
+        );
+
+        drop(writer);
+        assert!(read_http(&reader).unwrap().is_empty(), "EOF reads nothing");
     }
 
     #[test]

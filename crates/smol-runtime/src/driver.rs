@@ -428,8 +428,7 @@ impl Driver<'_> {
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
-        let mut socket: &TcpStream = peer.stream.get_ref();
-        let result = buffer::read_http(&mut socket);
+        let result = buffer::read_http(peer.stream.get_ref());
         peer.stream
             .note_read(result.as_ref().map(|bytes| bytes.len()), HTTP_READ_SIZE);
         match result {
