@@ -164,6 +164,17 @@ impl Driver<'_> {
             if self.closing || self.conn.is_closed() {
                 break;
             }
+            for peer in [
+                Some(&mut self.client),
+                self.upstream.as_mut().map(|u| &mut u.peer),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if peer.shutdown_pending && peer.queue.is_empty() {
+                    peer.shutdown_write();
+                }
+            }
             if let Some(route) = self.pending_connect.take() {
                 self.connect(route).await;
                 continue;
@@ -246,13 +257,11 @@ impl Driver<'_> {
                 }
                 self.client.push(Chunk::Bytes(upstream_leftover));
             }
+            // Done once the queue is written and unless the connection closes first
+            // (closing sends the FIN anyway): see `run` and `wrote`.
             Output::Shutdown { side } => {
                 if let Some(peer) = self.peer_mut(side) {
-                    if peer.queue.is_empty() {
-                        peer.shutdown_write();
-                    } else {
-                        peer.shutdown_pending = true;
-                    }
+                    peer.shutdown_pending = true;
                 }
             }
             Output::Close => self.closing = true,
@@ -560,8 +569,10 @@ impl Driver<'_> {
         })
         .await;
         self.upstream = None;
-        self.client.shutdown_write();
+        // A client that sent its EOF has nothing unread: closing sends the FIN, with no
+        // reset to fear and no need for a separate shutdown.
         if !self.client.read_eof {
+            self.client.shutdown_write();
             linger(&self.client.stream).await;
         }
     }
@@ -657,7 +668,8 @@ async fn readable(peer: Option<&Peer>, side: Side) -> Wake {
     }
 }
 
-/// Writes everything queued towards `peer` (a failed write drops the rest).
+/// Writes everything queued towards `peer` (a failed write drops the rest); a shutdown
+/// still pending is left to the close that follows.
 async fn flush(peer: Option<&mut Peer>) {
     let Some(peer) = peer else {
         return;
@@ -671,9 +683,6 @@ async fn flush(peer: Option<&mut Peer>) {
                 peer.write_closed = true;
             }
         }
-    }
-    if peer.shutdown_pending {
-        peer.shutdown_write();
     }
 }
 

@@ -463,8 +463,12 @@ impl Io<TcpStream> {
         let io = Io::register(TcpStream::from(socket), false, !in_progress)?;
         if in_progress {
             io.writable().await;
-            if let Err(error) = rustix::net::sockopt::socket_error(&io.inner)? {
-                return Err(error.into());
+            // A failed connect reports EPOLLERR (recorded as `hup`): only then is there an
+            // error to fetch.
+            if io.with_slot(|slot| slot.hup) {
+                if let Err(error) = rustix::net::sockopt::socket_error(&io.inner)? {
+                    return Err(error.into());
+                }
             }
         }
         Ok(io)
