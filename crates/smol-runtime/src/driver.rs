@@ -15,6 +15,7 @@ use switchyard_core::{
 use crate::buffer::{
     self, give_buffer, take_buffer, Chunk, WriteQueue, HTTP_READ_SIZE, MAX_WRITE_SLICES,
 };
+use crate::pipe::{self, Pipe};
 use crate::reactor::{Io, Timer};
 use crate::signal::Signal;
 use crate::upstream::{self, Dialed, Group, Pool};
@@ -29,6 +30,9 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_QUIET: Duration = Duration::from_millis(250);
 /// At most this much is read and discarded while lingering.
 const LINGER_BYTES: usize = 256 * 1024;
+/// A tunnel direction that splices keeps splicing while each splice moves at least this
+/// much; less sends it back to copying (see `pipe.rs`).
+const SPLICE_AT_LEAST: usize = 16 * 1024;
 
 /// State shared by every connection of a server.
 #[derive(Debug)]
@@ -75,6 +79,10 @@ pub(crate) async fn serve(
 struct Peer {
     stream: Io<TcpStream>,
     queue: WriteQueue,
+    /// Tunnel bytes on their way to this peer in a pipe (written once `queue` is empty).
+    pipe: Option<Pipe>,
+    /// Tunnel reads from this peer splice into a pipe (it sent bulk data lately).
+    splice_reads: bool,
     /// EOF (or a read error) was seen and reported; nothing more is read.
     read_eof: bool,
     /// The core asked to shut down writing once the queue is written.
@@ -88,6 +96,8 @@ impl Peer {
         Peer {
             stream,
             queue: WriteQueue::default(),
+            pipe: None,
+            splice_reads: false,
             read_eof: false,
             shutdown_pending: false,
             write_closed: false,
@@ -100,6 +110,29 @@ impl Peer {
             return;
         }
         self.queue.push(chunk);
+    }
+
+    /// Bytes wait to be written to this peer.
+    fn pending(&self) -> bool {
+        !self.queue.is_empty() || self.pipe.is_some()
+    }
+
+    /// Accounts for `n` bytes written by [`write_queued`] (from the queue while it holds
+    /// any, else from the pipe, which counted them itself).
+    fn written(&mut self, n: usize) {
+        if !self.queue.is_empty() {
+            self.queue.consume(n);
+        } else if self.pipe.as_ref().is_some_and(|pipe| pipe.len() == 0) {
+            if let Some(pipe) = self.pipe.take() {
+                pipe.give();
+            }
+        }
+    }
+
+    /// Drops what waits to be written (the peer is gone).
+    fn discard(&mut self) {
+        self.queue.clear();
+        self.pipe = None;
     }
 
     fn shutdown_write(&mut self) {
@@ -171,7 +204,7 @@ impl Driver<'_> {
             .into_iter()
             .flatten()
             {
-                if peer.shutdown_pending && peer.queue.is_empty() {
+                if peer.shutdown_pending && !peer.pending() {
                     peer.shutdown_write();
                 }
             }
@@ -282,7 +315,7 @@ impl Driver<'_> {
         // A pooled connection that ended before answering anything makes the core retry
         // once, and that retry should not meet another stale pooled connection.
         self.next_fresh = !reusable && reused && bytes_read == 0;
-        let clean = peer.queue.is_empty() && !peer.read_eof && !peer.write_closed;
+        let clean = !peer.pending() && !peer.read_eof && !peer.write_closed;
         if reusable && clean {
             self.pool.put(server, peer.stream);
         }
@@ -373,10 +406,12 @@ impl Driver<'_> {
         if peer.read_eof || !self.conn.wants_read(side) {
             return false;
         }
-        let queued_other_way = self.peer(side.other()).map_or(0, |p| p.queue.len());
+        let other = self.peer(side.other());
+        let queued_other_way = other.map_or(0, |p| p.queue.len());
         if self.tunnel {
-            // One buffer in flight per direction: the next read waits for the write.
-            queued_other_way == 0
+            // One buffer (or pipe) in flight per direction: the next read waits for the
+            // write.
+            !other.is_some_and(Peer::pending)
         } else {
             queued_other_way < HTTP_BACKLOG
         }
@@ -469,11 +504,17 @@ impl Driver<'_> {
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
+        if peer.splice_reads && pipe::supported() {
+            self.splice_tunnel(side, now);
+            return;
+        }
         let mut buffer = take_buffer();
         let mut socket: &TcpStream = peer.stream.get_ref();
         let result = socket.read(&mut buffer);
         peer.stream
             .note_read(result.as_ref().copied(), buffer.len());
+        // A full buffer: bulk data, which the next reads splice instead of copying.
+        peer.splice_reads = matches!(result, Ok(n) if n == buffer.len());
         match result {
             Ok(0) => {
                 give_buffer(buffer);
@@ -505,6 +546,56 @@ impl Driver<'_> {
         }
     }
 
+    /// Tunnel, bulk direction: splice what the socket holds into a pipe towards the other
+    /// side. A splice that moved little sends the next reads back to copying.
+    fn splice_tunnel(&mut self, side: Side, now: Instant) {
+        let Some(peer) = self.peer_mut(side) else {
+            return;
+        };
+        let pipe = match Pipe::take() {
+            Ok(pipe) => pipe,
+            Err(error) => {
+                tracing::debug!(%error, "no pipe: copying instead");
+                peer.splice_reads = false;
+                return; // the socket is still readable: the next wait reads it
+            }
+        };
+        let result = pipe.fill(peer.stream.get_ref());
+        // A short splice may stop at the pipe's slot count: only WouldBlock says drained.
+        if let Err(error) = &result {
+            peer.stream.note_read(Err(error), 0);
+        }
+        match result {
+            Ok(0) => {
+                pipe.give();
+                self.eof(side, now);
+            }
+            Ok(n) => {
+                peer.splice_reads = n >= SPLICE_AT_LEAST;
+                self.feed(
+                    Input::TunnelActivity {
+                        from: side,
+                        bytes: n,
+                    },
+                    now,
+                );
+                if let Some(other) = self.peer_mut(side.other()).filter(|o| !o.write_closed) {
+                    other.pipe = Some(pipe);
+                }
+            }
+            Err(e) if is_transient(&e) => pipe.give(),
+            Err(_) if !pipe::supported() => {
+                pipe.give();
+                peer.splice_reads = false; // the copy path reads it on the next wait
+            }
+            Err(error) => {
+                pipe.give();
+                tracing::debug!(client = %self.client_addr, ?side, %error, "splice failed");
+                self.eof(side, now);
+            }
+        }
+    }
+
     fn eof(&mut self, side: Side, now: Instant) {
         let Some(peer) = self.peer_mut(side) else {
             return;
@@ -527,8 +618,8 @@ impl Driver<'_> {
         match result {
             Ok(0) => self.write_failed(side, io::ErrorKind::WriteZero.into(), now),
             Ok(n) => {
-                peer.queue.consume(n);
-                if peer.queue.is_empty() {
+                peer.written(n);
+                if !peer.pending() {
                     if peer.shutdown_pending {
                         peer.shutdown_write();
                     }
@@ -545,7 +636,7 @@ impl Driver<'_> {
     fn write_failed(&mut self, side: Side, error: io::Error, now: Instant) {
         tracing::debug!(client = %self.client_addr, ?side, %error, "write failed");
         if let Some(peer) = self.peer_mut(side) {
-            peer.queue.clear();
+            peer.discard();
             peer.shutdown_pending = false;
             peer.write_closed = true;
             peer.read_eof = true;
@@ -625,12 +716,22 @@ async fn read_some(stream: &Io<TcpStream>, buffer: &mut [u8]) -> io::Result<usiz
 }
 
 /// One vectored write of what is queued towards `peer` (head and body of a response go
-/// out in one system call), once its socket may take bytes. The slices are built on
-/// every poll rather than kept in the future, which every connection's task would carry.
+/// out in one system call), or else one splice out of its pipe, once its socket may take
+/// bytes. The slices are built on every poll rather than kept in the future, which every
+/// connection's task would carry.
 async fn write_queued(peer: &Peer) -> io::Result<usize> {
     future::poll_fn(|cx| loop {
         if peer.stream.poll_writable(cx).is_pending() {
             return Poll::Pending;
+        }
+        if let Some(pipe) = peer.pipe.as_ref().filter(|_| peer.queue.is_empty()) {
+            let offered = pipe.len();
+            let result = pipe.drain(peer.stream.get_ref());
+            peer.stream.note_write(result.as_ref().copied(), offered);
+            match result {
+                Err(e) if is_transient(&e) => continue, // now waits for writability
+                result => return Poll::Ready(result),
+            }
         }
         let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
         let n = peer.queue.slices(&mut slices);
@@ -648,7 +749,7 @@ async fn write_queued(peer: &Peer) -> io::Result<usize> {
 /// Writes some of what is queued towards `peer`; never completes when nothing is.
 async fn write_some(peer: Option<&Peer>, side: Side) -> Wake {
     match peer {
-        Some(peer) if !peer.queue.is_empty() && !peer.write_closed => {
+        Some(peer) if peer.pending() && !peer.write_closed => {
             Wake::Wrote(side, write_queued(peer).await)
         }
         _ => future::pending().await,
@@ -674,12 +775,12 @@ async fn flush(peer: Option<&mut Peer>) {
     let Some(peer) = peer else {
         return;
     };
-    while !peer.queue.is_empty() && !peer.write_closed {
+    while peer.pending() && !peer.write_closed {
         match write_queued(peer).await {
-            Ok(n) if n > 0 => peer.queue.consume(n),
+            Ok(n) if n > 0 => peer.written(n),
             Err(e) if is_transient(&e) => {}
             _ => {
-                peer.queue.clear();
+                peer.discard();
                 peer.write_closed = true;
             }
         }

@@ -8,6 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::buffer::IN_USE;
+use crate::pipe;
 use crate::{spawn, ServerConfig};
 
 const LIMIT: Duration = Duration::from_secs(5);
@@ -54,7 +55,7 @@ fn echo_origin() -> std::net::SocketAddr {
 }
 
 #[test]
-fn an_idle_tunnel_holds_no_buffer() {
+fn an_idle_tunnel_holds_no_buffer_and_no_pipe() {
     let mut config = ServerConfig::simple("127.0.0.1:0".parse().unwrap(), echo_origin());
     config.core.routes[0].allow_upgrade = vec!["echo".into()];
     config.workers = 2;
@@ -69,8 +70,10 @@ fn an_idle_tunnel_holds_no_buffer() {
         .unwrap();
     assert!(read_head(&mut reader).starts_with("HTTP/1.1 101"));
 
-    // Enough traffic that both directions take buffers, several at a time.
-    let payload = vec![7u8; 200_000];
+    // Enough traffic that both directions take buffers, several at a time, and that the
+    // client's direction turns to splicing (a read fills a whole buffer).
+    let spliced_before = pipe::SPLICES.load(Ordering::SeqCst);
+    let payload: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
     let sender = {
         let mut writer = writer.try_clone().unwrap();
         let payload = payload.clone();
@@ -79,15 +82,19 @@ fn an_idle_tunnel_holds_no_buffer() {
     let mut echoed = vec![0u8; payload.len()];
     reader.read_exact(&mut echoed).unwrap();
     sender.join().unwrap();
-    assert_eq!(echoed, payload);
+    assert!(echoed == payload, "the echo differs");
+    assert!(
+        pipe::SPLICES.load(Ordering::SeqCst) > spliced_before,
+        "bulk data was copied, not spliced"
+    );
 
     // Every byte came back, so every buffer is on its way home; wait (bounded) for the
     // last `give_buffer` of the task that wrote them.
     let deadline = Instant::now() + LIMIT;
-    while IN_USE.load(Ordering::SeqCst) != 0 {
+    while IN_USE.load(Ordering::SeqCst) != 0 || pipe::IN_USE.load(Ordering::SeqCst) != 0 {
         assert!(
             Instant::now() < deadline,
-            "an idle tunnel still holds buffers"
+            "an idle tunnel still holds buffers or pipes"
         );
         thread::yield_now();
     }

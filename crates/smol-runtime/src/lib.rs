@@ -59,6 +59,7 @@ mod driver;
 #[cfg(test)]
 mod idle_tests;
 mod log;
+mod pipe;
 mod reactor;
 mod server;
 mod signal;

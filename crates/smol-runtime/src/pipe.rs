@@ -1,0 +1,189 @@
+//! Tunnel bytes moved with `splice(2)`: socket → pipe → socket, never copied through
+//! userspace (the kernel hands the pages over).
+//!
+//! Used per direction once it carries bulk data (a copied read filled a whole buffer),
+//! and left again when a splice moves little: for small messages splice costs the same
+//! two system calls as a read and a write, and one more to learn that the socket is
+//! drained (a short splice may stop at the pipe's slot count, so only `WouldBlock` says
+//! the socket is empty). A pipe is taken from a per-thread pool when bytes arrive and
+//! given back once it is written out, so an idle tunnel holds none. Where splice is not
+//! supported, the first failure turns it off for the thread and the copy path carries on.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
+
+use crate::buffer::TUNNEL_BUFFER_SIZE;
+
+/// Most bytes one splice moves into a pipe (a pipe holds 64 KiB by default).
+const PIPE_CHUNK: usize = TUNNEL_BUFFER_SIZE;
+/// Most free pipes kept per thread; more are closed.
+const MAX_FREE_PER_THREAD: usize = 16;
+
+/// Pipes taken and not given back, and splices that moved bytes into a pipe, across
+/// all threads (tests check that idle tunnels hold none, and that bulk data spliced).
+#[cfg(test)]
+pub(crate) static IN_USE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+#[cfg(test)]
+pub(crate) static SPLICES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    static FREE: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+    static UNSUPPORTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether splicing may be tried on this thread.
+pub(crate) fn supported() -> bool {
+    !UNSUPPORTED.with(Cell::get)
+}
+
+/// A pipe and how many bytes it holds.
+#[derive(Debug)]
+pub(crate) struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    len: Cell<usize>,
+}
+
+impl Pipe {
+    /// An empty pipe from this thread's pool, or a new one.
+    pub(crate) fn take() -> io::Result<Pipe> {
+        #[cfg(test)]
+        IN_USE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(pipe) = FREE.with(|free| free.borrow_mut().pop()) {
+            return Ok(pipe);
+        }
+        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        Ok(Pipe {
+            read,
+            write,
+            len: Cell::new(0),
+        })
+    }
+
+    /// Gives an empty pipe back to the pool; one still holding bytes is closed.
+    pub(crate) fn give(self) {
+        #[cfg(test)]
+        IN_USE.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if self.len.get() != 0 {
+            return;
+        }
+        FREE.with(|free| {
+            let mut free = free.borrow_mut();
+            if free.len() < MAX_FREE_PER_THREAD {
+                free.push(self);
+            }
+        });
+    }
+
+    /// Bytes in the pipe.
+    pub(crate) fn len(&self) -> usize {
+        self.len.get()
+    }
+
+    /// Moves what `from` has (up to [`PIPE_CHUNK`]) into the pipe. An error that means
+    /// splice cannot work here turns it off for the thread.
+    pub(crate) fn fill(&self, from: impl AsFd) -> io::Result<usize> {
+        let room = PIPE_CHUNK - self.len.get();
+        let moved = splice(
+            from,
+            None,
+            &self.write,
+            None,
+            room,
+            SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+        );
+        #[cfg(test)]
+        if matches!(moved, Ok(n) if n > 0) {
+            SPLICES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.account(moved, true)
+    }
+
+    /// Moves what the pipe holds into `to`.
+    pub(crate) fn drain(&self, to: impl AsFd) -> io::Result<usize> {
+        let moved = splice(
+            &self.read,
+            None,
+            to,
+            None,
+            self.len.get(),
+            SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+        );
+        self.account(moved, false)
+    }
+
+    fn account(&self, moved: rustix::io::Result<usize>, filled: bool) -> io::Result<usize> {
+        match moved {
+            Ok(n) => {
+                let len = self.len.get();
+                self.len.set(if filled { len + n } else { len - n });
+                Ok(n)
+            }
+            Err(errno) => {
+                if matches!(
+                    errno,
+                    rustix::io::Errno::INVAL
+                        | rustix::io::Errno::NOSYS
+                        | rustix::io::Errno::OPNOTSUPP
+                ) {
+                    UNSUPPORTED.with(|unsupported| unsupported.set(true));
+                    tracing::debug!(%errno, "splice unsupported: tunnels copy instead");
+                }
+                Err(errno.into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (b, _) = listener.accept().unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn bytes_cross_a_pipe_in_order_and_the_empty_pipe_is_reused() {
+        let (mut sender, from) = pair();
+        let (to, mut receiver) = pair();
+        from.set_nonblocking(true).unwrap();
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let writer = std::thread::spawn(move || sender.write_all(&payload).map(|()| payload));
+        let mut received = Vec::new();
+        let reader = std::thread::spawn(move || {
+            receiver.read_to_end(&mut received).unwrap();
+            received
+        });
+        let pipe = Pipe::take().unwrap();
+        let mut total = 0;
+        loop {
+            match pipe.fill(&from) {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::yield_now();
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+            }
+            while pipe.len() > 0 {
+                pipe.drain(&to).unwrap();
+            }
+        }
+        drop(to);
+        let payload = writer.join().unwrap().unwrap();
+        assert_eq!(total, payload.len());
+        assert!(reader.join().unwrap() == payload, "bytes differ");
+        pipe.give();
+        assert_eq!(FREE.with(|free| free.borrow().len()), 1, "kept for reuse");
+    }
+}
