@@ -1,17 +1,22 @@
 //! switchyard-smol drives real sockets through the sans-IO
-//! [`switchyard_core::Connection`] on the smol runtime crates (`async-io`,
-//! `async-executor`, `futures-lite`).
+//! [`switchyard_core::Connection`], on smol's executor (`async-executor`) and
+//! `futures-lite`, with a reactor of its own per worker thread. Linux only: the reactor
+//! is an edge-triggered epoll and bulk tunnel data moves with `splice(2)`.
 //!
-//! Each worker thread runs its own executor and accepts on its own listening socket;
-//! one task per client connection, on the thread that accepted it, feeds what happens on
-//! its sockets into the core, performs the core's outputs in order (writing first and
-//! waiting for writability only when a socket's buffer is full), and sleeps until a
-//! socket is ready or the core's next deadline (one [`async_io::Timer`]). HTTP-phase
-//! reads land in a read buffer per thread. The adapter owns everything shared
-//! between connections: round-robin upstream groups and a keep-alive pool of idle
-//! upstream connections. Tunnels copy bytes through 16 KiB buffers taken from a pool only
-//! once a socket is readable (or its last read filled a buffer) and given back once
-//! written, so an idle WebSocket holds no buffer.
+//! Each worker thread runs its own executor and reactor and accepts on its own
+//! listening socket (`SO_REUSEPORT`); one task per client connection, on the thread that
+//! accepted it, feeds what happens on its sockets into the core, performs the core's
+//! outputs in order (writing first and waiting for writability only when a socket's
+//! buffer is full), and sleeps until a socket is ready or the core's next deadline (one
+//! timer). Sockets are registered once; the reactor keeps their readiness, so a read or
+//! write that would block is never tried twice and a wait costs no system call of its
+//! own. HTTP-phase reads take up to 64 KiB: small ones are copied into a buffer of
+//! their size, large ones go to the core without a copy. The adapter owns everything
+//! shared between connections: round-robin upstream groups (shared by the workers) and a
+//! keep-alive pool of idle upstream connections (one per worker). Tunnels copy bytes
+//! through 64 KiB buffers taken from a pool only once a socket is readable, and a
+//! direction carrying bulk data splices through a pooled pipe instead; buffers and
+//! pipes go back once written, so an idle WebSocket holds neither.
 //!
 //! # Example
 //!
