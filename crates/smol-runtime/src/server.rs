@@ -26,6 +26,8 @@ use crate::signal::{ConnectionGuard, Signal, Tracker};
 use crate::upstream::{Group, Pool};
 use crate::{PoolConfig, ServerConfig};
 
+/// Connections accepted before the accept loop lets the other tasks run.
+const ACCEPT_BATCH: usize = 16;
 /// How long to pause accepting after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// After `shutdown_grace`, how much longer connections may take to finish closing.
@@ -345,6 +347,7 @@ async fn accept_loop(
     max_connections: usize,
 ) {
     let shutdown = shared.shutdown.clone();
+    let mut accepts = 0usize;
     loop {
         if max_connections > 0 && tracker.active() >= max_connections {
             tracing::debug!(max_connections, "connection limit reached, pausing accept");
@@ -355,6 +358,13 @@ async fn accept_loop(
             if future::or(slot, stopped(&shutdown)).await.is_none() {
                 break;
             }
+        }
+        // A listener stays readable until an accept finds its queue empty: without a
+        // pause, a burst of connections would keep this task from yielding to the
+        // connections already being served: it yields every `ACCEPT_BATCH` accepts.
+        accepts += 1;
+        if accepts % ACCEPT_BATCH == 0 {
+            future::yield_now().await;
         }
         let accept = async { Some(listener.accept().await) };
         match future::or(accept, stopped(&shutdown)).await {
