@@ -30,6 +30,9 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_QUIET: Duration = Duration::from_millis(250);
 /// At most this much is read and discarded while lingering.
 const LINGER_BYTES: usize = 256 * 1024;
+/// Waits (each at most one read or write) before a connection's task yields to the
+/// others, whether or not a wait had to sleep.
+const WAITS_BEFORE_YIELD: u8 = 32;
 /// A tunnel direction that splices keeps splicing while each splice moves at least this
 /// much; less sends it back to copying (see `pipe.rs`).
 const SPLICE_AT_LEAST: usize = 16 * 1024;
@@ -70,6 +73,7 @@ pub(crate) async fn serve(
         client_first: false,
         timer: Timer::never(),
         armed: None,
+        waits: 0,
     };
     driver.run().await;
 }
@@ -184,6 +188,8 @@ struct Driver<'a> {
     timer: Timer,
     /// The deadline `timer` is set to (None once it fired or when there is none).
     armed: Option<Instant>,
+    /// Counts waits, for yielding every [`WAITS_BEFORE_YIELD`].
+    waits: u8,
 }
 
 impl Driver<'_> {
@@ -211,6 +217,13 @@ impl Driver<'_> {
             if let Some(route) = self.pending_connect.take() {
                 self.connect(route).await;
                 continue;
+            }
+            // A socket that stays ready (a bulk tunnel, a pipelining client) would keep
+            // this task from ever returning to the executor, starving the other
+            // connections and the reactor: yield now and then.
+            self.waits = self.waits.wrapping_add(1);
+            if self.waits % WAITS_BEFORE_YIELD == 0 {
+                future::yield_now().await;
             }
             let wake = self.wait().await;
             let now = Instant::now();
