@@ -55,12 +55,19 @@ pub(crate) fn proposal(head: &Head, allow: &[String]) -> Option<Proposal> {
         return None;
     }
     let mut upgrade = Vec::new();
+    let mut offered: Vec<&[u8]> = Vec::new();
     for element in head.list("upgrade") {
-        if is_protocol(element) && allowed(element, allow) {
+        // Each protocol once: `Upgrade: websocket` twice is forwarded as one
+        // `Upgrade: websocket`, which origins that compare the value exactly accept.
+        let repeated = offered
+            .iter()
+            .any(|seen| seen.eq_ignore_ascii_case(element));
+        if is_protocol(element) && allowed(element, allow) && !repeated {
             if !upgrade.is_empty() {
                 upgrade.extend_from_slice(b", ");
             }
             upgrade.extend_from_slice(element);
+            offered.push(element);
         }
     }
     if upgrade.is_empty() {

@@ -140,6 +140,23 @@ fn upgrade_proposal_is_forwarded_explicitly() {
 }
 
 #[test]
+fn a_protocol_offered_twice_is_forwarded_once() {
+    let mut sim = sim();
+    let req = ws_request("/").replace(
+        "Upgrade: websocket\r\n",
+        "Upgrade: websocket\r\nUpgrade: WebSocket, websocket\r\n",
+    );
+    assert_ne!(req, ws_request("/"), "the request has the repeated offer");
+    sim.client_sends(req.as_bytes());
+    assert_eq!(
+        header(sim.upstream_received(), "upgrade").as_deref(),
+        Some("websocket")
+    );
+    sim.upstream_sends(ws_101().as_bytes());
+    assert_eq!(sim.state(), StateKind::Tunnel);
+}
+
+#[test]
 fn connection_keep_alive_upgrade_counts_as_a_proposal() {
     let mut sim = sim();
     let req = ws_request("/").replace("Connection: Upgrade", "Connection: keep-alive, Upgrade");
