@@ -1,8 +1,10 @@
 //! One task per client connection: feeds what happens on the sockets into the core,
 //! performs what the core asks for, and sleeps until the next readiness or deadline.
 
+use std::future::Future;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -30,8 +32,8 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_QUIET: Duration = Duration::from_millis(250);
 /// At most this much is read and discarded while lingering.
 const LINGER_BYTES: usize = 256 * 1024;
-/// Waits (each at most one read or write) before a connection's task yields to the
-/// others, whether or not a wait had to sleep.
+/// Waits in a row that found a socket ready at once (each leads to one read or write)
+/// before a connection's task yields to the others.
 const WAITS_BEFORE_YIELD: u8 = 32;
 /// A tunnel direction that splices keeps splicing while each splice moves at least this
 /// much; less sends it back to copying (see `pipe.rs`).
@@ -188,7 +190,7 @@ struct Driver<'a> {
     timer: Timer,
     /// The deadline `timer` is set to (None once it fired or when there is none).
     armed: Option<Instant>,
-    /// Counts waits, for yielding every [`WAITS_BEFORE_YIELD`].
+    /// Waits in a row that completed without sleeping (see [`WAITS_BEFORE_YIELD`]).
     waits: u8,
 }
 
@@ -220,9 +222,11 @@ impl Driver<'_> {
             }
             // A socket that stays ready (a bulk tunnel, a pipelining client) would keep
             // this task from ever returning to the executor, starving the other
-            // connections and the reactor: yield now and then.
-            self.waits = self.waits.wrapping_add(1);
-            if self.waits % WAITS_BEFORE_YIELD == 0 {
+            // connections and the reactor: after many waits in a row that did not have
+            // to sleep, yield. (Yielding on a count alone would put a message that is
+            // half forwarded behind every other connection's work.)
+            if self.waits >= WAITS_BEFORE_YIELD {
+                self.waits = 0;
                 future::yield_now().await;
             }
             let wake = self.wait().await;
@@ -465,11 +469,24 @@ impl Driver<'_> {
             timer.await;
             Wake::Timer
         };
-        future::or(
+        let waited = future::or(
             future::or(write_client, write_upstream),
             future::or(readable_either, future::or(shutdown, deadline)),
-        )
-        .await
+        );
+        let mut waited = pin!(waited);
+        let mut slept = false;
+        let wake = future::poll_fn(|cx| {
+            let poll = waited.as_mut().poll(cx);
+            slept |= poll.is_pending();
+            poll
+        })
+        .await;
+        self.waits = if slept {
+            0
+        } else {
+            self.waits.saturating_add(1)
+        };
+        wake
     }
 
     fn read(&mut self, side: Side, now: Instant) {
