@@ -206,7 +206,7 @@ wrk_mbps() { # wrk output on stdin -> Transfer/sec in MB/s
 }
 
 median() { # values... -> the median (the lower middle one for an even count)
-    printf '%s\n' "$@" | grep -v '^$' | sort -g | awk '{v[NR] = $1} END { if (NR) print v[int((NR + 1) / 2)] }'
+    printf '%s\n' "$@" | { grep -v '^$' || true; } | sort -g | awk '{v[NR] = $1} END { if (NR) print v[int((NR + 1) / 2)] }'
 }
 
 note() { # key figure value
@@ -222,8 +222,18 @@ idle_figure() { # name workers
     R[$2,$1,alive]="$(field alive <<<"$out")/$TUNNELS"
 }
 
+cpu_ticks() { # pid -> CPU time (user + system, clock ticks) of it and its children
+    local total=0 p
+    for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
+        total=$((total + $(cat /proc/"$p"/task/*/stat 2>/dev/null | awk '{s += $14 + $15} END {print s + 0}')))
+    done
+    echo "$total"
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
 figure() { # figure name workers: one measurement, recorded in S
-    local fig=$1 key="$3,$2" target=127.0.0.1:${PORT[$2]} out
+    local fig=$1 key="$3,$2" target=127.0.0.1:${PORT[$2]} out pid=${PROXY_PID[$2]:-} ticks=0
+    [[ -n $pid ]] && ticks=$(cpu_ticks "$pid")
     case $fig in
     tput)
         out=$(run "$LOADGEN" ws-throughput --target "$target" --duration "$DURATION")
@@ -251,6 +261,15 @@ figure() { # figure name workers: one measurement, recorded in S
         ;;
     esac
     log "$2/$3 $fig: $(head -1 <<<"$out")"
+    # The proxy's CPU time per operation (per MB for the throughput figures): what the
+    # rate cost it, steadier than the rate on a machine the load shares.
+    if [[ -n $pid ]]; then
+        local used=$(($(cpu_ticks "$pid") - ticks)) rate
+        rate=${S[$key,$fig]##* }
+        [[ -n $rate && $rate != 0 ]] &&
+            note "$key" "cpu_$fig" "$(awk -v t="$used" -v us="$TICK_US" -v r="$rate" -v d="$DURATION" \
+                'BEGIN { printf "%.1f", t * us / (r * d) }')"
+    fi
     if grep -qE 'Non-2xx|Socket errors|[1-9][0-9]* errors\)' <<<"$out"; then
         WARNINGS+=("$2, $3 worker(s), $fig: $(head -1 <<<"$out")")
     fi
@@ -276,7 +295,7 @@ for workers in $WORKERS; do
     done
     for proxy in $PROXIES; do stop_proxy "$proxy"; done
     for proxy in direct $PROXIES; do
-        for fig in tput msgs p50 p99 hs rps big; do
+        for fig in tput msgs p50 p99 hs rps big cpu_tput cpu_msgs cpu_hs cpu_rps cpu_big; do
             # shellcheck disable=SC2086 # word splitting wanted
             R[$workers,$proxy,$fig]=$(median ${S[$workers,$proxy,$fig]:-})
         done
@@ -319,6 +338,27 @@ for workers in $WORKERS; do
         r="-"
         [[ $better != - ]] && r=$(ratio "$better" "$s" "$n" "$h")
         echo "| $workers | $label | $d | $n | $h | $s | $r | $target |"
+    done
+done
+CPU_FIGURES=(
+    "cpu_tput|WebSocket echo throughput (per MB)"
+    "cpu_msgs|small messages (per echoed message: two through the proxy)"
+    "cpu_hs|WebSocket handshakes (per handshake)"
+    "cpu_rps|HTTP keep-alive requests (per request)"
+    "cpu_big|HTTP 1 MiB responses (per MB)"
+)
+echo
+echo "Proxy CPU time (user + system, µs) per operation, median of the same runs."
+echo
+echo "| workers | figure | nginx | HAProxy | switchyard | switchyard ÷ best of the two |"
+echo "|---|---|---|---|---|---|"
+for workers in $WORKERS; do
+    for spec in "${CPU_FIGURES[@]}"; do
+        IFS='|' read -r fig label <<<"$spec"
+        n=${R[$workers,nginx,$fig]:--}
+        h=${R[$workers,haproxy,$fig]:--}
+        s=${R[$workers,switchyard,$fig]:--}
+        echo "| $workers | $label | $n | $h | $s | $(ratio lo "$s" "$n" "$h") |"
     done
 done
 if ((${#WARNINGS[@]})); then
