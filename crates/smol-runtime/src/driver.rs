@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use event_listener::EventListener;
 use futures_lite::future;
 use switchyard_core::{
     Config, Connection, Input, Misuse, Output, PeerInfo, RouteId, Side, StateKind,
@@ -71,6 +72,7 @@ pub(crate) async fn serve(
         pending_connect: None,
         closing: false,
         shutdown_told: false,
+        shutdown_listener: None,
         next_fresh: false,
         client_first: false,
         timer: Timer::never(),
@@ -183,6 +185,10 @@ struct Driver<'a> {
     /// The core said `Close`.
     closing: bool,
     shutdown_told: bool,
+    /// Registered with the shared shutdown signal on the first wait and kept until it
+    /// fires: registering on every wait would allocate and take the signal's lock, which
+    /// every worker shares, once per message.
+    shutdown_listener: Option<EventListener>,
     /// The last pooled connection died before answering: the core's retry must dial.
     next_fresh: bool,
     /// Which peer's readiness the next wait looks at first.
@@ -240,6 +246,7 @@ impl Driver<'_> {
                 Wake::Wrote(side, result) => self.wrote(side, result, now),
                 Wake::Shutdown => {
                     self.shutdown_told = true;
+                    self.shutdown_listener = None;
                     let grace = self.shared.grace;
                     self.feed(Input::Shutdown { grace }, now);
                 }
@@ -440,11 +447,14 @@ impl Driver<'_> {
         self.arm_timer();
         let read_client = self.should_read(Side::Client);
         let read_upstream = self.should_read(Side::Upstream);
-        let watch_shutdown = !self.shutdown_told;
+        if !self.shutdown_told && self.shutdown_listener.is_none() {
+            self.shutdown_listener = Some(self.shared.shutdown.listen());
+        }
         let client = &self.client;
         let upstream = self.upstream.as_ref().map(|u| &u.peer);
         let timer = &mut self.timer;
-        let shutdown = &self.shared.shutdown;
+        let signal = &*self.shared.shutdown;
+        let listener = self.shutdown_listener.as_mut();
 
         let write_client = write_some(Some(client), Side::Client);
         let write_upstream = write_some(upstream, Side::Upstream);
@@ -458,11 +468,13 @@ impl Driver<'_> {
         } else {
             future::or(readable_upstream, readable_client)
         };
-        let shutdown = async {
-            if !watch_shutdown {
-                future::pending::<()>().await;
+        let shutdown = async move {
+            match listener {
+                // Checked after registering: a shutdown that began before is not missed.
+                Some(listener) if !signal.is_set() => listener.await,
+                Some(_) => {}
+                None => future::pending().await,
             }
-            shutdown.wait().await;
             Wake::Shutdown
         };
         let deadline = async {

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use event_listener::Event;
+use event_listener::{Event, EventListener};
 
 /// Set once, never cleared; every waiter wakes when it is set.
 #[derive(Debug, Default)]
@@ -20,6 +20,12 @@ impl Signal {
 
     pub(crate) fn is_set(&self) -> bool {
         self.set.load(Ordering::SeqCst)
+    }
+
+    /// A listener woken by the next [`Signal::fire`]; check [`Signal::is_set`] after
+    /// taking it, for a fire that came before.
+    pub(crate) fn listen(&self) -> EventListener {
+        self.event.listen()
     }
 
     /// Completes once [`Signal::fire`] has been called (at once if it already was).
