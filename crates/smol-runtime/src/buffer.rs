@@ -1,9 +1,9 @@
 //! Read buffers, tunnel buffers and per-peer write queues.
 //!
 //! HTTP-phase reads land in one read buffer per thread, never zeroed (the kernel writes
-//! into its spare capacity); a small read is copied out into a `BytesMut` of exactly its
-//! size, a large one takes the buffer itself to the core (no copy) and the thread gets
-//! a new one. A tunnel takes a buffer
+//! into its spare capacity); a read under half the buffer is copied out into a
+//! `BytesMut` of exactly its size, a larger one takes the buffer itself to the core (no
+//! copy) and the thread gets a new one. A tunnel takes a buffer
 //! only once a socket is readable and gives it back as soon as the bytes are written
 //! out, so an idle tunnel holds none. Free buffers are kept per thread (no lock), a
 //! bounded number of them.
@@ -26,9 +26,11 @@ pub(crate) const HTTP_READ_SIZE: usize = 64 * 1024;
 pub(crate) const MAX_WRITE_SLICES: usize = 16;
 
 /// HTTP-phase reads of at least this many bytes hand the read buffer itself to the core;
-/// smaller ones are copied out, so that a request of a few hundred bytes does not hold
-/// a buffer of [`HTTP_READ_SIZE`] while it waits in the core or a write queue.
-const HTTP_COPY_BELOW: usize = 8 * 1024;
+/// smaller ones are copied out. Every queued piece of a read keeps its whole buffer
+/// alive, and the write queues are bounded by the bytes they hold: at half the buffer
+/// size, a queue holds at most twice its bytes in buffers (a peer writing 8 KiB at a
+/// time would otherwise pin a 64 KiB buffer per 8 KiB queued).
+const HTTP_COPY_BELOW: usize = HTTP_READ_SIZE / 2;
 
 thread_local! {
     static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
@@ -296,10 +298,20 @@ mod tests {
             while got.len() < wanted {
                 let piece = read_http(&reader).unwrap();
                 assert!(!piece.is_empty() && piece.len() <= HTTP_READ_SIZE);
+                if piece.len() < HTTP_COPY_BELOW {
+                    // A small read holds its own size, not the thread's read buffer.
+                    assert_eq!(piece.capacity(), piece.len());
+                } else {
+                    // A large one holds at most twice its size.
+                    assert!(piece.capacity() <= 2 * piece.len());
+                }
                 got.unsplit(piece);
             }
             got
         };
+        // 8 KiB, as upstreams often write: copied, not a 64 KiB buffer per 8 KiB queued.
+        writer.write_all(&[b'x'; 8192]).unwrap();
+        assert_eq!(read_exactly(8192).len(), 8192);
         writer.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
         let small = read_exactly(18);
         assert_eq!(&small[..], b"GET / HTTP/1.1\r\n\r\n");
