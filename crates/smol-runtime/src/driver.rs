@@ -603,9 +603,12 @@ impl Driver<'_> {
             }
         };
         let result = pipe.fill(peer.stream.get_ref());
-        // A short splice may stop at the pipe's slot count: only WouldBlock says drained.
-        if let Err(error) = &result {
-            peer.stream.note_read(Err(error), 0);
+        // A short splice may stop at the pipe's slot count, so only WouldBlock can say
+        // the socket is drained, and not even that: splice never reads past an urgent
+        // (out-of-band) mark. On WouldBlock the next read copies (a read skips the
+        // mark) and decides; a drained socket costs one read more.
+        if matches!(&result, Err(e) if is_transient(e)) {
+            peer.splice_reads = false;
         }
         match result {
             Ok(0) => {
@@ -622,6 +625,10 @@ impl Driver<'_> {
                     now,
                 );
                 if let Some(other) = self.peer_mut(side.other()).filter(|o| !o.write_closed) {
+                    // `should_read` waits for the other side's queue and pipe to empty,
+                    // and the core sends nothing during a tunnel: `Peer::written` relies
+                    // on never having both.
+                    debug_assert!(!other.pending());
                     other.pipe = Some(pipe);
                 }
             }

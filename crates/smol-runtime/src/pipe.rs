@@ -22,8 +22,9 @@ const PIPE_CHUNK: usize = TUNNEL_BUFFER_SIZE;
 /// Most free pipes kept per thread; more are closed.
 const MAX_FREE_PER_THREAD: usize = 16;
 
-/// Pipes taken and not given back, and splices that moved bytes into a pipe, across
-/// all threads (tests check that idle tunnels hold none, and that bulk data spliced).
+/// Pipes taken and not given back (a pipe dropped with bytes in it, when a peer is gone,
+/// stays counted), and splices that moved bytes into a pipe, across all threads (tests
+/// check that idle tunnels hold none, and that bulk data spliced).
 #[cfg(test)]
 pub(crate) static IN_USE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 #[cfg(test)]
@@ -50,17 +51,20 @@ pub(crate) struct Pipe {
 impl Pipe {
     /// An empty pipe from this thread's pool, or a new one.
     pub(crate) fn take() -> io::Result<Pipe> {
+        let pipe = match FREE.with(|free| free.borrow_mut().pop()) {
+            Some(pipe) => pipe,
+            None => {
+                let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+                Pipe {
+                    read,
+                    write,
+                    len: Cell::new(0),
+                }
+            }
+        };
         #[cfg(test)]
         IN_USE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if let Some(pipe) = FREE.with(|free| free.borrow_mut().pop()) {
-            return Ok(pipe);
-        }
-        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-        Ok(Pipe {
-            read,
-            write,
-            len: Cell::new(0),
-        })
+        Ok(pipe)
     }
 
     /// Gives an empty pipe back to the pool; one still holding bytes is closed.

@@ -76,6 +76,9 @@ struct Slot {
     writable: bool,
     /// The peer closed (or the socket failed): reads will not block again.
     hup: bool,
+    /// Urgent (out-of-band) data arrived: a read stops short at its mark with more
+    /// queued behind it, so only `WouldBlock` says the socket is drained.
+    urgent: bool,
     reader: Option<Waker>,
     writer: Option<Waker>,
 }
@@ -98,6 +101,7 @@ impl Sources {
         slot.readable = readable;
         slot.writable = writable;
         slot.hup = false;
+        slot.urgent = false;
         (index, slot.generation)
     }
 
@@ -217,9 +221,12 @@ impl Reactor {
             if failed || flags.contains(F::RDHUP) {
                 slot.hup = true;
             }
+            if flags.contains(F::PRI) {
+                slot.urgent = true;
+            }
             let mut reader = None;
             let mut writer = None;
-            if failed || flags.intersects(F::IN | F::RDHUP) {
+            if failed || flags.intersects(F::IN | F::RDHUP | F::PRI) {
                 slot.readable = true;
                 reader = slot.reader.take();
             }
@@ -243,7 +250,11 @@ impl Reactor {
     fn timeout(&self) -> Option<Timespec> {
         let timers = self.timers.borrow();
         let (&(when, _), _) = timers.first_key_value()?;
-        let wait = when.saturating_duration_since(Instant::now());
+        // Capped: a longer timeout would need `epoll_pwait2`, which older kernels lack;
+        // waking once an hour costs nothing.
+        let wait = when
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(3600));
         let millis = wait.as_nanos().div_ceil(1_000_000);
         let millis = i64::try_from(millis).unwrap_or(i64::MAX / 1000);
         Some(Timespec {
@@ -332,7 +343,7 @@ impl<T: AsFd> Io<T> {
             &reactor.epoll,
             &inner,
             epoll::EventData::new_u64(u64::from(generation) << 32 | u64::from(index)),
-            F::IN | F::OUT | F::RDHUP | F::ET,
+            F::IN | F::OUT | F::RDHUP | F::PRI | F::ET,
         );
         if let Err(error) = added {
             reactor.sources.borrow_mut().remove(index);
@@ -382,6 +393,13 @@ impl<T: AsFd> Io<T> {
         self.with_slot(|slot| slot.readable)
     }
 
+    /// Forgets the tasks waiting on this socket (it is handed to another task, or
+    /// pooled), so that a finished task is neither kept alive nor woken through it.
+    pub(crate) fn forget_wakers(&self) {
+        let wakers = self.with_slot(|slot| (slot.reader.take(), slot.writer.take()));
+        drop(wakers);
+    }
+
     /// Completes when [`poll_readable`](Io::poll_readable) would be ready.
     pub(crate) async fn readable(&self) {
         std::future::poll_fn(|cx| self.poll_readable(cx)).await;
@@ -401,8 +419,12 @@ impl<T: AsFd> Io<T> {
         };
         if drained {
             self.with_slot(|slot| {
-                // After a FIN a short read leaves the EOF to read: stay readable.
-                if !slot.hup || result.is_err() {
+                if result.is_err() {
+                    slot.readable = false;
+                    slot.urgent = false;
+                } else if !slot.hup && !slot.urgent {
+                    // After a FIN a short read leaves the EOF to read, and at an urgent
+                    // mark more bytes wait behind it: then stay readable.
                     slot.readable = false;
                 }
             });
@@ -549,7 +571,9 @@ impl Timer {
             // No reactor (the thread's `block_on` ended): nothing is registered either.
             let _ = CURRENT.try_with(|current| {
                 if let Some(reactor) = &*current.borrow() {
-                    reactor.timers.borrow_mut().remove(&key);
+                    // Dropped once the map is released: a waker's drop may run code.
+                    let removed = reactor.timers.borrow_mut().remove(&key);
+                    drop(removed);
                 }
             });
         }

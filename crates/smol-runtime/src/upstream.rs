@@ -181,6 +181,7 @@ impl Pool {
         if self.config.max_idle_per_server == 0 {
             return;
         }
+        stream.forget_wakers();
         let evicted = {
             let mut idle = self.idle_mut();
             let queue = idle.entry(server).or_default();

@@ -513,3 +513,80 @@ fn shutdown_closes_a_tunnel_after_the_grace() {
     client.reader.read_to_end(&mut rest).unwrap();
     origin_closed.recv_timeout(LIMIT).unwrap();
 }
+
+/// An origin accepting the `echo` upgrade that echoes as it reads (no EOF needed).
+fn live_echo_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            thread::spawn(move || {
+                stream.set_read_timeout(Some(LIMIT)).unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                if read_head(&mut reader).is_none() {
+                    return;
+                }
+                writer
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
+                    )
+                    .unwrap();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = reader.read(&mut chunk) {
+                    if n == 0 || writer.write_all(&chunk[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Reads exactly `n` bytes (each read bounded by the client's timeout).
+fn read_exactly(client: &mut Client, n: usize) -> Vec<u8> {
+    let mut got = vec![0u8; n];
+    client.reader.read_exact(&mut got).unwrap();
+    got
+}
+
+/// TCP urgent data: a read stops short at the urgent mark with bytes queued behind it,
+/// which must not be taken for a drained socket (the bytes after the mark would wait
+/// for the client's next send, or forever). The urgent byte itself is not part of the
+/// stream (no `SO_OOBINLINE`), so the origin sees only the bytes around it. Also after
+/// bulk data, when the direction splices (splice never reads past the mark).
+#[test]
+fn urgent_data_does_not_stall_a_tunnel() {
+    use rustix::net::{send, SendFlags};
+    let proxy = Proxy::start(upgrade_config(live_echo_origin()));
+    let mut client = Client::connect(proxy.addr);
+    client.send(UPGRADE_REQUEST);
+    assert!(read_head(&mut client.reader)
+        .unwrap()
+        .starts_with("HTTP/1.1 101"));
+
+    let urgent_between = |client: &mut Client, before: &[u8], after: &[u8]| {
+        // One burst: the three arrive before the proxy reads, as far as timing allows.
+        client.send(before);
+        send(&client.writer, b"!", SendFlags::OOB).unwrap();
+        client.send(after);
+    };
+    urgent_between(&mut client, b"before", b"after");
+    assert_eq!(read_exactly(&mut client, 11), b"beforeafter");
+
+    // Bulk first, so that the direction splices, with the mark right behind it.
+    let bulk: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut writer = client.writer.try_clone().unwrap();
+    let sent = bulk.clone();
+    let sender = thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        send(&writer, b"!", SendFlags::OOB).unwrap();
+        writer.write_all(b"tail").unwrap();
+    });
+    let echoed = read_exactly(&mut client, bulk.len() + 4);
+    sender.join().unwrap();
+    assert!(echoed[..bulk.len()] == bulk[..], "bulk bytes differ");
+    assert_eq!(&echoed[bulk.len()..], b"tail");
+}
