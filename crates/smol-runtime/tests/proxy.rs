@@ -286,9 +286,9 @@ fn unreachable_upstream_is_502() {
     assert_eq!(client.get("/").0, 502);
 }
 
-/// An origin accepting the `echo` upgrade: after its 101 it reads until the client's
-/// EOF, then answers with what it got and closes.
-fn upgrade_origin() -> SocketAddr {
+/// An origin accepting the `echo` upgrade; after its 101, `tunnel` serves the
+/// connection (reads bounded by [`LIMIT`]).
+fn echo_upgrade_origin(tunnel: fn(BufReader<TcpStream>, TcpStream)) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
@@ -298,22 +298,30 @@ fn upgrade_origin() -> SocketAddr {
                 stream.set_read_timeout(Some(LIMIT)).unwrap();
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut writer = stream;
-                let Some(_head) = read_head(&mut reader) else {
+                if read_head(&mut reader).is_none() {
                     return;
-                };
+                }
                 writer
                     .write_all(
                         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
                     )
                     .unwrap();
-                let mut received = Vec::new();
-                reader.read_to_end(&mut received).unwrap();
-                writer.write_all(b"got:").unwrap();
-                writer.write_all(&received).unwrap();
+                tunnel(reader, writer);
             });
         }
     });
     addr
+}
+
+/// After its 101 it reads until the client's EOF, then answers with what it got and
+/// closes.
+fn upgrade_origin() -> SocketAddr {
+    echo_upgrade_origin(|mut reader, mut writer| {
+        let mut received = Vec::new();
+        reader.read_to_end(&mut received).unwrap();
+        writer.write_all(b"got:").unwrap();
+        writer.write_all(&received).unwrap();
+    })
 }
 
 fn upgrade_config(origin: SocketAddr) -> ServerConfig {
@@ -514,35 +522,16 @@ fn shutdown_closes_a_tunnel_after_the_grace() {
     origin_closed.recv_timeout(LIMIT).unwrap();
 }
 
-/// An origin accepting the `echo` upgrade that echoes as it reads (no EOF needed).
+/// After its 101 it echoes as it reads (no EOF needed).
 fn live_echo_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            thread::spawn(move || {
-                stream.set_read_timeout(Some(LIMIT)).unwrap();
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut writer = stream;
-                if read_head(&mut reader).is_none() {
-                    return;
-                }
-                writer
-                    .write_all(
-                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
-                    )
-                    .unwrap();
-                let mut chunk = [0u8; 4096];
-                while let Ok(n) = reader.read(&mut chunk) {
-                    if n == 0 || writer.write_all(&chunk[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
+    echo_upgrade_origin(|mut reader, mut writer| {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut chunk) {
+            if n == 0 || writer.write_all(&chunk[..n]).is_err() {
+                return;
+            }
         }
-    });
-    addr
+    })
 }
 
 /// Reads exactly `n` bytes (each read bounded by the client's timeout).
