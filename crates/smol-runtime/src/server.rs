@@ -5,7 +5,7 @@
 //! several workers, each address is bound once per worker with `SO_REUSEPORT`, so the
 //! kernel spreads new connections over the workers, and a connection stays on the
 //! thread that accepted it, its sockets registered with that thread's reactor (see
-//! `reactor.rs`). Each worker keeps its own upstream keep-alive pool; only the
+//! `reactor/`). Each worker keeps its own upstream keep-alive pool; only the
 //! upstream groups, the connection count and the
 //! shutdown signal are shared.
 
