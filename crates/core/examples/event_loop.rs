@@ -398,7 +398,7 @@ impl Conn {
                 }
                 self.client.push(upstream_leftover);
             }
-            Output::Shutdown { side } => {
+            Output::HalfClose { side } => {
                 // Half-close once what is queued towards `side` is written.
                 if let Some(peer) = self.peer(side) {
                     if peer.queue.is_empty() {
@@ -410,6 +410,8 @@ impl Conn {
             }
             Output::Close => self.closing = Some(now + FLUSH_WAIT),
             Output::Event(event) => log(id, event),
+            // An action this loop does not know (a newer core): close, the safe answer.
+            _ => self.closing = Some(now + FLUSH_WAIT),
         }
     }
 

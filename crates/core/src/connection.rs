@@ -272,7 +272,7 @@ impl Connection {
                 self.timers
                     .set_if_unset(send_timer(from.other()), self.now + send);
             }
-            Input::Shutdown { grace } => self.on_shutdown(grace),
+            Input::Drain { grace } => self.on_shutdown(grace),
             Input::Timeout => self.on_timeout(),
         }
         self.drive();
@@ -653,6 +653,7 @@ impl Connection {
         };
         ex.status = 101;
         let target = ex.target.clone();
+        let route = ex.route;
         let bytes = headers::client_response(&head, false, ClientConnection::Upgrade);
         self.out
             .push_back(Output::Event(Event::Response { status: 101 }));
@@ -661,6 +662,7 @@ impl Connection {
         self.timers.stop(Timer::Idle);
         let timeouts = self.route_timeouts().clone();
         self.out.push_back(Output::Event(Event::TunnelOpened {
+            route,
             protocol: protocol.clone(),
         }));
         self.out.push_back(Output::StartTunnel {
@@ -669,6 +671,7 @@ impl Connection {
             upstream_leftover: std::mem::take(&mut self.upstream_buf).freeze(),
         });
         let mut tunnel = Tunnel::new(
+            route,
             target,
             protocol,
             self.now,
@@ -677,7 +680,7 @@ impl Connection {
         );
         if self.client_eof {
             tunnel.eof(Side::Client, self.now);
-            self.out.push_back(Output::Shutdown {
+            self.out.push_back(Output::HalfClose {
                 side: Side::Upstream,
             });
         }
@@ -825,7 +828,7 @@ impl Connection {
             return;
         }
         let both = tunnel.eof(from, self.now);
-        self.out.push_back(Output::Shutdown { side: from.other() });
+        self.out.push_back(Output::HalfClose { side: from.other() });
         if both {
             self.close_tunnel(CloseReason::BothClosed);
         }
@@ -835,6 +838,7 @@ impl Connection {
         if let Some(t) = self.tunnel.take() {
             self.out
                 .push_back(Output::Event(Event::TunnelClosed(TunnelRecord {
+                    route: t.route,
                     target: t.target,
                     protocol: t.protocol,
                     bytes_client_to_upstream: t.bytes_from[Side::Client.index()],

@@ -7,6 +7,7 @@ use crate::io::Side;
 
 /// What a peer did wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The head does not parse as HTTP/1.x.
     MalformedHead,

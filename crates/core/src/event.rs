@@ -7,6 +7,7 @@ use crate::error::ProtocolError;
 
 /// Why a connection (or a tunnel) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The client closed, between requests or mid-exchange.
     ClientClosed,
@@ -83,6 +84,8 @@ pub struct AccessRecord {
 /// One finished tunnel: an access-log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelRecord {
+    /// The route the upgrade request took.
+    pub route: RouteId,
     /// The upgrade request's target.
     pub target: String,
     /// Protocol switched to (the upstream's `Upgrade` value).
@@ -99,6 +102,7 @@ pub struct TunnelRecord {
 
 /// Something worth logging or counting, from [`Output::Event`](crate::Output::Event).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A request head was accepted and routed.
     Request {
@@ -120,6 +124,8 @@ pub enum Event {
     Exchange(AccessRecord),
     /// A tunnel opened after a validated `101`.
     TunnelOpened {
+        /// The route the upgrade request took.
+        route: RouteId,
         /// Protocol switched to.
         protocol: String,
     },

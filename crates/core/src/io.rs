@@ -34,6 +34,7 @@ impl Side {
 
 /// Something that happened, fed to [`Connection::handle_input`](crate::Connection::handle_input).
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Input {
     /// Bytes read from the client. Pass the read buffer itself: when the core holds no
     /// unparsed bytes it adopts the buffer without copying.
@@ -75,9 +76,9 @@ pub enum Input {
         /// How many bytes were read.
         bytes: usize,
     },
-    /// Stop taking new requests: finish the exchange in flight, then close. A tunnel is
-    /// given `grace` before it is closed.
-    Shutdown {
+    /// Graceful drain: stop taking new requests, finish the exchange in flight, then
+    /// close. A tunnel is given `grace` before it is closed.
+    Drain {
         /// How long an open tunnel may continue.
         grace: Duration,
     },
@@ -87,6 +88,7 @@ pub enum Input {
 
 /// An action for the caller, from [`Connection::poll_output`](crate::Connection::poll_output).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Output {
     /// Open (or take from a pool) a connection to a server of this route's upstream group,
     /// then answer with [`Input::UpstreamConnected`] or [`Input::UpstreamConnectFailed`].
@@ -113,7 +115,7 @@ pub enum Output {
         upstream_leftover: Bytes,
     },
     /// Shut down writing towards `side` (half-close), after writing what is pending.
-    Shutdown {
+    HalfClose {
         /// The peer that will read EOF.
         side: Side,
     },

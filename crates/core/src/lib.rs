@@ -46,7 +46,7 @@
 //!             }
 //!             Output::ReleaseUpstream { reusable } => assert!(reusable),
 //!             Output::Event(event) => println!("{event:?}"),
-//!             Output::StartTunnel { .. } | Output::Shutdown { .. } | Output::Close => {}
+//!             _ => {} // StartTunnel, HalfClose, Close: nothing to do here
 //!         }
 //!     }
 //! }

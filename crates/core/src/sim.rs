@@ -271,8 +271,8 @@ impl Sim {
                         u.received.extend_from_slice(&client_leftover);
                     }
                 }
-                Output::Shutdown { side: Side::Client } => self.client_shut_down = true,
-                Output::Shutdown {
+                Output::HalfClose { side: Side::Client } => self.client_shut_down = true,
+                Output::HalfClose {
                     side: Side::Upstream,
                 } => {
                     if let Some(u) = self.current.and_then(|i| self.upstreams.get_mut(i)) {

@@ -6,11 +6,13 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::RouteId;
 use crate::event::CloseReason;
 use crate::io::Side;
 
 #[derive(Debug)]
 pub(crate) struct Tunnel {
+    pub route: RouteId,
     pub target: String,
     pub protocol: String,
     pub started: Instant,
@@ -26,6 +28,7 @@ pub(crate) struct Tunnel {
 
 impl Tunnel {
     pub(crate) fn new(
+        route: RouteId,
         target: String,
         protocol: String,
         now: Instant,
@@ -33,6 +36,7 @@ impl Tunnel {
         idle_timeout: Option<Duration>,
     ) -> Self {
         Tunnel {
+            route,
             target,
             protocol,
             started: now,

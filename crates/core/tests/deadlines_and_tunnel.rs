@@ -317,7 +317,7 @@ fn tunnel_close_reports_bytes_and_duration() {
 fn shutdown_finishes_the_exchange_in_flight_then_closes() {
     let mut sim = sim();
     sim.client_sends(get("/").as_bytes());
-    sim.input(Input::Shutdown { grace: 10 * SEC }).unwrap();
+    sim.input(Input::Drain { grace: 10 * SEC }).unwrap();
     assert!(!sim.is_closed());
     sim.upstream_sends(ok("x").as_bytes());
     assert_eq!(
@@ -330,14 +330,14 @@ fn shutdown_finishes_the_exchange_in_flight_then_closes() {
 #[test]
 fn shutdown_closes_an_idle_connection_at_once() {
     let mut sim = sim();
-    sim.input(Input::Shutdown { grace: 10 * SEC }).unwrap();
+    sim.input(Input::Drain { grace: 10 * SEC }).unwrap();
     assert_eq!(closed_with(&sim), Some(CloseReason::Shutdown));
 }
 
 #[test]
 fn shutdown_gives_a_tunnel_its_grace() {
     let mut sim = tunnel();
-    sim.input(Input::Shutdown { grace: 10 * SEC }).unwrap();
+    sim.input(Input::Drain { grace: 10 * SEC }).unwrap();
     sim.advance(9 * SEC);
     assert_eq!(sim.state(), StateKind::Tunnel);
     sim.advance(SEC);

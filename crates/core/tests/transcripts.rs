@@ -22,7 +22,7 @@ fn line(o: &Output) -> String {
             String::from_utf8_lossy(client_leftover).escape_debug(),
             String::from_utf8_lossy(upstream_leftover).escape_debug()
         ),
-        Output::Shutdown { side } => format!("shutdown {side:?}"),
+        Output::HalfClose { side } => format!("half-close {side:?}"),
         Output::Close => "close".into(),
         Output::Event(Event::Request { method, target, .. }) => {
             format!("event request {method} {target}")
@@ -31,8 +31,8 @@ fn line(o: &Output) -> String {
         Output::Event(Event::Exchange(r)) => {
             format!("event exchange {} {} {}", r.method, r.target, r.status)
         }
-        Output::Event(Event::TunnelOpened { protocol }) => {
-            format!("event tunnel-opened {protocol}")
+        Output::Event(Event::TunnelOpened { route, protocol }) => {
+            format!("event tunnel-opened route={route} {protocol}")
         }
         Output::Event(Event::TunnelClosed(r)) => format!(
             "event tunnel-closed {:?} c2u={} u2c={}",
@@ -40,6 +40,7 @@ fn line(o: &Output) -> String {
         ),
         Output::Event(Event::Rejected(e)) => format!("event rejected {:?} {:?}", e.side, e.kind),
         Output::Event(Event::Closed { reason }) => format!("event closed {reason:?}"),
+        other => format!("unknown {other:?}"),
     }
 }
 
@@ -117,10 +118,10 @@ fn transcript_websocket_handshake_tunnel_half_close_close() {
     let expected_tail = vec![
         "event response 101".to_string(),
         format!("client <- HTTP/1.1 101 Switching Protocols\\r\\nSec-WebSocket-Accept: {ACCEPT}\\r\\nUpgrade: websocket\\r\\nConnection: upgrade\\r\\n\\r\\n"),
-        "event tunnel-opened websocket".into(),
+        "event tunnel-opened route=0 websocket".into(),
         "tunnel client_leftover=\\u{81} upstream_leftover=\\u{82}".into(),
-        "shutdown Upstream".into(),
-        "shutdown Client".into(),
+        "half-close Upstream".into(),
+        "half-close Client".into(),
         "event tunnel-closed BothClosed c2u=4 u2c=5".into(),
         "release reusable=false".into(),
         "event closed BothClosed".into(),

@@ -248,7 +248,7 @@ impl Driver<'_> {
                     self.shutdown_told = true;
                     self.shutdown_listener = None;
                     let grace = self.shared.grace;
-                    self.feed(Input::Shutdown { grace }, now);
+                    self.feed(Input::Drain { grace }, now);
                 }
             }
             // A busy socket must not starve the deadlines.
@@ -316,13 +316,19 @@ impl Driver<'_> {
             }
             // Done once the queue is written and unless the connection closes first
             // (closing sends the FIN anyway): see `run` and `wrote`.
-            Output::Shutdown { side } => {
+            Output::HalfClose { side } => {
                 if let Some(peer) = self.peer_mut(side) {
                     peer.shutdown_pending = true;
                 }
             }
             Output::Close => self.closing = true,
             Output::Event(event) => crate::log::event(self.client_addr, event),
+            // An action this driver does not know (a newer core): ending the connection
+            // is the only safe answer.
+            other => {
+                tracing::error!(client = %self.client_addr, ?other, "unknown core output");
+                self.closing = true;
+            }
         }
     }
 

@@ -31,6 +31,7 @@ pub(crate) fn event(client: SocketAddr, event: Event) {
             target: ACCESS_TARGET,
             %client,
             path = %record.target,
+            route = record.route,
             protocol = %record.protocol,
             bytes_in = record.bytes_client_to_upstream,
             bytes_out = record.bytes_upstream_to_client,
@@ -61,9 +62,12 @@ pub(crate) fn event(client: SocketAddr, event: Event) {
             tracing::debug!(%client, %method, path = %target, route, upgrade = upgrade.as_deref(), "request head")
         }
         Event::Response { status } => tracing::debug!(%client, status, "response head"),
-        Event::TunnelOpened { protocol } => tracing::debug!(%client, %protocol, "tunnel opened"),
+        Event::TunnelOpened { route, protocol } => {
+            tracing::debug!(%client, route, %protocol, "tunnel opened")
+        }
         Event::Closed { reason } => {
             tracing::debug!(%client, reason = reason.as_str(), "connection closed")
         }
+        other => tracing::debug!(%client, ?other, "event"),
     }
 }

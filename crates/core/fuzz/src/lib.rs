@@ -207,7 +207,7 @@ impl Driver {
             assert!(
                 matches!(
                     output,
-                    Output::Shutdown { .. }
+                    Output::HalfClose { .. }
                         | Output::ReleaseUpstream { .. }
                         | Output::Close
                         | Output::Event(_)
@@ -269,7 +269,7 @@ impl Driver {
                 );
                 self.tunnel = true;
             }
-            Output::Shutdown { .. } => {}
+            Output::HalfClose { .. } => {}
             Output::Close => self.closed = true,
             Output::Event(CoreEvent::Response { status }) => {
                 assert!(status >= 101, "final status {status}");
@@ -288,6 +288,7 @@ impl Driver {
                 self.expect_response_head = Some(status);
             }
             Output::Event(_) => {}
+            other => panic!("an output the harness does not know: {other:?}"),
         }
     }
 
@@ -384,7 +385,7 @@ impl Driver {
                 }
             }
             Event::Shutdown(ms) => self.feed(
-                Input::Shutdown {
+                Input::Drain {
                     grace: Duration::from_millis(u64::from(ms)),
                 },
                 now,
