@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::IO_TIMEOUT;
 
-/// Header fields that must never be forwarded, in either direction (DESIGN.md), besides
-/// those named by `Connection`.
+/// Header fields that must never be forwarded, in either direction, besides those named
+/// by `Connection` (docs/ARCHITECTURE.md, "Hop-by-hop headers").
 pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
