@@ -19,8 +19,8 @@
 //! | `http.rs` | forwarding, hop-by-hop removal both ways, keep-alive, request and response bodies (length, chunked, large), HEAD, 304, 103, 502s |
 //! | `upgrade_safety.rs` | refused upgrades never tunnel, rogue 101s are 502, `h2c` never forwarded, CL+TE, bytes after a response |
 //! | `smuggling.rs` | a corpus of framing attacks on both sides, each checking status and that nothing got through |
-//! | `smuggling_corpus.rs` | the core's corpus (`crates/core/tests/corpus`) through the real proxy, in one write and byte by byte |
-//! | `properties.rs` | any client input yields only well-formed, hop-by-hop-free requests at the origin |
+//! | `smuggling_corpus.rs` | the smuggling corpus (`switchyard-corpus`, `crates/corpus`) through the real proxy, in one write and byte by byte |
+//! | `properties.rs` | any client input yields only well-formed, hop-by-hop-free requests at the origin, and every request that must be forwarded arrives, intact and in order |
 //! | `deadlines.rs` | read, send, header and idle deadlines, per route, neither early nor late |
 //! | `limits.rs` | 414, 431, 413, 404, `max_connections` |
 //! | `load.rs` | 200 concurrent tunnels × 50 messages, nothing lost |

@@ -1,9 +1,8 @@
-//! The smuggling corpus of switchyard-core (crates/core/tests/corpus/vectors.rs), end to
-//! end: each vector is written by a raw `std::net` client to a real proxy on 127.0.0.1
-//! in front of a raw recording origin, in one write and then one byte per write. The
-//! verdict uses the same rules as the core corpus (crates/core/tests/corpus/verify.rs):
-//! the statuses the client got, and that the origin received nothing, or exactly the
-//! expected well-formed requests.
+//! The smuggling corpus (`switchyard-corpus`, crates/corpus), end to end: each vector is
+//! written by a raw `std::net` client to a real proxy on 127.0.0.1 in front of a raw
+//! recording origin, in one write and then one byte per write. The verdict uses the same
+//! rules as the core corpus (`switchyard_corpus::verify`): the statuses the client got,
+//! and that the origin received nothing, or exactly the expected well-formed requests.
 //!
 //! A connection the proxy keeps open is ended with a probe request on the same
 //! connection: its response must come next and be intact, so a forged or leftover
@@ -16,18 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use switchyard_e2e::{wait_until, Proxy, IO_TIMEOUT};
-
-#[allow(dead_code)]
-mod corpus {
-    include!("../../crates/core/tests/corpus/check.rs");
-    include!("../../crates/core/tests/corpus/vectors.rs");
-    include!("../../crates/core/tests/corpus/verify.rs");
-}
-
-use corpus::{
-    client_statuses, parse_forwarded, vectors, verify, Observed, Parsed, Reply, Up, Vector,
+use switchyard_corpus::{
+    client_statuses, parse_forwarded, reply_bytes, verify, Observed, Parsed, Reply, Side, Up,
+    Vector,
 };
+use switchyard_e2e::{wait_until, Proxy, IO_TIMEOUT};
 
 /// Vectors that fail end to end, printed with their outcome but not asserted. Keep in
 /// step with `KNOWN_GAPS` of crates/core/tests/corpus.rs (the core is the same).
@@ -140,7 +132,7 @@ fn serve(mut stream: TcpStream, recording: &Recording, replies: &[Reply], answer
                 .get(answered.fetch_add(1, Ordering::SeqCst))
                 .copied()
                 .unwrap_or(Reply::Echo);
-            let _ = stream.write_all(&corpus::reply_bytes(reply, &request));
+            let _ = stream.write_all(&reply_bytes(reply, &request));
             match reply {
                 Reply::RawThenClose(_) => {
                     let _ = stream.shutdown(Shutdown::Write);
@@ -326,7 +318,7 @@ fn run_corpus(mode: Mode, select: impl Fn(&Vector) -> bool) {
     let started = Instant::now();
     let mut failures = Vec::new();
     let mut ran = 0;
-    for vector in vectors().into_iter().filter(|v| select(v)) {
+    for vector in switchyard_corpus::all().into_iter().filter(|v| select(v)) {
         ran += 1;
         let observed =
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&vector, mode))) {
@@ -386,5 +378,5 @@ fn smuggling_corpus_end_to_end_in_one_write() {
 #[test]
 fn smuggling_corpus_end_to_end_byte_by_byte() {
     // Request-side and upgrade vectors: those are the ones whose bytes the client writes.
-    run_corpus(Mode::Bytewise, |v| v.side != "response");
+    run_corpus(Mode::Bytewise, |v| v.side != Side::Response);
 }

@@ -1,7 +1,5 @@
-// Strict checks of what a proxy forwarded, shared by the core corpus
-// (crates/core/tests/corpus.rs) and the end-to-end corpus
-// (tests/tests/smuggling_corpus.rs) through `include!`. Dependency-free on purpose: an
-// independent parser, so a bug in the proxy's parser cannot hide itself.
+//! Strict checks of what a proxy forwarded. Dependency-free on purpose: an independent
+//! parser, so a bug in the proxy's parser cannot hide itself.
 
 /// One request as an upstream received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +47,7 @@ pub const NEVER_FORWARDED: &[&str] = &[
     "http2-settings",
 ];
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -305,65 +303,33 @@ pub fn view_upstream(received: &[u8]) -> UpstreamView {
     view
 }
 
-/// Statuses of the responses in what a client received, in order (1xx included). Lenient:
-/// it only needs to find where each response ends; a truncated last one still counts.
-pub fn client_statuses(received: &[u8], head_requests: bool) -> Vec<u16> {
-    let mut statuses = Vec::new();
-    let mut rest = received;
-    while let Some(end) = find(rest, b"\r\n\r\n") {
-        let head = String::from_utf8_lossy(&rest[..end]).into_owned();
-        rest = &rest[end + 4..];
-        let status: u16 = head
-            .strip_prefix("HTTP/1.")
-            .and_then(|s| s.get(2..5))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        statuses.push(status);
-        let field = |name: &str| {
-            head.split("\r\n").skip(1).find_map(|line| {
-                let (n, v) = line.split_once(':')?;
-                n.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_ascii_lowercase())
-            })
-        };
-        if head_requests || (100..200).contains(&status) || status == 204 || status == 304 {
-            continue;
-        }
-        if field("transfer-encoding").is_some() {
-            loop {
-                let Some(end) = find(rest, b"\r\n") else {
-                    return statuses;
-                };
-                let size_text = String::from_utf8_lossy(&rest[..end]);
-                let size_text = size_text.split(';').next().unwrap_or("").trim().to_string();
-                let Ok(size) = usize::from_str_radix(&size_text, 16) else {
-                    return statuses;
-                };
-                rest = &rest[end + 2..];
-                if size == 0 {
-                    match find(rest, b"\r\n") {
-                        Some(0) => rest = &rest[2..],
-                        _ => return statuses,
-                    }
-                    break;
-                }
-                if rest.len() < size + 2 {
-                    return statuses;
-                }
-                rest = &rest[size + 2..];
-            }
-        } else if let Some(length) = field("content-length") {
-            let Ok(length) = length.parse::<usize>() else {
-                return statuses;
-            };
-            if rest.len() < length {
-                return statuses;
-            }
-            rest = &rest[length..];
-        } else {
-            return statuses;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checker_refuses_what_an_upstream_must_never_see() {
+        let ok = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n";
+        assert!(matches!(parse_forwarded(ok), Parsed::Complete(_, n) if n == ok.len()));
+        for bad in [
+            &b"GET / HTTP/1.1\nHost: a\r\nConnection: keep-alive\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: keep-alive\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nUpgrade: websocket\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n05\r\nhello\r\n0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n X: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\x01\r\nConnection: keep-alive\r\n\r\n",
+            b"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_forwarded(bad), Parsed::Invalid(_)),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
-    statuses
 }

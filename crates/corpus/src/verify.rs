@@ -1,4 +1,8 @@
-// Judging one run of a vector, shared like check.rs and vectors.rs.
+//! Judging one run of a vector.
+
+use crate::forwarded::{parse_forwarded, view_upstream, Parsed, UpstreamView};
+use crate::statuses::client_statuses;
+use crate::vector::{Up, Vector};
 
 /// What one run of a vector produced, as seen from outside the proxy.
 #[derive(Debug, Clone)]
