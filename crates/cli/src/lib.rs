@@ -145,6 +145,8 @@ fn demo(args: &DemoArgs) -> ExitCode {
 /// `on_ready` is called with the bound addresses once clients can connect; `bind_hint` is
 /// appended to a bind error.
 fn serve(settings: &Settings, bind_hint: &str, on_ready: impl FnOnce(&[SocketAddr])) -> ExitCode {
+    // Before binding: the bind warns when max_connections does not fit in the limit.
+    raise_descriptor_limit();
     let server = match Server::bind(settings.server_config()) {
         Ok(server) => server,
         // The runtime's error names the address that could not be bound.
@@ -205,5 +207,18 @@ fn serve(settings: &Settings, bind_hint: &str, on_ready: impl FnOnce(&[SocketAdd
             ExitCode::SUCCESS
         }
         Err(err) => failure(format!("proxy failed: {err}")),
+    }
+}
+
+/// The binary owns its process, so it takes every descriptor it may: the soft open-file
+/// limit (often 1,024) is raised to the hard one, as `ulimit -n` could.
+fn raise_descriptor_limit() {
+    let before = switchyard_smol::descriptor_limit();
+    match switchyard_smol::raise_descriptor_limit() {
+        Ok(now) if now != before => {
+            tracing::debug!("open-file limit raised from {before} to {now}");
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!("cannot raise the open-file limit {before}: {err}"),
     }
 }

@@ -51,6 +51,15 @@
 //! with target `switchyard::access` (client, method, path, status, bytes each way,
 //! duration, and for tunnels the close reason). Protocol errors of clients are DEBUG,
 //! of upstreams WARN; failing upstream connects and accept errors are WARN.
+//!
+//! # Descriptor limits
+//!
+//! [`Server::bind`] warns once when `max_connections` cannot fit in the open-file limit
+//! (see [`DescriptorBudget`]); the library never changes the limit itself, a program
+//! owning its process calls [`raise_descriptor_limit`] first. While accepting fails for
+//! want of descriptors (EMFILE, ENFILE), a worker closes its oldest idle upstream
+//! connections and retries, and pauses briefly only when none are left; the shortage is
+//! logged once when it begins and once when it is over.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
@@ -63,13 +72,18 @@ mod buffer;
 mod driver;
 #[cfg(test)]
 mod idle_tests;
+mod limits;
 mod log;
 mod pipe;
 mod reactor;
 mod server;
+mod shortage;
 mod signal;
 mod upstream;
 
+pub use limits::{
+    descriptor_limit, raise_descriptor_limit, DescriptorBudget, DescriptorLimit, Shortfall,
+};
 pub use log::ACCESS_TARGET;
 pub use server::{Server, ShutdownHandle};
 

@@ -20,7 +20,7 @@ use crate::buffer::TUNNEL_BUFFER_SIZE;
 /// Most bytes one splice moves into a pipe (a pipe holds 64 KiB by default).
 const PIPE_CHUNK: usize = TUNNEL_BUFFER_SIZE;
 /// Most free pipes kept per thread; more are closed.
-const MAX_FREE_PER_THREAD: usize = 16;
+pub(crate) const MAX_FREE_PER_THREAD: usize = 16;
 
 /// Pipes taken and not given back (a pipe dropped with bytes in it, when a peer is gone,
 /// stays counted), and splices that moved bytes into a pipe, across all threads (tests

@@ -21,14 +21,17 @@ use async_executor::LocalExecutor;
 use futures_lite::{future, FutureExt};
 
 use crate::driver::{self, Shared};
+use crate::limits::{self, DescriptorBudget};
 use crate::reactor::{self, Io, Timer};
+use crate::shortage;
 use crate::signal::{ConnectionGuard, Signal, Tracker};
 use crate::upstream::{Group, Pool};
 use crate::{PoolConfig, ServerConfig};
 
 /// Connections accepted before the accept loop lets the other tasks run.
 const ACCEPT_BATCH: usize = 16;
-/// How long to pause accepting after the process ran out of file descriptors.
+/// How long accepting pauses after a failure that is not one client's: out of file
+/// descriptors with no idle upstream connection left to close, or any other.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// After `shutdown_grace`, how much longer connections may take to finish closing.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(1);
@@ -63,7 +66,9 @@ impl ShutdownHandle {
 
 impl Server {
     /// Checks `config` and binds every listener now, so a port already in use is reported
-    /// here, naming the address.
+    /// here, naming the address. Logs one warning when `max_connections` cannot fit in
+    /// the open-file limit (see [`DescriptorBudget`]); the limit itself is left alone
+    /// (see [`raise_descriptor_limit`](crate::raise_descriptor_limit)).
     ///
     /// Fails with [`io::ErrorKind::InvalidInput`] when there is no listener, a route maps
     /// to no upstream group (`route_upstream` must have one entry per route), or a group
@@ -77,6 +82,7 @@ impl Server {
         let mut listeners: Vec<Vec<TcpListener>> = (0..workers)
             .map(|_| Vec::with_capacity(config.listen.len()))
             .collect();
+        let budget = DescriptorBudget::new(&config, workers);
         let mut local_addrs = Vec::with_capacity(config.listen.len());
         for &addr in &config.listen {
             let cannot =
@@ -90,6 +96,8 @@ impl Server {
                 worker.push(listen(bound, true).map_err(cannot)?);
             }
         }
+        // Said once the listeners are bound: a port in use is the error to report.
+        limits::warn_if_short(&budget);
         let shared = Shared {
             core: Arc::new(config.core),
             groups: config
@@ -370,6 +378,7 @@ async fn accept_loop(
         match future::or(accept, stopped(&shutdown)).await {
             None => break,
             Some(Ok((stream, client_addr))) => {
+                shortage::accepted();
                 // A client usually sends its request right behind its handshake: read
                 // before waiting for an event.
                 let stream = match Io::stream(stream, true) {
@@ -408,6 +417,23 @@ async fn accept_loop(
                 };
                 executor.spawn(task).detach();
             }
+            Some(Err(error)) if shortage::out_of_descriptors(&error) => {
+                // Idle upstream connections are descriptors this worker can give back
+                // at once (a new client may still reuse the newer ones); only with none
+                // left does accepting wait for descriptors to be freed.
+                let closed = pool.close_oldest(shortage::TRIM_BATCH);
+                shortage::accept_failed(&error, closed, closed == 0);
+                if closed > 0 {
+                    continue;
+                }
+                let pause = async {
+                    Timer::after(ACCEPT_BACKOFF).await;
+                    Some(())
+                };
+                if future::or(pause, stopped(&shutdown)).await.is_none() {
+                    break;
+                }
+            }
             Some(Err(error)) => {
                 if is_per_connection(&error) {
                     tracing::debug!(%error, "accept failed");
@@ -430,7 +456,7 @@ async fn accept_loop(
 }
 
 /// Errors that concern one failed handshake, not the listener or the process (running
-/// out of file descriptors, EMFILE/ENFILE, is not one: it gets a pause).
+/// out of file descriptors, EMFILE/ENFILE, is not one: see `shortage`).
 fn is_per_connection(error: &io::Error) -> bool {
     matches!(
         error.kind(),

@@ -248,6 +248,29 @@ impl Pool {
         drop(discarded);
     }
 
+    /// Closes up to `most` idle connections, the longest idle first whatever their
+    /// server, and returns how many it closed: descriptors given back at once when the
+    /// process has none left.
+    pub(crate) fn close_oldest(&self, most: usize) -> usize {
+        let mut closed = Vec::new();
+        {
+            let mut idle = self.idle_mut();
+            // Each queue is oldest first; the oldest of all is at the front of one.
+            while closed.len() < most {
+                let oldest = idle
+                    .iter()
+                    .filter_map(|(server, queue)| Some((queue.front()?.since, *server)))
+                    .min();
+                let Some((_, server)) = oldest else { break };
+                closed.extend(idle.get_mut(&server).and_then(VecDeque::pop_front));
+            }
+            idle.retain(|_, queue| !queue.is_empty());
+        }
+        let count = closed.len();
+        drop(closed);
+        count
+    }
+
     /// Closes every idle connection.
     pub(crate) fn clear(&self) {
         let all = std::mem::take(&mut *self.idle_mut());
@@ -302,6 +325,46 @@ mod tests {
         assert_eq!(group.rotation(now), [addr(2), addr(3), addr(1)]);
         let later = now + FAIL_TIMEOUT + Duration::from_millis(1);
         assert_eq!(group.rotation(later), [addr(3), addr(1), addr(2)]);
+    }
+
+    #[test]
+    fn closing_the_oldest_takes_the_longest_idle_first_whatever_the_server() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = listener.local_addr().unwrap();
+        crate::reactor::block_on(async {
+            let pool = Pool::new(PoolConfig::default());
+            let mut pooled = Vec::new();
+            let mut peers = Vec::new();
+            for server in [addr(1), addr(2), addr(1), addr(2)] {
+                let stream = TcpStream::connect(origin).unwrap();
+                stream.set_nonblocking(true).unwrap();
+                let (peer, _) = listener.accept().unwrap();
+                peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                pooled.push(stream.local_addr().unwrap());
+                peers.push(peer);
+                // A later instant for each, so the order across servers is this one.
+                let before = Instant::now();
+                while Instant::now() == before {}
+                pool.put(server, Io::stream(stream, false).unwrap());
+            }
+            assert_eq!(pool.close_oldest(2), 2);
+            let kept = |server| pool.take(server).map(|s| s.get_ref().local_addr().unwrap());
+            assert_eq!(
+                kept(addr(1)),
+                Some(pooled[2]),
+                "the newer one to server 1 stays"
+            );
+            assert_eq!(
+                kept(addr(2)),
+                Some(pooled[3]),
+                "the newer one to server 2 stays"
+            );
+            for peer in &mut peers[..2] {
+                assert_eq!(peer.read(&mut [0u8; 1]).unwrap(), 0, "closed: EOF");
+            }
+            assert_eq!(pool.close_oldest(16), 0, "nothing idle is left to close");
+        })
+        .unwrap();
     }
 
     #[test]

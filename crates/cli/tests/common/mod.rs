@@ -94,10 +94,31 @@ fn lines_of(reader: impl Read + Send + 'static) -> Receiver<String> {
     rx
 }
 
+/// `switchyard` started with the open-file limit lowered to `soft` and `hard` (by the
+/// shell's `ulimit`, which the binary then inherits through `exec`, keeping the pid).
+pub fn binary_with_descriptor_limit(soft: u64, hard: u64) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(r#"ulimit -Sn "$1" && ulimit -Hn "$2" && shift 2 && exec "$@""#)
+        .arg("sh")
+        .arg(soft.to_string())
+        .arg(hard.to_string())
+        .arg(env!("CARGO_BIN_EXE_switchyard"));
+    command
+}
+
 impl Running {
     pub fn start(args: &[&str]) -> Running {
-        let mut child = binary()
-            .args(args)
+        let mut command = binary();
+        command.args(args);
+        Running::spawn(command)
+    }
+
+    /// Starts `command` (a [`binary`] or [`binary_with_descriptor_limit`] with its
+    /// arguments).
+    pub fn spawn(mut command: Command) -> Running {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -137,6 +158,11 @@ impl Running {
         }
     }
 
+    /// The stderr lines read so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
     /// Waits for the `listening on ADDR` log line and returns the address.
     pub fn listening_addr(&mut self) -> SocketAddr {
         let line = self.wait_for_log("listening on ");
@@ -145,11 +171,16 @@ impl Running {
             .unwrap_or_else(|_| panic!("bad address in {line:?}"))
     }
 
-    /// Waits for the process to exit within [`LIMIT`].
+    /// Waits for the process to exit within [`LIMIT`]; by then every stderr line it
+    /// wrote has been read.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + LIMIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The channel ends when the pipe does, at the process's exit.
+                while let Ok(line) = self.stderr.recv_timeout(LIMIT) {
+                    self.seen.push(line);
+                }
                 return status;
             }
             assert!(
