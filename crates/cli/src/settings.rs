@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use switchyard_core::{Config, Forwarding, Limits, Route, Timeouts};
+use switchyard_core::{Config, Forwarding, Limits, Route, Timeouts, WebSocketPolicy};
 
 use crate::duration::{format_duration, ConfigDuration, ConfigTimeout};
 use crate::error::ConfigError;
@@ -326,6 +326,7 @@ impl Settings {
                         &timeouts,
                     ),
                     max_body_bytes: flags.max_body_bytes.or(r.max_body_bytes).or(default_body),
+                    websocket: WebSocketPolicy::default(),
                 });
                 route_upstream.push(index);
             }
@@ -336,6 +337,7 @@ impl Settings {
                 allow_upgrade: default_upgrades,
                 timeouts: timeouts.clone(),
                 max_body_bytes: default_body,
+                websocket: WebSocketPolicy::default(),
             });
             route_upstream.push(upstreams.len() - 1);
         } else {

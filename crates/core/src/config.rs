@@ -84,6 +84,37 @@ impl Default for Forwarding {
     }
 }
 
+/// How a route's WebSocket tunnels are followed frame by frame (RFC 6455 §5.2).
+///
+/// A tunnel whose protocol is `websocket` is frame-aware when `validate` is on or pings
+/// are: the core then reads each frame's header (never its payload) in both directions,
+/// so that it can check frames, answer for dead peers and write Close frames of its own
+/// between the peers' frames. With `validate` off and no pings it is a plain byte tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSocketPolicy {
+    /// Check every frame: client frames masked, upstream frames unmasked, no reserved
+    /// opcodes, control frames whole and at most 125 bytes, fragments in order, RSV bits
+    /// only as a negotiated extension allows. A violation closes both sides with 1002.
+    /// Default on.
+    pub validate: bool,
+    /// Send a side a Ping when nothing has been received from it for this long. Default
+    /// off.
+    pub ping_interval: Option<Duration>,
+    /// After the proxy's Ping, how long a side may send nothing at all before it is
+    /// declared dead (the other side gets Close 1001). Default 10 s.
+    pub ping_timeout: Duration,
+}
+
+impl Default for WebSocketPolicy {
+    fn default() -> Self {
+        WebSocketPolicy {
+            validate: true,
+            ping_interval: None,
+            ping_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// One route: requests whose path starts with `prefix` go to this route's upstream group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -97,6 +128,8 @@ pub struct Route {
     pub timeouts: Timeouts,
     /// Largest request body accepted; larger is `413`. `None` means unlimited.
     pub max_body_bytes: Option<u64>,
+    /// How this route's WebSocket tunnels are followed.
+    pub websocket: WebSocketPolicy,
 }
 
 impl Route {
@@ -107,6 +140,7 @@ impl Route {
             allow_upgrade: vec!["websocket".to_string()],
             timeouts: Timeouts::default(),
             max_body_bytes: None,
+            websocket: WebSocketPolicy::default(),
         }
     }
 }

@@ -99,7 +99,9 @@ mod timer;
 mod tunnel;
 mod upgrade;
 
-pub use config::{Config, Forwarding, Limits, PeerInfo, Route, RouteId, Scheme, Timeouts};
+pub use config::{
+    Config, Forwarding, Limits, PeerInfo, Route, RouteId, Scheme, Timeouts, WebSocketPolicy,
+};
 pub use connection::Connection;
 pub use error::{ErrorKind, Misuse, ProtocolError};
 pub use event::{AccessRecord, CloseReason, Event, TunnelRecord};
