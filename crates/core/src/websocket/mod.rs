@@ -83,19 +83,21 @@
 //! [`Input::TunnelActivity`]: crate::Input::TunnelActivity
 
 pub mod encode;
+mod extensions;
 mod header;
 mod parser;
 mod tracker;
 mod validate;
 
 pub use encode::{CloseCode, PayloadTooLong};
+pub use extensions::Extensions;
 pub use header::{
     apply_mask, FrameHeader, HeaderStatus, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1, RSV2,
     RSV3,
 };
 pub use parser::{FrameParser, WholeFrame};
 pub use tracker::{ControlPayload, FrameStats, FrameTracker, PayloadOverrun, Step};
-pub use validate::{Extensions, Rules, Violation};
+pub use validate::{Rules, Violation};
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,8 @@
 use std::fmt;
 
 use super::encode::CloseCode;
-use super::header::{FrameHeader, HeaderStatus, Opcode, MAX_CONTROL_PAYLOAD, RSV1};
+use super::extensions::Extensions;
+use super::header::{FrameHeader, HeaderStatus, Opcode, MAX_CONTROL_PAYLOAD};
 use crate::io::Side;
 
 /// A protocol error in a peer's frames: the frame must not be forwarded and both sides
@@ -76,72 +77,6 @@ impl fmt::Display for Violation {
 }
 
 impl std::error::Error for Violation {}
-
-/// The extensions the `101`'s `Sec-WebSocket-Extensions` agreed on, as far as they
-/// decide which RSV bits a frame may carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Extensions {
-    /// No extension: every RSV bit must be clear.
-    #[default]
-    None,
-    /// `permessage-deflate` (RFC 7692): RSV1 on the first frame of a data message.
-    PermessageDeflate,
-    /// An extension the proxy does not know: its use of the RSV bits cannot be checked,
-    /// so they are not.
-    Unknown,
-}
-
-impl Extensions {
-    /// What the `Sec-WebSocket-Extensions` field values of a `101` agreed on (all of
-    /// them, in order; no value means no extension). Commas inside quoted parameter
-    /// values do not separate extensions.
-    pub fn from_header_values<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Extensions {
-        let mut found = Extensions::None;
-        for value in values {
-            for element in split_unquoted(value, b',') {
-                let name = split_unquoted(element, b';').next().unwrap_or(element);
-                let name = name.trim_ascii();
-                if name.is_empty() {
-                    continue;
-                }
-                if name.eq_ignore_ascii_case(b"permessage-deflate") && found == Extensions::None {
-                    found = Extensions::PermessageDeflate;
-                } else {
-                    // Another extension (or permessage-deflate twice, which no valid
-                    // handshake has): its bits are unknown.
-                    return Extensions::Unknown;
-                }
-            }
-        }
-        found
-    }
-
-    /// The RSV bits a frame with `opcode` may carry.
-    fn allowed_rsv(self, opcode: Opcode) -> u8 {
-        match self {
-            Extensions::None => 0,
-            Extensions::PermessageDeflate if opcode.starts_message() => RSV1,
-            Extensions::PermessageDeflate => 0,
-            Extensions::Unknown => 0b111,
-        }
-    }
-}
-
-/// Splits `bytes` at `separator`s outside double-quoted strings (with `\` escapes).
-fn split_unquoted(bytes: &[u8], separator: u8) -> impl Iterator<Item = &[u8]> {
-    let mut quoted = false;
-    let mut escaped = false;
-    bytes.split(move |&b| {
-        if escaped {
-            escaped = false;
-        } else if quoted && b == b'\\' {
-            escaped = true;
-        } else if b == b'"' {
-            quoted = !quoted;
-        }
-        !quoted && b == separator
-    })
-}
 
 /// How one direction's frames are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -256,6 +191,7 @@ impl Validator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::websocket::header::RSV1;
 
     const FROM_CLIENT: Side = Side::Client;
     const FROM_UPSTREAM: Side = Side::Upstream;
@@ -382,14 +318,13 @@ mod tests {
             rsv1,
             "on a Ping"
         );
-        let validator = Validator::new(
+        let mut validator = Validator::new(
             FROM_UPSTREAM,
             Rules {
                 validate: true,
                 extensions: deflate,
             },
         );
-        let mut validator = validator;
         validator.in_message = true;
         assert_eq!(validator.check_prefix(&[0xC0]), rsv1, "on a continuation");
         assert_eq!(
@@ -431,24 +366,6 @@ mod tests {
         for prefix in [&[0x0F, 0x05][..], &[0x70, 127, 0xFF], &[0x08, 1], &[0x80]] {
             assert_eq!(validator.check_prefix(prefix), Ok(()));
         }
-    }
-
-    #[test]
-    fn extensions_from_the_101() {
-        let of =
-            |values: &[&str]| Extensions::from_header_values(values.iter().map(|v| v.as_bytes()));
-        assert_eq!(of(&[]), Extensions::None);
-        assert_eq!(of(&[" , "]), Extensions::None);
-        assert_eq!(
-            of(&["Permessage-Deflate; server_no_context_takeover"]),
-            Extensions::PermessageDeflate
-        );
-        assert_eq!(of(&["permessage-deflate, x-custom"]), Extensions::Unknown);
-        assert_eq!(of(&["permessage-deflate", "x-custom"]), Extensions::Unknown);
-        assert_eq!(
-            of(&["permessage-deflate; note=\"a, b\\\" c\""]),
-            Extensions::PermessageDeflate
-        );
     }
 
     #[test]
