@@ -211,8 +211,11 @@ impl FrameTracker {
     }
 
     /// Takes the next bytes of the direction, from where the last step left off (the
-    /// bytes after those it consumed; a [`Step::NeedMore`] consumed all). Showing no
-    /// bytes is harmless. See [`Step`] for what to do with them.
+    /// bytes after those it consumed; a [`Step::NeedMore`] consumed all). See [`Step`]
+    /// for what to do with them. Showing no bytes moves nothing (inside a payload it
+    /// gives `Payload { len: 0 }`), but like every call it ends what
+    /// [`FrameTracker::carried`] and [`FrameTracker::control_payload`] give for the
+    /// last step: read them first.
     pub fn advance(&mut self, input: &[u8]) -> Step {
         self.carried_len = 0;
         if let Some(violation) = self.violation {
@@ -360,15 +363,13 @@ impl FrameTracker {
             Opcode::Pong => self.stats.pongs += 1,
             Opcode::Close => {
                 self.stats.close_frames += 1;
-                if self.stats.close_code.is_none() {
-                    let payload = &self.held[header_len..usize::from(self.held_len)];
-                    if let (&[high, low, ..], Some(key)) = (payload, header.mask) {
-                        let mut code = [high, low];
+                let payload = &self.held[header_len..usize::from(self.held_len)];
+                if let (None, &[high, low, ..]) = (self.stats.close_code, payload) {
+                    let mut code = [high, low];
+                    if let Some(key) = header.mask {
                         apply_mask(&mut code, key, 0);
-                        self.stats.close_code = Some(u16::from_be_bytes(code));
-                    } else if let &[high, low, ..] = payload {
-                        self.stats.close_code = Some(u16::from_be_bytes([high, low]));
                     }
+                    self.stats.close_code = Some(u16::from_be_bytes(code));
                 }
             }
             _ => {}

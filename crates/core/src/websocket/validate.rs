@@ -26,7 +26,7 @@ pub enum Violation {
     },
     /// RSV bits that no negotiated extension gave a meaning to.
     ReservedBits {
-        /// The RSV bits of the frame ([`RSV1`] etc.).
+        /// The RSV bits of the frame ([`RSV1`](super::RSV1) etc.).
         rsv: u8,
     },
     /// A control frame whose payload is over 125 bytes.
