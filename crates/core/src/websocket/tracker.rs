@@ -231,6 +231,11 @@ impl FrameTracker {
             self.complete = false;
             self.held_len = 0;
         }
+        if self.held_len == 0 {
+            if let Some(step) = self.whole_data_header(input) {
+                return step;
+            }
+        }
         let carried = self.held_len;
         let mut consumed = 0;
         let (header, header_len) = loop {
@@ -269,6 +274,28 @@ impl FrameTracker {
         }
         self.payload_remaining = header.payload_len;
         Step::Header { header, consumed }
+    }
+
+    /// The common case, without holding anything: a data frame's whole header at the
+    /// start of `input`. `None` when the slow path must gather the bytes.
+    fn whole_data_header(&mut self, input: &[u8]) -> Option<Step> {
+        let HeaderStatus::Complete { header, len } = FrameHeader::parse(input) else {
+            return None;
+        };
+        if holds_payload(&header) {
+            return None;
+        }
+        if let Err(violation) = self.validator.check_prefix(&input[..len]) {
+            self.violation = Some(violation);
+            return Some(Step::Violation(violation));
+        }
+        self.complete = true;
+        self.count(&header, len);
+        self.payload_remaining = header.payload_len;
+        Some(Step::Header {
+            header,
+            consumed: len,
+        })
     }
 
     /// Reports `len` payload bytes of the current frame forwarded without being shown
@@ -363,7 +390,9 @@ impl FrameTracker {
             Opcode::Pong => self.stats.pongs += 1,
             Opcode::Close => {
                 self.stats.close_frames += 1;
-                let payload = &self.held[header_len..usize::from(self.held_len)];
+                // Empty unless the tracker holds the payload.
+                let held = &self.held[..usize::from(self.held_len)];
+                let payload = held.get(header_len..).unwrap_or_default();
                 if let (None, &[high, low, ..]) = (self.stats.close_code, payload) {
                     let mut code = [high, low];
                     if let Some(key) = header.mask {
