@@ -82,6 +82,7 @@
 //!
 //! [`Input::TunnelActivity`]: crate::Input::TunnelActivity
 
+mod control;
 pub mod encode;
 mod extensions;
 mod header;
@@ -89,6 +90,7 @@ mod parser;
 mod tracker;
 mod validate;
 
+pub use control::ControlPayload;
 pub use encode::{CloseCode, PayloadTooLong};
 pub use extensions::Extensions;
 pub use header::{
@@ -96,7 +98,7 @@ pub use header::{
     RSV3,
 };
 pub use parser::{FrameParser, WholeFrame};
-pub use tracker::{ControlPayload, FrameStats, FrameTracker, PayloadOverrun, Step};
+pub use tracker::{FrameStats, FrameTracker, PayloadOverrun, Step};
 pub use validate::{Rules, Violation};
 
 #[cfg(test)]

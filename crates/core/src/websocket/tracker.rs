@@ -1,8 +1,8 @@
 //! [`FrameTracker`]: one direction of a WebSocket tunnel, followed frame by frame.
 
 use std::fmt;
-use std::ops::Deref;
 
+use super::control::ControlPayload;
 use super::header::{
     apply_mask, FrameHeader, HeaderStatus, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
@@ -64,49 +64,6 @@ pub struct FrameStats {
     pub close_frames: u64,
     /// The code of the first Close frame, if it carried one (none is 1005 in logs).
     pub close_code: Option<u16>,
-}
-
-/// The payload of a control frame, unmasked.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct ControlPayload {
-    bytes: [u8; MAX_CONTROL_PAYLOAD],
-    len: u8,
-}
-
-impl ControlPayload {
-    /// The payload.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
-
-    /// Read as a Close payload: its code, if it has one.
-    pub fn close_code(&self) -> Option<u16> {
-        match self.as_bytes() {
-            [high, low, ..] => Some(u16::from_be_bytes([*high, *low])),
-            _ => None,
-        }
-    }
-
-    /// Read as a Close payload: the reason after the code (not checked as UTF-8).
-    pub fn close_reason(&self) -> &[u8] {
-        self.as_bytes().get(2..).unwrap_or_default()
-    }
-}
-
-impl Deref for ControlPayload {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
-impl fmt::Debug for ControlPayload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ControlPayload")
-            .field(&self.as_bytes())
-            .finish()
-    }
 }
 
 /// [`FrameTracker::payload_forwarded`] was told of more payload than the frame has left.
@@ -333,15 +290,7 @@ impl FrameTracker {
         if !holds_payload(&header) {
             return None;
         }
-        let mut payload = ControlPayload {
-            bytes: [0; MAX_CONTROL_PAYLOAD],
-            len: (held.len() - len) as u8,
-        };
-        payload.bytes[..held.len() - len].copy_from_slice(&held[len..]);
-        if let Some(key) = header.mask {
-            apply_mask(&mut payload.bytes[..held.len() - len], key, 0);
-        }
-        Some(payload)
+        Some(ControlPayload::unmasked(&held[len..], header.mask))
     }
 
     /// Payload bytes of the current data frame still to forward raw; zero at a frame
