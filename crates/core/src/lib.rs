@@ -98,6 +98,7 @@ mod state;
 mod timer;
 mod tunnel;
 mod upgrade;
+pub mod websocket;
 
 pub use config::{
     Config, Forwarding, Limits, PeerInfo, Route, RouteId, Scheme, Timeouts, WebSocketPolicy,
