@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::duration::{parse_duration, ZERO_TIMEOUT};
+use crate::duration::{
+    parse_any_duration, parse_duration_or_off_text, parse_timeout, DurationOrOff,
+};
 use crate::file::{parse_address, parse_upgrade_protocol};
 use crate::settings::Overrides;
 
@@ -61,9 +63,10 @@ pub struct ProxyArgs {
     /// How long a kept-alive client may wait between requests [default: 75s].
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub idle_timeout: Option<Duration>,
-    /// Close a tunnel when neither direction moved this long; `0s` is off [default: off].
-    #[arg(long, value_name = "DURATION", value_parser = parse_tunnel_idle)]
-    pub tunnel_idle_timeout: Option<TunnelIdle>,
+    /// Close a tunnel when neither direction moved this long; `off` or `0s` is off
+    /// [default: off].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_or_off_text)]
+    pub tunnel_idle_timeout: Option<DurationOrOff>,
     /// Upgrade protocol to forward (repeatable) [default: websocket]. `h2c` is refused.
     #[arg(long, value_name = "PROTO", value_parser = parse_upgrade_protocol)]
     pub allow_upgrade: Vec<String>,
@@ -96,27 +99,6 @@ pub struct DemoArgs {
     /// Log filter, `tracing` env-filter syntax.
     #[arg(long, value_name = "FILTER", default_value = "info")]
     pub log: String,
-}
-
-/// `--tunnel-idle-timeout`: `None` is off (`0s`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TunnelIdle(pub Option<Duration>);
-
-fn parse_any_duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.to_string())
-}
-
-fn parse_timeout(text: &str) -> Result<Duration, String> {
-    match parse_duration(text) {
-        Ok(d) if d.is_zero() => Err(ZERO_TIMEOUT.to_string()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn parse_tunnel_idle(text: &str) -> Result<TunnelIdle, String> {
-    let d = parse_any_duration(text)?;
-    Ok(TunnelIdle((!d.is_zero()).then_some(d)))
 }
 
 impl ProxyArgs {

@@ -9,7 +9,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::duration::{ConfigDuration, ConfigTimeout};
+use crate::duration::{ConfigDuration, ConfigTimeout, DurationOrOff};
 use crate::error::ConfigError;
 
 /// The whole file. Top-level keys come before the first `[table]`, as TOML requires.
@@ -56,8 +56,8 @@ pub struct Defaults {
     pub read_timeout: Option<ConfigTimeout>,
     /// Stalled write deadline.
     pub send_timeout: Option<ConfigTimeout>,
-    /// Tunnel idle deadline; `"0s"` is off.
-    pub tunnel_idle_timeout: Option<ConfigDuration>,
+    /// Tunnel idle deadline; `"off"` or `"0s"` is off.
+    pub tunnel_idle_timeout: Option<DurationOrOff>,
     /// Upgrade protocols forwarded.
     pub allow_upgrade: Option<Vec<Spanned<String>>>,
     /// Largest request body.
@@ -116,8 +116,8 @@ pub struct RouteSection {
     pub read_timeout: Option<ConfigTimeout>,
     /// Stalled write deadline.
     pub send_timeout: Option<ConfigTimeout>,
-    /// Tunnel idle deadline; `"0s"` is off.
-    pub tunnel_idle_timeout: Option<ConfigDuration>,
+    /// Tunnel idle deadline; `"off"` or `"0s"` is off.
+    pub tunnel_idle_timeout: Option<DurationOrOff>,
     /// Upgrade protocols forwarded on this route.
     pub allow_upgrade: Option<Vec<Spanned<String>>>,
     /// Largest request body on this route.
@@ -263,7 +263,7 @@ mod tests {
         let ok = source("[defaults]\ntunnel_idle_timeout = \"0s\"\n")
             .parse()
             .unwrap();
-        assert_eq!(ok.defaults.tunnel_idle_timeout.unwrap().0.as_secs(), 0);
+        assert_eq!(ok.defaults.tunnel_idle_timeout, Some(DurationOrOff(None)));
     }
 
     #[test]
