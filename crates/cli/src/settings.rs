@@ -1,6 +1,8 @@
 //! The effective configuration: built-in defaults, then the file, then flags (flags win).
 
 mod display;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +48,10 @@ pub struct Overrides {
     pub send_timeout: Option<Duration>,
     /// `--tunnel-idle-timeout`; `Some(None)` is `off`.
     pub tunnel_idle_timeout: Option<Option<Duration>>,
+    /// `--ws-ping-interval`; `Some(None)` is `off`.
+    pub ws_ping_interval: Option<Option<Duration>>,
+    /// `--ws-ping-timeout`.
+    pub ws_ping_timeout: Option<Duration>,
     /// `--allow-upgrade`, replacing every route's list.
     pub allow_upgrade: Vec<String>,
     /// `--max-header-bytes`.
@@ -117,6 +123,28 @@ fn route_deadlines(
             .or(tunnel.map(|t| t.0))
             .unwrap_or(base.tunnel_idle),
         ..base.clone()
+    }
+}
+
+/// The per-route WebSocket policy, each setting from the flag (pings only), else the
+/// file's `ws_validate`, `ws_ping_interval` and `ws_ping_timeout`, else `base`.
+fn route_websocket(
+    flags: &Overrides,
+    validate: Option<bool>,
+    ping_interval: Option<DurationOrOff>,
+    ping_timeout: Option<ConfigTimeout>,
+    base: &WebSocketPolicy,
+) -> WebSocketPolicy {
+    WebSocketPolicy {
+        validate: validate.unwrap_or(base.validate),
+        ping_interval: flags
+            .ws_ping_interval
+            .or(ping_interval.map(|p| p.0))
+            .unwrap_or(base.ping_interval),
+        ping_timeout: flags
+            .ws_ping_timeout
+            .or(ping_timeout.map(|t| t.0))
+            .unwrap_or(base.ping_timeout),
     }
 }
 
@@ -208,6 +236,13 @@ impl Settings {
             vec!["websocket".to_string()]
         };
         let default_body = flags.max_body_bytes.or(d.max_body_bytes);
+        let default_websocket = route_websocket(
+            flags,
+            d.ws_validate,
+            d.ws_ping_interval,
+            d.ws_ping_timeout,
+            &WebSocketPolicy::default(),
+        );
 
         let builtin_limits = Limits::default();
         let limits = Limits {
@@ -323,7 +358,13 @@ impl Settings {
                         &timeouts,
                     ),
                     max_body_bytes: flags.max_body_bytes.or(r.max_body_bytes).or(default_body),
-                    websocket: WebSocketPolicy::default(),
+                    websocket: route_websocket(
+                        flags,
+                        r.ws_validate,
+                        r.ws_ping_interval,
+                        r.ws_ping_timeout,
+                        &default_websocket,
+                    ),
                 });
                 route_upstream.push(index);
             }
@@ -334,7 +375,7 @@ impl Settings {
                 allow_upgrade: default_upgrades,
                 timeouts: timeouts.clone(),
                 max_body_bytes: default_body,
-                websocket: WebSocketPolicy::default(),
+                websocket: default_websocket,
             });
             route_upstream.push(upstreams.len() - 1);
         } else {

@@ -93,6 +93,20 @@ impl fmt::Display for Settings {
                 format_duration(rt.send),
                 format_duration_or_off(rt.tunnel_idle)
             )?;
+            let ws = &route.websocket;
+            let pings = match ws.ping_interval {
+                Some(every) => format!(
+                    "ping every {}, dead after {}",
+                    format_duration(every),
+                    format_duration(ws.ping_timeout)
+                ),
+                None => "ping off".to_string(),
+            };
+            writeln!(
+                f,
+                "    websocket      validate {}   {pings}",
+                on_off(ws.validate)
+            )?;
             writeln!(
                 f,
                 "    max_body_bytes {}",
