@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::duration::{parse_duration, ZERO_TIMEOUT};
+use crate::duration::{
+    parse_any_duration, parse_duration_or_off_text, parse_timeout, DurationOrOff,
+};
 use crate::file::{parse_address, parse_upgrade_protocol};
 use crate::settings::Overrides;
 
@@ -61,9 +63,18 @@ pub struct ProxyArgs {
     /// How long a kept-alive client may wait between requests [default: 75s].
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub idle_timeout: Option<Duration>,
-    /// Close a tunnel when neither direction moved this long; `0s` is off [default: off].
-    #[arg(long, value_name = "DURATION", value_parser = parse_tunnel_idle)]
-    pub tunnel_idle_timeout: Option<TunnelIdle>,
+    /// Close a tunnel when neither direction moved this long; `off` or `0s` is off
+    /// [default: off].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_or_off_text)]
+    pub tunnel_idle_timeout: Option<DurationOrOff>,
+    /// Ping a WebSocket side that sent nothing this long; `off` or `0s` is off
+    /// [default: off].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_or_off_text)]
+    pub ws_ping_interval: Option<DurationOrOff>,
+    /// After a ping, how long a WebSocket side may send nothing before it is taken for
+    /// dead [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub ws_ping_timeout: Option<Duration>,
     /// Upgrade protocol to forward (repeatable) [default: websocket]. `h2c` is refused.
     #[arg(long, value_name = "PROTO", value_parser = parse_upgrade_protocol)]
     pub allow_upgrade: Vec<String>,
@@ -98,27 +109,6 @@ pub struct DemoArgs {
     pub log: String,
 }
 
-/// `--tunnel-idle-timeout`: `None` is off (`0s`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TunnelIdle(pub Option<Duration>);
-
-fn parse_any_duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.to_string())
-}
-
-fn parse_timeout(text: &str) -> Result<Duration, String> {
-    match parse_duration(text) {
-        Ok(d) if d.is_zero() => Err(ZERO_TIMEOUT.to_string()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn parse_tunnel_idle(text: &str) -> Result<TunnelIdle, String> {
-    let d = parse_any_duration(text)?;
-    Ok(TunnelIdle((!d.is_zero()).then_some(d)))
-}
-
 impl ProxyArgs {
     /// The flags as overrides of the config file.
     pub fn overrides(&self) -> Overrides {
@@ -132,6 +122,8 @@ impl ProxyArgs {
             read_timeout: self.read_timeout,
             send_timeout: self.send_timeout,
             tunnel_idle_timeout: self.tunnel_idle_timeout.map(|t| t.0),
+            ws_ping_interval: self.ws_ping_interval.map(|t| t.0),
+            ws_ping_timeout: self.ws_ping_timeout,
             allow_upgrade: self.allow_upgrade.clone(),
             max_header_bytes: self.max_header_bytes,
             max_body_bytes: self.max_body_bytes,
@@ -172,6 +164,33 @@ mod tests {
         assert_eq!(o.upstream.len(), 2);
         assert_eq!(o.read_timeout, Some(Duration::from_secs(120)));
         assert_eq!(o.tunnel_idle_timeout, Some(None));
+        assert_eq!(o.ws_ping_interval, None);
+        assert_eq!(o.ws_ping_timeout, None);
+    }
+
+    #[test]
+    fn websocket_ping_flags_parse_and_off_turns_pings_off() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["switchyard"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).map(|cli| cli.proxy.overrides())
+        };
+        let o = parse(&["--ws-ping-interval", "30s", "--ws-ping-timeout", "5s"]).unwrap();
+        assert_eq!(o.ws_ping_interval, Some(Some(Duration::from_secs(30))));
+        assert_eq!(o.ws_ping_timeout, Some(Duration::from_secs(5)));
+        for off in ["off", "0s"] {
+            let o = parse(&["--ws-ping-interval", off, "--tunnel-idle-timeout", off]).unwrap();
+            assert_eq!(o.ws_ping_interval, Some(None), "{off}");
+            assert_eq!(o.tunnel_idle_timeout, Some(None), "{off}");
+        }
+        for bad in ["0s", "off", "10"] {
+            let err = parse(&["--ws-ping-timeout", bad]).unwrap_err().to_string();
+            assert!(err.contains("--ws-ping-timeout"), "{err}");
+        }
+        let err = parse(&["--ws-ping-interval", "never"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected `off` or"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Durations as people write them in flags and config files: `60s`, `500ms`, `2m`, `1h`.
+//! Durations as people write them in flags and config files: `60s`, `500ms`, `2m`, `1h`,
+//! and `off` for the settings that can be off.
 
 use std::fmt;
 use std::time::Duration;
@@ -16,6 +17,8 @@ pub enum DurationError {
     UnknownUnit(String),
     /// The value does not fit in a duration.
     TooLarge(String),
+    /// Where a setting can be off: neither `off` nor a number (`none`, `Off`).
+    NotDurationOrOff(String),
 }
 
 impl fmt::Display for DurationError {
@@ -37,6 +40,10 @@ impl fmt::Display for DurationError {
                 "invalid duration `{s}`: unknown unit (use `ms`, `s`, `m` or `h`)"
             ),
             DurationError::TooLarge(s) => write!(f, "invalid duration `{s}`: too large"),
+            DurationError::NotDurationOrOff(s) => write!(
+                f,
+                "invalid duration `{s}`: expected `off` or a whole number followed by a unit, like `30s`"
+            ),
         }
     }
 }
@@ -114,6 +121,66 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// The word that turns off a setting that can be off (`tunnel_idle_timeout`,
+/// `ws_ping_interval`); `0s` means the same.
+pub const OFF: &str = "off";
+
+/// Parses a setting that can be off: [`OFF`] or `0s` is `None`, any other duration is
+/// `Some`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use switchyard::duration::parse_duration_or_off;
+///
+/// assert_eq!(parse_duration_or_off("30s"), Ok(Some(Duration::from_secs(30))));
+/// assert_eq!(parse_duration_or_off("off"), Ok(None));
+/// assert_eq!(parse_duration_or_off("0s"), Ok(None));
+/// assert!(parse_duration_or_off("30").is_err());
+/// ```
+pub fn parse_duration_or_off(text: &str) -> Result<Option<Duration>, DurationError> {
+    if text.trim() == OFF {
+        return Ok(None);
+    }
+    match parse_duration(text) {
+        Ok(d) => Ok((!d.is_zero()).then_some(d)),
+        // Whoever wrote a word here most likely meant to turn the setting off.
+        Err(DurationError::NoNumber(s)) => Err(DurationError::NotDurationOrOff(s)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Formats a setting that can be off: [`OFF`] or what [`format_duration`] writes.
+pub fn format_duration_or_off(d: Option<Duration>) -> String {
+    d.map_or_else(|| OFF.to_string(), format_duration)
+}
+
+/// The one line shown for a zero timeout, in flags and in files.
+const ZERO_TIMEOUT: &str = "a timeout of `0s` is not allowed here (only tunnel_idle_timeout and ws_ping_interval can be off, with `off` or `0s`)";
+
+/// Parses a timeout: a duration other than `0s`, since a zero deadline would fail every
+/// request (or declare every peer dead).
+pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text) {
+        Ok(d) if d.is_zero() => Err(ZERO_TIMEOUT.to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// [`parse_duration`] with the error as text, as clap and serde take it.
+pub(crate) fn parse_any_duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// [`parse_duration_or_off`] with the error as text, as clap and serde take it.
+pub(crate) fn parse_duration_or_off_text(text: &str) -> Result<DurationOrOff, String> {
+    parse_duration_or_off(text)
+        .map(DurationOrOff)
+        .map_err(|e| e.to_string())
+}
+
 /// A duration read from a config file, such as `"10s"`; `"0s"` is allowed. A bad value is
 /// reported by the TOML parser with the line it is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,49 +191,61 @@ pub struct ConfigDuration(pub Duration);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConfigTimeout(pub Duration);
 
-/// The one line shown for a zero timeout, in flags and in files.
-pub(crate) const ZERO_TIMEOUT: &str =
-    "a timeout of `0s` is not allowed here (only the tunnel idle timeout may be `0s`, meaning off)";
+/// A setting that can be off, from a flag or a config file: `"off"` or `"0s"` is
+/// `DurationOrOff(None)`, see [`parse_duration_or_off`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationOrOff(pub Option<Duration>);
 
-struct DurationVisitor {
-    allow_zero: bool,
+/// Reads a TOML string with `parse`, and refuses a bare number with the fix.
+struct DurationVisitor<T> {
+    parse: fn(&str) -> Result<T, String>,
+    expecting: &'static str,
 }
 
-impl serde::de::Visitor<'_> for DurationVisitor {
-    type Value = Duration;
+impl<T> serde::de::Visitor<'_> for DurationVisitor<T> {
+    type Value = T;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a duration string like \"60s\", \"500ms\", \"2m\" or \"1h\"")
+        f.write_str(self.expecting)
     }
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-        let d = parse_duration(v).map_err(E::custom)?;
-        if d.is_zero() && !self.allow_zero {
-            return Err(E::custom(ZERO_TIMEOUT));
-        }
-        Ok(d)
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        (self.parse)(v).map_err(E::custom)
     }
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
         Err(E::custom(format!(
             "invalid duration {v}: write it as a string with a unit, like \"{v}s\""
         )))
     }
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
         self.visit_i64(v as i64)
     }
 }
 
+const EXPECTING_DURATION: &str = "a duration string like \"60s\", \"500ms\", \"2m\" or \"1h\"";
+
 impl<'de> serde::Deserialize<'de> for ConfigDuration {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(DurationVisitor { allow_zero: true })
-            .map(ConfigDuration)
+        deserializer.deserialize_any(DurationVisitor {
+            parse: |s| parse_any_duration(s).map(ConfigDuration),
+            expecting: EXPECTING_DURATION,
+        })
     }
 }
 
 impl<'de> serde::Deserialize<'de> for ConfigTimeout {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(DurationVisitor { allow_zero: false })
-            .map(ConfigTimeout)
+        deserializer.deserialize_any(DurationVisitor {
+            parse: |s| parse_timeout(s).map(ConfigTimeout),
+            expecting: EXPECTING_DURATION,
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DurationOrOff {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DurationVisitor {
+            parse: parse_duration_or_off_text,
+            expecting: "a duration string like \"30s\", or \"off\"",
+        })
     }
 }
 
@@ -243,5 +322,80 @@ mod tests {
         }
         assert_eq!(format_duration(Duration::from_secs(3600)), "60m");
         assert_eq!(format_duration(Duration::from_secs(61 * 60)), "61m");
+    }
+
+    #[test]
+    fn off_and_zero_turn_a_setting_off() {
+        for text in ["off", " off ", "0s", "0ms", "0h"] {
+            assert_eq!(parse_duration_or_off(text), Ok(None), "{text}");
+        }
+        assert_eq!(
+            parse_duration_or_off("30s"),
+            Ok(Some(Duration::from_secs(30)))
+        );
+        assert_eq!(format_duration_or_off(None), "off");
+        assert_eq!(format_duration_or_off(Some(Duration::from_secs(30))), "30s");
+    }
+
+    #[test]
+    fn other_words_are_refused_and_the_error_names_off() {
+        for text in ["Off", "OFF", "none", "false", "offs"] {
+            let err = parse_duration_or_off(text).unwrap_err();
+            assert_eq!(err, DurationError::NotDurationOrOff(text.into()));
+            assert!(err.to_string().contains("expected `off` or"), "{err}");
+        }
+        assert_eq!(
+            parse_duration_or_off("30"),
+            Err(DurationError::MissingUnit("30".into()))
+        );
+        assert_eq!(parse_duration_or_off(""), Err(DurationError::Empty));
+    }
+
+    #[test]
+    fn a_timeout_is_never_zero_nor_off() {
+        assert_eq!(parse_timeout("10s"), Ok(Duration::from_secs(10)));
+        let zero = parse_timeout("0s").unwrap_err();
+        assert!(zero.contains("`0s` is not allowed here"), "{zero}");
+        let off = parse_timeout("off").unwrap_err();
+        assert!(off.contains("invalid duration `off`"), "{off}");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Keys {
+        off: Option<DurationOrOff>,
+        timeout: Option<ConfigTimeout>,
+        any: Option<ConfigDuration>,
+    }
+
+    fn keys(text: &str) -> Result<Keys, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+
+    #[test]
+    fn file_values_follow_the_same_rules_as_flags() {
+        let k = keys("off = \"off\"\ntimeout = \"10s\"\nany = \"0s\"\n").unwrap();
+        assert_eq!(k.off, Some(DurationOrOff(None)));
+        assert_eq!(k.timeout, Some(ConfigTimeout(Duration::from_secs(10))));
+        assert_eq!(k.any, Some(ConfigDuration(Duration::ZERO)));
+        assert_eq!(
+            keys("off = \"45s\"").unwrap().off,
+            Some(DurationOrOff(Some(Duration::from_secs(45))))
+        );
+        assert!(keys("timeout = \"0s\"")
+            .unwrap_err()
+            .contains("`0s` is not allowed here"));
+        assert!(keys("any = \"off\"")
+            .unwrap_err()
+            .contains("invalid duration `off`"));
+        let bare = keys("off = 30").unwrap_err();
+        assert!(
+            bare.contains("write it as a string with a unit, like \"30s\""),
+            "{bare}"
+        );
+        let boolean = keys("off = false").unwrap_err();
+        assert!(
+            boolean.contains("expected a duration string like \"30s\", or \"off\""),
+            "{boolean}"
+        );
     }
 }

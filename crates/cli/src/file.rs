@@ -9,7 +9,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::duration::{ConfigDuration, ConfigTimeout};
+use crate::duration::{ConfigDuration, ConfigTimeout, DurationOrOff};
 use crate::error::ConfigError;
 
 /// The whole file. Top-level keys come before the first `[table]`, as TOML requires.
@@ -56,12 +56,18 @@ pub struct Defaults {
     pub read_timeout: Option<ConfigTimeout>,
     /// Stalled write deadline.
     pub send_timeout: Option<ConfigTimeout>,
-    /// Tunnel idle deadline; `"0s"` is off.
-    pub tunnel_idle_timeout: Option<ConfigDuration>,
+    /// Tunnel idle deadline; `"off"` or `"0s"` is off.
+    pub tunnel_idle_timeout: Option<DurationOrOff>,
     /// Upgrade protocols forwarded.
     pub allow_upgrade: Option<Vec<Spanned<String>>>,
     /// Largest request body.
     pub max_body_bytes: Option<u64>,
+    /// Check WebSocket frames.
+    pub ws_validate: Option<bool>,
+    /// Ping a silent WebSocket side after this long; `"off"` or `"0s"` is off.
+    pub ws_ping_interval: Option<DurationOrOff>,
+    /// How long a pinged WebSocket side may stay silent.
+    pub ws_ping_timeout: Option<ConfigTimeout>,
     /// Largest head.
     pub max_header_bytes: Option<usize>,
     /// Longest request line.
@@ -116,12 +122,18 @@ pub struct RouteSection {
     pub read_timeout: Option<ConfigTimeout>,
     /// Stalled write deadline.
     pub send_timeout: Option<ConfigTimeout>,
-    /// Tunnel idle deadline; `"0s"` is off.
-    pub tunnel_idle_timeout: Option<ConfigDuration>,
+    /// Tunnel idle deadline; `"off"` or `"0s"` is off.
+    pub tunnel_idle_timeout: Option<DurationOrOff>,
     /// Upgrade protocols forwarded on this route.
     pub allow_upgrade: Option<Vec<Spanned<String>>>,
     /// Largest request body on this route.
     pub max_body_bytes: Option<u64>,
+    /// Check WebSocket frames on this route.
+    pub ws_validate: Option<bool>,
+    /// Ping a silent WebSocket side after this long; `"off"` or `"0s"` is off.
+    pub ws_ping_interval: Option<DurationOrOff>,
+    /// How long a pinged WebSocket side may stay silent.
+    pub ws_ping_timeout: Option<ConfigTimeout>,
 }
 
 /// Parses `IP:PORT` (`127.0.0.1:9000`, `[::1]:9000`) with an error that shows the form.
@@ -263,7 +275,49 @@ mod tests {
         let ok = source("[defaults]\ntunnel_idle_timeout = \"0s\"\n")
             .parse()
             .unwrap();
-        assert_eq!(ok.defaults.tunnel_idle_timeout.unwrap().0.as_secs(), 0);
+        assert_eq!(ok.defaults.tunnel_idle_timeout, Some(DurationOrOff(None)));
+    }
+
+    #[test]
+    fn websocket_keys_are_read_in_defaults_and_routes() {
+        let text = "[defaults]\nws_validate = false\nws_ping_interval = \"30s\"\nws_ping_timeout = \"5s\"\n[[routes]]\nprefix = \"/\"\nupstream = \"a\"\nws_ping_interval = \"off\"\n";
+        let file = source(text).parse().unwrap();
+        let d = &file.defaults;
+        assert_eq!(d.ws_validate, Some(false));
+        assert_eq!(
+            d.ws_ping_interval,
+            Some(DurationOrOff(Some(std::time::Duration::from_secs(30))))
+        );
+        assert_eq!(d.ws_ping_timeout.unwrap().0.as_secs(), 5);
+        let route = file.routes[0].get_ref();
+        assert_eq!(route.ws_ping_interval, Some(DurationOrOff(None)));
+        assert_eq!(route.ws_ping_timeout, None);
+    }
+
+    #[test]
+    fn bad_websocket_values_name_the_key_and_the_line() {
+        for (text, start) in [
+            (
+                "[defaults]\nws_ping_timeout = \"0s\"\n",
+                "switchyard.toml:2: ws_ping_timeout: a timeout of `0s` is not allowed here",
+            ),
+            (
+                "[defaults]\n\nws_ping_interval = 30\n",
+                "switchyard.toml:3: ws_ping_interval: invalid duration 30: write it as a string with a unit, like \"30s\"",
+            ),
+            (
+                "[defaults]\nws_validate = \"yes\"\n",
+                "switchyard.toml:2: ws_validate: invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                "[[routes]]\nprefix = \"/\"\nupstream = \"a\"\nws_ping_interval = \"never\"\n",
+                "switchyard.toml:4: ws_ping_interval: invalid duration `never`: expected `off` or",
+            ),
+        ] {
+            let err = source(text).parse().unwrap_err().to_string();
+            assert!(err.starts_with(start), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! The effective configuration: built-in defaults, then the file, then flags (flags win).
 
-use std::fmt;
+mod display;
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard_core::{Config, Forwarding, Limits, Route, Timeouts, WebSocketPolicy};
 
-use crate::duration::{format_duration, ConfigDuration, ConfigTimeout};
+use crate::duration::{ConfigTimeout, DurationOrOff};
 use crate::error::ConfigError;
 use crate::file::{parse_address, parse_upgrade_protocol, FileConfig, Source};
 use switchyard_smol::{PoolConfig, ServerConfig, UpstreamGroup};
@@ -43,8 +46,12 @@ pub struct Overrides {
     pub read_timeout: Option<Duration>,
     /// `--send-timeout`.
     pub send_timeout: Option<Duration>,
-    /// `--tunnel-idle-timeout`; `Some(None)` is `0s`, off.
+    /// `--tunnel-idle-timeout`; `Some(None)` is `off`.
     pub tunnel_idle_timeout: Option<Option<Duration>>,
+    /// `--ws-ping-interval`; `Some(None)` is `off`.
+    pub ws_ping_interval: Option<Option<Duration>>,
+    /// `--ws-ping-timeout`.
+    pub ws_ping_timeout: Option<Duration>,
     /// `--allow-upgrade`, replacing every route's list.
     pub allow_upgrade: Vec<String>,
     /// `--max-header-bytes`.
@@ -96,16 +103,12 @@ fn check_via(via: &str) -> Result<String, String> {
     Ok(via.to_string())
 }
 
-fn tunnel_idle(d: Duration) -> Option<Duration> {
-    (!d.is_zero()).then_some(d)
-}
-
 /// The per-route deadlines, each from the flag, else the file's `[connect, read, send]`
 /// value and tunnel idle value, else `base`; the connection-wide ones come from `base`.
 fn route_deadlines(
     flags: &Overrides,
     [connect, read, send]: [Option<ConfigTimeout>; 3],
-    tunnel: Option<ConfigDuration>,
+    tunnel: Option<DurationOrOff>,
     base: &Timeouts,
 ) -> Timeouts {
     let pick = |flag: Option<Duration>, file: Option<ConfigTimeout>, base: Duration| {
@@ -117,9 +120,31 @@ fn route_deadlines(
         send: pick(flags.send_timeout, send, base.send),
         tunnel_idle: flags
             .tunnel_idle_timeout
-            .or(tunnel.map(|t| tunnel_idle(t.0)))
+            .or(tunnel.map(|t| t.0))
             .unwrap_or(base.tunnel_idle),
         ..base.clone()
+    }
+}
+
+/// The per-route WebSocket policy, each setting from the flag (pings only), else the
+/// file's `ws_validate`, `ws_ping_interval` and `ws_ping_timeout`, else `base`.
+fn route_websocket(
+    flags: &Overrides,
+    validate: Option<bool>,
+    ping_interval: Option<DurationOrOff>,
+    ping_timeout: Option<ConfigTimeout>,
+    base: &WebSocketPolicy,
+) -> WebSocketPolicy {
+    WebSocketPolicy {
+        validate: validate.unwrap_or(base.validate),
+        ping_interval: flags
+            .ws_ping_interval
+            .or(ping_interval.map(|p| p.0))
+            .unwrap_or(base.ping_interval),
+        ping_timeout: flags
+            .ws_ping_timeout
+            .or(ping_timeout.map(|t| t.0))
+            .unwrap_or(base.ping_timeout),
     }
 }
 
@@ -211,6 +236,13 @@ impl Settings {
             vec!["websocket".to_string()]
         };
         let default_body = flags.max_body_bytes.or(d.max_body_bytes);
+        let default_websocket = route_websocket(
+            flags,
+            d.ws_validate,
+            d.ws_ping_interval,
+            d.ws_ping_timeout,
+            &WebSocketPolicy::default(),
+        );
 
         let builtin_limits = Limits::default();
         let limits = Limits {
@@ -326,7 +358,13 @@ impl Settings {
                         &timeouts,
                     ),
                     max_body_bytes: flags.max_body_bytes.or(r.max_body_bytes).or(default_body),
-                    websocket: WebSocketPolicy::default(),
+                    websocket: route_websocket(
+                        flags,
+                        r.ws_validate,
+                        r.ws_ping_interval,
+                        r.ws_ping_timeout,
+                        &default_websocket,
+                    ),
                 });
                 route_upstream.push(index);
             }
@@ -337,7 +375,7 @@ impl Settings {
                 allow_upgrade: default_upgrades,
                 timeouts: timeouts.clone(),
                 max_body_bytes: default_body,
-                websocket: WebSocketPolicy::default(),
+                websocket: default_websocket,
             });
             route_upstream.push(upstreams.len() - 1);
         } else {
@@ -411,105 +449,5 @@ impl Settings {
                 idle_timeout: self.pool_idle_timeout,
             },
         }
-    }
-}
-
-fn on_off(b: bool) -> &'static str {
-    if b {
-        "on"
-    } else {
-        "off"
-    }
-}
-
-fn join<T: fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The effective configuration, one setting per line, as `switchyard check` prints it.
-impl fmt::Display for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = &self.core.timeouts;
-        let l = &self.core.limits;
-        let fw = &self.core.forwarding;
-        writeln!(f, "listen             {}", join(&self.listen))?;
-        writeln!(
-            f,
-            "workers            {}   max_connections {}   shutdown_grace {}",
-            self.workers,
-            self.max_connections,
-            format_duration(self.shutdown_grace)
-        )?;
-        writeln!(
-            f,
-            "client timeouts    header {}   idle {}",
-            format_duration(t.header),
-            format_duration(t.idle)
-        )?;
-        writeln!(
-            f,
-            "limits             max_request_line {}   max_header_bytes {}   max_headers {}",
-            l.max_request_line, l.max_header_bytes, l.max_headers
-        )?;
-        writeln!(
-            f,
-            "forwarding         x-forwarded-for {}   x-forwarded-proto {}   forwarded {}   via {}",
-            on_off(fw.x_forwarded_for),
-            on_off(fw.x_forwarded_proto),
-            on_off(fw.forwarded),
-            fw.via.as_deref().unwrap_or("off")
-        )?;
-        writeln!(
-            f,
-            "pool               {} idle per server per worker, closed after {}",
-            self.pool_max_idle_per_server,
-            format_duration(self.pool_idle_timeout)
-        )?;
-        for (name, servers) in &self.upstreams {
-            let used = self
-                .route_upstream
-                .iter()
-                .any(|&u| self.upstreams[u].0 == *name);
-            writeln!(
-                f,
-                "upstream {name:<9} {} (round-robin){}",
-                join(servers),
-                if used { "" } else { "   [unused]" }
-            )?;
-        }
-        for (route, &upstream) in self.core.routes.iter().zip(&self.route_upstream) {
-            let rt = &route.timeouts;
-            writeln!(
-                f,
-                "route {} -> {}",
-                route.prefix, self.upstreams[upstream].0
-            )?;
-            let upgrades = if route.allow_upgrade.is_empty() {
-                "none".to_string()
-            } else {
-                route.allow_upgrade.join(", ")
-            };
-            writeln!(f, "    allow_upgrade  {upgrades}")?;
-            writeln!(
-                f,
-                "    timeouts       connect {}   read {}   send {}   tunnel_idle {}",
-                format_duration(rt.connect),
-                format_duration(rt.read),
-                format_duration(rt.send),
-                rt.tunnel_idle.map_or("off".to_string(), format_duration)
-            )?;
-            writeln!(
-                f,
-                "    max_body_bytes {}",
-                route
-                    .max_body_bytes
-                    .map_or("unlimited".to_string(), |b| b.to_string())
-            )?;
-        }
-        Ok(())
     }
 }

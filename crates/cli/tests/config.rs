@@ -106,7 +106,31 @@ fn check_accepts_the_example_config_and_prints_what_would_run() {
     assert!(s.contains("allow_upgrade  websocket"), "{s}");
     assert!(s.contains("read 60s"), "{s}");
     assert!(s.contains("header 60s   idle 75s"), "{s}");
+    assert!(
+        s.contains("\n    websocket      validate on   ping off\n"),
+        "{s}"
+    );
     assert!(s.trim_end().ends_with("test is successful"), "{s}");
+}
+
+#[test]
+fn readme_shows_what_check_prints_for_the_example() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md at the repository root");
+    let command = "$ switchyard check --config crates/cli/switchyard.example.toml\n";
+    let start = readme
+        .find(command)
+        .expect("README shows `switchyard check`")
+        + command.len();
+    let shown = &readme[start..start + readme[start..].find("```").unwrap()];
+    // The README's run had two workers; elsewhere the default is the number of cores.
+    let out = run(&["check", "--config", EXAMPLE, "--workers", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout
+            .replace(EXAMPLE, "crates/cli/switchyard.example.toml"),
+        shown
+    );
 }
 
 #[test]
@@ -342,4 +366,195 @@ fn check_refuses_a_via_value_that_would_inject_a_header() {
         &format!("{GOOD_HEAD}[forwarding]\nvia = \"proxy\\r\\nX-Injected: 1\"\n"),
     );
     assert!(message.starts_with(":7: via: invalid value"), "{message}");
+}
+
+/// The `websocket` line `check` prints for each route, in order.
+fn websocket_lines(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("    websocket "))
+        .collect()
+}
+
+const WS_LAYERS: &str = r#"listen = ["127.0.0.1:8080"]
+[defaults]
+ws_ping_interval = "30s"
+ws_ping_timeout = "5s"
+[upstreams.a]
+servers = ["127.0.0.1:9000"]
+[[routes]]
+prefix = "/"
+upstream = "a"
+[[routes]]
+prefix = "/raw/"
+upstream = "a"
+ws_validate = false
+ws_ping_interval = "off"
+[[routes]]
+prefix = "/patient/"
+upstream = "a"
+ws_ping_interval = "2m"
+ws_ping_timeout = "30s"
+"#;
+
+#[test]
+fn websocket_settings_layer_defaults_then_route_then_flags() {
+    let path = config_file("ws_layers.toml", WS_LAYERS);
+    let path = path.to_str().unwrap();
+
+    let out = run(&["check", "--config", path]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert_eq!(
+        websocket_lines(&out.stdout),
+        [
+            "    websocket      validate on   ping every 30s, dead after 5s",
+            "    websocket      validate off   ping off",
+            "    websocket      validate on   ping every 2m, dead after 30s",
+        ],
+        "{}",
+        out.stdout
+    );
+
+    let out = run(&[
+        "check",
+        "--config",
+        path,
+        "--ws-ping-interval",
+        "15s",
+        "--ws-ping-timeout",
+        "3s",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert_eq!(
+        websocket_lines(&out.stdout),
+        [
+            "    websocket      validate on   ping every 15s, dead after 3s",
+            "    websocket      validate off   ping every 15s, dead after 3s",
+            "    websocket      validate on   ping every 15s, dead after 3s",
+        ],
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn ws_ping_interval_flag_off_or_0s_turns_pings_off_on_every_route() {
+    let path = config_file("ws_off.toml", WS_LAYERS);
+    for off in ["off", "0s"] {
+        let out = run(&[
+            "check",
+            "--config",
+            path.to_str().unwrap(),
+            "--ws-ping-interval",
+            off,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+        let lines = websocket_lines(&out.stdout);
+        assert_eq!(lines.len(), 3, "{}", out.stdout);
+        assert!(
+            lines.iter().all(|l| l.ends_with("   ping off")),
+            "{lines:?}"
+        );
+    }
+}
+
+#[test]
+fn ws_ping_flags_on_the_flag_route() {
+    let out = run(&[
+        "check",
+        "--listen",
+        "127.0.0.1:8080",
+        "--upstream",
+        "127.0.0.1:9000",
+        "--ws-ping-interval",
+        "20s",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert_eq!(
+        websocket_lines(&out.stdout),
+        ["    websocket      validate on   ping every 20s, dead after 10s"]
+    );
+}
+
+#[test]
+fn bad_ws_ping_timeout_flag_exits_2_naming_the_flag() {
+    for (value, why) in [
+        ("0s", "`0s` is not allowed here"),
+        ("off", "invalid duration `off`"),
+        ("10", "missing unit"),
+    ] {
+        let out = run(&["--upstream", "127.0.0.1:9000", "--ws-ping-timeout", value]);
+        assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+        assert!(out.stderr.contains("--ws-ping-timeout"), "{}", out.stderr);
+        assert!(out.stderr.contains(why), "{}", out.stderr);
+    }
+    let out = run(&[
+        "--upstream",
+        "127.0.0.1:9000",
+        "--ws-ping-interval",
+        "never",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("expected `off` or"), "{}", out.stderr);
+}
+
+const BAD_WS_VALUES: [(&str, &str); 4] = [
+    (
+        "ws_ping_timeout = \"0s\"",
+        ":9: ws_ping_timeout: a timeout of `0s` is not allowed here",
+    ),
+    (
+        "ws_ping_timeout = 10",
+        ":9: ws_ping_timeout: invalid duration 10: write it as a string with a unit, like \"10s\"",
+    ),
+    (
+        "ws_ping_interval = 30",
+        ":9: ws_ping_interval: invalid duration 30: write it as a string with a unit, like \"30s\"",
+    ),
+    (
+        "ws_validate = \"yes\"",
+        ":9: ws_validate: invalid type: string \"yes\", expected a boolean",
+    ),
+];
+
+#[test]
+fn check_names_a_bad_websocket_value_its_key_and_line() {
+    for (i, (line, expected)) in BAD_WS_VALUES.iter().enumerate() {
+        let message = check_fails(
+            &format!("bad_ws_{i}.toml"),
+            &format!("{GOOD_HEAD}[[routes]]\nprefix = \"/\"\nupstream = \"backend\"\n{line}\n"),
+        );
+        assert!(message.starts_with(expected), "{message}");
+    }
+}
+
+#[test]
+fn running_with_a_bad_websocket_value_exits_2_with_one_line() {
+    for (i, (line, expected)) in BAD_WS_VALUES.iter().enumerate() {
+        let text =
+            format!("{GOOD_HEAD}[[routes]]\nprefix = \"/\"\nupstream = \"backend\"\n{line}\n")
+                .replace("127.0.0.1:8080", "127.0.0.1:0");
+        let path = config_file(&format!("run_bad_ws_{i}.toml"), &text);
+        let path = path.to_str().unwrap();
+        let out = run(&["--config", path]);
+        assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+        let message = one_line_error(&out.stderr);
+        assert!(
+            message.starts_with(&format!("{path}{expected}")),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_websocket_key_is_refused_with_its_line() {
+    let message = check_fails(
+        "ws_unknown.toml",
+        &format!("{GOOD_HEAD}[defaults]\nws_ping = \"30s\"\n"),
+    );
+    assert!(
+        message.starts_with(":7: unknown field `ws_ping`, expected one of"),
+        "{message}"
+    );
+    assert!(message.contains("`ws_ping_interval`"), "{message}");
 }

@@ -1,0 +1,120 @@
+//! `switchyard check`'s account of the effective configuration.
+
+use std::fmt;
+
+use super::Settings;
+use crate::duration::{format_duration, format_duration_or_off};
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn join<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The effective configuration, one setting per line, as `switchyard check` prints it.
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.core.timeouts;
+        let l = &self.core.limits;
+        let fw = &self.core.forwarding;
+        writeln!(f, "listen             {}", join(&self.listen))?;
+        writeln!(
+            f,
+            "workers            {}   max_connections {}   shutdown_grace {}",
+            self.workers,
+            self.max_connections,
+            format_duration(self.shutdown_grace)
+        )?;
+        writeln!(
+            f,
+            "client timeouts    header {}   idle {}",
+            format_duration(t.header),
+            format_duration(t.idle)
+        )?;
+        writeln!(
+            f,
+            "limits             max_request_line {}   max_header_bytes {}   max_headers {}",
+            l.max_request_line, l.max_header_bytes, l.max_headers
+        )?;
+        writeln!(
+            f,
+            "forwarding         x-forwarded-for {}   x-forwarded-proto {}   forwarded {}   via {}",
+            on_off(fw.x_forwarded_for),
+            on_off(fw.x_forwarded_proto),
+            on_off(fw.forwarded),
+            fw.via.as_deref().unwrap_or("off")
+        )?;
+        writeln!(
+            f,
+            "pool               {} idle per server per worker, closed after {}",
+            self.pool_max_idle_per_server,
+            format_duration(self.pool_idle_timeout)
+        )?;
+        for (name, servers) in &self.upstreams {
+            let used = self
+                .route_upstream
+                .iter()
+                .any(|&u| self.upstreams[u].0 == *name);
+            writeln!(
+                f,
+                "upstream {name:<9} {} (round-robin){}",
+                join(servers),
+                if used { "" } else { "   [unused]" }
+            )?;
+        }
+        for (route, &upstream) in self.core.routes.iter().zip(&self.route_upstream) {
+            let rt = &route.timeouts;
+            writeln!(
+                f,
+                "route {} -> {}",
+                route.prefix, self.upstreams[upstream].0
+            )?;
+            let upgrades = if route.allow_upgrade.is_empty() {
+                "none".to_string()
+            } else {
+                route.allow_upgrade.join(", ")
+            };
+            writeln!(f, "    allow_upgrade  {upgrades}")?;
+            writeln!(
+                f,
+                "    timeouts       connect {}   read {}   send {}   tunnel_idle {}",
+                format_duration(rt.connect),
+                format_duration(rt.read),
+                format_duration(rt.send),
+                format_duration_or_off(rt.tunnel_idle)
+            )?;
+            let ws = &route.websocket;
+            let pings = match ws.ping_interval {
+                Some(every) => format!(
+                    "ping every {}, dead after {}",
+                    format_duration(every),
+                    format_duration(ws.ping_timeout)
+                ),
+                None => "ping off".to_string(),
+            };
+            writeln!(
+                f,
+                "    websocket      validate {}   {pings}",
+                on_off(ws.validate)
+            )?;
+            writeln!(
+                f,
+                "    max_body_bytes {}",
+                route
+                    .max_body_bytes
+                    .map_or("unlimited".to_string(), |b| b.to_string())
+            )?;
+        }
+        Ok(())
+    }
+}

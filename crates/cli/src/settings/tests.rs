@@ -1,0 +1,142 @@
+use super::*;
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn build(text: &str, flags: &Overrides) -> Result<Settings, ConfigError> {
+    let source = Source {
+        name: "switchyard.toml".into(),
+        text: text.into(),
+    };
+    Settings::build(&source.parse()?, Some(&source), flags)
+}
+
+const ROUTES: &str = r#"listen = ["127.0.0.1:8080"]
+[defaults]
+ws_validate = false
+ws_ping_interval = "30s"
+ws_ping_timeout = "5s"
+[upstreams.a]
+servers = ["127.0.0.1:9000"]
+[[routes]]
+prefix = "/inherits/"
+upstream = "a"
+[[routes]]
+prefix = "/own/"
+upstream = "a"
+ws_validate = true
+ws_ping_interval = "off"
+ws_ping_timeout = "20s"
+[[routes]]
+prefix = "/timeout-only/"
+upstream = "a"
+ws_ping_timeout = "1m"
+"#;
+
+fn policy(
+    validate: bool,
+    ping_interval: Option<Duration>,
+    ping_timeout: Duration,
+) -> WebSocketPolicy {
+    WebSocketPolicy {
+        validate,
+        ping_interval,
+        ping_timeout,
+    }
+}
+
+fn policies(settings: &Settings) -> Vec<WebSocketPolicy> {
+    settings
+        .core
+        .routes
+        .iter()
+        .map(|r| r.websocket.clone())
+        .collect()
+}
+
+#[test]
+fn without_websocket_keys_every_route_has_the_builtin_policy() {
+    let flags = Overrides {
+        listen: vec!["127.0.0.1:8080".parse().unwrap()],
+        upstream: vec!["127.0.0.1:9000".parse().unwrap()],
+        ..Overrides::default()
+    };
+    let settings = Settings::load(&flags).unwrap();
+    assert_eq!(policies(&settings), [WebSocketPolicy::default()]);
+    assert_eq!(WebSocketPolicy::default(), policy(true, None, secs(10)));
+}
+
+#[test]
+fn routes_inherit_websocket_defaults_and_override_them_key_by_key() {
+    let settings = build(ROUTES, &Overrides::default()).unwrap();
+    assert_eq!(
+        policies(&settings),
+        [
+            policy(false, Some(secs(30)), secs(5)),
+            policy(true, None, secs(20)),
+            policy(false, Some(secs(30)), secs(60)),
+        ]
+    );
+}
+
+#[test]
+fn ping_flags_win_on_every_route_and_validation_stays_per_route() {
+    let flags = Overrides {
+        ws_ping_interval: Some(Some(secs(15))),
+        ws_ping_timeout: Some(secs(3)),
+        ..Overrides::default()
+    };
+    let settings = build(ROUTES, &flags).unwrap();
+    assert_eq!(
+        policies(&settings),
+        [
+            policy(false, Some(secs(15)), secs(3)),
+            policy(true, Some(secs(15)), secs(3)),
+            policy(false, Some(secs(15)), secs(3)),
+        ]
+    );
+
+    let off = Overrides {
+        ws_ping_interval: Some(None),
+        ..Overrides::default()
+    };
+    let settings = build(ROUTES, &off).unwrap();
+    assert!(policies(&settings)
+        .iter()
+        .all(|p| p.ping_interval.is_none()));
+    assert_eq!(policies(&settings)[2].ping_timeout, secs(60));
+}
+
+#[test]
+fn the_flag_route_takes_websocket_defaults_from_the_file() {
+    let text = "[defaults]\nws_ping_interval = \"45s\"\nws_validate = false\n";
+    let flags = Overrides {
+        listen: vec!["127.0.0.1:8080".parse().unwrap()],
+        upstream: vec!["127.0.0.1:9000".parse().unwrap()],
+        ws_ping_timeout: Some(secs(2)),
+        ..Overrides::default()
+    };
+    let settings = build(text, &flags).unwrap();
+    assert_eq!(
+        policies(&settings),
+        [policy(false, Some(secs(45)), secs(2))]
+    );
+}
+
+#[test]
+fn check_prints_each_routes_websocket_policy() {
+    let shown = build(ROUTES, &Overrides::default()).unwrap().to_string();
+    let lines: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.starts_with("    websocket"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "    websocket      validate off   ping every 30s, dead after 5s",
+            "    websocket      validate on   ping off",
+            "    websocket      validate off   ping every 30s, dead after 60s",
+        ]
+    );
+}
