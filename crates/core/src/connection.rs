@@ -268,7 +268,8 @@ impl Connection {
                     return unexpected("TunnelActivity");
                 };
                 tunnel.activity(from, bytes, self.now);
-                let send = self.config.routes[self.route_or_default()].timeouts.send;
+                // The tunnel's own route, not whichever route an absent exchange implies.
+                let send = tunnel.send_timeout;
                 self.timers
                     .set_if_unset(send_timer(from.other()), self.now + send);
             }
@@ -670,14 +671,7 @@ impl Connection {
             client_leftover: std::mem::take(&mut self.client_buf).freeze(),
             upstream_leftover: std::mem::take(&mut self.upstream_buf).freeze(),
         });
-        let mut tunnel = Tunnel::new(
-            route,
-            target,
-            protocol,
-            self.now,
-            timeouts.read,
-            timeouts.tunnel_idle,
-        );
+        let mut tunnel = Tunnel::new(route, target, protocol, self.now, &timeouts);
         if self.client_eof {
             tunnel.eof(Side::Client, self.now);
             self.out.push_back(Output::HalfClose {

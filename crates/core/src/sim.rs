@@ -72,6 +72,9 @@ pub struct Sim {
     current: Option<usize>,
     pool: Vec<usize>,
     tunnel: bool,
+    /// Writes towards each side (by [`Side`] order: client, upstream) are not reported
+    /// flushed: that peer stopped reading.
+    stalled: [bool; 2],
 }
 
 impl Sim {
@@ -93,6 +96,7 @@ impl Sim {
             current: None,
             pool: Vec::new(),
             tunnel: false,
+            stalled: [false; 2],
         };
         sim.drain();
         sim
@@ -141,6 +145,28 @@ impl Sim {
         Ok(())
     }
 
+    /// From now on writes towards `to` never complete (that peer stopped reading): the
+    /// harness writes the bytes but does not report [`Input::Flushed`], so
+    /// `send_timeout` runs. Undone by [`resume_writes`](Self::resume_writes).
+    pub fn stall_writes(&mut self, to: Side) {
+        self.stalled[to.index()] = true;
+    }
+
+    /// Writes towards `to` complete again, and what was pending is reported flushed.
+    pub fn resume_writes(&mut self, to: Side) {
+        self.stalled[to.index()] = false;
+        if !self.conn.is_closed() {
+            let _ = self.input(Input::Flushed { to });
+        }
+    }
+
+    fn flushed(&mut self, to: Side) -> Result<(), Misuse> {
+        if self.stalled[to.index()] || self.conn.is_closed() {
+            return Ok(());
+        }
+        self.conn.handle_input(Input::Flushed { to }, self.now)
+    }
+
     /// The client sends `bytes` (in the tunnel: the adapter copies them and reports it).
     pub fn client_sends(&mut self, bytes: &[u8]) {
         if self.tunnel {
@@ -151,7 +177,8 @@ impl Sim {
                 from: Side::Client,
                 bytes: bytes.len(),
             });
-            let _ = self.input(Input::Flushed { to: Side::Upstream });
+            let _ = self.flushed(Side::Upstream);
+            self.drain();
         } else {
             let _ = self.input(Input::ClientData(BytesMut::from(bytes)));
         }
@@ -165,7 +192,8 @@ impl Sim {
                 from: Side::Upstream,
                 bytes: bytes.len(),
             });
-            let _ = self.input(Input::Flushed { to: Side::Client });
+            let _ = self.flushed(Side::Client);
+            self.drain();
         } else {
             let _ = self.input(Input::UpstreamData(BytesMut::from(bytes)));
         }
@@ -241,17 +269,13 @@ impl Sim {
                 },
                 Output::ToClient(b) => {
                     self.client_received.extend_from_slice(&b);
-                    let _ = self
-                        .conn
-                        .handle_input(Input::Flushed { to: Side::Client }, self.now);
+                    let _ = self.flushed(Side::Client);
                 }
                 Output::ToUpstream(b) => {
                     if let Some(u) = self.current.and_then(|i| self.upstreams.get_mut(i)) {
                         u.received.extend_from_slice(&b);
                     }
-                    let _ = self
-                        .conn
-                        .handle_input(Input::Flushed { to: Side::Upstream }, self.now);
+                    let _ = self.flushed(Side::Upstream);
                 }
                 Output::ReleaseUpstream { reusable } => {
                     if let Some(i) = self.current.take() {

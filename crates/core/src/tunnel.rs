@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::RouteId;
+use crate::config::{RouteId, Timeouts};
 use crate::event::CloseReason;
 use crate::io::Side;
 
@@ -23,6 +23,8 @@ pub(crate) struct Tunnel {
     /// Bytes read from each side.
     pub bytes_from: [u64; 2],
     read_timeout: Duration,
+    /// The tunnel's route's `send_timeout`, for the writes the adapter makes.
+    pub send_timeout: Duration,
     idle_timeout: Option<Duration>,
 }
 
@@ -32,8 +34,7 @@ impl Tunnel {
         target: String,
         protocol: String,
         now: Instant,
-        read_timeout: Duration,
-        idle_timeout: Option<Duration>,
+        timeouts: &Timeouts,
     ) -> Self {
         Tunnel {
             route,
@@ -43,8 +44,9 @@ impl Tunnel {
             last_read: [now; 2],
             eof: [false; 2],
             bytes_from: [0; 2],
-            read_timeout,
-            idle_timeout,
+            read_timeout: timeouts.read,
+            send_timeout: timeouts.send,
+            idle_timeout: timeouts.tunnel_idle,
         }
     }
 
