@@ -6,6 +6,12 @@
 //! [`Input::Flushed`]), records what each peer received, and jumps the clock from
 //! deadline to deadline.
 //!
+//! The helpers that script a peer ([`Sim::client_sends`], [`Sim::upstream_eof`], …) panic
+//! when the connection refuses their input ([`Misuse`]), say after it closed: a test that
+//! goes on as if the connection were open fails there instead of passing without having
+//! tested anything. Check [`Sim::is_closed`] to script a peer that keeps talking after
+//! the proxy closed, or feed [`Sim::input`] to expect the refusal.
+//!
 //! # Examples
 //! ```
 //! use std::time::{Duration, Instant};
@@ -156,57 +162,107 @@ impl Sim {
     pub fn resume_writes(&mut self, to: Side) {
         self.stalled[to.index()] = false;
         if !self.conn.is_closed() {
-            let _ = self.input(Input::Flushed { to });
+            self.feed("resume_writes", Input::Flushed { to });
         }
     }
 
-    fn flushed(&mut self, to: Side) -> Result<(), Misuse> {
-        if self.stalled[to.index()] || self.conn.is_closed() {
-            return Ok(());
+    /// Reports writes towards `to` complete, as an adapter does once it has written
+    /// everything queued: not while that peer is stalled, nor after `Close`.
+    fn flushed(&mut self, to: Side) {
+        if !self.stalled[to.index()] && !self.conn.is_closed() {
+            self.adapter_input(Input::Flushed { to });
         }
-        self.conn.handle_input(Input::Flushed { to }, self.now)
+    }
+
+    /// Feeds what a scripted peer did; the caller broke the contract if the connection
+    /// refuses it (say, bytes after `Close`), and the test fails here rather than pass
+    /// without having tested anything.
+    #[track_caller]
+    fn feed(&mut self, helper: &str, input: Input) {
+        let shown = format!("{input:?}");
+        if let Err(misuse) = self.input(input) {
+            panic!(
+                "Sim::{helper}: the connection refused {shown} ({misuse}), in state {:?}; \
+                 check Sim::is_closed first, or use Sim::input to expect the refusal",
+                self.conn.state()
+            );
+        }
+    }
+
+    /// Feeds what the simulated adapter itself does in answer to an output; a refusal is
+    /// a bug in the core or in this harness.
+    fn adapter_input(&mut self, input: Input) {
+        let shown = format!("{input:?}");
+        if let Err(misuse) = self.conn.handle_input(input, self.now) {
+            panic!(
+                "sim adapter: the connection refused {shown} ({misuse}), in state {:?}",
+                self.conn.state()
+            );
+        }
     }
 
     /// The client sends `bytes` (in the tunnel: the adapter copies them and reports it).
+    ///
+    /// # Panics
+    /// When the connection refuses the input ([`Misuse`]), e.g. after it closed.
+    #[track_caller]
     pub fn client_sends(&mut self, bytes: &[u8]) {
         if self.tunnel {
             if let Some(u) = self.current.and_then(|i| self.upstreams.get_mut(i)) {
                 u.received.extend_from_slice(bytes);
             }
-            let _ = self.input(Input::TunnelActivity {
-                from: Side::Client,
-                bytes: bytes.len(),
-            });
-            let _ = self.flushed(Side::Upstream);
+            self.feed(
+                "client_sends",
+                Input::TunnelActivity {
+                    from: Side::Client,
+                    bytes: bytes.len(),
+                },
+            );
+            self.flushed(Side::Upstream);
             self.drain();
         } else {
-            let _ = self.input(Input::ClientData(BytesMut::from(bytes)));
+            self.feed("client_sends", Input::ClientData(BytesMut::from(bytes)));
         }
     }
 
     /// The upstream sends `bytes`.
+    ///
+    /// # Panics
+    /// When the connection refuses the input ([`Misuse`]), e.g. after it closed.
+    #[track_caller]
     pub fn upstream_sends(&mut self, bytes: &[u8]) {
         if self.tunnel {
             self.client_received.extend_from_slice(bytes);
-            let _ = self.input(Input::TunnelActivity {
-                from: Side::Upstream,
-                bytes: bytes.len(),
-            });
-            let _ = self.flushed(Side::Client);
+            self.feed(
+                "upstream_sends",
+                Input::TunnelActivity {
+                    from: Side::Upstream,
+                    bytes: bytes.len(),
+                },
+            );
+            self.flushed(Side::Client);
             self.drain();
         } else {
-            let _ = self.input(Input::UpstreamData(BytesMut::from(bytes)));
+            self.feed("upstream_sends", Input::UpstreamData(BytesMut::from(bytes)));
         }
     }
 
     /// The client closes its sending side.
+    ///
+    /// # Panics
+    /// When the connection refuses the input ([`Misuse`]), e.g. after it closed.
+    #[track_caller]
     pub fn client_eof(&mut self) {
-        let _ = self.input(Input::ClientEof);
+        self.feed("client_eof", Input::ClientEof);
     }
 
     /// The upstream closes its sending side.
+    ///
+    /// # Panics
+    /// When the connection refuses the input ([`Misuse`]), e.g. after it closed.
+    #[track_caller]
     pub fn upstream_eof(&mut self) {
-        let _ = self.input(Input::UpstreamEof);
+        self.feed("upstream_eof", Input::UpstreamEof);
     }
 
     /// Moves the virtual clock forward by `by`, firing every deadline on the way at its
@@ -256,26 +312,22 @@ impl Sim {
                         };
                         self.upstreams[index].released = None;
                         self.current = Some(index);
-                        let _ = self
-                            .conn
-                            .handle_input(Input::UpstreamConnected { reused }, self.now);
+                        self.adapter_input(Input::UpstreamConnected { reused });
                     }
                     ConnectBehaviour::Fail => {
-                        let _ = self
-                            .conn
-                            .handle_input(Input::UpstreamConnectFailed, self.now);
+                        self.adapter_input(Input::UpstreamConnectFailed);
                     }
                     ConnectBehaviour::Hang => {}
                 },
                 Output::ToClient(b) => {
                     self.client_received.extend_from_slice(&b);
-                    let _ = self.flushed(Side::Client);
+                    self.flushed(Side::Client);
                 }
                 Output::ToUpstream(b) => {
                     if let Some(u) = self.current.and_then(|i| self.upstreams.get_mut(i)) {
                         u.received.extend_from_slice(&b);
                     }
-                    let _ = self.flushed(Side::Upstream);
+                    self.flushed(Side::Upstream);
                 }
                 Output::ReleaseUpstream { reusable } => {
                     if let Some(i) = self.current.take() {
