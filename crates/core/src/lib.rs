@@ -86,14 +86,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod close;
 mod config;
 mod connection;
 mod error;
 mod event;
+mod exchange;
 mod framing;
 mod head;
 mod headers;
 mod io;
+mod request;
+mod request_checks;
+mod response;
 mod state;
 mod timer;
 mod tunnel;
