@@ -1,7 +1,7 @@
 //! The connection's phases and every legal transition between them, in one table (as
 //! h11's `_state.py`): [`TRANSITIONS`] is the rule, [`next`] reads it, and
 //! [`Phase::take`] is the only code that changes a phase, moving each phase's data into
-//! the next.
+//! the next. docs/ARCHITECTURE.md §Phases holds the same table, checked by a test below.
 
 use std::time::Instant;
 
@@ -219,6 +219,16 @@ impl Phase {
     }
 }
 
+/// [`TRANSITIONS`] as the Markdown table docs/ARCHITECTURE.md shows.
+#[cfg(test)]
+pub(crate) fn markdown_table() -> String {
+    let mut table = String::from("| from | step | to |\n|---|---|---|\n");
+    for (from, step, to) in TRANSITIONS {
+        table.push_str(&format!("| `{from:?}` | `{step:?}` | `{to:?}` |\n"));
+    }
+    table
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,5 +351,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn architecture_md_shows_the_transition_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ARCHITECTURE.md");
+        let doc = std::fs::read_to_string(path).expect("docs/ARCHITECTURE.md");
+        let begin = "<!-- phase-table:begin -->\n";
+        let end = "<!-- phase-table:end -->";
+        let start = doc.find(begin).expect("a phase-table:begin marker") + begin.len();
+        let stop = doc[start..].find(end).expect("a phase-table:end marker") + start;
+        assert_eq!(
+            doc[start..stop].trim(),
+            markdown_table().trim(),
+            "docs/ARCHITECTURE.md §Phases must show state.rs's TRANSITIONS; put this \
+             between the markers:\n{}",
+            markdown_table()
+        );
     }
 }
