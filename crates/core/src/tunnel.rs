@@ -1,5 +1,5 @@
-//! The `Tunnel` phase: what the core tracks while the adapter copies bytes both ways,
-//! from the validated `101` to the end.
+//! The `Tunnel` phase (docs/ARCHITECTURE.md §Protocol rules, "Tunnels"): what the core
+//! tracks while the adapter copies bytes both ways, from the validated `101` to the end.
 //!
 //! The tunnel owns its route and that route's deadlines (read, send, idle), so nothing in
 //! it depends on an exchange that is gone. Read and idle deadlines are derived from two

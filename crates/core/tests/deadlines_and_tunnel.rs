@@ -1,4 +1,5 @@
-//! DESIGN.md §Deadlines and the tunnel, on the virtual clock: one test per rule.
+//! docs/ARCHITECTURE.md §Protocol rules, "Deadlines" and "Tunnels", on the virtual clock:
+//! one test per rule.
 
 mod common;
 
