@@ -58,6 +58,20 @@ impl Reading {
         matches!(self, Reading::Head { started: true, .. })
     }
 
+    /// The first byte of a head arrived. A kept-alive connection's head is due by
+    /// `header_by`; a fresh connection's first keeps the deadline that runs from its accept.
+    fn start(&mut self, header_by: Instant) {
+        let deadline = match self {
+            Reading::Idle { .. } => header_by,
+            Reading::Head { deadline, .. } => *deadline,
+        };
+        *self = Reading::Head {
+            deadline,
+            started: true,
+            scanner: HeadScanner::default(),
+        };
+    }
+
     pub(crate) fn deadline(&self) -> (Deadline, Instant) {
         match self {
             Reading::Idle { deadline } => (Deadline::Idle, *deadline),
@@ -86,18 +100,7 @@ impl Connection {
                 self.reject(ProtocolError::client(ErrorKind::MalformedHead));
                 return false;
             }
-            *reading = match reading {
-                Reading::Head { deadline, .. } => Reading::Head {
-                    deadline: *deadline,
-                    started: true,
-                    scanner: HeadScanner::default(),
-                },
-                Reading::Idle { .. } => Reading::Head {
-                    deadline: self.now + self.config.timeouts.header,
-                    started: true,
-                    scanner: HeadScanner::default(),
-                },
-            };
+            reading.start(self.now + self.config.timeouts.header);
         }
         let Reading::Head { scanner, .. } = reading else {
             return false;
