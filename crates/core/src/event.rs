@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::config::RouteId;
 use crate::error::ProtocolError;
+use crate::state::StateKind;
 
 /// Why a connection (or a tunnel) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,9 @@ pub enum CloseReason {
     ProtocolError,
     /// Graceful shutdown.
     Shutdown,
+    /// A bug in the core: it tried a phase change its transition table does not allow
+    /// (reported first as [`Event::IllegalTransition`]).
+    InternalError,
 }
 
 impl CloseReason {
@@ -55,6 +59,7 @@ impl CloseReason {
             CloseReason::TunnelIdleTimeout => "tunnel_idle_timeout",
             CloseReason::ProtocolError => "protocol_error",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::InternalError => "internal_error",
         }
     }
 }
@@ -133,6 +138,15 @@ pub enum Event {
     TunnelClosed(TunnelRecord),
     /// A peer broke the protocol; what was wrong.
     Rejected(ProtocolError),
+    /// A bug in the core: in phase `state` it tried `step`, which the transition table
+    /// (docs/ARCHITECTURE.md §Phases) does not allow. The connection closes with
+    /// [`CloseReason::InternalError`].
+    IllegalTransition {
+        /// The phase the connection was in.
+        state: StateKind,
+        /// The step it tried (a name from the transition table).
+        step: &'static str,
+    },
     /// The connection is over; why.
     Closed {
         /// Why.

@@ -1,5 +1,6 @@
-//! Message framing (RFC 9112 §6): how long a body is, decoding it from the receive
-//! buffer without copying, and re-encoding it canonically for the other side.
+//! Message framing (RFC 9112 §6; docs/ARCHITECTURE.md §Protocol rules, "Message
+//! framing"): how long a body is, decoding it from the receive buffer without copying,
+//! and re-encoding it canonically for the other side.
 
 use bytes::{Bytes, BytesMut};
 

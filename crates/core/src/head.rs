@@ -2,8 +2,8 @@
 //!
 //! A head is located incrementally (a head may arrive one byte at a time; each byte is
 //! scanned once), then parsed once with `httparse` and checked against the strict rules
-//! of DESIGN.md "Message framing". Parsed heads keep byte ranges into one [`Bytes`]
-//! instead of owned strings.
+//! of docs/ARCHITECTURE.md §Protocol rules, "Message framing". Parsed heads keep byte
+//! ranges into one [`Bytes`] instead of owned strings.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;

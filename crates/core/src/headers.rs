@@ -1,4 +1,5 @@
-//! Hop-by-hop filtering (RFC 9110 §7.6.1) and the heads the proxy writes.
+//! Hop-by-hop filtering (RFC 9110 §7.6.1; docs/ARCHITECTURE.md §Protocol rules, "Hop-by-hop
+//! headers") and the heads the proxy writes.
 
 use bytes::{BufMut, Bytes, BytesMut};
 

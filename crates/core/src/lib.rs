@@ -82,18 +82,25 @@
 //! `101` that answers a proposal, names an offered protocol, carries
 //! `Connection: upgrade` and (for WebSocket) the right `Sec-WebSocket-Accept` starts a
 //! tunnel. Framing is strict (RFC 9112 §6): anything two parsers could read differently
-//! is refused with a 4xx (client) or 502 (upstream). The crate README lists every rule.
+//! is refused with a 4xx (client) or 502 (upstream). docs/ARCHITECTURE.md §Protocol
+//! rules states each rule and where it lives; the README's §Security lists every
+//! rejection and why.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod close;
 mod config;
 mod connection;
 mod error;
 mod event;
+mod exchange;
 mod framing;
 mod head;
 mod headers;
 mod io;
+mod request;
+mod request_checks;
+mod response;
 mod state;
 mod timer;
 mod tunnel;

@@ -6,6 +6,12 @@
 //! [`Input::Flushed`]), records what each peer received, and jumps the clock from
 //! deadline to deadline.
 //!
+//! The helpers that script a peer ([`Sim::client_sends`], [`Sim::upstream_eof`], …) panic
+//! when the connection refuses their input ([`Misuse`]), say after it closed: a test that
+//! goes on as if the connection were open fails there instead of passing without having
+//! tested anything. Check [`Sim::is_closed`] to script a peer that keeps talking after
+//! the proxy closed, or feed [`Sim::input`] to expect the refusal.
+//!
 //! # Examples
 //! ```
 //! use std::time::{Duration, Instant};
@@ -72,6 +78,9 @@ pub struct Sim {
     current: Option<usize>,
     pool: Vec<usize>,
     tunnel: bool,
+    /// Writes towards each side (by [`Side`] order: client, upstream) are not reported
+    /// flushed: that peer stopped reading.
+    stalled: [bool; 2],
 }
 
 impl Sim {
@@ -93,6 +102,7 @@ impl Sim {
             current: None,
             pool: Vec::new(),
             tunnel: false,
+            stalled: [false; 2],
         };
         sim.drain();
         sim
@@ -141,44 +151,118 @@ impl Sim {
         Ok(())
     }
 
+    /// From now on writes towards `to` never complete (that peer stopped reading): the
+    /// harness writes the bytes but does not report [`Input::Flushed`], so
+    /// `send_timeout` runs. Undone by [`resume_writes`](Self::resume_writes).
+    pub fn stall_writes(&mut self, to: Side) {
+        self.stalled[to.index()] = true;
+    }
+
+    /// Writes towards `to` complete again, and what was pending is reported flushed.
+    pub fn resume_writes(&mut self, to: Side) {
+        self.stalled[to.index()] = false;
+        if !self.conn.is_closed() {
+            self.feed("resume_writes", Input::Flushed { to });
+        }
+    }
+
+    /// Reports writes towards `to` complete, as an adapter does once it has written
+    /// everything queued: not while that peer is stalled, nor after `Close`.
+    fn flushed(&mut self, to: Side) {
+        if !self.stalled[to.index()] && !self.conn.is_closed() {
+            self.adapter_input(Input::Flushed { to });
+        }
+    }
+
+    /// Feeds what a scripted peer did; the caller broke the contract if the connection
+    /// refuses it (say, bytes after `Close`), and the test fails here rather than pass
+    /// without having tested anything.
+    #[track_caller]
+    fn feed(&mut self, helper: &str, input: Input) {
+        let shown = format!("{input:?}");
+        if let Err(misuse) = self.input(input) {
+            panic!(
+                "Sim::{helper}: the connection refused {shown} ({misuse}), in state {:?}; \
+                 check Sim::is_closed first, or use Sim::input to expect the refusal",
+                self.conn.state()
+            );
+        }
+    }
+
+    /// Feeds what the simulated adapter itself does in answer to an output; a refusal is
+    /// a bug in the core or in this harness.
+    fn adapter_input(&mut self, input: Input) {
+        let shown = format!("{input:?}");
+        if let Err(misuse) = self.conn.handle_input(input, self.now) {
+            panic!(
+                "sim adapter: the connection refused {shown} ({misuse}), in state {:?}",
+                self.conn.state()
+            );
+        }
+    }
+
     /// The client sends `bytes` (in the tunnel: the adapter copies them and reports it).
+    ///
+    /// # Panics
+    /// When the connection refuses the input ([`Misuse`]), e.g. after it closed.
+    #[track_caller]
     pub fn client_sends(&mut self, bytes: &[u8]) {
         if self.tunnel {
             if let Some(u) = self.current.and_then(|i| self.upstreams.get_mut(i)) {
                 u.received.extend_from_slice(bytes);
             }
-            let _ = self.input(Input::TunnelActivity {
-                from: Side::Client,
-                bytes: bytes.len(),
-            });
-            let _ = self.input(Input::Flushed { to: Side::Upstream });
+            self.feed(
+                "client_sends",
+                Input::TunnelActivity {
+                    from: Side::Client,
+                    bytes: bytes.len(),
+                },
+            );
+            self.flushed(Side::Upstream);
+            self.drain();
         } else {
-            let _ = self.input(Input::ClientData(BytesMut::from(bytes)));
+            self.feed("client_sends", Input::ClientData(BytesMut::from(bytes)));
         }
     }
 
     /// The upstream sends `bytes`.
+    ///
+    /// # Panics
+    /// When the connection refuses the input ([`Misuse`]), e.g. after it closed.
+    #[track_caller]
     pub fn upstream_sends(&mut self, bytes: &[u8]) {
         if self.tunnel {
             self.client_received.extend_from_slice(bytes);
-            let _ = self.input(Input::TunnelActivity {
-                from: Side::Upstream,
-                bytes: bytes.len(),
-            });
-            let _ = self.input(Input::Flushed { to: Side::Client });
+            self.feed(
+                "upstream_sends",
+                Input::TunnelActivity {
+                    from: Side::Upstream,
+                    bytes: bytes.len(),
+                },
+            );
+            self.flushed(Side::Client);
+            self.drain();
         } else {
-            let _ = self.input(Input::UpstreamData(BytesMut::from(bytes)));
+            self.feed("upstream_sends", Input::UpstreamData(BytesMut::from(bytes)));
         }
     }
 
     /// The client closes its sending side.
+    ///
+    /// # Panics
+    /// When the connection refuses the input ([`Misuse`]), e.g. after it closed.
+    #[track_caller]
     pub fn client_eof(&mut self) {
-        let _ = self.input(Input::ClientEof);
+        self.feed("client_eof", Input::ClientEof);
     }
 
     /// The upstream closes its sending side.
+    ///
+    /// # Panics
+    /// When the connection refuses the input ([`Misuse`]), e.g. after it closed.
+    #[track_caller]
     pub fn upstream_eof(&mut self) {
-        let _ = self.input(Input::UpstreamEof);
+        self.feed("upstream_eof", Input::UpstreamEof);
     }
 
     /// Moves the virtual clock forward by `by`, firing every deadline on the way at its
@@ -228,30 +312,22 @@ impl Sim {
                         };
                         self.upstreams[index].released = None;
                         self.current = Some(index);
-                        let _ = self
-                            .conn
-                            .handle_input(Input::UpstreamConnected { reused }, self.now);
+                        self.adapter_input(Input::UpstreamConnected { reused });
                     }
                     ConnectBehaviour::Fail => {
-                        let _ = self
-                            .conn
-                            .handle_input(Input::UpstreamConnectFailed, self.now);
+                        self.adapter_input(Input::UpstreamConnectFailed);
                     }
                     ConnectBehaviour::Hang => {}
                 },
                 Output::ToClient(b) => {
                     self.client_received.extend_from_slice(&b);
-                    let _ = self
-                        .conn
-                        .handle_input(Input::Flushed { to: Side::Client }, self.now);
+                    self.flushed(Side::Client);
                 }
                 Output::ToUpstream(b) => {
                     if let Some(u) = self.current.and_then(|i| self.upstreams.get_mut(i)) {
                         u.received.extend_from_slice(&b);
                     }
-                    let _ = self
-                        .conn
-                        .handle_input(Input::Flushed { to: Side::Upstream }, self.now);
+                    self.flushed(Side::Upstream);
                 }
                 Output::ReleaseUpstream { reusable } => {
                     if let Some(i) = self.current.take() {

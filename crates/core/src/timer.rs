@@ -1,75 +1,96 @@
-//! The deadline table (one slot per kind, as quinn-proto's `TimerTable`).
+//! Deadlines (docs/ARCHITECTURE.md §Protocol rules, "Deadlines"). Each phase keeps its own (the head's, the connect attempt's, the
+//! exchange's read deadline, the tunnel's), so none can outlive its phase; the deadlines
+//! of writes belong to the sockets, which outlive phases, and are kept here.
 
 use std::time::Instant;
 
-/// Kinds of deadline kept in the table. Tunnel read and idle deadlines are not here:
-/// they are derived from the tunnel's last-read instants, so a read costs no table write.
+use crate::io::Side;
+
+/// Which deadline passed; each one ends the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Timer {
-    /// Whole request head (`header_timeout`).
+pub(crate) enum Deadline {
+    /// A whole request head (`header_timeout`).
     Header,
-    /// Kept-alive client waiting for a request (`idle_timeout`).
+    /// A kept-alive client waiting for its next request (`idle_timeout`).
     Idle,
-    /// Upstream connection being established (`connect_timeout`).
+    /// The upstream connection being established (`connect_timeout`).
     Connect,
     /// Silence of the upstream while a response is awaited or read (`read_timeout`).
     Read,
-    /// A write towards the client not yet flushed (`send_timeout`).
-    SendClient,
-    /// A write towards the upstream not yet flushed (`send_timeout`).
-    SendUpstream,
-    /// Graceful-shutdown grace for a tunnel.
-    Shutdown,
+    /// A write towards this peer not flushed (`send_timeout`).
+    Send(Side),
+    /// Silence of the tunnel's last open direction (`read_timeout`).
+    TunnelRead,
+    /// A tunnel in which nothing moved (`tunnel_idle_timeout`).
+    TunnelIdle,
+    /// The grace a graceful drain gives a tunnel.
+    Drain,
 }
 
-impl Timer {
-    pub(crate) const ALL: [Timer; 7] = [
-        Timer::Header,
-        Timer::Idle,
-        Timer::Connect,
-        Timer::Read,
-        Timer::SendClient,
-        Timer::SendUpstream,
-        Timer::Shutdown,
-    ];
+/// The earlier of two deadlines (the first on a tie).
+pub(crate) fn earlier(
+    a: Option<(Deadline, Instant)>,
+    b: Option<(Deadline, Instant)>,
+) -> Option<(Deadline, Instant)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.1 < a.1 { b } else { a }),
+        (a, b) => a.or(b),
+    }
 }
 
+/// When each peer's pending writes must have been flushed (`send_timeout`), one slot per
+/// peer as in quinn-proto's `TimerTable`. A write is bounded by the send timeout of the
+/// phase that queued it: the route of its exchange or tunnel.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct TimerTable {
-    data: [Option<Instant>; Timer::ALL.len()],
+pub(crate) struct WriteDeadlines {
+    flush_by: [Option<Instant>; 2],
 }
 
-impl TimerTable {
-    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
-        self.data[timer as usize] = Some(at);
+impl WriteDeadlines {
+    /// Bytes were queued towards `to`; a write already pending keeps its first deadline.
+    pub(crate) fn queued(&mut self, to: Side, flush_by: Instant) {
+        self.flush_by[to.index()].get_or_insert(flush_by);
     }
 
-    /// Sets the timer unless it already runs (a pending write keeps its first deadline).
-    pub(crate) fn set_if_unset(&mut self, timer: Timer, at: Instant) {
-        self.data[timer as usize].get_or_insert(at);
+    /// Everything queued towards `to` was written.
+    pub(crate) fn flushed(&mut self, to: Side) {
+        self.flush_by[to.index()] = None;
     }
 
-    pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
-        self.data[timer as usize]
+    /// The peer gave back; nothing more will be written to it.
+    pub(crate) fn forget(&mut self, to: Side) {
+        self.flushed(to);
     }
 
-    pub(crate) fn stop(&mut self, timer: Timer) {
-        self.data[timer as usize] = None;
+    /// The earliest write deadline.
+    pub(crate) fn next(&self) -> Option<(Deadline, Instant)> {
+        let slot = |side: Side| self.flush_by[side.index()].map(|at| (Deadline::Send(side), at));
+        earlier(slot(Side::Client), slot(Side::Upstream))
     }
+}
 
-    pub(crate) fn clear(&mut self) {
-        self.data = Default::default();
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
 
-    /// The earliest deadline.
-    pub(crate) fn next(&self) -> Option<Instant> {
-        self.data.iter().flatten().min().copied()
-    }
-
-    /// The first timer whose deadline is at or before `now`.
-    pub(crate) fn expired(&self, now: Instant) -> Option<Timer> {
-        Timer::ALL
-            .into_iter()
-            .find(|t| self.get(*t).is_some_and(|at| at <= now))
+    #[test]
+    fn a_pending_write_keeps_its_first_deadline_until_flushed() {
+        let t0 = Instant::now();
+        let mut writes = WriteDeadlines::default();
+        writes.queued(Side::Client, t0 + Duration::from_secs(5));
+        writes.queued(Side::Client, t0 + Duration::from_secs(9));
+        writes.queued(Side::Upstream, t0 + Duration::from_secs(7));
+        assert_eq!(
+            writes.next(),
+            Some((Deadline::Send(Side::Client), t0 + Duration::from_secs(5)))
+        );
+        writes.flushed(Side::Client);
+        assert_eq!(
+            writes.next(),
+            Some((Deadline::Send(Side::Upstream), t0 + Duration::from_secs(7)))
+        );
+        writes.forget(Side::Upstream);
+        assert_eq!(writes.next(), None);
     }
 }

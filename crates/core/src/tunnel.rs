@@ -1,14 +1,24 @@
-//! Tunnel mode: what the core tracks while the adapter copies bytes both ways.
+//! The `Tunnel` phase (docs/ARCHITECTURE.md §Protocol rules, "Tunnels"): what the core
+//! tracks while the adapter copies bytes both ways, from the validated `101` to the end.
 //!
-//! Deadlines are derived from two last-read instants rather than kept in the timer
-//! table, so reporting a read is two stores. This is also where a frame-aware tracker
-//! (following WebSocket frame boundaries to inject Ping/Close) will live.
+//! The tunnel owns its route and that route's deadlines (read, send, idle), so nothing in
+//! it depends on an exchange that is gone. Read and idle deadlines are derived from two
+//! last-read instants rather than kept in a table, so reporting a read is two stores.
+//! This is also where a frame-aware tracker (following WebSocket frame boundaries to
+//! inject Ping/Close) will live.
 
 use std::time::{Duration, Instant};
 
-use crate::config::RouteId;
-use crate::event::CloseReason;
-use crate::io::Side;
+use crate::config::{RouteId, Timeouts};
+use crate::connection::Connection;
+use crate::error::{ErrorKind, ProtocolError};
+use crate::event::{CloseReason, Event, TunnelRecord};
+use crate::head::Head;
+use crate::headers::{self, ClientConnection};
+use crate::io::{Output, Side};
+use crate::state::{Phase, Step};
+use crate::timer::{earlier, Deadline};
+use crate::upgrade;
 
 #[derive(Debug)]
 pub(crate) struct Tunnel {
@@ -23,17 +33,21 @@ pub(crate) struct Tunnel {
     /// Bytes read from each side.
     pub bytes_from: [u64; 2],
     read_timeout: Duration,
+    /// For the writes the adapter makes on the tunnel's behalf.
+    pub send_timeout: Duration,
     idle_timeout: Option<Duration>,
+    /// The end of the grace a graceful drain gives the tunnel.
+    drain_deadline: Option<Instant>,
 }
 
 impl Tunnel {
+    /// A tunnel on `route` opened at `now`, with that route's `timeouts`.
     pub(crate) fn new(
         route: RouteId,
         target: String,
         protocol: String,
         now: Instant,
-        read_timeout: Duration,
-        idle_timeout: Option<Duration>,
+        timeouts: &Timeouts,
     ) -> Self {
         Tunnel {
             route,
@@ -43,8 +57,10 @@ impl Tunnel {
             last_read: [now; 2],
             eof: [false; 2],
             bytes_from: [0; 2],
-            read_timeout,
-            idle_timeout,
+            read_timeout: timeouts.read,
+            send_timeout: timeouts.send,
+            idle_timeout: timeouts.tunnel_idle,
+            drain_deadline: None,
         }
     }
 
@@ -65,6 +81,11 @@ impl Tunnel {
         self.eof[side.index()]
     }
 
+    /// A graceful drain lets the tunnel go on until `at`, then closes it.
+    pub(crate) fn drain_by(&mut self, at: Instant) {
+        self.drain_deadline.get_or_insert(at);
+    }
+
     /// The read deadline: upstream silence while the upstream still sends; after the
     /// upstream's EOF, silence of the client (the one direction still open).
     fn read_deadline(&self) -> Option<Instant> {
@@ -83,22 +104,90 @@ impl Tunnel {
         self.idle_timeout.map(|t| last + t)
     }
 
-    /// The earliest tunnel deadline.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        match (self.read_deadline(), self.idle_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    /// The earliest of the tunnel's own deadlines.
+    pub(crate) fn deadline(&self) -> Option<(Deadline, Instant)> {
+        let read = self.read_deadline().map(|at| (Deadline::TunnelRead, at));
+        let idle = self.idle_deadline().map(|at| (Deadline::TunnelIdle, at));
+        let drain = self.drain_deadline.map(|at| (Deadline::Drain, at));
+        earlier(earlier(read, idle), drain)
+    }
+
+    pub(crate) fn record(&self, reason: CloseReason, now: Instant) -> TunnelRecord {
+        TunnelRecord {
+            route: self.route,
+            target: self.target.clone(),
+            protocol: self.protocol.clone(),
+            bytes_client_to_upstream: self.bytes_from[Side::Client.index()],
+            bytes_upstream_to_client: self.bytes_from[Side::Upstream.index()],
+            duration: now.saturating_duration_since(self.started),
+            reason,
+        }
+    }
+}
+
+impl Connection {
+    /// A `101`: tunnel only when it answers a proposal and validates; otherwise `502`.
+    pub(crate) fn start_tunnel(&mut self, head: Head) {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        let protocol = match upgrade::validate_switch(&head, ex.proposal.as_ref()) {
+            Ok(protocol) if ex.request.is_done() => protocol,
+            _ => return self.reject(ProtocolError::upstream(ErrorKind::InvalidSwitch)),
+        };
+        ex.status = 101;
+        let route = ex.route;
+        let timeouts = &self.config.routes[route].timeouts;
+        let mut tunnel = Tunnel::new(route, ex.target.clone(), protocol, self.now, timeouts);
+        let client_eof = ex.client_eof;
+        // Taken whole, so that an idle tunnel keeps no receive buffer alive.
+        let upstream_leftover = std::mem::take(&mut ex.upstream.buf).freeze();
+        let bytes = headers::client_response(&head, false, ClientConnection::Upgrade);
+        self.out
+            .push_back(Output::Event(Event::Response { status: 101 }));
+        self.send_client(bytes);
+        self.out.push_back(Output::Event(Event::TunnelOpened {
+            route,
+            protocol: tunnel.protocol.clone(),
+        }));
+        self.out.push_back(Output::StartTunnel {
+            client_leftover: std::mem::take(&mut self.client_buf).freeze(),
+            upstream_leftover,
+        });
+        if client_eof {
+            tunnel.eof(Side::Client, self.now);
+            self.out.push_back(Output::HalfClose {
+                side: Side::Upstream,
+            });
+        }
+        if let Some(grace) = self.drain {
+            tunnel.drain_by(self.now + grace);
+        }
+        self.enter(Step::Switched(Box::new(tunnel)));
+    }
+
+    /// The adapter read `bytes` from `from` and is writing them to the other side.
+    pub(crate) fn on_tunnel_activity(&mut self, from: Side, bytes: usize) {
+        if let Phase::Tunnel(tunnel) = &mut self.phase {
+            tunnel.activity(from, bytes, self.now);
+            // Bounded by the tunnel's own route (through the phase's send timeout).
+            self.queue_write(from.other());
         }
     }
 
-    /// The deadline that has passed at `now`, if any.
-    pub(crate) fn expired(&self, now: Instant) -> Option<CloseReason> {
-        if self.read_deadline().is_some_and(|d| d <= now) {
-            return Some(CloseReason::ReadTimeout);
+    /// EOF from `from`: shut down writing towards the other side, and end the tunnel
+    /// once both directions are finished.
+    pub(crate) fn on_tunnel_eof(&mut self, from: Side) {
+        let Phase::Tunnel(tunnel) = &mut self.phase else {
+            return;
+        };
+        if tunnel.has_eof(from) {
+            return;
         }
-        if self.idle_deadline().is_some_and(|d| d <= now) {
-            return Some(CloseReason::TunnelIdleTimeout);
+        let both = tunnel.eof(from, self.now);
+        self.out.push_back(Output::HalfClose { side: from.other() });
+        if both {
+            self.close(CloseReason::BothClosed);
         }
-        None
     }
 }

@@ -1,13 +1,13 @@
-//! Upgrade negotiation and `101 Switching Protocols` validation (DESIGN.md §Upgrade
-//! negotiation, §101 detection).
+//! Upgrade negotiation and `101 Switching Protocols` validation (docs/ARCHITECTURE.md
+//! §Protocol rules, "Upgrade negotiation" and "101 detection").
 
 use bytes::Bytes;
 
 use crate::head::{is_tchar, Head};
 
 /// GUID of RFC 6455 §1.3, appended to `Sec-WebSocket-Key` for `Sec-WebSocket-Accept`.
-/// (DESIGN.md once gave it with a wrong tail; this is the RFC's value, checked against
-/// the RFC's own example below.)
+/// (This is the RFC's value, checked against the RFC's own example below; see
+/// docs/DECISIONS.md, "WebSocket GUID".)
 const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// A client's proposal to switch protocols, as forwarded to the upstream.

@@ -1,4 +1,5 @@
-//! DESIGN.md §Deadlines and the tunnel, on the virtual clock: one test per rule.
+//! docs/ARCHITECTURE.md §Protocol rules, "Deadlines" and "Tunnels", on the virtual clock:
+//! one test per rule.
 
 mod common;
 
@@ -174,6 +175,23 @@ fn input_after_close_is_a_misuse() {
     assert!(sim.is_closed());
     assert_eq!(sim.input(Input::ClientEof), Err(Misuse::Closed));
     assert!(matches!(sim.input(Input::Timeout), Err(Misuse::Closed)));
+}
+
+#[test]
+#[should_panic(expected = "input after the connection was closed")]
+fn the_sim_helpers_refuse_to_feed_a_closed_connection() {
+    let mut sim = sim();
+    sim.client_sends(b"BAD\r\n\r\n");
+    assert!(sim.is_closed());
+    // A test that goes on as if the connection were open fails here, loudly.
+    sim.client_sends(get("/").as_bytes());
+}
+
+#[test]
+#[should_panic(expected = "is not expected in state ReadingHead")]
+fn the_sim_helpers_refuse_an_input_the_state_does_not_expect() {
+    let mut sim = sim();
+    sim.upstream_sends(b"HTTP/1.1 200 OK\r\n\r\n");
 }
 
 #[test]

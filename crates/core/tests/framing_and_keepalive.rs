@@ -1,4 +1,5 @@
-//! DESIGN.md §Message framing and keep-alive behaviour: one test per rule.
+//! docs/ARCHITECTURE.md §Protocol rules, "Message framing", and keep-alive behaviour; the
+//! README's §Security for what is rejected: one test per rule.
 
 mod common;
 

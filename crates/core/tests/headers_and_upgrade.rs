@@ -1,4 +1,5 @@
-//! DESIGN.md §Hop-by-hop headers, §Upgrade negotiation, §101 detection: one test per rule.
+//! docs/ARCHITECTURE.md §Protocol rules, "Hop-by-hop headers", "Upgrade negotiation" and
+//! "101 detection": one test per rule.
 
 mod common;
 

@@ -8,7 +8,10 @@ use std::time::Duration;
 use common::*;
 use proptest::prelude::*;
 use switchyard_core::sim::Sim;
-use switchyard_core::{is_hop_by_hop, Config, Output, StateKind};
+use switchyard_core::{is_hop_by_hop, Config, Event, Output, Side, StateKind};
+
+/// The status line of the proxy's own 502.
+const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\n";
 
 /// Feeds `bytes` in pieces cut at `cuts` (positions taken modulo the length).
 fn feed_split(bytes: &[u8], cuts: &[usize], mut send: impl FnMut(&[u8])) {
@@ -155,11 +158,38 @@ proptest! {
         let mut sim = sim();
         sim.client_sends(get("/").as_bytes());
         sim.upstream_sends(&[prefix, &bytes[..]].concat());
-        sim.upstream_eof();
+        if !sim.is_closed() {
+            sim.upstream_eof();
+        }
         prop_assert!(sim.is_closed() || sim.state() == StateKind::ReadingHead);
-        let codes = statuses(&sim.client_received);
-        prop_assert!(!codes.is_empty() || sim.is_closed());
         prop_assert!(!started_tunnel(&sim));
+        let events = sim.events();
+        let forwarded = events.iter().find_map(|e| match e {
+            Event::Response { status } if *status >= 200 => Some(*status),
+            _ => None,
+        });
+        let records: Vec<_> = events.iter().filter_map(|e| match e {
+            Event::Exchange(record) => Some(record.status),
+            _ => None,
+        }).collect();
+        let finals: Vec<u16> = statuses(&sim.client_received).into_iter().filter(|s| *s >= 200).collect();
+        match forwarded {
+            // The upstream's response, under its own status, and no answer of the proxy's
+            // after it (a truncated body stays truncated).
+            Some(status) => {
+                prop_assert_eq!(records, vec![status]);
+                prop_assert_eq!(finals.first().copied(), Some(status));
+                prop_assert!(!sim.client_received.windows(BAD_GATEWAY.len()).any(|w| w == BAD_GATEWAY));
+            }
+            // Nothing the client could take for a response: a 502 and the connection closed,
+            // blaming the upstream.
+            None => {
+                prop_assert_eq!(finals, vec![502]);
+                prop_assert_eq!(records, vec![502]);
+                prop_assert!(sim.is_closed());
+                prop_assert!(events.iter().any(|e| matches!(e, Event::Rejected(error) if error.side == Side::Upstream)));
+            }
+        }
     }
 }
 

@@ -1,0 +1,210 @@
+//! How a connection ends: canned answers, rejections of a peer's protocol error, peers
+//! going away, deadlines (every one of which ends the connection), graceful drain, and
+//! the close itself, the one way into `Closed`.
+
+use std::time::Duration;
+
+use crate::connection::Connection;
+use crate::error::{ErrorKind, ProtocolError};
+use crate::event::{AccessRecord, CloseReason, Event};
+use crate::exchange::Exchange;
+use crate::head::Head;
+use crate::headers;
+use crate::io::{Output, Side};
+use crate::state::{Phase, StateKind, Step};
+use crate::timer::Deadline;
+
+impl Connection {
+    /// A peer broke the protocol: answer with its status hint and close.
+    pub(crate) fn reject(&mut self, error: ProtocolError) {
+        self.out.push_back(Output::Event(Event::Rejected(error)));
+        self.answer_and_close(error.status_hint(), CloseReason::ProtocolError);
+    }
+
+    /// A request head that parsed but breaks a rule: logged with its method and target.
+    pub(crate) fn refuse_request(
+        &mut self,
+        method: &str,
+        target: &str,
+        head: &Head,
+        error: ProtocolError,
+    ) {
+        let status = error.status_hint();
+        self.out.push_back(Output::Event(Event::Rejected(error)));
+        let canned = headers::canned(status);
+        let record = AccessRecord {
+            close: Some(CloseReason::ProtocolError),
+            method: method.to_string(),
+            target: target.to_string(),
+            route: None,
+            status,
+            bytes_from_client: head.bytes.len() as u64,
+            bytes_to_client: canned.len() as u64,
+            duration: Duration::ZERO,
+        };
+        self.send_client(canned);
+        self.out.push_back(Output::Event(Event::Exchange(record)));
+        self.close(CloseReason::ProtocolError);
+    }
+
+    /// Sends a canned `status` unless a final response head was forwarded already (the
+    /// client's view is then a truncated response), and closes.
+    pub(crate) fn answer_and_close(&mut self, status: u16, reason: CloseReason) {
+        if !self.phase.exchange().is_some_and(|ex| ex.status >= 200) {
+            let canned = headers::canned(status);
+            let bytes_to_client = canned.len() as u64;
+            self.send_client(canned);
+            match self.phase.exchange_mut() {
+                Some(ex) => ex.status = status,
+                // Nothing to log the answer with: a line of its own.
+                None => self
+                    .out
+                    .push_back(Output::Event(Event::Exchange(AccessRecord {
+                        close: Some(reason),
+                        method: "-".into(),
+                        target: "-".into(),
+                        route: None,
+                        status,
+                        bytes_from_client: 0,
+                        bytes_to_client,
+                        duration: Duration::ZERO,
+                    }))),
+            }
+        }
+        self.close(reason);
+    }
+
+    /// Ends the connection from whatever phase: the tunnel's or the exchange's record,
+    /// the upstream connection given back, then `Closed` and [`Output::Close`].
+    pub(crate) fn close(&mut self, reason: CloseReason) {
+        if self.is_closed() {
+            // Nothing may follow `Close`: a second close is a bug, and changes nothing.
+            return self.illegal(StateKind::Closed, crate::state::StepKind::Close);
+        }
+        if let Phase::Tunnel(tunnel) = &self.phase {
+            let record = tunnel.record(reason, self.now);
+            self.out
+                .push_back(Output::Event(Event::TunnelClosed(record)));
+        }
+        self.release_upstream();
+        if let Some(ex) = self.phase.exchange() {
+            let record = ex.record(self.now, Some(reason));
+            self.out.push_back(Output::Event(Event::Exchange(record)));
+        }
+        self.out.push_back(Output::Event(Event::Closed { reason }));
+        self.out.push_back(Output::Close);
+        self.writes = Default::default();
+        self.enter(Step::Close);
+    }
+
+    /// Gives the upstream connection back, to be pooled when the exchange says it may
+    /// be reused ([`Exchange::upstream_reusable`]). Bytes it sent that were not part of
+    /// a response go with it: they must never be read as the next response.
+    pub(crate) fn release_upstream(&mut self) {
+        if !self.phase.holds_upstream() {
+            return;
+        }
+        let reusable = self
+            .phase
+            .exchange()
+            .is_some_and(Exchange::upstream_reusable);
+        if let Some(ex) = self.phase.exchange_mut() {
+            ex.upstream = Default::default();
+        }
+        self.writes.forget(Side::Upstream);
+        self.out.push_back(Output::ReleaseUpstream { reusable });
+    }
+
+    /// No server of the route could be reached: nothing to give back, and `502`.
+    pub(crate) fn on_connect_failed(&mut self) {
+        if let Some(ex) = self.phase.exchange_mut() {
+            ex.upstream.held = false;
+        }
+        self.answer_and_close(502, CloseReason::ConnectFailed);
+    }
+
+    pub(crate) fn on_client_eof(&mut self) {
+        match &mut self.phase {
+            Phase::Tunnel(_) => self.on_tunnel_eof(Side::Client),
+            Phase::ReadingHead(_) => self.close(CloseReason::ClientClosed),
+            Phase::Connecting { exchange: ex, .. } | Phase::Exchange(ex) => {
+                if ex.client_eof {
+                    return;
+                }
+                ex.client_eof = true;
+                // A client that half-closes after a complete request still gets its
+                // response; one that leaves mid-request ends the exchange.
+                if !ex.request.complete_within(&self.client_buf) {
+                    self.close(CloseReason::ClientClosed);
+                }
+            }
+            Phase::Closed => {}
+        }
+    }
+
+    /// A write towards `to` failed: that peer is gone both ways.
+    pub(crate) fn on_write_failed(&mut self, to: Side) {
+        let reason = match to {
+            Side::Client => CloseReason::ClientClosed,
+            Side::Upstream => CloseReason::UpstreamClosed,
+        };
+        if let (Phase::Exchange(_), Side::Upstream) = (&self.phase, to) {
+            self.out
+                .push_back(Output::Event(Event::Rejected(ProtocolError::upstream(
+                    ErrorKind::Truncated,
+                ))));
+            return self.answer_and_close(502, reason);
+        }
+        self.close(reason);
+    }
+
+    /// Graceful drain: an idle connection closes now, an exchange in flight finishes
+    /// first (then [`Exchange::close_after`] says `Shutdown`), a tunnel gets `grace`.
+    pub(crate) fn on_drain(&mut self, grace: Duration) {
+        if self.drain.is_some() {
+            return;
+        }
+        self.drain = Some(grace);
+        match &mut self.phase {
+            Phase::ReadingHead(reading) if !reading.started() && self.client_buf.is_empty() => {
+                self.close(CloseReason::Shutdown)
+            }
+            Phase::Tunnel(tunnel) => tunnel.drain_by(self.now + grace),
+            _ => {}
+        }
+    }
+
+    /// The earliest deadline, if it has passed, ends the connection.
+    pub(crate) fn on_timeout(&mut self) {
+        let Some((deadline, at)) = self.next_deadline() else {
+            return;
+        };
+        if at > self.now {
+            return;
+        }
+        match deadline {
+            Deadline::Header => {
+                let started = matches!(&self.phase, Phase::ReadingHead(r) if r.started());
+                if started || !self.client_buf.is_empty() {
+                    self.answer_and_close(408, CloseReason::HeaderTimeout);
+                } else {
+                    self.close(CloseReason::HeaderTimeout);
+                }
+            }
+            Deadline::Idle => self.close(CloseReason::IdleTimeout),
+            Deadline::Connect => self.answer_and_close(504, CloseReason::ConnectTimeout),
+            Deadline::Read => self.answer_and_close(504, CloseReason::ReadTimeout),
+            Deadline::Send(_) => match self.phase {
+                // Answering a request whose upstream does not take it, or not send.
+                Phase::Connecting { .. } | Phase::Exchange(_) => {
+                    self.answer_and_close(504, CloseReason::SendTimeout)
+                }
+                // A finished response the client does not read, or a tunnel.
+                _ => self.close(CloseReason::SendTimeout),
+            },
+            Deadline::TunnelRead => self.close(CloseReason::ReadTimeout),
+            Deadline::TunnelIdle => self.close(CloseReason::TunnelIdleTimeout),
+            Deadline::Drain => self.close(CloseReason::Shutdown),
+        }
+    }
+}
