@@ -62,10 +62,17 @@ impl Upstream {
             let reply = replies.get(self.answered).copied().unwrap_or(Reply::Echo);
             self.answered += 1;
             let bytes = reply_bytes(reply, &request);
+            // A scripted upstream stops once the proxy closed or let go of its
+            // connection: the rest of its reply goes nowhere (and must never reach the
+            // next upstream connection).
+            let gone = |sim: &Sim| sim.is_closed() || sim.upstreams[index].released.is_some();
             for piece in pieces(&bytes, mode) {
+                if gone(sim) {
+                    break;
+                }
                 sim.upstream_sends(piece);
             }
-            if matches!(reply, Reply::RawThenClose(_)) {
+            if matches!(reply, Reply::RawThenClose(_)) && !gone(sim) {
                 sim.upstream_eof();
             }
         }
@@ -76,6 +83,10 @@ fn run(vector: &Vector, mode: Mode) -> Observed {
     let mut sim = Sim::new(Config::default(), Instant::now());
     let mut upstream = Upstream::default();
     for piece in pieces(&vector.client, mode) {
+        // What a client sends after the proxy closed goes nowhere.
+        if sim.is_closed() {
+            break;
+        }
         sim.client_sends(piece);
         upstream.serve(&mut sim, &vector.replies, mode);
     }
@@ -325,6 +336,9 @@ proptest! {
         let mut sim = Sim::new(Config::default(), Instant::now());
         let mut upstream = Upstream::default();
         for window in cuts.windows(2) {
+            if sim.is_closed() {
+                break;
+            }
             sim.client_sends(&input[window[0]..window[1]]);
             upstream.serve(&mut sim, &[], Mode::Whole);
         }
