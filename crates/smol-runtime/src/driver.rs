@@ -2,8 +2,8 @@
 //! performs what the core asks for, and sleeps until the next readiness or deadline.
 
 use std::future::Future;
-use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{self, IoSlice};
+use std::net::{SocketAddr, TcpStream};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -15,11 +15,9 @@ use switchyard_core::{
     Config, Connection, Input, Misuse, Output, PeerInfo, RouteId, Side, StateKind,
 };
 
-use crate::buffer::{
-    self, give_buffer, take_buffer, Chunk, WriteQueue, HTTP_READ_SIZE, MAX_WRITE_SLICES,
-};
+use crate::backend::{Io, Timer};
+use crate::buffer::{self, give_buffer, take_buffer, Chunk, WriteQueue, MAX_WRITE_SLICES};
 use crate::pipe::{self, Pipe};
-use crate::reactor::{Io, Timer};
 use crate::signal::Signal;
 use crate::upstream::{self, Dialed, Group, Pool};
 
@@ -150,7 +148,7 @@ impl Peer {
         }
         self.write_closed = true;
         // Fails only when the peer is already gone, which changes nothing here.
-        let _ = self.stream.get_ref().shutdown(Shutdown::Write);
+        let _ = self.stream.shutdown_write();
     }
 }
 
@@ -520,9 +518,7 @@ impl Driver<'_> {
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
-        let result = buffer::read_http(peer.stream.get_ref());
-        peer.stream
-            .note_read(result.as_ref().map(|bytes| bytes.len()), HTTP_READ_SIZE);
+        let result = buffer::read_http(&peer.stream);
         match result {
             Ok(buffer) if buffer.is_empty() => self.eof(side, now),
             Ok(buffer) => {
@@ -557,10 +553,7 @@ impl Driver<'_> {
             return;
         }
         let mut buffer = take_buffer();
-        let mut socket: &TcpStream = peer.stream.get_ref();
-        let result = socket.read(&mut buffer);
-        peer.stream
-            .note_read(result.as_ref().copied(), buffer.len());
+        let result = peer.stream.read(&mut buffer);
         // A full buffer: bulk data, which the next reads splice instead of copying.
         peer.splice_reads = matches!(result, Ok(n) if n == buffer.len());
         match result {
@@ -608,7 +601,7 @@ impl Driver<'_> {
                 return; // the socket is still readable: the next wait reads it
             }
         };
-        let result = pipe.fill(peer.stream.get_ref());
+        let result = peer.stream.splice_to(&pipe);
         // A short splice may stop at the pipe's slot count, so only WouldBlock can say
         // the socket is drained, and not even that: splice never reads past an urgent
         // (out-of-band) mark. On WouldBlock the next read copies (a read skips the
@@ -762,8 +755,7 @@ fn is_transient(error: &io::Error) -> bool {
 async fn read_some(stream: &Io<TcpStream>, buffer: &mut [u8]) -> io::Result<usize> {
     loop {
         stream.readable().await;
-        let result = (&mut stream.get_ref()).read(buffer);
-        stream.note_read(result.as_ref().copied(), buffer.len());
+        let result = stream.read(buffer);
         if !matches!(&result, Err(e) if is_transient(e)) {
             return result;
         }
@@ -780,9 +772,7 @@ async fn write_queued(peer: &Peer) -> io::Result<usize> {
             return Poll::Pending;
         }
         if let Some(pipe) = peer.pipe.as_ref().filter(|_| peer.queue.is_empty()) {
-            let offered = pipe.len();
-            let result = pipe.drain(peer.stream.get_ref());
-            peer.stream.note_write(result.as_ref().copied(), offered);
+            let result = peer.stream.splice_from(pipe);
             match result {
                 Err(e) if is_transient(&e) => continue, // now waits for writability
                 result => return Poll::Ready(result),
@@ -790,9 +780,7 @@ async fn write_queued(peer: &Peer) -> io::Result<usize> {
         }
         let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
         let n = peer.queue.slices(&mut slices);
-        let offered: usize = slices[..n].iter().map(|slice| slice.len()).sum();
-        let result = (&mut peer.stream.get_ref()).write_vectored(&slices[..n]);
-        peer.stream.note_write(result.as_ref().copied(), offered);
+        let result = peer.stream.write_vectored(&slices[..n]);
         match result {
             Err(e) if is_transient(&e) => {} // now waits for writability
             result => return Poll::Ready(result),
@@ -865,7 +853,7 @@ mod tests {
             grace: Duration::from_secs(1),
         };
         let pool = Pool::new(PoolConfig::default());
-        let size = crate::reactor::block_on(async {
+        let size = crate::backend::block_on(async {
             let client = Io::stream(stream, true).unwrap();
             let task = serve(&shared, &pool, client, addr);
             std::mem::size_of_val(&task)

@@ -59,6 +59,7 @@ use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+mod backend;
 mod buffer;
 mod driver;
 #[cfg(test)]

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use futures_lite::{future, FutureExt};
 
+use crate::backend::{self, Io, Timer};
 use crate::driver::{self, Shared};
-use crate::reactor::{self, Io, Timer};
 use crate::signal::{ConnectionGuard, Signal, Tracker};
 use crate::upstream::{Group, Pool};
 use crate::{PoolConfig, ServerConfig};
@@ -155,7 +155,7 @@ impl Server {
                 .name(format!("switchyard-worker-{index}"))
                 .spawn(move || {
                     let executor = Rc::new(LocalExecutor::new());
-                    let served = reactor::block_on(executor.run(async {
+                    let served = backend::block_on(executor.run(async {
                         worker.serve(&executor).await;
                         stop.wait().await;
                     }));
@@ -177,7 +177,7 @@ impl Server {
         tracing::debug!(listen = ?local_addrs, workers, "serving");
 
         let executor = Rc::new(LocalExecutor::new());
-        let drained = reactor::block_on(executor.run(async {
+        let drained = backend::block_on(executor.run(async {
             let coordinate = async {
                 shared.shutdown.wait().await;
                 let deadline = Instant::now() + shared.grace + SHUTDOWN_SLACK;
@@ -424,7 +424,7 @@ async fn accept_loop(
             }
         }
     }
-    if let Ok(addr) = listener.get_ref().local_addr() {
+    if let Ok(addr) = listener.local_addr() {
         tracing::debug!(%addr, "stopped accepting");
     }
 }

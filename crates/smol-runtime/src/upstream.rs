@@ -3,14 +3,14 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
-use crate::reactor::{Io, Timer};
+use crate::backend::{Io, Timer};
 
 use crate::PoolConfig;
 
@@ -128,7 +128,7 @@ pub(crate) async fn connect(
         group.record(server, matches!(outcome, Some(Ok(_))), Instant::now());
         match outcome {
             Some(Ok(stream)) => {
-                if let Err(error) = stream.get_ref().set_nodelay(true) {
+                if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%server, %error, "setting TCP_NODELAY failed");
                 }
                 return Some(Dialed {
@@ -269,9 +269,7 @@ fn still_open(stream: &Io<TcpStream>) -> bool {
         return true;
     }
     let mut probe = [0u8; 1];
-    let mut socket: &TcpStream = stream.get_ref();
-    let result = socket.read(&mut probe);
-    stream.note_read(result.as_ref().copied(), probe.len());
+    let result = stream.read(&mut probe);
     matches!(result, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
