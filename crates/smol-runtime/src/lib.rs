@@ -1,22 +1,25 @@
 //! switchyard-smol drives real sockets through the sans-IO
 //! [`switchyard_core::Connection`], on smol's executor (`async-executor`) and
-//! `futures-lite`, with a reactor of its own per worker thread. Linux only: the reactor
-//! is an edge-triggered epoll and bulk tunnel data moves with `splice(2)`.
+//! `futures-lite`. On Linux each worker thread has a reactor of its own (an
+//! edge-triggered epoll) and bulk tunnel data moves with `splice(2)`; on every other
+//! system, and on Linux with the cargo feature `portable`, the same code runs on
+//! async-io (smol's reactor) and tunnels copy. The feature exists to compare the two and
+//! to test the portable path where it is not the default.
 //!
-//! Each worker thread runs its own executor and reactor and accepts on its own
-//! listening socket (`SO_REUSEPORT`); one task per client connection, on the thread that
-//! accepted it, feeds what happens on its sockets into the core, performs the core's
-//! outputs in order (writing first and waiting for writability only when a socket's
-//! buffer is full), and sleeps until a socket is ready or the core's next deadline (one
-//! timer). Sockets are registered once; the reactor keeps their readiness, so a read or
-//! write that would block is never tried twice and a wait costs no system call of its
+//! Each worker thread runs its own executor and accepts on its own listening socket
+//! (`SO_REUSEPORT`); one task per client connection, on the thread that accepted it,
+//! feeds what happens on its sockets into the core, performs the core's outputs in order
+//! (writing first and waiting for writability only when a socket's buffer is full), and
+//! sleeps until a socket is ready or the core's next deadline (one timer). On the Linux
+//! reactor sockets are registered once and the reactor keeps their readiness, so a read
+//! or write that would block is never tried twice and a wait costs no system call of its
 //! own. HTTP-phase reads take up to 64 KiB: small ones are copied into a buffer of
 //! their size, large ones go to the core without a copy. The adapter owns everything
 //! shared between connections: round-robin upstream groups (shared by the workers) and a
 //! keep-alive pool of idle upstream connections (one per worker). Tunnels copy bytes
 //! through 64 KiB buffers taken from a pool only once a socket is readable, and a
-//! direction carrying bulk data splices through a pooled pipe instead; buffers and
-//! pipes go back once written, so an idle WebSocket holds neither.
+//! direction carrying bulk data splices through a pooled pipe instead (Linux reactor);
+//! buffers and pipes go back once written, so an idle WebSocket holds neither.
 //!
 //! # Example
 //!
@@ -65,7 +68,12 @@ mod driver;
 #[cfg(test)]
 mod idle_tests;
 mod log;
+// The backend (see `backend.rs`): the Linux reactor with splice, or async-io.
+#[cfg(all(target_os = "linux", not(feature = "portable")))]
 mod pipe;
+#[cfg(any(not(target_os = "linux"), feature = "portable"))]
+mod portable;
+#[cfg(all(target_os = "linux", not(feature = "portable")))]
 mod reactor;
 mod server;
 mod signal;

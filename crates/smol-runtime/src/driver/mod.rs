@@ -343,7 +343,9 @@ mod tests {
         })
         .unwrap();
         // The driver (with the core's connection inline) and the wait for readiness;
-        // dialing and closing are boxed.
-        assert!(size < 1700, "a connection task takes {size} bytes");
+        // dialing and closing are boxed. Measured: 1408 bytes on the Linux reactor, 1392
+        // on the portable backend (no pipe can exist there, and its timer is smaller).
+        let bound = if crate::backend::SPLICES { 1700 } else { 1600 };
+        assert!(size < bound, "a connection task takes {size} bytes");
     }
 }
