@@ -48,23 +48,28 @@
 //! Routes and their deadlines come from [`switchyard_core::Config`];
 //! [`ServerConfig::route_upstream`] maps each route to an [`UpstreamGroup`].
 //!
-//! # Logging
+//! # Events and logging
 //!
-//! Every finished request and every finished tunnel is one `tracing` record at INFO
-//! with target `switchyard::access` (client, method, path, status, bytes each way,
-//! duration, and for tunnels the close reason). Protocol errors of clients are DEBUG,
-//! of upstreams WARN; failing upstream connects and accept errors are WARN.
+//! Every event of the core ([`switchyard_core::Event`]) goes to one [`EventSink`],
+//! [`ServerConfig::events`]. The default sink, [`AccessLog`], makes every finished
+//! request and every finished tunnel one `tracing` record at INFO with target
+//! `switchyard::access` (client, method, path, status, bytes each way, duration, and for
+//! tunnels the close reason); protocol errors of clients are DEBUG, of upstreams WARN.
+//! Metrics are another sink, beside it. The runtime's own records (failing upstream
+//! connects and accept errors are WARN) go to `tracing` directly.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 mod backend;
 mod buffer;
 mod driver;
+mod events;
 #[cfg(test)]
 mod idle_tests;
 mod log;
@@ -79,7 +84,8 @@ mod server;
 mod signal;
 mod upstream;
 
-pub use log::ACCESS_TARGET;
+pub use events::{EventContext, EventSink};
+pub use log::{AccessLog, ACCESS_TARGET};
 pub use server::{Server, ShutdownHandle};
 
 /// A named set of upstream servers; requests are spread over them round-robin. A server
@@ -160,6 +166,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Upstream keep-alive pool.
     pub pool: PoolConfig,
+    /// Where the events of every connection go. Default: the [`AccessLog`]. A pair of
+    /// sinks feeds both (`Arc::new((AccessLog, metrics))`).
+    pub events: Arc<dyn EventSink>,
 }
 
 impl ServerConfig {
@@ -178,6 +187,7 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_connections: 10_000,
             pool: PoolConfig::default(),
+            events: Arc::new(AccessLog),
         }
     }
 }

@@ -22,6 +22,7 @@ use futures_lite::{future, FutureExt};
 
 use crate::backend::{self, Io, Timer};
 use crate::driver::{self, Shared};
+use crate::events::EventContext;
 use crate::signal::{ConnectionGuard, Signal, Tracker};
 use crate::upstream::{Group, Pool};
 use crate::{PoolConfig, ServerConfig};
@@ -100,6 +101,7 @@ impl Server {
             route_upstream: config.route_upstream,
             shutdown: Arc::new(Signal::default()),
             grace: config.shutdown_grace,
+            events: config.events,
         };
         Ok(Server {
             listeners,
@@ -137,7 +139,9 @@ impl Server {
         let tracker = Arc::new(Tracker::default());
         // Counts the accept loops still running (every listener still open).
         let accepting = Arc::new(Tracker::default());
-        let worker = |listeners: Vec<TcpListener>| Worker {
+        shared.events.start(workers);
+        let worker = |index: usize, listeners: Vec<TcpListener>| Worker {
+            index,
             accept_guards: listeners.iter().map(|_| accepting.enter()).collect(),
             listeners,
             shared: shared.clone(),
@@ -145,11 +149,11 @@ impl Server {
             tracker: tracker.clone(),
             max_connections,
         };
-        let own = worker(std::mem::take(&mut listeners[0]));
+        let own = worker(0, std::mem::take(&mut listeners[0]));
         let stop_workers = Arc::new(Signal::default());
         let mut threads = Vec::with_capacity(workers.saturating_sub(1));
         for (index, listeners) in listeners.into_iter().enumerate().skip(1) {
-            let worker = worker(listeners);
+            let worker = worker(index, listeners);
             let stop = stop_workers.clone();
             let thread = thread::Builder::new()
                 .name(format!("switchyard-worker-{index}"))
@@ -262,6 +266,8 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
 
 /// What one worker thread serves: its listening sockets.
 struct Worker {
+    /// Its number, for the events (0: the thread that called `run`).
+    index: usize,
     listeners: Vec<TcpListener>,
     /// One per listener, dropped when its accept loop ends.
     accept_guards: Vec<ConnectionGuard>,
@@ -278,6 +284,7 @@ impl Worker {
     /// when this returns.
     async fn serve(self, executor: &Rc<LocalExecutor<'static>>) {
         let Worker {
+            index,
             listeners,
             accept_guards,
             shared,
@@ -307,6 +314,7 @@ impl Worker {
                 // shutdown, before the executor is dropped).
                 executor.clone(),
                 max_connections,
+                index,
             );
             loops.push(executor.spawn(async move {
                 accept.await;
@@ -353,6 +361,7 @@ async fn accept_loop(
     tracker: Arc<Tracker>,
     executor: Rc<LocalExecutor<'static>>,
     max_connections: usize,
+    worker: usize,
 ) {
     let shutdown = shared.shutdown.clone();
     let mut accepts = 0usize;
@@ -408,7 +417,8 @@ async fn accept_loop(
                 let pool = pool.clone();
                 let task = async move {
                     let _guard = guard;
-                    let serve = driver::serve(&shared, &pool, stream, client_addr);
+                    let context = EventContext::new(worker, client_addr);
+                    let serve = driver::serve(&shared, &pool, stream, context);
                     let served = AssertUnwindSafe(serve).catch_unwind().await;
                     if served.is_err() {
                         tracing::error!(%client_addr, "connection task panicked");

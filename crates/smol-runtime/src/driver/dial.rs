@@ -80,7 +80,7 @@ impl Driver<'_> {
                 server,
                 reused,
             }) => {
-                tracing::debug!(client = %self.client_addr, %server, reused, "upstream connected");
+                tracing::debug!(client = %self.context.client, %server, reused, "upstream connected");
                 self.upstream = Some(Upstream {
                     peer: Peer::new(stream),
                     server,

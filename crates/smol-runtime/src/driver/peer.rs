@@ -168,7 +168,7 @@ impl Driver<'_> {
             }
             Err(e) if is_transient(&e) => {}
             Err(error) => {
-                tracing::debug!(client = %self.client_addr, ?side, %error, "read failed");
+                tracing::debug!(client = %self.context.client, ?side, %error, "read failed");
                 self.eof(side, now);
             }
         }
@@ -213,7 +213,7 @@ impl Driver<'_> {
     /// A peer that cannot be written to is gone: drop what was queued for it and tell the
     /// core, which ends the exchange or tunnel (an EOF would only half-close it).
     fn write_failed(&mut self, side: Side, error: io::Error, now: Instant) {
-        tracing::debug!(client = %self.client_addr, ?side, %error, "write failed");
+        tracing::debug!(client = %self.context.client, ?side, %error, "write failed");
         if let Some(peer) = self.peer_mut(side) {
             peer.discard();
             peer.shutdown_pending = false;

@@ -54,7 +54,7 @@ impl Driver<'_> {
             Err(e) if is_transient(&e) => give_buffer(buffer),
             Err(error) => {
                 give_buffer(buffer);
-                tracing::debug!(client = %self.client_addr, ?side, %error, "read failed");
+                tracing::debug!(client = %self.context.client, ?side, %error, "read failed");
                 self.eof(side, now);
             }
         }
@@ -111,7 +111,7 @@ impl Driver<'_> {
             }
             Err(error) => {
                 pipe.give();
-                tracing::debug!(client = %self.client_addr, ?side, %error, "splice failed");
+                tracing::debug!(client = %self.context.client, ?side, %error, "splice failed");
                 self.eof(side, now);
             }
         }
