@@ -42,4 +42,4 @@ pub(crate) use pipe::{supported as pipe_supported, Pipe};
 
 /// Whether this build can splice tunnel data (the Linux reactor).
 #[cfg(test)]
-pub(crate) const SPLICES: bool = cfg!(all(target_os = "linux", not(feature = "portable")));
+pub(crate) const CAN_SPLICE: bool = cfg!(all(target_os = "linux", not(feature = "portable")));

@@ -13,8 +13,8 @@ use async_io::Async;
 use super::pipe::Pipe;
 
 /// A socket registered with async-io's reactor, and its readiness as far as this side
-/// knows. Not `Send` (the flags are `Cell`s): it stays with the task's worker, as on the
-/// Linux reactor.
+/// knows. Not `Sync` (the flags are `Cell`s): one task uses it at a time, as on the Linux
+/// reactor.
 pub(crate) struct Io<T: AsFd> {
     inner: Async<T>,
     readable: Cell<bool>,
