@@ -3,9 +3,9 @@
 //! Every worker thread runs its own executor (driving the reactor itself when it has
 //! nothing else to do) and accepts from its own listening socket per address: with
 //! several workers, each address is bound once per worker with `SO_REUSEPORT`, so the
-//! kernel spreads new connections over the workers, and a connection stays on the
-//! thread that accepted it, its sockets registered with that thread's reactor (see
-//! `reactor/`). Each worker keeps its own upstream keep-alive pool; only the
+//! kernel spreads new connections over the workers (Linux does; see `docs/DECISIONS.md`
+//! for other systems), and a connection stays on the thread that accepted it, its
+//! sockets registered with that thread's reactor (see `backend.rs`). Each worker keeps its own upstream keep-alive pool; only the
 //! upstream groups, the connection count and the
 //! shutdown signal are shared.
 
