@@ -1,4 +1,4 @@
-//! Deadlines (docs/ARCHITECTURE.md §Protocol rules, "Deadlines"). Each phase keeps its own (the head's, the connect attempt's, the
+//! Deadlines (docs/ARCHITECTURE.md, "Deadlines"). Each phase keeps its own (the head's, the connect attempt's, the
 //! exchange's read deadline, the tunnel's), so none can outlive its phase; the deadlines
 //! of writes belong to the sockets, which outlive phases, and are kept here.
 

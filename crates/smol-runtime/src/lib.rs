@@ -219,3 +219,8 @@ pub fn spawn(
         .spawn(move || server.run())?;
     Ok((addrs, handle, thread))
 }
+
+/// The crate README's examples, compiled and run as doctests so that they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
