@@ -62,6 +62,11 @@ impl WriteDeadlines {
         self.flushed(to);
     }
 
+    /// The latest write deadline: by then everything pending is written or given up.
+    pub(crate) fn latest(&self) -> Option<Instant> {
+        self.flush_by.iter().flatten().max().copied()
+    }
+
     /// The earliest write deadline.
     pub(crate) fn next(&self) -> Option<(Deadline, Instant)> {
         let slot = |side: Side| self.flush_by[side.index()].map(|at| (Deadline::Send(side), at));

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
@@ -20,18 +20,21 @@ const LINGER_QUIET: Duration = Duration::from_millis(250);
 const LINGER_BYTES: usize = 256 * 1024;
 
 impl Driver<'_> {
-    /// After `Close`: write what is pending (within `send_timeout`), close the upstream,
-    /// then half-close the client and linger briefly so unread request bytes do not turn
-    /// the close into a reset.
+    /// After `Close`: write what is pending (within the `send_timeout` of the route that
+    /// queued it, as the core says), close the upstream, then half-close the client and
+    /// linger briefly so unread request bytes do not turn the close into a reset.
     pub(super) async fn finish(&mut self) {
-        let limit = self.shared.core.timeouts.send;
+        let flush_by = self
+            .conn
+            .flush_deadline()
+            .unwrap_or_else(|| Instant::now() + self.shared.core.timeouts.send);
         let client = &mut self.client;
         let upstream = self.upstream.as_mut().map(|u| &mut u.peer);
         let flush_both = async {
             future::zip(flush(Some(client)), flush(upstream)).await;
         };
         future::or(flush_both, async {
-            Timer::after(limit).await;
+            Timer::at(flush_by).await;
         })
         .await;
         self.upstream = None;
