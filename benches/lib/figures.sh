@@ -1,0 +1,88 @@
+# Sourced by compare.sh: one measurement of a figure against a proxy, and its CPU cost.
+# Uses compare.sh's LOADGEN, PORT, PROXY_PID, DURATION, TUNNELS, HOLD and log, and
+# proxies.sh's run; fills R, S and WARNINGS.
+
+declare -A R # R[workers,proxy,figure] = median over the rounds
+declare -A S # S[workers,proxy,figure] = every round's value, space-separated
+
+field() { # key: value of key=... on the `result` line of stdin
+    sed -n "s/^result .*\b$1=\([^ ]*\).*/\1/p"
+}
+
+wrk_mbps() { # wrk output on stdin -> Transfer/sec in MB/s
+    awk '/^Transfer\/sec:/ {
+        v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[A-Za-z]+$/, "", v)
+        f = (u == "GB") ? 1073.741824 : (u == "MB") ? 1.048576 : (u == "KB") ? 0.001024 : 0.000001
+        printf "%.0f", v * f }'
+}
+
+median() { # values... -> the median (the lower middle one for an even count)
+    printf '%s\n' "$@" | { grep -v '^$' || true; } | sort -g | awk '{v[NR] = $1} END { if (NR) print v[int((NR + 1) / 2)] }'
+}
+
+note() { # key figure value
+    S[$1,$2]="${S[$1,$2]:-} $3"
+}
+
+idle_figure() { # name workers
+    local out
+    out=$(run "$LOADGEN" ws-idle --target "127.0.0.1:${PORT[$1]}" --pid "${PROXY_PID[$1]}" \
+        --tunnels "$TUNNELS" --hold "$HOLD")
+    log "$1/$2 $(head -1 <<<"$out")"
+    R[$2,$1,idle]=$(field bytes_per_tunnel <<<"$out")
+    R[$2,$1,alive]="$(field alive <<<"$out")/$TUNNELS"
+}
+
+cpu_ticks() { # pid -> CPU time (user + system, clock ticks) of it and its children
+    local total=0 p
+    for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
+        total=$((total + $(cat /proc/"$p"/task/*/stat 2>/dev/null | awk '{s += $14 + $15} END {print s + 0}')))
+    done
+    echo "$total"
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+figure() { # figure name workers: one measurement, recorded in S
+    local fig=$1 key="$3,$2" target=127.0.0.1:${PORT[$2]} out pid=${PROXY_PID[$2]:-} ticks=0
+    [[ -n $pid ]] && ticks=$(cpu_ticks "$pid")
+    case $fig in
+    tput)
+        out=$(run "$LOADGEN" ws-throughput --target "$target" --duration "$DURATION")
+        note "$key" tput "$(field mbps <<<"$out")"
+        ;;
+    msgs)
+        out=$(run "$LOADGEN" ws-messages --target "$target" --duration "$DURATION")
+        note "$key" msgs "$(field msgs <<<"$out")"
+        note "$key" p50 "$(field p50_us <<<"$out")"
+        note "$key" p99 "$(field p99_us <<<"$out")"
+        ;;
+    hs)
+        out=$(run "$LOADGEN" ws-handshakes --target "$target" --duration "$DURATION")
+        note "$key" hs "$(field handshakes <<<"$out")"
+        ;;
+    rps)
+        out=$(run wrk -t2 -c50 -d"${DURATION}s" "http://$target/")
+        out="$(grep -E 'Requests/sec|Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | paste -sd';')"
+        note "$key" rps "$(awk '/Requests\/sec:/ {sub(/.*Requests\/sec: /, ""); printf "%.0f", $1}' <<<"$out")"
+        ;;
+    big)
+        out=$(run wrk -t1 -c4 -d"${DURATION}s" "http://$target/1m")
+        note "$key" big "$(wrk_mbps <<<"$out")"
+        out="$(grep -E 'Transfer/sec|Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | paste -sd';')"
+        ;;
+    esac
+    log "$2/$3 $fig: $(head -1 <<<"$out")"
+    # The proxy's CPU time per operation (per MB for the throughput figures): what the
+    # rate cost it, steadier than the rate on a machine the load shares.
+    if [[ -n $pid ]]; then
+        local used=$(($(cpu_ticks "$pid") - ticks)) rate
+        rate=${S[$key,$fig]##* }
+        [[ -n $rate && $rate != 0 ]] &&
+            note "$key" "cpu_$fig" "$(awk -v t="$used" -v us="$TICK_US" -v r="$rate" -v d="$DURATION" \
+                'BEGIN { printf "%.1f", t * us / (r * d) }')"
+    fi
+    if grep -qE 'Non-2xx|Socket errors|[1-9][0-9]* errors\)' <<<"$out"; then
+        WARNINGS+=("$2, $3 worker(s), $fig: $(head -1 <<<"$out")")
+    fi
+}
+WARNINGS=()
