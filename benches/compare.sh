@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of switchyard, nginx and HAProxy in front of one origin, and of
-# switchyard's two I/O paths: its Linux reactor (epoll, splice) and the portable one
-# (async-io, built with `--features portable`, column "switchyard (async-io)").
+# switchyard against itself:
+# - switchyard-portable: its portable I/O path (async-io, built with `--features
+#   portable`, column "switchyard (async-io)") against the Linux reactor (epoll, splice);
+# - switchyard-raw: the same binary with `ws_validate = false` in `[defaults]` (a config
+#   file in the temp dir), so WebSocket tunnels are plain byte tunnels, against the
+#   frame-aware default (column "switchyard ÷ switchyard-raw").
 #
 #   benches/compare.sh                    # 1 worker each, then 2 workers each
 #   WORKERS=1 DURATION=2 benches/compare.sh
 #   PROXIES="switchyard switchyard-portable" benches/compare.sh   # the two reactors only
+#   PROXIES="switchyard switchyard-raw" FIGURES="tput msgs" benches/compare.sh
+#                                         # frame-aware tunnels against byte tunnels
 #
 # Environment (all optional):
 #   WORKERS="1 2"       worker counts to run (nginx worker_processes, HAProxy nbthread,
@@ -13,7 +19,7 @@
 #   DURATION=3          seconds per measurement
 #   ROUNDS=3            measurements per figure and proxy (the median is shown)
 #   TUNNELS=5000 HOLD=3 idle-tunnel figure: tunnels held, seconds held
-#   PROXIES="nginx haproxy switchyard switchyard-portable"
+#   PROXIES="nginx haproxy switchyard switchyard-portable"   (and/or switchyard-raw)
 #   FIGURES="tput msgs hs rps big"        figures to take (rps and big need wrk)
 #   NICE=0              run every process under `nice -n $NICE` (shared machines)
 #   KEEP=1              keep the temp dir (configs, logs) and print its path
@@ -23,8 +29,9 @@
 # saying so first. The portable build goes to its own target directory (`portable/`
 # under the workspace's), so that neither build undoes the other.
 # Everything listens on 127.0.0.1: origin 19000, nginx 18081, HAProxy 18082,
-# switchyard 18083, switchyard (async-io) 18084 (override with ORIGIN_PORT, NGINX_PORT,
-# HAPROXY_PORT, SWITCHYARD_PORT, SWITCHYARD_PORTABLE_PORT).
+# switchyard 18083, switchyard (async-io) 18084, switchyard-raw 18085 (override with
+# ORIGIN_PORT, NGINX_PORT, HAPROXY_PORT, SWITCHYARD_PORT, SWITCHYARD_PORTABLE_PORT,
+# SWITCHYARD_RAW_PORT).
 set -euo pipefail
 
 WORKERS=${WORKERS:-"1 2"}
@@ -36,8 +43,9 @@ PROXIES=${PROXIES:-"nginx haproxy switchyard switchyard-portable"}
 FIGS=${FIGURES:-"tput msgs hs rps big"}
 NICE=${NICE:-0}
 ORIGIN_PORT=${ORIGIN_PORT:-19000}
-declare -A PORT=([nginx]=${NGINX_PORT:-18081} [haproxy]=${HAPROXY_PORT:-18082} [switchyard]=${SWITCHYARD_PORT:-18083}
-    [switchyard-portable]=${SWITCHYARD_PORTABLE_PORT:-18084})
+declare -A PORT=([nginx]=${NGINX_PORT:-18081} [haproxy]=${HAPROXY_PORT:-18082}
+    [switchyard]=${SWITCHYARD_PORT:-18083} [switchyard-portable]=${SWITCHYARD_PORTABLE_PORT:-18084}
+    [switchyard-raw]=${SWITCHYARD_RAW_PORT:-18085})
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[compare] %s\n' "$*" >&2; }
@@ -73,11 +81,13 @@ TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 LOADGEN=$TARGET_DIR/release/loadgen
 declare -A BINARY=([switchyard]=$TARGET_DIR/release/switchyard
-    [switchyard-portable]=$TARGET_DIR/portable/release/switchyard)
-if measured switchyard &&
+    [switchyard-portable]=$TARGET_DIR/portable/release/switchyard
+    [switchyard-raw]=$TARGET_DIR/release/switchyard)
+if { measured switchyard || measured switchyard-raw; } &&
     ! cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p switchyard; then
     log "switchyard does not build: measuring the others only"
     drop_proxy switchyard
+    drop_proxy switchyard-raw
 fi
 if measured switchyard-portable; then
     log "building switchyard with --features portable (release, into $TARGET_DIR/portable)"

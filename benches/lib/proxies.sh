@@ -89,6 +89,18 @@ EOF
     echo "$file"
 }
 
+switchyard_raw_conf() { # -> a file that only turns WebSocket frame tracking off
+    local file=$TMP/switchyard-raw.toml
+    cat >"$file" <<EOF
+# WebSocket tunnels as plain byte tunnels (no frame checks, no pings): the baseline the
+# frame-aware default is measured against. Listening and forwarding come from the same
+# flags as the other switchyard columns.
+[defaults]
+ws_validate = false
+EOF
+    echo "$file"
+}
+
 declare -A PROXY_PID
 
 start_proxy() { # name workers
@@ -97,9 +109,18 @@ start_proxy() { # name workers
     # `nice` execs the proxy, so $! is the proxy's own pid (the root of its process tree).
     nginx) nice -n "$NICE" nginx -c "$(nginx_conf "$workers" "$port")" &>"$TMP/nginx.out" & ;;
     haproxy) nice -n "$NICE" haproxy -db -f "$(haproxy_conf "$workers" "$port")" &>"$TMP/haproxy.out" & ;;
-    switchyard | switchyard-portable)
-        nice -n "$NICE" "${BINARY[$name]}" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$ORIGIN_PORT" \
-            --workers "$workers" --max-connections "$NOFILE" --log warn &>"$TMP/$name.out" &
+    switchyard | switchyard-portable | switchyard-raw)
+        local args=(--listen "127.0.0.1:$port" --upstream "127.0.0.1:$ORIGIN_PORT"
+            --workers "$workers" --max-connections "$NOFILE" --log warn)
+        if [[ $name == switchyard-raw ]]; then
+            args+=(--config "$(switchyard_raw_conf)")
+            # A config the binary refuses would otherwise show only as a port that never answers.
+            "${BINARY[$name]}" check "${args[@]}" >"$TMP/$name.check" 2>&1 || {
+                log "switchyard check refuses the $name config: $(tail -1 "$TMP/$name.check")"
+                exit 1
+            }
+        fi
+        nice -n "$NICE" "${BINARY[$name]}" "${args[@]}" &>"$TMP/$name.out" &
         ;;
     esac
     PROXY_PID[$name]=$!

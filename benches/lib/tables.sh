@@ -14,23 +14,38 @@ quotient() { # a b -> a ÷ b
         if (a == "" || a == "-" || b == "" || b == "-" || b == 0) { print "-"; exit }
         printf "%.2f×", a / b }'
 }
-portable_cells() { # workers figure better -> the two cells (or nothing)
-    measured switchyard-portable || return 0
-    local p=${R[$1,switchyard-portable,$2]:--} q="-"
-    [[ $3 != - ]] && q=$(quotient "$p" "${R[$1,switchyard,$2]:--}")
-    PCELL=" $p |" QCELL=" $q |"
+# Proxies shown beside switchyard when measured, each with its own column and a quotient
+# column: proxy | its column | the quotient's column | numerator | denominator | figures
+# the quotient is given for ("all", or a list; never for a figure without a better side).
+VARIANTS=(
+    "switchyard-portable|switchyard (async-io)|async-io ÷ epoll|switchyard-portable|switchyard|all"
+    "switchyard-raw|switchyard (ws_validate = false)|switchyard ÷ switchyard-raw|switchyard|switchyard-raw|tput msgs p99 idle cpu_tput cpu_msgs"
+)
+variant_heads() { # -> VHEAD, QHEAD (the titles of the measured variants' columns), VRULE
+    VHEAD="" QHEAD="" VRULE=""
+    local spec proxy title qtitle
+    for spec in "${VARIANTS[@]}"; do
+        IFS='|' read -r proxy title qtitle _ <<<"$spec"
+        measured "$proxy" || continue
+        VHEAD+=" $title |" QHEAD+=" $qtitle |" VRULE+="---|"
+    done
+}
+variant_cells() { # workers figure better -> VCELLS, QCELLS (the measured variants' cells)
+    VCELLS="" QCELLS=""
+    local spec proxy num den figs q
+    for spec in "${VARIANTS[@]}"; do
+        IFS='|' read -r proxy _ _ num den figs <<<"$spec"
+        measured "$proxy" || continue
+        q="-"
+        if [[ $3 != - && ($figs == all || " $figs " == *" $2 "*) ]]; then
+            q=$(quotient "${R[$1,$num,$2]:--}" "${R[$1,$den,$2]:--}")
+        fi
+        VCELLS+=" ${R[$1,$proxy,$2]:--} |" QCELLS+=" $q |"
+    done
 }
 
 print_tables() {
-    # The portable build's columns, when it was measured: its figure, and its figure over the
-    # Linux reactor's.
-    if measured switchyard-portable; then
-        P_HEAD=" switchyard (async-io) |"
-        Q_HEAD=" async-io ÷ epoll |"
-        P_RULE="---|"
-    else
-        P_HEAD="" Q_HEAD="" P_RULE=""
-    fi
+    variant_heads
     # figure | label | better (hi/lo) | target
     local TABLE_ROWS=(
         "tput|WebSocket echo throughput, 64 KiB × 16 in flight (MB/s)|hi|≥ 1.3× HAProxy"
@@ -46,8 +61,8 @@ print_tables() {
     echo
     echo "Median of $ROUNDS runs of ${DURATION}s each (idle tunnels: one run)."
     echo
-    echo "| workers | figure | direct | nginx | HAProxy | switchyard |$P_HEAD switchyard ÷ best of the two |$Q_HEAD target |"
-    echo "|---|---|---|---|---|---|$P_RULE---|$P_RULE---|"
+    echo "| workers | figure | direct | nginx | HAProxy | switchyard |$VHEAD switchyard ÷ best of the two |$QHEAD target |"
+    echo "|---|---|---|---|---|---|$VRULE---|$VRULE---|"
     for workers in $WORKERS; do
         for spec in "${TABLE_ROWS[@]}"; do
             IFS='|' read -r fig label better target <<<"$spec"
@@ -57,9 +72,8 @@ print_tables() {
             s=${R[$workers,switchyard,$fig]:--}
             r="-"
             [[ $better != - ]] && r=$(ratio "$better" "$s" "$n" "$h")
-            PCELL="" QCELL=""
-            portable_cells "$workers" "$fig" "$better"
-            echo "| $workers | $label | $d | $n | $h | $s |$PCELL $r |$QCELL $target |"
+            variant_cells "$workers" "$fig" "$better"
+            echo "| $workers | $label | $d | $n | $h | $s |$VCELLS $r |$QCELLS $target |"
         done
     done
     local CPU_ROWS=(
@@ -72,17 +86,16 @@ print_tables() {
     echo
     echo "Proxy CPU time (user + system, µs) per operation, median of the same runs."
     echo
-    echo "| workers | figure | nginx | HAProxy | switchyard |$P_HEAD switchyard ÷ best of the two |$Q_HEAD"
-    echo "|---|---|---|---|---|$P_RULE---|$P_RULE"
+    echo "| workers | figure | nginx | HAProxy | switchyard |$VHEAD switchyard ÷ best of the two |$QHEAD"
+    echo "|---|---|---|---|---|$VRULE---|$VRULE"
     for workers in $WORKERS; do
         for spec in "${CPU_ROWS[@]}"; do
             IFS='|' read -r fig label <<<"$spec"
             n=${R[$workers,nginx,$fig]:--}
             h=${R[$workers,haproxy,$fig]:--}
             s=${R[$workers,switchyard,$fig]:--}
-            PCELL="" QCELL=""
-            portable_cells "$workers" "$fig" lo
-            echo "| $workers | $label | $n | $h | $s |$PCELL $(ratio lo "$s" "$n" "$h") |$QCELL"
+            variant_cells "$workers" "$fig" lo
+            echo "| $workers | $label | $n | $h | $s |$VCELLS $(ratio lo "$s" "$n" "$h") |$QCELLS"
         done
     done
     if ((${#WARNINGS[@]})); then
