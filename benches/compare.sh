@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Side-by-side benchmark of switchyard, nginx and HAProxy in front of one origin, and of
 # switchyard against itself:
 # - switchyard-portable: its portable I/O path (async-io, built with `--features
@@ -139,7 +140,7 @@ for workers in $WORKERS; do
     # Memory first, on fresh processes.
     for proxy in $PROXIES; do idle_figure "$proxy" "$workers"; done
     for fig in $FIGS; do
-        for round in $(seq "$ROUNDS"); do
+        for _ in $(seq "$ROUNDS"); do
             for proxy in direct $PROXIES; do figure "$fig" "$proxy" "$workers"; done
         done
     done

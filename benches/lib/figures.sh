@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by compare.sh: one measurement of a figure against a proxy, and its CPU cost.
 # Uses compare.sh's LOADGEN, PORT, PROXY_PID, DURATION, TUNNELS, HOLD and log, and
 # proxies.sh's run; fills R, S and WARNINGS.

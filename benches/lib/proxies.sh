@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by compare.sh: the proxies' configs, and starting and stopping them.
 # Uses compare.sh's TMP, NOFILE, NICE, ORIGIN_PORT, PORT, BINARY, PIDS and log.
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by compare.sh: the two tables, from R and WARNINGS.
 # Uses compare.sh's WORKERS, ROUNDS, DURATION, TUNNELS, HOLD and measured.
 
