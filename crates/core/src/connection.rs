@@ -115,7 +115,7 @@ impl Connection {
     pub fn wants_read(&self, side: Side) -> bool {
         match (&self.phase, side) {
             (Phase::Closed, _) => false,
-            (Phase::Tunnel(tunnel), side) => !tunnel.has_eof(side),
+            (Phase::Tunnel(tunnel), side) => tunnel.wants_read(side),
             (Phase::ReadingHead(_), Side::Client) => true,
             (Phase::ReadingHead(_) | Phase::Connecting { .. }, Side::Upstream) => false,
             (Phase::Connecting { exchange: ex, .. } | Phase::Exchange(ex), Side::Client) => {
@@ -200,7 +200,27 @@ impl Connection {
                 if state != StateKind::Tunnel {
                     return unexpected("TunnelActivity");
                 }
+                let budget = self.tunnel_passthrough(from);
+                if bytes as u64 > budget {
+                    return Err(Misuse::PassthroughExceeded {
+                        from,
+                        bytes: bytes as u64,
+                        budget,
+                    });
+                }
                 self.on_tunnel_activity(from, bytes);
+            }
+            Input::TunnelData { from, data } => {
+                if !self.is_frame_aware() {
+                    return unexpected("TunnelData");
+                }
+                self.on_tunnel_data(from, data);
+            }
+            Input::MaskingKey(key) => {
+                if !self.is_frame_aware() {
+                    return unexpected("MaskingKey");
+                }
+                self.on_masking_key(key);
             }
             Input::Drain { grace } => self.on_drain(grace),
             Input::Timeout => self.on_timeout(),
@@ -243,6 +263,11 @@ impl Connection {
         self.close(CloseReason::InternalError);
     }
 
+    /// Whether the connection is a frame-aware WebSocket tunnel.
+    fn is_frame_aware(&self) -> bool {
+        matches!(&self.phase, Phase::Tunnel(tunnel) if tunnel.is_frame_aware())
+    }
+
     /// Makes every progress the buffered bytes allow.
     fn drive(&mut self) {
         loop {
@@ -255,6 +280,8 @@ impl Connection {
                 break;
             }
         }
+        // The frames of the proxy's own that the input made possible.
+        self.pump_websocket();
         // A buffer consumed to its end is still a view of the allocation it was read
         // into, which would stay alive while the connection idles: let it go.
         release_if_empty(&mut self.client_buf);

@@ -112,7 +112,7 @@ pub use config::{
 };
 pub use connection::Connection;
 pub use error::{ErrorKind, Misuse, ProtocolError};
-pub use event::{AccessRecord, CloseReason, Event, TunnelRecord};
+pub use event::{AccessRecord, CloseReason, Event, TunnelRecord, WebSocketRecord};
 pub use headers::{is_hop_by_hop, HOP_BY_HOP};
 pub use io::{Input, Output, Side};
 pub use state::StateKind;
