@@ -110,6 +110,9 @@ pub struct Sim {
     keys_drawn: u32,
     /// Inside the automatic answers to Pings (they send, which drains again).
     answering: bool,
+    /// What each peer sent in the tunnel, followed frame by frame: a peer answers a Ping
+    /// only between frames of its own, as a WebSocket library does.
+    outgoing: [crate::websocket::FrameTracker; 2],
 }
 
 impl Sim {
@@ -139,6 +142,7 @@ impl Sim {
             pings_answered: [0; 2],
             keys_drawn: 0,
             answering: false,
+            outgoing: [Side::Client, Side::Upstream].map(websocket::outgoing_tracker),
         };
         sim.drain();
         sim
@@ -270,6 +274,7 @@ impl Sim {
     /// until all are read, the proxy stops reading from `from`, or it closes.
     #[track_caller]
     fn tunnel_sends(&mut self, helper: &str, from: Side, bytes: &[u8]) {
+        self.track_outgoing(from, bytes);
         let frame_aware = self.conn.tunnel_passthrough(from) != u64::MAX;
         let mut rest = bytes;
         let mut first = true;

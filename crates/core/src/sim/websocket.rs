@@ -33,7 +33,9 @@
 use bytes::Bytes;
 
 use super::Sim;
-use crate::websocket::{encode, CloseCode, Extensions, FrameHeader, FrameParser, Opcode, Rules};
+use crate::websocket::{
+    encode, CloseCode, Extensions, FrameHeader, FrameParser, FrameTracker, Opcode, Rules, Step,
+};
 use crate::{CloseReason, Event, Input, Side};
 
 /// A whole frame one side received, as a peer reads it.
@@ -212,6 +214,25 @@ impl Sim {
             .count()
     }
 
+    /// Follows what `from` sends, so that its answers to Pings go between its frames.
+    pub(super) fn track_outgoing(&mut self, from: Side, mut bytes: &[u8]) {
+        let tracker = &mut self.outgoing[from.index()];
+        while !bytes.is_empty() {
+            let used = match tracker.advance(bytes) {
+                Step::NeedMore | Step::Violation(_) => break,
+                Step::Payload { len } => len,
+                Step::Header { consumed, .. } | Step::ControlFrame { consumed, .. } => consumed,
+            };
+            bytes = &bytes[used..];
+        }
+    }
+
+    /// Whether `side` is between frames of its own (so it may send a Pong now).
+    fn between_own_frames(&self, side: Side) -> bool {
+        let tracker = &self.outgoing[side.index()];
+        tracker.at_frame_boundary() && !tracker.holds_partial_frame()
+    }
+
     /// A fresh, deterministic masking key (for the connection or the scripted client).
     pub(super) fn draw_key(&mut self) -> [u8; 4] {
         self.keys_drawn += 1;
@@ -228,7 +249,8 @@ impl Sim {
         for _ in 0..64 {
             let mut answered = false;
             for side in [Side::Client, Side::Upstream] {
-                if !self.answer_pings[side.index()] || self.conn.is_closed() {
+                let answers = self.answer_pings[side.index()] && self.between_own_frames(side);
+                if !answers || self.conn.is_closed() {
                     continue;
                 }
                 let pings: Vec<Vec<u8>> = self
@@ -256,4 +278,13 @@ impl Sim {
         }
         self.answering = false;
     }
+}
+
+/// A tracker of what `from` sends, unvalidated (a test may send broken frames).
+pub(super) fn outgoing_tracker(from: Side) -> FrameTracker {
+    let rules = Rules {
+        validate: false,
+        extensions: Extensions::Unknown,
+    };
+    FrameTracker::new(from, rules)
 }

@@ -124,3 +124,4 @@ pub fn closed_with(sim: &Sim) -> Option<switchyard_core::CloseReason> {
         _ => None,
     })
 }
+pub mod ws;
