@@ -1,7 +1,7 @@
 //! [`Connection`]: one client connection, from request heads to tunnel, as inputs in and
 //! outputs out. This file holds the contract (inputs dispatched, outputs queued, the
 //! phase changed only through the table in `state.rs`); each phase's work is in its own
-//! module: `request.rs`, `exchange.rs`, `response.rs`, `tunnel.rs`, `close.rs`.
+//! module: `request.rs`, `exchange.rs`, `response.rs`, `tunnel/`, `close.rs`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,7 +29,8 @@ const BUFFER_LIMIT: usize = 64 * 1024;
 ///
 /// # Methods, by kind
 /// - Getters (`&self`): [`state`](Self::state), [`is_closed`](Self::is_closed),
-///   [`wants_read`](Self::wants_read), [`poll_timeout`](Self::poll_timeout).
+///   [`wants_read`](Self::wants_read), [`tunnel_passthrough`](Self::tunnel_passthrough),
+///   [`poll_timeout`](Self::poll_timeout).
 /// - Input: [`handle_input`](Self::handle_input) (bytes, EOFs, upstream connection
 ///   results, flushes, tunnel activity, shutdown, time) and its shorthand
 ///   [`handle_timeout`](Self::handle_timeout).
@@ -45,6 +46,27 @@ const BUFFER_LIMIT: usize = 64 * 1024;
 ///
 /// After writing everything queued towards a peer, feed [`Input::Flushed`]: while bytes
 /// towards a peer are unwritten, `send_timeout` runs.
+///
+/// # Tunnels
+/// After [`Output::StartTunnel`] the caller moves the bytes. In a byte tunnel it copies
+/// (or splices) whatever it reads and reports each read with [`Input::TunnelActivity`].
+/// A `websocket` tunnel on a route that validates frames or pings is *frame-aware*, and
+/// each read from side `from` goes:
+/// 1. `budget = conn.tunnel_passthrough(from)`;
+/// 2. if `budget > 0`: read (or splice) at most `budget` bytes, queue them towards the
+///    other side, feed `TunnelActivity { from, bytes }` (more than the budget is
+///    [`Misuse::PassthroughExceeded`]);
+/// 3. if `budget == 0`: feed the bytes read as [`Input::TunnelData`]; the core consumes
+///    them all and writes what is to be forwarded as [`Output::ToClient`] /
+///    [`Output::ToUpstream`] slices of them, with its own Pings and Close frames between
+///    the peers' frames.
+///
+/// [`Output::NeedMaskingKey`] asks for [`Input::MaskingKey`], at once, from a CSPRNG: the
+/// key masks the core's next frame towards the upstream. Only after [`Input::Flushed`]
+/// towards a side does the core write a frame of its own towards it, so a driver's order
+/// of splice pipe and write queue never matters. [`Input::Drain`] ends such a tunnel with
+/// Close 1001 both ways; a peer that stops answering the core's Pings, breaks a rule or
+/// leaves without a Close gets the other side a Close frame before the TCP close.
 ///
 /// # Time
 /// Every input carries `now`, given by the caller; the core never reads a clock, so tests

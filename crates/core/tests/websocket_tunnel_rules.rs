@@ -1,6 +1,6 @@
-//! Frame-aware WebSocket tunnels, the validation rules (docs/ARCHITECTURE.md §Protocol
-//! rules, "WebSocket tunnels"): one test per rule, each a Close 1002 both ways, the
-//! offending frame not forwarded, and an event naming the rule.
+//! Frame-aware WebSocket tunnels, the validation rules (issue 10; docs/DECISIONS.md
+//! "WebSocket tunnels"): one test per rule, each a Close 1002 both ways, the offending
+//! frame not forwarded, and an event naming the rule.
 
 mod common;
 

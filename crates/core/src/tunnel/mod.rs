@@ -380,3 +380,19 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A byte tunnel carries one pointer more than before frames were followed (192
+    /// bytes then); the frames of a frame-aware tunnel live in their own allocation.
+    #[test]
+    fn a_tunnel_stays_small_and_its_frames_are_boxed() {
+        let tunnel = std::mem::size_of::<Tunnel>();
+        let frames = std::mem::size_of::<Frames>();
+        println!("Tunnel {tunnel} bytes, Frames {frames} bytes");
+        assert!(tunnel <= 200, "Tunnel is {tunnel} bytes");
+        assert!(frames <= 640, "Frames is {frames} bytes");
+    }
+}
