@@ -7,6 +7,11 @@
 //! 3. sleep until a socket is ready or the earliest [`Connection::poll_timeout`] passes
 //!    (then feed [`Input::Timeout`]).
 //!
+//! In a tunnel it asks [`Connection::tunnel_passthrough`] before each read: bytes within
+//! that budget are copied past the core ([`Input::TunnelActivity`]); at 0 (a WebSocket
+//! frame header, a control frame) the read is shown to the core ([`Input::TunnelData`]),
+//! which forwards it itself. [`Output::NeedMaskingKey`] is answered at once.
+//!
 //! ```text
 //! cargo run -p switchyard-core --example event_loop -- \
 //!     --listen 127.0.0.1:8081 --upstream 127.0.0.1:9000
@@ -408,6 +413,7 @@ impl Conn {
                     }
                 }
             }
+            Output::NeedMaskingKey => self.feed(Input::MaskingKey(masking_key()), now),
             Output::Close => self.closing = Some(now + FLUSH_WAIT),
             Output::Event(event) => log(id, event),
             // An action this loop does not know (a newer core): close, the safe answer.
@@ -468,8 +474,15 @@ impl Conn {
         if !self.should_read(side) {
             return;
         }
+        // In a tunnel, at most the bytes the core lets past it (`u64::MAX` in a byte
+        // tunnel), or, at 0, a read the core must see.
+        let budget = self.core.tunnel_passthrough(side);
+        let size = match budget {
+            0 => READ_SIZE,
+            budget => READ_SIZE.min(usize::try_from(budget).unwrap_or(usize::MAX)),
+        };
         let Some(peer) = self.peer(side) else { return };
-        let mut buf = BytesMut::zeroed(READ_SIZE);
+        let mut buf = BytesMut::zeroed(size);
         let n = match peer.stream.read(&mut buf) {
             Ok(0) => return self.eof(side, now),
             Ok(n) => n,
@@ -487,7 +500,15 @@ impl Conn {
         if self.closing.is_some() {
             return; // lingering: discard
         }
-        if self.tunnel {
+        if self.tunnel && budget == 0 {
+            self.feed(
+                Input::TunnelData {
+                    from: side,
+                    data: buf,
+                },
+                now,
+            );
+        } else if self.tunnel {
             // In the tunnel the loop copies bytes itself and tells the core how many.
             if let Some(other) = self.peer(side.other()) {
                 other.push(buf.freeze());
@@ -547,6 +568,19 @@ impl Conn {
         self.closing
             .is_some_and(|at| now >= at || (self.client.write_closed && self.client.read_eof))
     }
+}
+
+/// A masking key for the core's own frames towards the upstream. A production loop draws
+/// it from the operating system (`getrandom`); this example, free of dependencies,
+/// hashes a counter with std's randomly keyed SipHash, which peers cannot predict either.
+fn masking_key() -> [u8; 4] {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, RandomState};
+    thread_local!(static KEYS: (RandomState, Cell<u64>) = (RandomState::new(), Cell::new(0)));
+    KEYS.with(|(state, counter)| {
+        counter.set(counter.get() + 1);
+        (state.hash_one(counter.get()) as u32).to_be_bytes()
+    })
 }
 
 /// Events are log lines and metrics; `Exchange` and `TunnelClosed` are access-log lines.

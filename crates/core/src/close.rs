@@ -143,12 +143,19 @@ impl Connection {
         }
     }
 
-    /// A write towards `to` failed: that peer is gone both ways.
+    /// A write towards `to` failed: that peer is gone both ways. A frame-aware tunnel
+    /// first tells the other peer with a Close frame.
     pub(crate) fn on_write_failed(&mut self, to: Side) {
         let reason = match to {
             Side::Client => CloseReason::ClientClosed,
             Side::Upstream => CloseReason::UpstreamClosed,
         };
+        if let Phase::Tunnel(_) = self.phase {
+            if let Some(reason) = self.on_tunnel_write_failed(to) {
+                self.close(reason);
+            }
+            return;
+        }
         if let (Phase::Exchange(_), Side::Upstream) = (&self.phase, to) {
             self.out
                 .push_back(Output::Event(Event::Rejected(ProtocolError::upstream(
@@ -205,7 +212,20 @@ impl Connection {
             },
             Deadline::TunnelRead => self.close(CloseReason::ReadTimeout),
             Deadline::TunnelIdle => self.close(CloseReason::TunnelIdleTimeout),
-            Deadline::Drain => self.close(CloseReason::Shutdown),
+            Deadline::Drain => {
+                if !self.on_drain_grace_over() {
+                    self.close(CloseReason::Shutdown);
+                }
+            }
+            Deadline::PingDue(side) => self.on_ping_due(side),
+            Deadline::PingTimeout(side) => self.on_unresponsive(side),
+            Deadline::WebSocketEnding => {
+                let reason = match &self.phase {
+                    Phase::Tunnel(tunnel) => tunnel.ending_reason(),
+                    _ => None,
+                };
+                self.close(reason.unwrap_or(CloseReason::Shutdown));
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! [`Connection`]: one client connection, from request heads to tunnel, as inputs in and
 //! outputs out. This file holds the contract (inputs dispatched, outputs queued, the
 //! phase changed only through the table in `state.rs`); each phase's work is in its own
-//! module: `request.rs`, `exchange.rs`, `response.rs`, `tunnel.rs`, `close.rs`.
+//! module: `request.rs`, `exchange.rs`, `response.rs`, `tunnel/`, `close.rs`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,7 +29,8 @@ const BUFFER_LIMIT: usize = 64 * 1024;
 ///
 /// # Methods, by kind
 /// - Getters (`&self`): [`state`](Self::state), [`is_closed`](Self::is_closed),
-///   [`wants_read`](Self::wants_read), [`poll_timeout`](Self::poll_timeout).
+///   [`wants_read`](Self::wants_read), [`tunnel_passthrough`](Self::tunnel_passthrough),
+///   [`poll_timeout`](Self::poll_timeout).
 /// - Input: [`handle_input`](Self::handle_input) (bytes, EOFs, upstream connection
 ///   results, flushes, tunnel activity, shutdown, time) and its shorthand
 ///   [`handle_timeout`](Self::handle_timeout).
@@ -45,6 +46,27 @@ const BUFFER_LIMIT: usize = 64 * 1024;
 ///
 /// After writing everything queued towards a peer, feed [`Input::Flushed`]: while bytes
 /// towards a peer are unwritten, `send_timeout` runs.
+///
+/// # Tunnels
+/// After [`Output::StartTunnel`] the caller moves the bytes. In a byte tunnel it copies
+/// (or splices) whatever it reads and reports each read with [`Input::TunnelActivity`].
+/// A `websocket` tunnel on a route that validates frames or pings is *frame-aware*, and
+/// each read from side `from` goes:
+/// 1. `budget = conn.tunnel_passthrough(from)`;
+/// 2. if `budget > 0`: read (or splice) at most `budget` bytes, queue them towards the
+///    other side, feed `TunnelActivity { from, bytes }` (more than the budget is
+///    [`Misuse::PassthroughExceeded`]);
+/// 3. if `budget == 0`: feed the bytes read as [`Input::TunnelData`]; the core consumes
+///    them all and writes what is to be forwarded as [`Output::ToClient`] /
+///    [`Output::ToUpstream`] slices of them, with its own Pings and Close frames between
+///    the peers' frames.
+///
+/// [`Output::NeedMaskingKey`] asks for [`Input::MaskingKey`], at once, from a CSPRNG: the
+/// key masks the core's next frame towards the upstream. Only after [`Input::Flushed`]
+/// towards a side does the core write a frame of its own towards it, so a driver's order
+/// of splice pipe and write queue never matters. [`Input::Drain`] ends such a tunnel with
+/// Close 1001 both ways; a peer that stops answering the core's Pings, breaks a rule or
+/// leaves without a Close gets the other side a Close frame before the TCP close.
 ///
 /// # Time
 /// Every input carries `now`, given by the caller; the core never reads a clock, so tests
@@ -125,7 +147,7 @@ impl Connection {
     pub fn wants_read(&self, side: Side) -> bool {
         match (&self.phase, side) {
             (Phase::Closed, _) => false,
-            (Phase::Tunnel(tunnel), side) => !tunnel.has_eof(side),
+            (Phase::Tunnel(tunnel), side) => tunnel.wants_read(side),
             (Phase::ReadingHead(_), Side::Client) => true,
             (Phase::ReadingHead(_) | Phase::Connecting { .. }, Side::Upstream) => false,
             (Phase::Connecting { exchange: ex, .. } | Phase::Exchange(ex), Side::Client) => {
@@ -210,7 +232,27 @@ impl Connection {
                 if state != StateKind::Tunnel {
                     return unexpected("TunnelActivity");
                 }
+                let budget = self.tunnel_passthrough(from);
+                if bytes as u64 > budget {
+                    return Err(Misuse::PassthroughExceeded {
+                        from,
+                        bytes: bytes as u64,
+                        budget,
+                    });
+                }
                 self.on_tunnel_activity(from, bytes);
+            }
+            Input::TunnelData { from, data } => {
+                if !self.is_frame_aware() {
+                    return unexpected("TunnelData");
+                }
+                self.on_tunnel_data(from, data);
+            }
+            Input::MaskingKey(key) => {
+                if !self.is_frame_aware() {
+                    return unexpected("MaskingKey");
+                }
+                self.on_masking_key(key);
             }
             Input::Drain { grace } => self.on_drain(grace),
             Input::Timeout => self.on_timeout(),
@@ -253,6 +295,11 @@ impl Connection {
         self.close(CloseReason::InternalError);
     }
 
+    /// Whether the connection is a frame-aware WebSocket tunnel.
+    fn is_frame_aware(&self) -> bool {
+        matches!(&self.phase, Phase::Tunnel(tunnel) if tunnel.is_frame_aware())
+    }
+
     /// Makes every progress the buffered bytes allow.
     fn drive(&mut self) {
         loop {
@@ -265,6 +312,8 @@ impl Connection {
                 break;
             }
         }
+        // The frames of the proxy's own that the input made possible.
+        self.pump_websocket();
         // A buffer consumed to its end is still a view of the allocation it was read
         // into, which would stay alive while the connection idles: let it go.
         release_if_empty(&mut self.client_buf);

@@ -112,6 +112,7 @@ impl std::error::Error for ProtocolError {}
 
 /// The caller used the API wrongly. Peers can never cause this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Misuse {
     /// Input after the connection emitted [`Output::Close`](crate::Output::Close).
     Closed,
@@ -123,6 +124,19 @@ pub enum Misuse {
         /// Which input it was given.
         input: &'static str,
     },
+    /// [`Input::TunnelActivity`](crate::Input::TunnelActivity) reported more bytes moved
+    /// past the core than
+    /// [`Connection::tunnel_passthrough`](crate::Connection::tunnel_passthrough) allowed:
+    /// in a frame-aware tunnel those bytes had to be shown with
+    /// [`Input::TunnelData`](crate::Input::TunnelData).
+    PassthroughExceeded {
+        /// Where the bytes came from.
+        from: Side,
+        /// How many were reported.
+        bytes: u64,
+        /// How many were allowed.
+        budget: u64,
+    },
 }
 
 impl fmt::Display for Misuse {
@@ -132,6 +146,18 @@ impl fmt::Display for Misuse {
             Misuse::Unexpected { state, input } => {
                 write!(f, "input {input} is not expected in state {state:?}")
             }
+            Misuse::PassthroughExceeded {
+                from,
+                bytes,
+                budget,
+            } => write!(
+                f,
+                "{bytes} tunnel bytes from the {} moved past the core, but only {budget} may",
+                match from {
+                    Side::Client => "client",
+                    Side::Upstream => "upstream",
+                }
+            ),
         }
     }
 }

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use crate::config::RouteId;
 use crate::error::ProtocolError;
+use crate::io::Side;
 use crate::state::StateKind;
+use crate::websocket::FrameStats;
 
 /// Why a connection (or a tunnel) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,12 @@ pub enum CloseReason {
     /// A bug in the core: it tried a phase change its transition table does not allow
     /// (reported first as [`Event::IllegalTransition`]).
     InternalError,
+    /// In a frame-aware WebSocket tunnel, the client sent nothing at all within
+    /// `ws_ping_timeout` of the proxy's Ping (the upstream got Close 1001).
+    ClientUnresponsive,
+    /// In a frame-aware WebSocket tunnel, the upstream sent nothing at all within
+    /// `ws_ping_timeout` of the proxy's Ping (the client got Close 1001).
+    UpstreamUnresponsive,
 }
 
 impl CloseReason {
@@ -60,6 +68,8 @@ impl CloseReason {
             CloseReason::ProtocolError => "protocol_error",
             CloseReason::Shutdown => "shutdown",
             CloseReason::InternalError => "internal_error",
+            CloseReason::ClientUnresponsive => "client_unresponsive",
+            CloseReason::UpstreamUnresponsive => "upstream_unresponsive",
         }
     }
 }
@@ -103,6 +113,26 @@ pub struct TunnelRecord {
     pub duration: Duration,
     /// Why it ended.
     pub reason: CloseReason,
+    /// What a frame-aware WebSocket tunnel carried; `None` for a byte tunnel.
+    pub websocket: Option<WebSocketRecord>,
+}
+
+/// The frames of a frame-aware WebSocket tunnel, for its access-log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSocketRecord {
+    /// Frames the client sent: frames, messages, Pings, Pongs, Close frames and the
+    /// code of its first Close.
+    pub client: FrameStats,
+    /// Frames the upstream sent, counted the same way.
+    pub upstream: FrameStats,
+    /// Pings the proxy sent of its own, to either side.
+    pub pings_sent: u64,
+    /// Pongs that answered the proxy's Pings (absorbed: never forwarded).
+    pub pongs_received: u64,
+    /// The round trip of the last Ping of the proxy's that was answered.
+    pub last_ping_rtt: Option<Duration>,
+    /// The shortest such round trip.
+    pub min_ping_rtt: Option<Duration>,
 }
 
 /// Something worth logging or counting, from [`Output::Event`](crate::Output::Event).
@@ -138,6 +168,15 @@ pub enum Event {
     TunnelClosed(TunnelRecord),
     /// A peer broke the protocol; what was wrong.
     Rejected(ProtocolError),
+    /// In a frame-aware WebSocket tunnel, `side` sent a frame that breaks a rule: the
+    /// frame was not forwarded, both sides get Close 1002 and the tunnel closes with
+    /// [`CloseReason::ProtocolError`].
+    WebSocketViolation {
+        /// Who sent the frame.
+        side: Side,
+        /// The rule it broke ([`Violation::rule`](crate::websocket::Violation::rule)).
+        rule: &'static str,
+    },
     /// A bug in the core: in phase `state` it tried `step`, which the transition table
     /// (docs/ARCHITECTURE.md §Phases) does not allow. The connection closes with
     /// [`CloseReason::InternalError`].

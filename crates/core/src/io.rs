@@ -69,13 +69,35 @@ pub enum Input {
         to: Side,
     },
     /// In a tunnel: the adapter read `bytes` from `from` and is writing them to the other
-    /// side (which starts `send_timeout` for that side until [`Input::Flushed`]).
+    /// side (which starts `send_timeout` for that side until [`Input::Flushed`]). In a
+    /// frame-aware tunnel at most
+    /// [`Connection::tunnel_passthrough`](crate::Connection::tunnel_passthrough)`(from)`
+    /// bytes; more is [`Misuse::PassthroughExceeded`](crate::Misuse::PassthroughExceeded).
     TunnelActivity {
         /// Where the bytes came from.
         from: Side,
         /// How many bytes were read.
         bytes: usize,
     },
+    /// In a frame-aware tunnel: bytes read from `from` that the core must see (when
+    /// [`Connection::tunnel_passthrough`](crate::Connection::tunnel_passthrough)`(from)`
+    /// is 0: a frame header, a control frame, or a direction being discarded). The core
+    /// consumes all of them: what is to be forwarded comes back as
+    /// [`Output::ToClient`] / [`Output::ToUpstream`] slices of `data` (zero copy), an
+    /// absorbed Pong and everything after a protocol violation are dropped, and a partial
+    /// header or control frame is kept until the next read. Counts as a read from
+    /// `from`, exactly as [`Input::TunnelActivity`] does.
+    TunnelData {
+        /// Where the bytes came from.
+        from: Side,
+        /// The bytes read (pass the read buffer itself).
+        data: BytesMut,
+    },
+    /// In a frame-aware tunnel: a fresh masking key for the next frame of the proxy's
+    /// own towards the upstream, in answer to [`Output::NeedMaskingKey`]. Draw it from a
+    /// source the peers cannot predict (`getrandom` or another CSPRNG); each key is used
+    /// for one frame.
+    MaskingKey([u8; 4]),
     /// Graceful drain: stop taking new requests, finish the exchange in flight, then
     /// close. A tunnel is given `grace` before it is closed.
     Drain {
@@ -108,12 +130,25 @@ pub enum Output {
     /// [`Input::TunnelActivity`] and each EOF as [`Input::ClientEof`] /
     /// [`Input::UpstreamEof`]. First write `client_leftover` to the upstream and
     /// `upstream_leftover` to the client: they arrived with the handshake.
+    ///
+    /// In a frame-aware WebSocket tunnel both leftovers are empty: the core runs the
+    /// bytes that came with the handshake through its frame trackers and emits them as
+    /// ordinary [`Output::ToUpstream`] / [`Output::ToClient`] right after this output
+    /// (and after [`Output::NeedMaskingKey`]). Before each read from a side, ask
+    /// [`Connection::tunnel_passthrough`](crate::Connection::tunnel_passthrough) how many
+    /// bytes may go past the core: copy or splice at most that many and report them with
+    /// [`Input::TunnelActivity`]; at 0, show the bytes read with [`Input::TunnelData`].
     StartTunnel {
         /// Bytes the client sent after its upgrade request, for the upstream.
         client_leftover: Bytes,
         /// Bytes the upstream sent after its `101` head, for the client.
         upstream_leftover: Bytes,
     },
+    /// In a frame-aware tunnel: answer at once with [`Input::MaskingKey`]. Emitted right
+    /// after [`Output::StartTunnel`] and again each time the core used its key for a frame
+    /// of its own towards the upstream (a Ping or a Close); such a frame waits until a
+    /// key is at hand.
+    NeedMaskingKey,
     /// Shut down writing towards `side` (half-close), after writing what is pending.
     HalfClose {
         /// The peer that will read EOF.

@@ -73,6 +73,16 @@
 //! - **Tunnels.** After [`Output::StartTunnel`] the caller copies bytes itself and
 //!   reports each read as [`Input::TunnelActivity`], so deadlines and half-close stay in
 //!   the core.
+//! - **Frame-aware WebSocket tunnels.** On a route whose [`WebSocketPolicy`] validates
+//!   frames or sends pings, a `websocket` tunnel is followed frame by frame (headers
+//!   only). Before each read from a side, ask [`Connection::tunnel_passthrough`]: copy or
+//!   splice at most that many bytes and report them with [`Input::TunnelActivity`]; at 0,
+//!   show the bytes read with [`Input::TunnelData`] and write the
+//!   [`Output::ToClient`] / [`Output::ToUpstream`] slices the core answers with (it
+//!   forwards them itself, drops an absorbed Pong, writes its own Pings and Closes
+//!   between frames). Answer [`Output::NeedMaskingKey`] at once with
+//!   [`Input::MaskingKey`] from a CSPRNG. [`websocket`] has the frame layer and the
+//!   rules.
 //!
 //! ## Protocol rules
 //! Hop-by-hop headers ([`HOP_BY_HOP`] and every header named by `Connection`) are never
@@ -112,7 +122,7 @@ pub use config::{
 };
 pub use connection::Connection;
 pub use error::{ErrorKind, Misuse, ProtocolError};
-pub use event::{AccessRecord, CloseReason, Event, TunnelRecord};
+pub use event::{AccessRecord, CloseReason, Event, TunnelRecord, WebSocketRecord};
 pub use headers::{is_hop_by_hop, HOP_BY_HOP};
 pub use io::{Input, Output, Side};
 pub use state::StateKind;

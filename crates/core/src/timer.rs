@@ -25,6 +25,14 @@ pub(crate) enum Deadline {
     TunnelIdle,
     /// The grace a graceful drain gives a tunnel.
     Drain,
+    /// Nothing was received from this side of a frame-aware tunnel for
+    /// `ws_ping_interval`: a Ping is due towards it.
+    PingDue(Side),
+    /// Nothing at all came from this side within `ws_ping_timeout` of the proxy's Ping.
+    PingTimeout(Side),
+    /// A frame-aware tunnel that is ending (Close frames of the proxy's own sent) has
+    /// waited as long as it waits for them.
+    WebSocketEnding,
 }
 
 /// The earlier of two deadlines (the first on a tie).
@@ -55,6 +63,11 @@ impl WriteDeadlines {
     /// Everything queued towards `to` was written.
     pub(crate) fn flushed(&mut self, to: Side) {
         self.flush_by[to.index()] = None;
+    }
+
+    /// Whether something queued towards `to` has not been reported flushed.
+    pub(crate) fn pending(&self, to: Side) -> bool {
+        self.flush_by[to.index()].is_some()
     }
 
     /// The peer gave back; nothing more will be written to it.

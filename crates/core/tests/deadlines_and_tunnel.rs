@@ -1,5 +1,6 @@
 //! docs/ARCHITECTURE.md §Protocol rules, "Deadlines" and "Tunnels", on the virtual clock:
-//! one test per rule.
+//! one test per rule. The tunnels here are byte tunnels (frame-aware WebSocket tunnels
+//! are tested in `websocket_tunnel_*.rs`).
 
 mod common;
 
@@ -14,7 +15,7 @@ use switchyard_core::{
 const SEC: Duration = Duration::from_secs(1);
 
 fn tunnel() -> Sim {
-    let mut sim = sim();
+    let mut sim = byte_sim();
     sim.client_sends(ws_request("/").as_bytes());
     sim.upstream_sends(ws_101().as_bytes());
     assert_eq!(sim.state(), StateKind::Tunnel);
@@ -259,7 +260,7 @@ fn client_traffic_alone_does_not_keep_the_tunnel_open() {
 fn tunnel_idle_timeout_closes_when_neither_direction_moves() {
     let mut config = Config::default();
     config.routes[0].timeouts.tunnel_idle = Some(20 * SEC);
-    let mut sim = sim_with(config);
+    let mut sim = sim_with(byte_tunnels(config));
     sim.client_sends(ws_request("/").as_bytes());
     sim.upstream_sends(ws_101().as_bytes());
     sim.advance(15 * SEC);

@@ -258,7 +258,7 @@ fn client_bytes_after_upgrade_request_are_held() {
 
 #[test]
 fn held_bytes_become_the_first_tunnel_bytes_after_101() {
-    let mut sim = sim();
+    let mut sim = byte_sim();
     let mut bytes = ws_request("/").into_bytes();
     bytes.extend_from_slice(b"\x81\x05hello");
     sim.client_sends(&bytes);
@@ -355,7 +355,7 @@ fn a_non_101_answer_to_an_upgrade_is_ordinary_and_the_upstream_is_not_reused() {
 
 #[test]
 fn bytes_after_the_101_head_are_forwarded_first() {
-    let mut sim = sim();
+    let mut sim = byte_sim();
     sim.client_sends(ws_request("/").as_bytes());
     let mut answer = ws_101().into_bytes();
     answer.extend_from_slice(b"\x81\x02hi");

@@ -293,7 +293,7 @@ proptest! {
         let read = Duration::from_secs(10);
         let mut config = Config::default();
         config.routes[0].timeouts.read = read;
-        let mut sim = Sim::new(config, std::time::Instant::now());
+        let mut sim = Sim::new(byte_tunnels(config), std::time::Instant::now());
         sim.client_sends(ws_request("/").as_bytes());
         sim.upstream_sends(ws_101().as_bytes());
         let mut last_upstream = sim.now();

@@ -107,7 +107,7 @@ fn transcript_chunked_post() {
 
 #[test]
 fn transcript_websocket_handshake_tunnel_half_close_close() {
-    let mut sim = sim();
+    let mut sim = byte_sim();
     sim.client_sends(format!("{}\u{81}", ws_request("/ws")).as_bytes());
     sim.upstream_sends(format!("{}\u{82}", ws_101()).as_bytes());
     sim.client_sends(b"ping");

@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 use switchyard_core_fuzz::{run, Event};
 
 fuzz_target!(|events: Vec<Event>| {
-    run(&events);
+    let _ = run(&events);
 });

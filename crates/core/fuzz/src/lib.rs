@@ -7,8 +7,16 @@
 //!   correct adapter may give;
 //! - nothing is output after [`Output::Close`], and input after it is [`Misuse::Closed`];
 //! - [`Output::StartTunnel`] comes at most once, only right after a `101` head was written
-//!   to the client, only when the upstream really sent a `101`; after it the core writes
-//!   no bytes and asks for no connection;
+//!   to the client, only when the upstream really sent a `101`; after it the core asks
+//!   for no connection, and in a byte tunnel it writes no bytes;
+//! - in a frame-aware WebSocket tunnel (routes `/` and `/ping` validate frames, `/loose`
+//!   pings without validating, `/raw` is a byte tunnel) the harness moves bytes as a
+//!   driver does (raw within [`Connection::tunnel_passthrough`], shown with
+//!   [`Input::TunnelData`] at 0, keys answered to [`Output::NeedMaskingKey`] or withheld),
+//!   and everything written towards each side, the core's outputs and the raw bytes
+//!   together, parses as whole frames with [`FrameParser`] (valid ones, on a validating
+//!   route); a Ping or Close of the proxy's own starts at a frame boundary of that
+//!   stream;
 //! - bytes go to the upstream only while a connection is held;
 //! - a response head forwarded to the client was sent by the upstream connection in use
 //!   (not left over from an earlier one);
@@ -28,8 +36,9 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
+use switchyard_core::websocket::{encode, Extensions, FrameParser, Opcode, Rules};
 use switchyard_core::{
-    Config, Connection, Event as CoreEvent, Input, Misuse, Output, PeerInfo, Side,
+    Config, Connection, Event as CoreEvent, Input, Misuse, Output, PeerInfo, Route, Side,
 };
 
 /// Requests a client may send, so the fuzzer reaches deep states quickly.
@@ -47,6 +56,26 @@ pub const CLIENT_TEMPLATES: &[&[u8]] = &[
     b"3\r\nabc\r\n",
     b"0\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"GET /raw HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    b"GET /ping HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n\x81\x82abcdXY",
+    b"GET /loose HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+];
+
+/// Frames a peer may send in a WebSocket tunnel (masked when the client sends them):
+/// opcode bits, FIN, payload length.
+pub const FRAME_TEMPLATES: &[(u8, bool, usize)] = &[
+    (0x1, true, 5),
+    (0x2, true, 300),
+    (0x2, true, 70_000),
+    (0x1, false, 3),
+    (0x0, false, 2),
+    (0x0, true, 4),
+    (0x9, true, 4),
+    (0xA, true, 8),
+    (0x8, true, 2),
+    (0x8, true, 0),
+    (0x3, true, 1),
+    (0x9, false, 1),
 ];
 
 /// Responses an upstream may send.
@@ -63,6 +92,7 @@ pub const UPSTREAM_TEMPLATES: &[&[u8]] = &[
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
     b"HTTP/1.1 103 Early Hints\r\nLink: </s>\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: X-Up\r\nX-Up: 1\r\nKeep-Alive: 1\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n\xc1\x01x\x89\x00",
 ];
 
 /// One thing that happens to the adapter.
@@ -119,6 +149,20 @@ pub enum Event {
     WriteFailed(bool),
     /// Graceful shutdown with this grace in milliseconds.
     Shutdown(u16),
+    /// In a WebSocket tunnel, a peer sends a template frame, whole or only its first
+    /// `cut` bytes (the rest is lost: a peer that then goes silent or leaves).
+    Frame {
+        /// From the client (else from the upstream).
+        from_client: bool,
+        /// Which template.
+        template: u8,
+        /// Bytes of it sent (0: all).
+        cut: u16,
+    },
+    /// A masking key arrives, asked for or not.
+    MaskingKey([u8; 4]),
+    /// From now on the harness answers `NeedMaskingKey` at once (or withholds keys).
+    AnswerKeys(bool),
     /// A spurious or due wake-up.
     Timeout,
 }
@@ -152,6 +196,32 @@ struct Driver {
     tunnel: bool,
     client_eof: bool,
     unflushed: [bool; 2],
+    /// The tunnel follows WebSocket frames (known from the output after `StartTunnel`).
+    frame_aware: bool,
+    /// The output after `StartTunnel` will tell whether the tunnel is frame-aware.
+    tunnel_kind_pending: bool,
+    /// The route the tunnel opened on.
+    tunnel_route: usize,
+    /// Everything written towards each side in a frame-aware tunnel, and how much of it
+    /// parsed as whole frames so far, with the parser that read it.
+    streams: [Vec<u8>; 2],
+    parsed: [usize; 2],
+    parsers: [Option<FrameParser>; 2],
+    answer_keys: bool,
+    key_wanted: bool,
+    keys_fed: u32,
+    config: Arc<Config>,
+    reached: Reached,
+}
+
+/// How deep one run went, so that a test can check the inputs do reach the states the
+/// invariants are about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reached {
+    /// A frame-aware WebSocket tunnel started.
+    pub frame_aware_tunnel: bool,
+    /// Frames of the proxy's own (Pings, Closes) it wrote.
+    pub proxy_frames: usize,
 }
 
 impl Driver {
@@ -161,7 +231,19 @@ impl Driver {
         config.limits.max_header_bytes = 4096;
         config.limits.max_request_line = 1024;
         config.limits.max_headers = 20;
-        let conn = Connection::new(Arc::new(config), PeerInfo::default(), start);
+        for (prefix, validate, ping) in [
+            ("/raw", false, false),
+            ("/ping", true, true),
+            ("/loose", false, true),
+        ] {
+            let mut route = Route::new(prefix);
+            route.websocket.validate = validate;
+            route.websocket.ping_interval = ping.then_some(Duration::from_secs(1));
+            route.websocket.ping_timeout = Duration::from_secs(2);
+            config.routes.push(route);
+        }
+        let config = Arc::new(config);
+        let conn = Connection::new(config.clone(), PeerInfo::default(), start);
         Driver {
             conn,
             start,
@@ -176,6 +258,17 @@ impl Driver {
             tunnel: false,
             client_eof: false,
             unflushed: [false; 2],
+            frame_aware: false,
+            tunnel_kind_pending: false,
+            tunnel_route: 0,
+            streams: [Vec::new(), Vec::new()],
+            parsed: [0; 2],
+            parsers: [None, None],
+            answer_keys: true,
+            key_wanted: false,
+            keys_fed: 0,
+            config,
+            reached: Reached::default(),
         }
     }
 
@@ -195,6 +288,11 @@ impl Driver {
             assert!(!self.closed, "output after Close: {output:?}");
             self.check(output);
         }
+        if std::mem::take(&mut self.key_wanted) && self.answer_keys && !self.closed {
+            self.keys_fed += 1;
+            let key = self.keys_fed.wrapping_mul(0x9E37_79B9).to_be_bytes();
+            self.feed(Input::MaskingKey(key), self.now);
+        }
         if self.closed {
             assert!(self.conn.is_closed());
             assert_eq!(self.conn.poll_timeout(), None, "a deadline after Close");
@@ -203,7 +301,21 @@ impl Driver {
     }
 
     fn check(&mut self, output: Output) {
-        if self.tunnel {
+        if std::mem::take(&mut self.tunnel_kind_pending) {
+            self.frame_aware = output == Output::NeedMaskingKey;
+            self.reached.frame_aware_tunnel |= self.frame_aware;
+        }
+        if self.tunnel && self.frame_aware {
+            assert!(
+                !matches!(output, Output::Connect(_) | Output::StartTunnel { .. }),
+                "in a tunnel the core connects nowhere: {output:?}"
+            );
+            match &output {
+                Output::ToClient(bytes) => self.written(Side::Client, bytes, true),
+                Output::ToUpstream(bytes) => self.written(Side::Upstream, bytes, true),
+                _ => {}
+            }
+        } else if self.tunnel {
             assert!(
                 matches!(
                     output,
@@ -212,7 +324,7 @@ impl Driver {
                         | Output::Close
                         | Output::Event(_)
                 ),
-                "in a tunnel the core writes nothing and connects nowhere: {output:?}"
+                "in a byte tunnel the core writes nothing and connects nowhere: {output:?}"
             );
         }
         match output {
@@ -268,7 +380,16 @@ impl Driver {
                     "StartTunnel though the upstream never sent a 101"
                 );
                 self.tunnel = true;
+                self.tunnel_kind_pending = true;
             }
+            Output::NeedMaskingKey => {
+                assert!(
+                    self.tunnel && self.frame_aware,
+                    "a key asked for outside a frame-aware tunnel"
+                );
+                self.key_wanted = true;
+            }
+            Output::Event(CoreEvent::TunnelOpened { route, .. }) => self.tunnel_route = route,
             Output::HalfClose { .. } => {}
             Output::Close => self.closed = true,
             Output::Event(CoreEvent::Response { status }) => {
@@ -351,7 +472,14 @@ impl Driver {
                 } else {
                     Side::Upstream
                 };
-                if self.tunnel && self.conn.wants_read(from) {
+                if self.tunnel && self.frame_aware {
+                    // Raw bytes within the budget: payload, whatever it holds.
+                    let budget = self.conn.tunnel_passthrough(from);
+                    let raw = u64::from(bytes).min(budget) as usize;
+                    if raw > 0 && self.conn.wants_read(from) {
+                        self.tunnel_read(from, &vec![b'r'; raw]);
+                    }
+                } else if self.tunnel && self.conn.wants_read(from) {
                     self.unflushed[from.other() as usize] = true;
                     self.feed(
                         Input::TunnelActivity {
@@ -391,6 +519,90 @@ impl Driver {
                 now,
             ),
             Event::Timeout => self.feed(Input::Timeout, now),
+            Event::Frame {
+                from_client,
+                template,
+                cut,
+            } => {
+                let from = if from_client {
+                    Side::Client
+                } else {
+                    Side::Upstream
+                };
+                let (bits, fin, len) =
+                    FRAME_TEMPLATES[usize::from(template) % FRAME_TEMPLATES.len()];
+                let payload = vec![b'p'; len];
+                let frame = encode::frame(
+                    from.other(),
+                    fin,
+                    Opcode::from_bits(bits),
+                    &payload,
+                    [7, 1, 3, 9],
+                );
+                let end = match usize::from(cut) {
+                    0 => frame.len(),
+                    cut => cut.min(frame.len()),
+                };
+                if self.tunnel && self.frame_aware {
+                    self.tunnel_read(from, &frame[..end]);
+                }
+            }
+            Event::MaskingKey(key) => {
+                if self.tunnel && self.frame_aware && !self.closed {
+                    self.feed(Input::MaskingKey(key), now);
+                }
+            }
+            Event::AnswerKeys(answer) => self.answer_keys = answer,
+        }
+    }
+
+    /// What a driver does with `bytes` read from `from` in a frame-aware tunnel: within
+    /// the passthrough budget it writes them itself and reports them; at 0 it shows them.
+    fn tunnel_read(&mut self, from: Side, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.closed && self.conn.wants_read(from) {
+            let budget = self.conn.tunnel_passthrough(from);
+            if budget == 0 {
+                let data = BytesMut::from(bytes);
+                bytes = &[];
+                self.feed(Input::TunnelData { from, data }, self.now);
+                continue;
+            }
+            let raw = bytes
+                .len()
+                .min(usize::try_from(budget).unwrap_or(usize::MAX));
+            self.written(from.other(), &bytes[..raw], false);
+            self.unflushed[from.other() as usize] = true;
+            bytes = &bytes[raw..];
+            self.feed(Input::TunnelActivity { from, bytes: raw }, self.now);
+        }
+    }
+
+    /// `bytes` were written towards `to` in a frame-aware tunnel: the stream must still
+    /// parse as whole frames, and a control frame written in one piece must start at a
+    /// frame boundary.
+    fn written(&mut self, to: Side, bytes: &[u8], from_core: bool) {
+        let index = to as usize;
+        let at_boundary = self.parsed[index] == self.streams[index].len();
+        let validate = self.config.routes[self.tunnel_route].websocket.validate;
+        let rules = Rules {
+            validate,
+            extensions: Extensions::Unknown,
+        };
+        if from_core && is_proxy_frame(to, bytes) {
+            self.reached.proxy_frames += 1;
+            assert!(
+                at_boundary,
+                "a frame of the proxy's written inside a frame towards {to:?}: {bytes:?}"
+            );
+        }
+        self.streams[index].extend_from_slice(bytes);
+        let parser = self.parsers[index].get_or_insert_with(|| FrameParser::new(to.other(), rules));
+        let rest = &self.streams[index][self.parsed[index]..];
+        match parser.parse_all(rest) {
+            Ok((_, used)) => self.parsed[index] += used,
+            Err(violation) => {
+                panic!("towards {to:?} the core wrote a broken frame ({violation}): {rest:?}")
+            }
         }
     }
 
@@ -398,12 +610,18 @@ impl Driver {
         if self.closed || bytes.is_empty() {
             return;
         }
+        if self.tunnel && self.frame_aware {
+            return self.tunnel_read(Side::Client, &bytes);
+        }
         if !self.tunnel && self.conn.wants_read(Side::Client) {
             self.feed(Input::ClientData(BytesMut::from(&bytes[..])), self.now);
         }
     }
 
     fn upstream(&mut self, bytes: Vec<u8>) {
+        if self.tunnel && self.frame_aware && !self.closed {
+            return self.tunnel_read(Side::Upstream, &bytes);
+        }
         if self.closed || bytes.is_empty() || !self.connected || self.tunnel {
             return;
         }
@@ -414,8 +632,37 @@ impl Driver {
     }
 }
 
-/// Plays `events` against a fresh connection, panicking on any broken invariant.
-pub fn run(events: &[Event]) {
+/// Whether `bytes` are one whole Ping or Close of the proxy's own towards `to`: a Ping
+/// with its 8-byte counter payload, a Close with one of its reasons.
+fn is_proxy_frame(to: Side, bytes: &[u8]) -> bool {
+    let rules = Rules {
+        validate: false,
+        extensions: Extensions::Unknown,
+    };
+    let Ok(Some(frame)) = FrameParser::new(to.other(), rules).parse(bytes) else {
+        return false;
+    };
+    if frame.wire_len() != bytes.len() {
+        return false;
+    }
+    let payload = frame.unmasked_payload();
+    match frame.header.opcode {
+        Opcode::Ping => payload.len() == 8 && payload[..4] == [0; 4],
+        Opcode::Close => {
+            let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).into_owned();
+            reason.ends_with(" went away")
+                || reason.ends_with(" stopped answering")
+                || reason == "upstream failed"
+                || reason == "proxy going away"
+                || reason.starts_with("protocol error by the ")
+        }
+        _ => false,
+    }
+}
+
+/// Plays `events` against a fresh connection, panicking on any broken invariant, and
+/// says how deep it went.
+pub fn run(events: &[Event]) -> Reached {
     let mut driver = Driver::new();
     for event in events {
         driver.step(event.clone());
@@ -439,6 +686,7 @@ pub fn run(events: &[Event]) {
         driver.feed(Input::Timeout, driver.now);
         driver.feed(Input::ClientEof, driver.now);
     }
+    driver.reached
 }
 
 fn lines(head: &[u8]) -> Vec<&[u8]> {

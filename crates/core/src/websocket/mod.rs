@@ -28,57 +28,41 @@
 //! boundary](FrameTracker::at_frame_boundary): that is when the proxy may write a frame
 //! of its own into this direction, also between the fragments of a message.
 //!
-//! # Integration with [`Connection`](crate::Connection)
-//! The core's tunnel will own two trackers, `[FrameTracker; 2]` indexed by the side
-//! the frames come from, created after a validated `101` for `websocket` from the
-//! route's `ws_validate` and the 101's `Sec-WebSocket-Extensions`
-//! ([`Extensions::from_header_values`]). The API changes that needs:
+//! # In the tunnel
+//! A frame-aware tunnel (`crates/core/src/tunnel/`) owns two trackers, indexed by the
+//! side the frames come from, made after a validated `101` for `websocket` on a route
+//! whose [`WebSocketPolicy`](crate::WebSocketPolicy) validates or pings, from
+//! `ws_validate` and the 101's `Sec-WebSocket-Extensions`
+//! ([`Extensions::from_header_values`]). What the driver does is the `Connection`
+//! contract ("Tunnels"); in short:
 //!
-//! - **`Output::StartTunnel`** says how to move bytes: `framing: Framing::{Raw,
-//!   WebSocket}`. `Raw` (other protocols, and `ws_validate = false` with pings off) is
-//!   today's tunnel: copy or splice, report [`Input::TunnelActivity`](crate::Input).
-//! - **Showing bytes**: a borrowing method, `Connection::handle_tunnel_data(from,
-//!   &buf, now)`, since `Input` owns its bytes and the runtime's read buffers are pooled
-//!   and must stay the runtime's. The core feeds them to `trackers[from]` and answers,
-//!   through `poll_output`, in order: `Output::ForwardRaw { from, len }` (write the next
-//!   `len` bytes shown from `from` to the other side, in place, zero copy),
-//!   `Output::Discard { from, len }` (drop them: an absorbed Pong, or everything after
-//!   a violation), and the existing `ToClient` / `ToUpstream` for
-//!   [`FrameTracker::carried`] bytes (at most 139, copied only when a frame head
-//!   straddled two reads) and for injected frames. Every byte shown is covered by
-//!   exactly one `ForwardRaw` or `Discard`, or held by the tracker until a later call.
-//! - **Splice keeps working**: a getter `Connection::tunnel_payload_remaining(from) ->
-//!   u64` says how many bytes the adapter may move from `from` unseen. It splices at
-//!   most that many (splice(2) takes a length) and reports them with the existing
-//!   `Input::TunnelActivity { from, bytes }`, which in a WebSocket tunnel means
-//!   [`FrameTracker::payload_forwarded`] as well as a read. At zero, the next read is a
-//!   copying read and is shown. The runtime's `splice_reads` switch becomes "splice
-//!   while `tunnel_payload_remaining(from)` is at least 16 KiB": a frame of 1 MiB is a
-//!   copying read (header and first payload bytes) followed by splices.
-//! - **Injection**: Pings (`ws_ping_interval`), Close 1001 on drain or a vanished
-//!   peer, Close 1002 on a violation. A frame towards `to` is written into the direction
-//!   that `trackers[to.other()]` follows, so it is emitted (as `ToClient` /
-//!   `ToUpstream`) only while that tracker is at a frame boundary; otherwise it waits in
-//!   a per-side slot (one Ping, one Close; a Close replaces a Ping) and is emitted right
-//!   after the `ForwardRaw` or `TunnelActivity` that ends the frame. The ping timeout
-//!   starts when the Ping is emitted, not when it fell due, so a peer trickling one
-//!   huge frame delays the Ping without being declared dead.
-//! - **Masking keys**: `Input::MaskingKey([u8; 4])`. The adapter feeds one right after
-//!   `StartTunnel { framing: WebSocket }`, and one after each `Output::NeedMaskingKey`,
-//!   which the core emits after it used its key for a frame towards the upstream (the
-//!   runtime draws them with `getrandom`). A key is used once; a frame towards the
-//!   upstream with no key at hand waits in its slot. Frames towards the client need
-//!   none.
-//! - **Events**: `CloseReason::WebSocketViolation { side, rule }` ([`Violation::rule`]),
-//!   `ClientUnresponsive` / `UpstreamUnresponsive`; `TunnelRecord` gains both sides'
-//!   [`FrameStats`], pings sent and the proxy's ping round trips. An EOF while
-//!   [`FrameTracker::holds_partial_frame`] or with payload remaining is an EOF inside a
-//!   frame: the other side gets a Close only if the direction towards it is at a frame
-//!   boundary (a Close inside a frame would be read as payload); otherwise the
-//!   connection closes bare.
-//! - **Back-pressure** is unchanged: `wants_read(side)` stays false while bytes towards
-//!   the other side are queued, so a tracker is only ever shown bytes whose
-//!   predecessors were written or queued in order.
+//! - `Output::StartTunnel` has empty leftovers: the bytes that came with the handshake go
+//!   through the trackers and come out as ordinary `ToUpstream` / `ToClient` right after
+//!   it (and after `Output::NeedMaskingKey`).
+//! - `Connection::tunnel_passthrough(from)` is the current data frame's
+//!   [`FrameTracker::payload_remaining`] (0 when a header or control frame is next, or
+//!   the direction is discarded): that many bytes may be copied or spliced unseen and
+//!   reported with [`Input::TunnelActivity`], which calls
+//!   [`FrameTracker::payload_forwarded`].
+//! - At 0 the driver shows what it read with `Input::TunnelData { from, data }` (owned,
+//!   like `ClientData`). The core forwards [`Step::Header`] / [`Step::Payload`] /
+//!   [`Step::ControlFrame`] bytes as `split_to().freeze()` slices of `data`, copies only
+//!   [`FrameTracker::carried`] bytes, drops an absorbed Pong and everything after a
+//!   [`Step::Violation`].
+//! - The proxy's frames (Ping, Close 1001/1002/1011) towards `to` wait in a slot per side
+//!   until `trackers[to.other()]` is [at a frame
+//!   boundary](FrameTracker::at_frame_boundary) *and* everything written towards `to` was
+//!   reported flushed; towards the upstream they also need a key (`Input::MaskingKey`,
+//!   asked for with `Output::NeedMaskingKey`, each used once). The ping timeout runs
+//!   from the Ping's emission, so a peer trickling one huge frame delays the Ping
+//!   without anyone being declared dead.
+//! - A violation emits `Event::WebSocketViolation { side, rule }` ([`Violation::rule`])
+//!   and ends the tunnel with `CloseReason::ProtocolError`; a dead peer with
+//!   `ClientUnresponsive` / `UpstreamUnresponsive`; `TunnelRecord::websocket` carries
+//!   both sides' [`FrameStats`], the proxy's pings and their round trips.
+//! - An EOF while [`FrameTracker::holds_partial_frame`] or with payload remaining is an
+//!   EOF inside a frame: the other side gets no Close (it would be read as payload), only
+//!   the half-close.
 //!
 //! [`Input::TunnelActivity`]: crate::Input::TunnelActivity
 

@@ -17,6 +17,21 @@ pub fn sim_with(config: Config) -> Sim {
     Sim::new(config, Instant::now())
 }
 
+/// `config` with every route's WebSocket tunnels as plain byte tunnels (no frame
+/// validation, no pings): what the tests of byte-tunnel rules need.
+pub fn byte_tunnels(mut config: Config) -> Config {
+    for route in &mut config.routes {
+        route.websocket.validate = false;
+        route.websocket.ping_interval = None;
+    }
+    config
+}
+
+/// A harness whose WebSocket tunnels are byte tunnels.
+pub fn byte_sim() -> Sim {
+    sim_with(byte_tunnels(Config::default()))
+}
+
 pub fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: example.test\r\n\r\n")
 }
@@ -109,3 +124,4 @@ pub fn closed_with(sim: &Sim) -> Option<switchyard_core::CloseReason> {
         _ => None,
     })
 }
+pub mod ws;

@@ -12,6 +12,16 @@
 //! tested anything. Check [`Sim::is_closed`] to script a peer that keeps talking after
 //! the proxy closed, or feed [`Sim::input`] to expect the refusal.
 //!
+//! In a frame-aware WebSocket tunnel the harness moves bytes the way a driver does: it
+//! asks [`Connection::tunnel_passthrough`] before each read, forwards that many raw
+//! ([`Input::TunnelActivity`]) and shows the rest ([`Input::TunnelData`]); it answers
+//! [`Output::NeedMaskingKey`] with a fresh deterministic key
+//! ([`Sim::answer_masking_keys`]). Scripted WebSocket peers send frames
+//! ([`Sim::send_frame`], [`Sim::send_fragment`], [`Sim::send_close`]), answer the Pings
+//! they receive or not ([`Sim::answer_pings`]), and show what they received, parsed
+//! with [`FrameParser`](crate::websocket::FrameParser) ([`Sim::frames_received`]): see
+//! the `websocket` submodule's example.
+//!
 //! # Examples
 //! ```
 //! use std::time::{Duration, Instant};
@@ -37,6 +47,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::{Config, Connection, Event, Input, Misuse, Output, PeerInfo, Side, StateKind};
+
+mod tunnel;
+mod websocket;
+pub use websocket::SimFrame;
 
 /// One upstream connection as the simulated upstream saw it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,6 +95,25 @@ pub struct Sim {
     /// Writes towards each side (by [`Side`] order: client, upstream) are not reported
     /// flushed: that peer stopped reading.
     stalled: [bool; 2],
+    /// Answer [`Output::NeedMaskingKey`] at once (the default), with a fresh key each
+    /// time; when false the core's frames towards the upstream wait for
+    /// [`Sim::feed_masking_key`].
+    pub answer_masking_keys: bool,
+    /// Every masking key fed to the connection, in order.
+    pub masking_keys_fed: Vec<[u8; 4]>,
+    /// Where the tunnel's bytes begin in what each side received (client, upstream).
+    tunnel_start: [usize; 2],
+    /// Each side answers the Pings it receives with a Pong.
+    answer_pings: [bool; 2],
+    /// How many Pings each side has answered.
+    pings_answered: [usize; 2],
+    /// Keys handed out: the connection's and the scripted client's masking keys.
+    keys_drawn: u32,
+    /// Inside the automatic answers to Pings (they send, which drains again).
+    answering: bool,
+    /// What each peer sent in the tunnel, followed frame by frame: a peer answers a Ping
+    /// only between frames of its own, as a WebSocket library does.
+    outgoing: [crate::websocket::FrameTracker; 2],
 }
 
 impl Sim {
@@ -103,6 +136,14 @@ impl Sim {
             pool: Vec::new(),
             tunnel: false,
             stalled: [false; 2],
+            answer_masking_keys: true,
+            masking_keys_fed: Vec::new(),
+            tunnel_start: [0; 2],
+            answer_pings: [false; 2],
+            pings_answered: [0; 2],
+            keys_drawn: 0,
+            answering: false,
+            outgoing: [Side::Client, Side::Upstream].map(websocket::outgoing_tracker),
         };
         sim.drain();
         sim
@@ -201,25 +242,15 @@ impl Sim {
         }
     }
 
-    /// The client sends `bytes` (in the tunnel: the adapter copies them and reports it).
+    /// The client sends `bytes` (in the tunnel: the adapter copies them and reports it;
+    /// in a frame-aware tunnel it shows the core what the core must see).
     ///
     /// # Panics
     /// When the connection refuses the input ([`Misuse`]), e.g. after it closed.
     #[track_caller]
     pub fn client_sends(&mut self, bytes: &[u8]) {
         if self.tunnel {
-            if let Some(u) = self.current.and_then(|i| self.upstreams.get_mut(i)) {
-                u.received.extend_from_slice(bytes);
-            }
-            self.feed(
-                "client_sends",
-                Input::TunnelActivity {
-                    from: Side::Client,
-                    bytes: bytes.len(),
-                },
-            );
-            self.flushed(Side::Upstream);
-            self.drain();
+            self.tunnel_sends("client_sends", Side::Client, bytes);
         } else {
             self.feed("client_sends", Input::ClientData(BytesMut::from(bytes)));
         }
@@ -232,16 +263,7 @@ impl Sim {
     #[track_caller]
     pub fn upstream_sends(&mut self, bytes: &[u8]) {
         if self.tunnel {
-            self.client_received.extend_from_slice(bytes);
-            self.feed(
-                "upstream_sends",
-                Input::TunnelActivity {
-                    from: Side::Upstream,
-                    bytes: bytes.len(),
-                },
-            );
-            self.flushed(Side::Client);
-            self.drain();
+            self.tunnel_sends("upstream_sends", Side::Upstream, bytes);
         } else {
             self.feed("upstream_sends", Input::UpstreamData(BytesMut::from(bytes)));
         }
@@ -294,6 +316,11 @@ impl Sim {
     }
 
     fn drain(&mut self) {
+        self.play_outputs();
+        self.answer_received_pings();
+    }
+
+    fn play_outputs(&mut self) {
         // Bounded: a connection emits finitely many outputs per input.
         for _ in 0..1_000_000 {
             let Some(out) = self.conn.poll_output() else {
@@ -342,6 +369,8 @@ impl Sim {
                     upstream_leftover,
                 } => {
                     self.tunnel = true;
+                    self.tunnel_start =
+                        [self.client_received.len(), self.upstream_received().len()];
                     self.client_received.extend_from_slice(&upstream_leftover);
                     if let Some(u) = self.current.and_then(|i| self.upstreams.get_mut(i)) {
                         u.received.extend_from_slice(&client_leftover);
@@ -353,6 +382,13 @@ impl Sim {
                 } => {
                     if let Some(u) = self.current.and_then(|i| self.upstreams.get_mut(i)) {
                         u.shut_down = true;
+                    }
+                }
+                Output::NeedMaskingKey => {
+                    if self.answer_masking_keys && !self.conn.is_closed() {
+                        let key = self.draw_key();
+                        self.masking_keys_fed.push(key);
+                        self.adapter_input(Input::MaskingKey(key));
                     }
                 }
                 Output::Close | Output::Event(_) => {}

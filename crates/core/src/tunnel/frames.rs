@@ -1,0 +1,337 @@
+//! [`Frames`]: what a frame-aware WebSocket tunnel knows besides bytes and deadlines: a
+//! [`FrameTracker`] per direction, the proxy's frames waiting for a frame boundary, its
+//! Pings and their answers, and how the tunnel is ending. Plain state and decisions; the
+//! inputs that drive it are in `data.rs` (bytes) and `inject.rs` (frames of the proxy's
+//! own, endings).
+
+use std::time::{Duration, Instant};
+
+use crate::event::{CloseReason, WebSocketRecord};
+use crate::io::Side;
+use crate::timer::{earlier, Deadline};
+use crate::websocket::{CloseCode, FrameTracker, Rules, Violation};
+
+/// How long a tunnel that is ending waits for the Close frames it is owed (or for its
+/// own to be written) before it closes anyway.
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// The frame-aware part of a WebSocket tunnel. Boxed in the tunnel, so that a byte
+/// tunnel does not carry its size.
+#[derive(Debug)]
+pub(crate) struct Frames {
+    /// One per direction, indexed by the side the frames come from.
+    pub trackers: [FrameTracker; 2],
+    ping_interval: Option<Duration>,
+    ping_timeout: Duration,
+    /// The masking key for the next frame of the proxy's own towards the upstream.
+    pub key: Option<[u8; 4]>,
+    /// Indexed by the side the proxy writes to.
+    pub towards: [Towards; 2],
+    /// The last Ping payload handed out (a per-connection counter).
+    ping_counter: u64,
+    pub pings_sent: u64,
+    pub pongs_received: u64,
+    pub last_rtt: Option<Duration>,
+    pub min_rtt: Option<Duration>,
+    /// When a byte of the peers' own was last forwarded (`tunnel_idle_timeout` counts
+    /// only those: an absorbed Pong is not traffic).
+    pub last_forwarded: Instant,
+    pub ending: Option<Ending>,
+    /// Reading from this side stopped: it broke a rule, stopped answering, or failed.
+    pub stopped: [bool; 2],
+    /// This side cannot be written to any more (a write to it failed).
+    pub gone: [bool; 2],
+}
+
+/// What the proxy writes, or waits to write, towards one side.
+#[derive(Debug, Default)]
+pub(crate) struct Towards {
+    /// A Ping is due (the slot for one Ping).
+    pub ping_due: bool,
+    /// A Close of the proxy's own is waiting (the slot for one Close; it replaces a Ping).
+    pub close: Option<OwnClose>,
+    /// The proxy's own Close was emitted: nothing more is forwarded towards this side.
+    pub close_sent: bool,
+    /// A half-close towards this side waits for the Close in the slot to be written.
+    pub half_close_deferred: bool,
+    /// The half-close towards this side was emitted: nothing more can be written.
+    pub shut: bool,
+    /// The last Ping sent to this side and not answered yet: its payload and when.
+    pub last_ping: Option<([u8; 8], Instant)>,
+    /// A Ping was sent and nothing at all has come from this side since.
+    pub awaiting: bool,
+}
+
+/// A Close frame of the proxy's own, waiting for its moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OwnClose {
+    pub code: CloseCode,
+    pub why: CloseWhy,
+}
+
+/// Why the proxy closes: the reason text of its Close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseWhy {
+    /// The side ended its connection without a Close frame.
+    WentAway(Side),
+    /// A write to the upstream failed.
+    UpstreamFailed,
+    /// The side did not answer the proxy's Ping.
+    StoppedAnswering(Side),
+    /// A graceful drain ended.
+    Draining,
+    /// The side broke a rule.
+    Violation(Side, Violation),
+}
+
+impl CloseWhy {
+    pub(crate) fn text(self) -> String {
+        let who = |side: Side| match side {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+        };
+        match self {
+            CloseWhy::WentAway(side) => format!("{} went away", who(side)),
+            CloseWhy::UpstreamFailed => "upstream failed".into(),
+            CloseWhy::StoppedAnswering(side) => format!("{} stopped answering", who(side)),
+            CloseWhy::Draining => "proxy going away".into(),
+            CloseWhy::Violation(side, violation) => {
+                format!("protocol error by the {}: {violation}", who(side))
+            }
+        }
+    }
+}
+
+/// How a frame-aware tunnel is ending, and until when it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ending {
+    pub kind: EndingKind,
+    /// The close happens then at the latest (unset until the wait has begun).
+    pub by: Option<Instant>,
+}
+
+/// Why a frame-aware tunnel is ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndingKind {
+    /// The side's connection ended without its Close frame; the other side was sent
+    /// Close 1001, and the tunnel ends as a byte tunnel does, 1 s after that at most.
+    PeerLeft(Side),
+    /// A write to the side failed.
+    WriteFailed(Side),
+    /// A peer broke a rule: Close 1002 both ways.
+    Violation,
+    /// The side did not answer the proxy's Ping.
+    Unresponsive(Side),
+    /// The grace of a graceful drain is over: Close 1001 both ways.
+    Drain,
+}
+
+impl EndingKind {
+    pub(crate) fn reason(self) -> CloseReason {
+        match self {
+            EndingKind::PeerLeft(Side::Client) | EndingKind::WriteFailed(Side::Client) => {
+                CloseReason::ClientClosed
+            }
+            EndingKind::PeerLeft(Side::Upstream) | EndingKind::WriteFailed(Side::Upstream) => {
+                CloseReason::UpstreamClosed
+            }
+            EndingKind::Violation => CloseReason::ProtocolError,
+            EndingKind::Unresponsive(Side::Client) => CloseReason::ClientUnresponsive,
+            EndingKind::Unresponsive(Side::Upstream) => CloseReason::UpstreamUnresponsive,
+            EndingKind::Drain => CloseReason::Shutdown,
+        }
+    }
+}
+
+impl Frames {
+    /// A tunnel's frames from its start at `now`: checked by `rules`, with Pings every
+    /// `ping_interval` of silence (none if `None`), a peer dead `ping_timeout` after one.
+    pub(crate) fn new(
+        rules: Rules,
+        ping_interval: Option<Duration>,
+        ping_timeout: Duration,
+        now: Instant,
+    ) -> Self {
+        Frames {
+            trackers: [
+                FrameTracker::new(Side::Client, rules),
+                FrameTracker::new(Side::Upstream, rules),
+            ],
+            ping_interval,
+            ping_timeout,
+            key: None,
+            towards: Default::default(),
+            ping_counter: 0,
+            pings_sent: 0,
+            pongs_received: 0,
+            last_rtt: None,
+            min_rtt: None,
+            last_forwarded: now,
+            ending: None,
+            stopped: [false; 2],
+            gone: [false; 2],
+        }
+    }
+
+    pub(crate) fn tracker(&self, from: Side) -> &FrameTracker {
+        &self.trackers[from.index()]
+    }
+
+    pub(crate) fn towards(&mut self, to: Side) -> &mut Towards {
+        &mut self.towards[to.index()]
+    }
+
+    /// Whether the proxy may still write towards `to`.
+    pub(crate) fn can_write(&self, to: Side) -> bool {
+        !self.gone[to.index()] && !self.towards[to.index()].shut
+    }
+
+    /// Whether what `from` sends is parsed and dropped rather than forwarded: the proxy
+    /// closed towards the other side, that side is gone, or `from` was stopped.
+    pub(crate) fn discarding(&self, from: Side) -> bool {
+        let to = from.other().index();
+        self.towards[to].close_sent || self.gone[to] || self.stopped[from.index()]
+    }
+
+    /// How many bytes from `from` may go past the core.
+    pub(crate) fn passthrough(&self, from: Side) -> u64 {
+        if self.discarding(from) {
+            0
+        } else {
+            self.tracker(from).payload_remaining()
+        }
+    }
+
+    /// Whether the WebSocket's closing has begun: a peer sent a Close frame, or the
+    /// tunnel is ending. No more Pings then.
+    fn closing(&self) -> bool {
+        self.ending.is_some() || self.trackers.iter().any(|t| t.stats().close_frames > 0)
+    }
+
+    /// Whether a Ping may be sent to `to` now, given which sides sent EOF.
+    pub(crate) fn pings_allowed(&self, to: Side, eof: [bool; 2]) -> bool {
+        self.ping_interval.is_some()
+            && !self.closing()
+            && !eof[0]
+            && !eof[1]
+            && !self.gone[to.index()]
+            && !self.stopped[to.index()]
+    }
+
+    /// Something came from `from`: the wait for an answer is over, and a Ping that fell
+    /// due for its silence is not needed any more.
+    pub(crate) fn heard(&mut self, from: Side) {
+        let towards = self.towards(from);
+        towards.awaiting = false;
+        towards.ping_due = false;
+    }
+
+    /// Puts a Close of the proxy's own in the slot towards `to`, unless one is there or
+    /// was sent, a Close from the other peer went that way already, or `to` cannot be
+    /// written to. Returns whether it did.
+    pub(crate) fn queue_close(&mut self, to: Side, code: CloseCode, why: CloseWhy) -> bool {
+        let peer_closed_towards = self.tracker(to.other()).stats().close_frames > 0;
+        let towards = &self.towards[to.index()];
+        if !self.can_write(to) || towards.close_sent || towards.close.is_some() {
+            return false;
+        }
+        if peer_closed_towards {
+            return false;
+        }
+        let towards = self.towards(to);
+        towards.close = Some(OwnClose { code, why });
+        towards.ping_due = false;
+        true
+    }
+
+    /// The tunnel is ending for `kind`, by `by` at the latest. An ending already under
+    /// way stays, unless it is only a peer having left (whose wait is the weakest).
+    pub(crate) fn begin(&mut self, kind: EndingKind, by: Option<Instant>) {
+        match self.ending {
+            None
+            | Some(Ending {
+                kind: EndingKind::PeerLeft(_),
+                ..
+            }) => self.ending = Some(Ending { kind, by }),
+            Some(_) => {}
+        }
+    }
+
+    /// The payload of the next Ping: unique within the connection.
+    pub(crate) fn next_ping_payload(&mut self) -> [u8; 8] {
+        self.ping_counter += 1;
+        self.ping_counter.to_be_bytes()
+    }
+
+    /// Whether a Pong from `from` carrying `payload` answers the proxy's last Ping to it;
+    /// if so it is counted, with its round trip, and absorbed.
+    pub(crate) fn take_pong(&mut self, from: Side, payload: &[u8], now: Instant) -> bool {
+        let towards = &mut self.towards[from.index()];
+        let Some((sent, at)) = towards.last_ping else {
+            return false;
+        };
+        if payload != sent {
+            return false;
+        }
+        towards.last_ping = None;
+        let rtt = now.saturating_duration_since(at);
+        self.pongs_received += 1;
+        self.last_rtt = Some(rtt);
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |min| min.min(rtt)));
+        true
+    }
+
+    /// Whether every Close of the proxy's own was written (or dropped) and flushed.
+    pub(crate) fn closes_flushed(&self, pending: impl Fn(Side) -> bool) -> bool {
+        [Side::Client, Side::Upstream].into_iter().all(|side| {
+            let towards = &self.towards[side.index()];
+            towards.close.is_none() && !(towards.close_sent && pending(side))
+        })
+    }
+
+    /// Whether `side` has closed its part of the WebSocket (a Close frame, or its
+    /// connection's end).
+    pub(crate) fn peer_closed(&self, side: Side, eof: bool) -> bool {
+        eof || self.gone[side.index()] || self.tracker(side).stats().close_frames > 0
+    }
+
+    /// The earliest of the frame-aware deadlines: a Ping falling due (`last_read` is when
+    /// each side was last heard from), a pinged side's answer, the end of an ending.
+    pub(crate) fn deadline(
+        &self,
+        last_read: [Instant; 2],
+        eof: [bool; 2],
+    ) -> Option<(Deadline, Instant)> {
+        let mut next = self
+            .ending
+            .and_then(|e| e.by)
+            .map(|at| (Deadline::WebSocketEnding, at));
+        for side in [Side::Client, Side::Upstream] {
+            let towards = &self.towards[side.index()];
+            let due = match (towards.awaiting, towards.last_ping, self.ping_interval) {
+                (true, Some((_, at)), _) => {
+                    Some((Deadline::PingTimeout(side), at + self.ping_timeout))
+                }
+                (false, _, Some(interval))
+                    if !towards.ping_due && self.pings_allowed(side, eof) =>
+                {
+                    Some((Deadline::PingDue(side), last_read[side.index()] + interval))
+                }
+                _ => None,
+            };
+            next = earlier(next, due);
+        }
+        next
+    }
+
+    pub(crate) fn record(&self) -> WebSocketRecord {
+        WebSocketRecord {
+            client: *self.tracker(Side::Client).stats(),
+            upstream: *self.tracker(Side::Upstream).stats(),
+            pings_sent: self.pings_sent,
+            pongs_received: self.pongs_received,
+            last_ping_rtt: self.last_rtt,
+            min_ping_rtt: self.min_rtt,
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Frames of the proxy's own in a frame-aware tunnel, and how such a tunnel ends.
+//!
+//! The injection rule: a Ping or Close towards `to` is written only when the direction
+//! that writes into `to` is at a frame boundary and nothing written towards `to` is
+//! unflushed (with a masking key at hand, towards the upstream). Until then it waits in
+//! the slot of its side, and [`Connection::pump_websocket`], run after every input,
+//! writes it the first time both hold.
+
+use super::frames::{CloseWhy, EndingKind, Frames, CLOSE_WAIT};
+use super::Sink;
+use crate::connection::Connection;
+use crate::event::CloseReason;
+use crate::io::{Output, Side};
+use crate::websocket::{encode, CloseCode};
+
+impl Connection {
+    /// After every input to a frame-aware tunnel: writes the waiting frames the rule
+    /// allows, and closes a tunnel whose ending is complete.
+    pub(crate) fn pump_websocket(&mut self) {
+        let Some((tunnel, mut sink)) = self.tunnel_sink() else {
+            return;
+        };
+        let eof = tunnel.eof;
+        let Some(ws) = tunnel.ws.as_deref_mut() else {
+            return;
+        };
+        for to in [Side::Client, Side::Upstream] {
+            let pings = ws.pings_allowed(to, eof);
+            ws.inject_towards(to, pings, &mut sink);
+        }
+        let flushed = ws.closes_flushed(|side| sink.writes.pending(side));
+        let both_eof = eof[0] && eof[1];
+        let reason = match ws.ending.map(|ending| ending.kind) {
+            // Both directions are over: the tunnel ends as a byte tunnel does, once the
+            // Close owed to a side that stayed is written.
+            None if both_eof => Some(CloseReason::BothClosed),
+            Some(EndingKind::PeerLeft(_)) if both_eof && flushed => Some(CloseReason::BothClosed),
+            // Otherwise it ends when the wait runs out.
+            None | Some(EndingKind::PeerLeft(_)) => None,
+            Some(EndingKind::Drain) => (flushed
+                && ws.peer_closed(Side::Client, eof[0])
+                && ws.peer_closed(Side::Upstream, eof[1]))
+            .then_some(CloseReason::Shutdown),
+            Some(kind) => flushed.then(|| kind.reason()),
+        };
+        if let Some(reason) = reason {
+            self.close(reason);
+        }
+    }
+
+    /// A masking key from the caller, for the next frame towards the upstream.
+    pub(crate) fn on_masking_key(&mut self, key: [u8; 4]) {
+        if let Some((tunnel, _)) = self.tunnel_sink() {
+            if let Some(ws) = &mut tunnel.ws {
+                ws.key = Some(key);
+            }
+        }
+    }
+
+    /// The frames of a frame-aware tunnel, if this is one.
+    fn frames_mut(&mut self) -> Option<&mut Frames> {
+        self.tunnel_sink()?.0.ws.as_deref_mut()
+    }
+
+    /// `side` has been silent for `ws_ping_interval`: a Ping is due towards it.
+    pub(crate) fn on_ping_due(&mut self, side: Side) {
+        if let Some(ws) = self.frames_mut() {
+            ws.towards(side).ping_due = true;
+        }
+    }
+
+    /// `side` sent nothing within `ws_ping_timeout` of the proxy's Ping: it is dead. The
+    /// other side gets Close 1001 (if `side` left it at a frame boundary), then the
+    /// tunnel closes once that is flushed, or 1 s from now.
+    pub(crate) fn on_unresponsive(&mut self, side: Side) {
+        let now = self.now;
+        let Some(ws) = self.frames_mut() else {
+            return;
+        };
+        ws.towards(side).awaiting = false;
+        ws.stopped[side.index()] = true;
+        if ws.tracker(side).at_frame_boundary() {
+            let why = CloseWhy::StoppedAnswering(side);
+            ws.queue_close(side.other(), CloseCode::GOING_AWAY, why);
+        }
+        ws.begin(EndingKind::Unresponsive(side), Some(now + CLOSE_WAIT));
+    }
+
+    /// The end of a drain's grace. A frame-aware tunnel sends Close 1001 both ways and
+    /// waits up to 1 s for the peers' Close frames; a byte tunnel closes now. Returns
+    /// whether the tunnel is frame-aware (and so was not closed).
+    pub(crate) fn on_drain_grace_over(&mut self) -> bool {
+        let now = self.now;
+        let Some((tunnel, _)) = self.tunnel_sink() else {
+            return false;
+        };
+        tunnel.drain_deadline = None;
+        let Some(ws) = tunnel.ws.as_deref_mut() else {
+            return false;
+        };
+        for to in [Side::Client, Side::Upstream] {
+            ws.queue_close(to, CloseCode::GOING_AWAY, CloseWhy::Draining);
+        }
+        ws.begin(EndingKind::Drain, Some(now + CLOSE_WAIT));
+        true
+    }
+
+    /// A write towards `to` failed in a frame-aware tunnel: that peer is gone; the other
+    /// gets Close 1001 (1011 when the upstream failed), if `to` sent no Close and left it
+    /// at a frame boundary, and the tunnel closes once that is flushed or 1 s from now.
+    /// Returns the reason to close with at once, if any.
+    pub(crate) fn on_tunnel_write_failed(&mut self, to: Side) -> Option<CloseReason> {
+        let reason = EndingKind::WriteFailed(to).reason();
+        let now = self.now;
+        let Some((tunnel, sink)) = self.tunnel_sink() else {
+            return Some(reason);
+        };
+        let Some(ws) = tunnel.ws.as_deref_mut() else {
+            return Some(reason);
+        };
+        sink.writes.forget(to);
+        if ws.gone[to.other().index()] {
+            // Both peers are gone: nobody is left to tell.
+            return Some(reason);
+        }
+        if ws.gone[to.index()] {
+            return None;
+        }
+        ws.gone[to.index()] = true;
+        ws.stopped[to.index()] = true;
+        let towards = ws.towards(to);
+        towards.close = None;
+        towards.ping_due = false;
+        towards.half_close_deferred = false;
+        let tracker = ws.tracker(to);
+        if tracker.stats().close_frames == 0 && tracker.at_frame_boundary() {
+            let (code, why) = match to {
+                Side::Upstream => (CloseCode::INTERNAL_ERROR, CloseWhy::UpstreamFailed),
+                Side::Client => (CloseCode::GOING_AWAY, CloseWhy::WentAway(Side::Client)),
+            };
+            ws.queue_close(to.other(), code, why);
+        }
+        ws.begin(EndingKind::WriteFailed(to), Some(now + CLOSE_WAIT));
+        None
+    }
+}
+
+impl Frames {
+    /// Writes what waits in the slots towards `to`, if the injection rule allows now.
+    fn inject_towards(&mut self, to: Side, pings_allowed: bool, sink: &mut Sink<'_>) {
+        if !self.can_write(to) {
+            let towards = self.towards(to);
+            towards.close = None;
+            towards.ping_due = false;
+            return;
+        }
+        if !self.tracker(to.other()).at_frame_boundary() || sink.writes.pending(to) {
+            return;
+        }
+        if let Some(close) = self.towards[to.index()].close {
+            if self.tracker(to.other()).stats().close_frames > 0 {
+                // The other peer's Close went that way first: one Close is enough.
+                self.towards(to).close = None;
+                return self.release_half_close(to, sink);
+            }
+            let Some(key) = self.take_key(to) else {
+                return;
+            };
+            let frame = encode::close(to, close.code, &close.why.text(), key);
+            self.write_own(to, frame, sink);
+            let towards = self.towards(to);
+            towards.close = None;
+            towards.close_sent = true;
+            towards.ping_due = false;
+            if let Some(ending) = &mut self.ending {
+                if matches!(ending.kind, EndingKind::PeerLeft(_)) {
+                    ending.by.get_or_insert(sink.now + CLOSE_WAIT);
+                }
+            }
+            return self.release_half_close(to, sink);
+        }
+        if !self.towards[to.index()].ping_due {
+            return;
+        }
+        if !pings_allowed {
+            self.towards(to).ping_due = false;
+            return;
+        }
+        let Some(key) = self.take_key(to) else {
+            return;
+        };
+        let payload = self.next_ping_payload();
+        // Eight bytes always fit a control frame.
+        let Ok(frame) = encode::ping(to, &payload, key) else {
+            return;
+        };
+        self.write_own(to, frame, sink);
+        self.pings_sent += 1;
+        let towards = self.towards(to);
+        towards.ping_due = false;
+        towards.last_ping = Some((payload, sink.now));
+        towards.awaiting = true;
+    }
+
+    /// The key for a frame towards `to`: none is needed towards the client; towards the
+    /// upstream the one at hand, used once (`None` until the caller gives one).
+    fn take_key(&mut self, to: Side) -> Option<[u8; 4]> {
+        match to {
+            Side::Client => Some([0; 4]),
+            Side::Upstream => self.key.take(),
+        }
+    }
+
+    fn write_own(&mut self, to: Side, frame: bytes::Bytes, sink: &mut Sink<'_>) {
+        sink.write(to, frame);
+        if to == Side::Upstream {
+            sink.push(Output::NeedMaskingKey);
+        }
+    }
+
+    /// EOF from `from`. Unless `from` sent its Close frame (or stopped inside a frame),
+    /// the other side is owed Close 1001; the half-close towards it follows that Close.
+    pub(crate) fn peer_eof(&mut self, from: Side, sink: &mut Sink<'_>) {
+        let to = from.other();
+        let tracker = self.tracker(from);
+        if tracker.stats().close_frames == 0
+            && tracker.at_frame_boundary()
+            && self.queue_close(to, CloseCode::GOING_AWAY, CloseWhy::WentAway(from))
+        {
+            self.begin(EndingKind::PeerLeft(from), None);
+        }
+        if self.towards[to.index()].close.is_some() {
+            self.towards(to).half_close_deferred = true;
+        } else if self.can_write(to) {
+            self.towards(to).shut = true;
+            sink.push(Output::HalfClose { side: to });
+        }
+    }
+
+    /// The Close towards `to` is written (or dropped): a half-close waiting for it follows.
+    fn release_half_close(&mut self, to: Side, sink: &mut Sink<'_>) {
+        let towards = self.towards(to);
+        if std::mem::take(&mut towards.half_close_deferred) {
+            towards.shut = true;
+            sink.push(Output::HalfClose { side: to });
+        }
+    }
+}

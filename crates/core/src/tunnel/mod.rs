@@ -1,0 +1,398 @@
+//! The `Tunnel` phase (docs/ARCHITECTURE.md §Protocol rules, "Tunnels"): what the core
+//! tracks while the adapter copies bytes both ways, from the validated `101` to the end.
+//!
+//! The tunnel owns its route and that route's deadlines (read, send, idle), so nothing in
+//! it depends on an exchange that is gone. Read and idle deadlines are derived from two
+//! last-read instants rather than kept in a table, so reporting a read is two stores.
+//!
+//! A WebSocket tunnel on a route that validates frames or sends pings is *frame-aware*:
+//! it also holds [`Frames`] (boxed, so a byte tunnel stays small), which follows both
+//! directions frame by frame. `data.rs` runs the bytes shown to the core through the
+//! trackers; `inject.rs` writes the proxy's own Pings and Closes at frame boundaries and
+//! ends the tunnel; `frames.rs` holds the state.
+
+mod data;
+mod frames;
+mod inject;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::{RouteId, Timeouts};
+use crate::connection::Connection;
+use crate::error::{ErrorKind, ProtocolError};
+use crate::event::{CloseReason, Event, TunnelRecord};
+use crate::head::Head;
+use crate::headers::{self, ClientConnection};
+use crate::io::{Output, Side};
+use crate::state::{Phase, Step};
+use crate::timer::{earlier, Deadline, WriteDeadlines};
+use crate::upgrade;
+use crate::websocket::{Extensions, Rules};
+use frames::Frames;
+
+#[derive(Debug)]
+pub(crate) struct Tunnel {
+    pub route: RouteId,
+    pub target: String,
+    pub protocol: String,
+    pub started: Instant,
+    /// When each side was last read from (or the tunnel opened).
+    last_read: [Instant; 2],
+    /// Whether each side has sent EOF.
+    eof: [bool; 2],
+    /// Bytes read from each side.
+    pub bytes_from: [u64; 2],
+    read_timeout: Duration,
+    /// For the writes the adapter makes on the tunnel's behalf.
+    pub send_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    /// The end of the grace a graceful drain gives the tunnel.
+    drain_deadline: Option<Instant>,
+    /// A frame-aware WebSocket tunnel's frames; `None` for a byte tunnel.
+    ws: Option<Box<Frames>>,
+}
+
+/// Where a tunnel's outputs go: the connection's queue and write deadlines, borrowed
+/// beside the tunnel.
+pub(crate) struct Sink<'a> {
+    out: &'a mut VecDeque<Output>,
+    writes: &'a mut WriteDeadlines,
+    now: Instant,
+    send_timeout: Duration,
+}
+
+impl Sink<'_> {
+    /// Writes `bytes` towards `to`, within the tunnel's `send_timeout`.
+    fn write(&mut self, to: Side, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.writes.queued(to, self.now + self.send_timeout);
+        self.out.push_back(match to {
+            Side::Client => Output::ToClient(bytes),
+            Side::Upstream => Output::ToUpstream(bytes),
+        });
+    }
+
+    fn push(&mut self, output: Output) {
+        self.out.push_back(output);
+    }
+}
+
+impl Tunnel {
+    /// A tunnel on `route` opened at `now`, with that route's `timeouts`.
+    pub(crate) fn new(
+        route: RouteId,
+        target: String,
+        protocol: String,
+        now: Instant,
+        timeouts: &Timeouts,
+    ) -> Self {
+        Tunnel {
+            route,
+            target,
+            protocol,
+            started: now,
+            last_read: [now; 2],
+            eof: [false; 2],
+            bytes_from: [0; 2],
+            read_timeout: timeouts.read,
+            send_timeout: timeouts.send,
+            idle_timeout: timeouts.tunnel_idle,
+            drain_deadline: None,
+            ws: None,
+        }
+    }
+
+    pub(crate) fn activity(&mut self, from: Side, bytes: usize, now: Instant) {
+        self.last_read[from.index()] = now;
+        self.bytes_from[from.index()] += bytes as u64;
+        if let Some(ws) = &mut self.ws {
+            ws.heard(from);
+        }
+    }
+
+    /// Why a frame-aware tunnel that is ending will close.
+    pub(crate) fn ending_reason(&self) -> Option<CloseReason> {
+        Some(self.ws.as_ref()?.ending?.kind.reason())
+    }
+
+    /// Whether the tunnel follows WebSocket frames.
+    pub(crate) fn is_frame_aware(&self) -> bool {
+        self.ws.is_some()
+    }
+
+    /// How many bytes from `from` the adapter may forward without showing them.
+    pub(crate) fn passthrough(&self, from: Side) -> u64 {
+        self.ws.as_ref().map_or(u64::MAX, |ws| ws.passthrough(from))
+    }
+
+    /// Whether the adapter should read from `side`.
+    pub(crate) fn wants_read(&self, side: Side) -> bool {
+        let stopped = self
+            .ws
+            .as_ref()
+            .is_some_and(|ws| ws.stopped[side.index()] || ws.gone[side.index()]);
+        !self.has_eof(side) && !stopped
+    }
+
+    /// Records EOF from `from`; returns true when both directions are now finished.
+    pub(crate) fn eof(&mut self, from: Side, now: Instant) -> bool {
+        self.eof[from.index()] = true;
+        // The remaining direction gets a full `read_timeout` from the half-close.
+        self.last_read[from.other().index()] = self.last_read[from.other().index()].max(now);
+        self.eof[0] && self.eof[1]
+    }
+
+    pub(crate) fn has_eof(&self, side: Side) -> bool {
+        self.eof[side.index()]
+    }
+
+    /// A graceful drain lets the tunnel go on until `at`, then closes it.
+    pub(crate) fn drain_by(&mut self, at: Instant) {
+        self.drain_deadline.get_or_insert(at);
+    }
+
+    /// The read deadline: upstream silence while the upstream still sends; after the
+    /// upstream's EOF, silence of the client (the one direction still open).
+    fn read_deadline(&self) -> Option<Instant> {
+        let side = if !self.eof[Side::Upstream.index()] {
+            Side::Upstream
+        } else if !self.eof[Side::Client.index()] {
+            Side::Client
+        } else {
+            return None;
+        };
+        Some(self.last_read[side.index()] + self.read_timeout)
+    }
+
+    fn idle_deadline(&self) -> Option<Instant> {
+        let last = match &self.ws {
+            Some(ws) => ws.last_forwarded,
+            None => self.last_read[0].max(self.last_read[1]),
+        };
+        self.idle_timeout.map(|t| last + t)
+    }
+
+    /// The earliest of the tunnel's own deadlines.
+    pub(crate) fn deadline(&self) -> Option<(Deadline, Instant)> {
+        let read = self.read_deadline().map(|at| (Deadline::TunnelRead, at));
+        let idle = self.idle_deadline().map(|at| (Deadline::TunnelIdle, at));
+        let drain = self.drain_deadline.map(|at| (Deadline::Drain, at));
+        let frames = self
+            .ws
+            .as_ref()
+            .and_then(|ws| ws.deadline(self.last_read, self.eof));
+        earlier(earlier(earlier(read, idle), drain), frames)
+    }
+
+    pub(crate) fn record(&self, reason: CloseReason, now: Instant) -> TunnelRecord {
+        TunnelRecord {
+            route: self.route,
+            target: self.target.clone(),
+            protocol: self.protocol.clone(),
+            bytes_client_to_upstream: self.bytes_from[Side::Client.index()],
+            bytes_upstream_to_client: self.bytes_from[Side::Upstream.index()],
+            duration: now.saturating_duration_since(self.started),
+            reason,
+            websocket: self.ws.as_ref().map(|ws| ws.record()),
+        }
+    }
+}
+
+/// The frames of a tunnel for `protocol` on a route with `policy`, after the `101`
+/// `head`: `None` when it is a byte tunnel (another protocol, or neither validation nor
+/// pings).
+fn frames_for(
+    protocol: &str,
+    policy: &crate::config::WebSocketPolicy,
+    head: &Head,
+    now: Instant,
+) -> Option<Box<Frames>> {
+    let name = protocol.split('/').next().unwrap_or(protocol);
+    let ping_interval = policy.ping_interval.filter(|interval| !interval.is_zero());
+    if !name.eq_ignore_ascii_case("websocket") || (!policy.validate && ping_interval.is_none()) {
+        return None;
+    }
+    let extensions = Extensions::from_header_values(head.values("sec-websocket-extensions"));
+    let rules = Rules {
+        validate: policy.validate,
+        extensions,
+    };
+    Some(Box::new(Frames::new(
+        rules,
+        ping_interval,
+        policy.ping_timeout,
+        now,
+    )))
+}
+
+impl Connection {
+    /// A `101`: tunnel only when it answers a proposal and validates; otherwise `502`.
+    pub(crate) fn start_tunnel(&mut self, head: Head) {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        let protocol = match upgrade::validate_switch(&head, ex.proposal.as_ref()) {
+            Ok(protocol) if ex.request.is_done() => protocol,
+            _ => return self.reject(ProtocolError::upstream(ErrorKind::InvalidSwitch)),
+        };
+        ex.status = 101;
+        let route = &self.config.routes[ex.route];
+        let mut tunnel = Tunnel::new(
+            ex.route,
+            ex.target.clone(),
+            protocol,
+            self.now,
+            &route.timeouts,
+        );
+        tunnel.ws = frames_for(&tunnel.protocol, &route.websocket, &head, self.now);
+        let client_eof = ex.client_eof;
+        // Taken whole, so that an idle tunnel keeps no receive buffer alive.
+        let upstream_leftover = std::mem::take(&mut ex.upstream.buf);
+        let client_leftover = std::mem::take(&mut self.client_buf);
+        let bytes = headers::client_response(&head, false, ClientConnection::Upgrade);
+        self.out
+            .push_back(Output::Event(Event::Response { status: 101 }));
+        self.send_client(bytes);
+        self.out.push_back(Output::Event(Event::TunnelOpened {
+            route: tunnel.route,
+            protocol: tunnel.protocol.clone(),
+        }));
+        if let Some(grace) = self.drain {
+            tunnel.drain_by(self.now + grace);
+        }
+        if tunnel.is_frame_aware() {
+            return self.start_frame_aware(tunnel, client_leftover, upstream_leftover, client_eof);
+        }
+        self.out.push_back(Output::StartTunnel {
+            client_leftover: client_leftover.freeze(),
+            upstream_leftover: upstream_leftover.freeze(),
+        });
+        if client_eof {
+            tunnel.eof(Side::Client, self.now);
+            self.out.push_back(Output::HalfClose {
+                side: Side::Upstream,
+            });
+        }
+        self.enter(Step::Switched(Box::new(tunnel)));
+    }
+
+    /// A frame-aware tunnel starts with empty leftovers: the bytes that came with the
+    /// handshake go through the trackers like any others, after a masking key is asked.
+    fn start_frame_aware(
+        &mut self,
+        tunnel: Tunnel,
+        client_leftover: BytesMut,
+        upstream_leftover: BytesMut,
+        client_eof: bool,
+    ) {
+        self.out.push_back(Output::StartTunnel {
+            client_leftover: Bytes::new(),
+            upstream_leftover: Bytes::new(),
+        });
+        self.out.push_back(Output::NeedMaskingKey);
+        if !self.enter(Step::Switched(Box::new(tunnel))) {
+            return;
+        }
+        if !client_leftover.is_empty() {
+            self.follow_shown(Side::Client, client_leftover);
+        }
+        if !upstream_leftover.is_empty() {
+            self.follow_shown(Side::Upstream, upstream_leftover);
+        }
+        if client_eof {
+            self.on_tunnel_eof(Side::Client);
+        }
+    }
+
+    /// The tunnel and where its outputs go, borrowed side by side.
+    pub(crate) fn tunnel_sink(&mut self) -> Option<(&mut Tunnel, Sink<'_>)> {
+        let Phase::Tunnel(tunnel) = &mut self.phase else {
+            return None;
+        };
+        let sink = Sink {
+            out: &mut self.out,
+            writes: &mut self.writes,
+            now: self.now,
+            send_timeout: tunnel.send_timeout,
+        };
+        Some((tunnel, sink))
+    }
+
+    /// How many bytes read from `from` the caller may forward to the other side without
+    /// showing them to the core: `u64::MAX` in a byte tunnel; in a frame-aware tunnel the
+    /// rest of the current data frame's payload, and 0 when the next bytes must be shown
+    /// with [`Input::TunnelData`](crate::Input::TunnelData) (a header is next, a control
+    /// frame is in progress, or the direction is being discarded). 0 outside a tunnel.
+    ///
+    /// Ask before each read in a tunnel: copy or splice at most this many bytes and
+    /// report them with [`Input::TunnelActivity`](crate::Input::TunnelActivity).
+    pub fn tunnel_passthrough(&self, from: Side) -> u64 {
+        match &self.phase {
+            Phase::Tunnel(tunnel) => tunnel.passthrough(from),
+            _ => 0,
+        }
+    }
+
+    /// The adapter read `bytes` from `from` and is writing them to the other side (at
+    /// most [`tunnel_passthrough`](Self::tunnel_passthrough), checked by the caller).
+    pub(crate) fn on_tunnel_activity(&mut self, from: Side, bytes: usize) {
+        let Some((tunnel, sink)) = self.tunnel_sink() else {
+            return;
+        };
+        tunnel.activity(from, bytes, sink.now);
+        if let Some(ws) = &mut tunnel.ws {
+            if bytes > 0 {
+                ws.last_forwarded = sink.now;
+            }
+            // Within the budget, so it cannot overrun.
+            let _ = ws.trackers[from.index()].payload_forwarded(bytes as u64);
+        }
+        // Bounded by the tunnel's own route (through the phase's send timeout).
+        sink.writes
+            .queued(from.other(), sink.now + sink.send_timeout);
+    }
+
+    /// EOF from `from`: shut down writing towards the other side, and end the tunnel
+    /// once both directions are finished. In a frame-aware tunnel the other side first
+    /// gets Close 1001, if `from` sent no Close frame and left at a frame boundary.
+    pub(crate) fn on_tunnel_eof(&mut self, from: Side) {
+        let Some((tunnel, mut sink)) = self.tunnel_sink() else {
+            return;
+        };
+        if tunnel.has_eof(from) {
+            return;
+        }
+        let both = tunnel.eof(from, sink.now);
+        match &mut tunnel.ws {
+            None => {
+                sink.push(Output::HalfClose { side: from.other() });
+                if both {
+                    self.close(CloseReason::BothClosed);
+                }
+            }
+            // Closed by `pump_websocket` once the Close owed to the other side is written.
+            Some(ws) => ws.peer_eof(from, &mut sink),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A byte tunnel carries one pointer more than before frames were followed (192
+    /// bytes then); the frames of a frame-aware tunnel live in their own allocation.
+    #[test]
+    fn a_tunnel_stays_small_and_its_frames_are_boxed() {
+        let tunnel = std::mem::size_of::<Tunnel>();
+        let frames = std::mem::size_of::<Frames>();
+        println!("Tunnel {tunnel} bytes, Frames {frames} bytes");
+        assert!(tunnel <= 200, "Tunnel is {tunnel} bytes");
+        assert!(frames <= 640, "Frames is {frames} bytes");
+    }
+}

@@ -1,0 +1,207 @@
+//! Property tests of frame-aware WebSocket tunnels: (a) a valid frame stream split
+//! anywhere, with time passing and pings on, reaches the other side byte-identical but
+//! for the proxy's Pings, and the receiver always sees whole frames; (b) the proxy's own
+//! frames are masked iff they go upstream, each with a key of its own; (c) on the virtual
+//! clock a silent peer is dead exactly `ws_ping_interval + ws_ping_timeout` after its
+//! last byte.
+
+mod common;
+
+use std::time::Duration;
+
+use common::ws::*;
+use proptest::prelude::*;
+use switchyard_core::sim::Sim;
+use switchyard_core::websocket::{encode, Extensions, FrameParser, Opcode, Rules};
+use switchyard_core::{CloseReason, Input, Side};
+
+/// A valid stream of frames `from` sends: control frames (never of 8 bytes, which would
+/// look like the proxy's) between fragments of data messages, every message finished.
+fn stream(from: Side, specs: &[(u8, usize, bool, u8)]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut in_message = false;
+    for (i, &(kind, len, fin, fill)) in specs.iter().enumerate() {
+        let key = [fill, 1, i as u8, 7];
+        let (opcode, len, fin) = match kind {
+            0 | 1 => {
+                let len = match len % 126 {
+                    8 => 9,
+                    len => len,
+                };
+                ([Opcode::Ping, Opcode::Pong][usize::from(kind)], len, true)
+            }
+            _ if in_message => (Opcode::Continuation, len, fin),
+            _ => (
+                [Opcode::Text, Opcode::Binary][usize::from(kind % 2)],
+                len,
+                fin,
+            ),
+        };
+        if !opcode.is_control() {
+            in_message = !fin;
+        }
+        let payload: Vec<u8> = (0..len).map(|j| fill ^ j as u8).collect();
+        bytes.extend_from_slice(&encode::frame(from.other(), fin, opcode, &payload, key));
+    }
+    if in_message {
+        let last = encode::frame(from.other(), true, Opcode::Continuation, b"end", [9; 4]);
+        bytes.extend_from_slice(&last);
+    }
+    bytes
+}
+
+fn specs() -> impl Strategy<Value = Vec<(u8, usize, bool, u8)>> {
+    let size = prop_oneof![8 => 0..300usize, 1 => 60_000..70_000usize];
+    proptest::collection::vec((0..6u8, size, any::<bool>(), any::<u8>()), 1..12)
+}
+
+/// What `to` received, checked to be whole, valid frames from `from` (a partial frame at
+/// the end aside), with the proxy's own Pings (and stale answers to them) cut out.
+fn received_without_proxy_frames(sim: &Sim, to: Side) -> Result<(Vec<u8>, usize), String> {
+    let bytes = sim.tunnel_received(to);
+    let rules = Rules {
+        validate: true,
+        extensions: Extensions::None,
+    };
+    let mut parser = FrameParser::new(to.other(), rules);
+    let (frames, used) = parser
+        .parse_all(bytes)
+        .map_err(|v| format!("{to:?} received a broken frame: {v}"))?;
+    let mut peers = Vec::new();
+    for frame in frames {
+        let own =
+            matches!(frame.header.opcode, Opcode::Ping | Opcode::Pong) && frame.payload.len() == 8;
+        if !own {
+            let start = frame.payload.as_ptr() as usize - bytes.as_ptr() as usize;
+            peers.extend_from_slice(&bytes[start - frame.header_len..start + frame.payload.len()]);
+        }
+    }
+    Ok((peers, bytes.len() - used))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// (a) Split anywhere, with pings falling due mid-frame, the other side receives the
+    /// stream byte for byte; the proxy's Pings sit between frames (the receiver always
+    /// parses whole, valid frames).
+    #[test]
+    fn a_valid_frame_stream_split_anywhere_reaches_the_other_side_byte_identical(
+        from_client in any::<bool>(),
+        specs in specs(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..24),
+        delays in proptest::collection::vec(0u64..2500, 24),
+    ) {
+        let from = if from_client { Side::Client } else { Side::Upstream };
+        let to = from.other();
+        let mut sim = ws_tunnel(pinging(SEC, 10 * SEC));
+        sim.answer_pings(Side::Client, true);
+        sim.answer_pings(Side::Upstream, true);
+        let bytes = stream(from, &specs);
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        points.extend([0, bytes.len()]);
+        points.sort_unstable();
+        points.dedup();
+        for (i, piece) in points.windows(2).enumerate() {
+            sim.sends(from, &bytes[piece[0]..piece[1]]);
+            prop_assert!(!sim.is_closed(), "closed with {:?}", sim.close_reason());
+            let (peers, _) = received_without_proxy_frames(&sim, to).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(&peers[..], &bytes[..peers.len()], "a prefix, in order");
+            sim.advance(Duration::from_millis(delays[i % delays.len()]));
+        }
+        let (peers, partial) = received_without_proxy_frames(&sim, to).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(partial, 0);
+        prop_assert!(peers == bytes, "the whole stream, byte for byte");
+    }
+
+    /// (b) Frames of the proxy's own (Pings, Closes) are masked exactly when they go to
+    /// the upstream, each with a key fed for it alone.
+    #[test]
+    fn injected_frames_are_masked_iff_they_go_upstream(
+        schedule in proptest::collection::vec((0u8..4, 0u64..4000), 1..30),
+        end in 0u8..3,
+    ) {
+        let mut sim = ws_tunnel(pinging(SEC, 3 * SEC));
+        sim.answer_pings(Side::Upstream, true);
+        for (action, delay) in schedule {
+            if sim.is_closed() {
+                break;
+            }
+            match action {
+                0 => sim.client_sends_frame(Opcode::Text, b"c"),
+                1 => sim.upstream_sends_frame(Opcode::Binary, b"u"),
+                2 => sim.answer_pings(Side::Client, delay % 2 == 0),
+                _ => {
+                    // Keys are withheld for a while, then fed by hand.
+                    sim.answer_masking_keys = !sim.answer_masking_keys;
+                    if sim.answer_masking_keys {
+                        let n = sim.masking_keys_fed.len() as u8;
+                        sim.feed_masking_key([0xAA, n, delay as u8, 0x55]);
+                    }
+                }
+            }
+            sim.advance(Duration::from_millis(delay));
+        }
+        if !sim.is_closed() {
+            match end {
+                0 => sim.input(Input::Drain { grace: Duration::ZERO }).unwrap(),
+                1 => sim.client_eof(),
+                _ => sim.input(Input::WriteFailed { to: Side::Upstream }).unwrap(),
+            }
+            sim.advance(2 * SEC);
+        }
+        let to_upstream = sim.frames_received(Side::Upstream);
+        let to_client = sim.frames_received(Side::Client);
+        prop_assert!(to_upstream.iter().all(|f| f.header.mask.is_some()));
+        prop_assert!(to_client.iter().all(|f| f.header.mask.is_none()));
+        // The proxy's frames towards the upstream: its Pings and Closes.
+        let own: Vec<[u8; 4]> = to_upstream
+            .iter()
+            .filter(|f| f.header.opcode == Opcode::Ping || f.header.opcode == Opcode::Close)
+            .filter_map(|f| f.header.mask)
+            .collect();
+        let mut distinct = own.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        prop_assert_eq!(distinct.len(), own.len(), "a key used twice");
+        prop_assert!(own.iter().all(|key| sim.masking_keys_fed.contains(key)));
+    }
+
+    /// (c) A peer that goes silent is declared dead exactly `ws_ping_interval +
+    /// ws_ping_timeout` after its last byte, whatever the other side does meanwhile.
+    #[test]
+    fn a_silent_peer_is_dead_exactly_interval_plus_timeout_after_its_last_byte(
+        silent_client in any::<bool>(),
+        interval_ms in 1_000u64..30_000,
+        timeout_ms in 1_000u64..30_000,
+        last_byte_ms in 0u64..5_000,
+        chatter in proptest::collection::vec(1u64..3_000, 0..20),
+    ) {
+        let silent = if silent_client { Side::Client } else { Side::Upstream };
+        let interval = Duration::from_millis(interval_ms);
+        let timeout = Duration::from_millis(timeout_ms);
+        let mut sim = ws_tunnel(pinging(interval, timeout));
+        sim.answer_pings(silent.other(), true);
+        sim.advance(Duration::from_millis(last_byte_ms));
+        sim.send_frame(silent, Opcode::Text, b"last");
+        let dead_at = sim.now() + interval + timeout;
+        for delay in chatter {
+            let at = sim.now() + Duration::from_millis(delay);
+            if at >= dead_at {
+                break;
+            }
+            sim.advance(Duration::from_millis(delay));
+            sim.send_frame(silent.other(), Opcode::Binary, b"alive");
+        }
+        let left = dead_at - sim.now();
+        let reason = match silent {
+            Side::Client => CloseReason::ClientUnresponsive,
+            Side::Upstream => CloseReason::UpstreamUnresponsive,
+        };
+        sim.advance(left - MS);
+        prop_assert!(!sim.is_closed(), "closed early: {:?}", sim.close_reason());
+        sim.advance(MS);
+        prop_assert_eq!(sim.close_reason(), Some(reason));
+        prop_assert_eq!(last_frame(&sim, silent.other()).close_code(), Some(1001));
+    }
+}
