@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of switchyard, nginx and HAProxy in front of one origin.
+# Side-by-side benchmark of switchyard, nginx and HAProxy in front of one origin, and of
+# switchyard's two I/O paths: its Linux reactor (epoll, splice) and the portable one
+# (async-io, built with `--features portable`, column "switchyard (async-io)").
 #
 #   benches/compare.sh                    # 1 worker each, then 2 workers each
 #   WORKERS=1 DURATION=2 benches/compare.sh
+#   PROXIES="switchyard switchyard-portable" benches/compare.sh   # the two reactors only
 #
 # Environment (all optional):
 #   WORKERS="1 2"       worker counts to run (nginx worker_processes, HAProxy nbthread,
@@ -10,14 +13,18 @@
 #   DURATION=3          seconds per measurement
 #   ROUNDS=3            measurements per figure and proxy (the median is shown)
 #   TUNNELS=5000 HOLD=3 idle-tunnel figure: tunnels held, seconds held
-#   PROXIES="nginx haproxy switchyard"
+#   PROXIES="nginx haproxy switchyard switchyard-portable"
+#   FIGURES="tput msgs hs rps big"        figures to take (rps and big need wrk)
 #   NICE=0              run every process under `nice -n $NICE` (shared machines)
 #   KEEP=1              keep the temp dir (configs, logs) and print its path
 #
-# Needs nginx, haproxy and wrk (Debian: apt-get update && apt-get install -y nginx
-# haproxy wrk); run as root it installs them when missing, saying so first.
+# Needs nginx, haproxy and wrk, each only when measured (Debian: apt-get update &&
+# apt-get install -y nginx haproxy wrk); run as root it installs them when missing,
+# saying so first. The portable build goes to its own target directory (`portable/`
+# under the workspace's), so that neither build undoes the other.
 # Everything listens on 127.0.0.1: origin 19000, nginx 18081, HAProxy 18082,
-# switchyard 18083 (override with ORIGIN_PORT, NGINX_PORT, HAPROXY_PORT, SWITCHYARD_PORT).
+# switchyard 18083, switchyard (async-io) 18084 (override with ORIGIN_PORT, NGINX_PORT,
+# HAPROXY_PORT, SWITCHYARD_PORT, SWITCHYARD_PORTABLE_PORT).
 set -euo pipefail
 
 WORKERS=${WORKERS:-"1 2"}
@@ -25,26 +32,37 @@ DURATION=${DURATION:-3}
 ROUNDS=${ROUNDS:-3}
 TUNNELS=${TUNNELS:-5000}
 HOLD=${HOLD:-3}
-PROXIES=${PROXIES:-"nginx haproxy switchyard"}
+PROXIES=${PROXIES:-"nginx haproxy switchyard switchyard-portable"}
+FIGS=${FIGURES:-"tput msgs hs rps big"}
 NICE=${NICE:-0}
 ORIGIN_PORT=${ORIGIN_PORT:-19000}
-declare -A PORT=([nginx]=${NGINX_PORT:-18081} [haproxy]=${HAPROXY_PORT:-18082} [switchyard]=${SWITCHYARD_PORT:-18083})
+declare -A PORT=([nginx]=${NGINX_PORT:-18081} [haproxy]=${HAPROXY_PORT:-18082} [switchyard]=${SWITCHYARD_PORT:-18083}
+    [switchyard-portable]=${SWITCHYARD_PORTABLE_PORT:-18084})
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[compare] %s\n' "$*" >&2; }
+measured() { [[ " $PROXIES " == *" $1 "* ]]; }
+drop_proxy() { # name: stop measuring it
+    local kept=() proxy
+    for proxy in $PROXIES; do [[ $proxy == "$1" ]] || kept+=("$proxy"); done
+    PROXIES="${kept[*]}"
+}
 
 # --- tools -----------------------------------------------------------------------------
+tools=()
+for proxy in nginx haproxy; do measured "$proxy" && tools+=("$proxy"); done
+[[ " $FIGS " == *" rps "* || " $FIGS " == *" big "* ]] && tools+=(wrk)
 missing=()
-for tool in nginx haproxy wrk; do
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || [[ -x /usr/sbin/$tool ]] || missing+=("$tool")
 done
 export PATH="$PATH:/usr/sbin:/sbin"
 if ((${#missing[@]})); then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-        log "installing ${missing[*]}: apt-get update && apt-get install -y nginx haproxy wrk"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy wrk >/dev/null
+        log "installing ${missing[*]}: apt-get update && apt-get install -y ${missing[*]}"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        log "missing: ${missing[*]}. Install them with: sudo apt-get update && sudo apt-get install -y nginx haproxy wrk"
+        log "missing: ${missing[*]}. Install them with: sudo apt-get update && sudo apt-get install -y ${missing[*]}"
         exit 1
     fi
 fi
@@ -54,11 +72,20 @@ cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p switchyard-b
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 LOADGEN=$TARGET_DIR/release/loadgen
-SWITCHYARD=$TARGET_DIR/release/switchyard
-if [[ " $PROXIES " == *" switchyard "* ]] &&
+declare -A BINARY=([switchyard]=$TARGET_DIR/release/switchyard
+    [switchyard-portable]=$TARGET_DIR/portable/release/switchyard)
+if measured switchyard &&
     ! cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p switchyard; then
     log "switchyard does not build: measuring the others only"
-    PROXIES=${PROXIES//switchyard/}
+    drop_proxy switchyard
+fi
+if measured switchyard-portable; then
+    log "building switchyard with --features portable (release, into $TARGET_DIR/portable)"
+    if ! cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p switchyard \
+        --features portable --target-dir "$TARGET_DIR/portable"; then
+        log "switchyard (portable) does not build: measuring the others only"
+        drop_proxy switchyard-portable
+    fi
 fi
 
 # Each idle tunnel is two sockets in the proxy, one in loadgen, one in the origin.
@@ -95,7 +122,8 @@ require_free() { # port: refuse to measure whatever already listens there
         exit 1
     fi
 }
-for port in "$ORIGIN_PORT" "${PORT[@]}"; do require_free "$port"; done
+require_free "$ORIGIN_PORT"
+for proxy in $PROXIES; do require_free "${PORT[$proxy]}"; done
 
 # --- configs ---------------------------------------------------------------------------
 nginx_conf() { # workers port
@@ -175,9 +203,9 @@ start_proxy() { # name workers
     # `nice` execs the proxy, so $! is the proxy's own pid (the root of its process tree).
     nginx) nice -n "$NICE" nginx -c "$(nginx_conf "$workers" "$port")" &>"$TMP/nginx.out" & ;;
     haproxy) nice -n "$NICE" haproxy -db -f "$(haproxy_conf "$workers" "$port")" &>"$TMP/haproxy.out" & ;;
-    switchyard)
-        nice -n "$NICE" "$SWITCHYARD" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$ORIGIN_PORT" \
-            --workers "$workers" --max-connections "$NOFILE" --log warn &>"$TMP/switchyard.out" &
+    switchyard | switchyard-portable)
+        nice -n "$NICE" "${BINARY[$name]}" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$ORIGIN_PORT" \
+            --workers "$workers" --max-connections "$NOFILE" --log warn &>"$TMP/$name.out" &
         ;;
     esac
     PROXY_PID[$name]=$!
@@ -288,7 +316,7 @@ for workers in $WORKERS; do
     for proxy in $PROXIES; do start_proxy "$proxy" "$workers"; done
     # Memory first, on fresh processes.
     for proxy in $PROXIES; do idle_figure "$proxy" "$workers"; done
-    for fig in tput msgs hs rps big; do
+    for fig in $FIGS; do
         for round in $(seq "$ROUNDS"); do
             for proxy in direct $PROXIES; do figure "$fig" "$proxy" "$workers"; done
         done
@@ -304,7 +332,7 @@ done
 
 # --- table -----------------------------------------------------------------------------
 # figure | label | better (hi/lo) | target
-FIGURES=(
+TABLE_ROWS=(
     "tput|WebSocket echo throughput, 64 KiB × 16 in flight (MB/s)|hi|≥ 1.3× HAProxy"
     "msgs|small messages/s, 50 connections|hi|≥ 1.3× nginx"
     "p50|round trip p50, 50 connections (µs)|lo|"
@@ -323,13 +351,33 @@ ratio() { # better sy a b
         if (s == "" || s == "-" || n == 0 || best == 0) { print "-"; exit }
         printf "%.2f×", s / best }'
 }
+quotient() { # a b -> a ÷ b
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (a == "" || a == "-" || b == "" || b == "-" || b == 0) { print "-"; exit }
+        printf "%.2f×", a / b }'
+}
+# The portable build's columns, when it was measured: its figure, and its figure over the
+# Linux reactor's.
+if measured switchyard-portable; then
+    P_HEAD=" switchyard (async-io) |"
+    Q_HEAD=" async-io ÷ epoll |"
+    P_RULE="---|"
+else
+    P_HEAD="" Q_HEAD="" P_RULE=""
+fi
+portable_cells() { # workers figure better -> the two cells (or nothing)
+    measured switchyard-portable || return 0
+    local p=${R[$1,switchyard-portable,$2]:--} q="-"
+    [[ $3 != - ]] && q=$(quotient "$p" "${R[$1,switchyard,$2]:--}")
+    PCELL=" $p |" QCELL=" $q |"
+}
 echo
 echo "Median of $ROUNDS runs of ${DURATION}s each (idle tunnels: one run)."
 echo
-echo "| workers | figure | direct | nginx | HAProxy | switchyard | switchyard ÷ best of the two | target |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| workers | figure | direct | nginx | HAProxy | switchyard |$P_HEAD switchyard ÷ best of the two |$Q_HEAD target |"
+echo "|---|---|---|---|---|---|$P_RULE---|$P_RULE---|"
 for workers in $WORKERS; do
-    for spec in "${FIGURES[@]}"; do
+    for spec in "${TABLE_ROWS[@]}"; do
         IFS='|' read -r fig label better target <<<"$spec"
         d=${R[$workers,direct,$fig]:--}
         n=${R[$workers,nginx,$fig]:--}
@@ -337,10 +385,12 @@ for workers in $WORKERS; do
         s=${R[$workers,switchyard,$fig]:--}
         r="-"
         [[ $better != - ]] && r=$(ratio "$better" "$s" "$n" "$h")
-        echo "| $workers | $label | $d | $n | $h | $s | $r | $target |"
+        PCELL="" QCELL=""
+        portable_cells "$workers" "$fig" "$better"
+        echo "| $workers | $label | $d | $n | $h | $s |$PCELL $r |$QCELL $target |"
     done
 done
-CPU_FIGURES=(
+CPU_ROWS=(
     "cpu_tput|WebSocket echo throughput (per MB)"
     "cpu_msgs|small messages (per echoed message: two through the proxy)"
     "cpu_hs|WebSocket handshakes (per handshake)"
@@ -350,15 +400,17 @@ CPU_FIGURES=(
 echo
 echo "Proxy CPU time (user + system, µs) per operation, median of the same runs."
 echo
-echo "| workers | figure | nginx | HAProxy | switchyard | switchyard ÷ best of the two |"
-echo "|---|---|---|---|---|---|"
+echo "| workers | figure | nginx | HAProxy | switchyard |$P_HEAD switchyard ÷ best of the two |$Q_HEAD"
+echo "|---|---|---|---|---|$P_RULE---|$P_RULE"
 for workers in $WORKERS; do
-    for spec in "${CPU_FIGURES[@]}"; do
+    for spec in "${CPU_ROWS[@]}"; do
         IFS='|' read -r fig label <<<"$spec"
         n=${R[$workers,nginx,$fig]:--}
         h=${R[$workers,haproxy,$fig]:--}
         s=${R[$workers,switchyard,$fig]:--}
-        echo "| $workers | $label | $n | $h | $s | $(ratio lo "$s" "$n" "$h") |"
+        PCELL="" QCELL=""
+        portable_cells "$workers" "$fig" lo
+        echo "| $workers | $label | $n | $h | $s |$PCELL $(ratio lo "$s" "$n" "$h") |$QCELL"
     done
 done
 if ((${#WARNINGS[@]})); then

@@ -25,6 +25,7 @@
 //! | `limits.rs` | 414, 431, 413, 404, `max_connections` |
 //! | `load.rs` | 200 concurrent tunnels × 50 messages, nothing lost |
 //! | `shutdown.rs` | graceful shutdown finishes requests and gives tunnels their grace |
+//! | `docs.rs` | every relative link in the documents resolves, every path the architecture names exists |
 //!
 //! # Examples
 //!

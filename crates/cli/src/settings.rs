@@ -13,7 +13,7 @@ use switchyard_core::{Config, Forwarding, Limits, Route, Timeouts, WebSocketPoli
 use crate::duration::{ConfigTimeout, DurationOrOff};
 use crate::error::ConfigError;
 use crate::file::{parse_address, parse_upgrade_protocol, FileConfig, Source};
-use switchyard_smol::{PoolConfig, ServerConfig, UpstreamGroup};
+use switchyard_smol::{AccessLog, PoolConfig, ServerConfig, UpstreamGroup};
 use toml::Spanned;
 
 /// Name of the upstream group made from `--upstream` flags.
@@ -448,6 +448,7 @@ impl Settings {
                 max_idle_per_server: self.pool_max_idle_per_server,
                 idle_timeout: self.pool_idle_timeout,
             },
+            events: std::sync::Arc::new(AccessLog),
         }
     }
 }

@@ -93,7 +93,8 @@ impl Connection {
         }
         self.out.push_back(Output::Event(Event::Closed { reason }));
         self.out.push_back(Output::Close);
-        self.writes = Default::default();
+        // The write deadlines stay: after `Close` they bound the final flush
+        // (`Connection::flush_deadline`).
         self.enter(Step::Close);
     }
 

@@ -110,6 +110,16 @@ impl Connection {
         matches!(self.phase, Phase::Closed)
     }
 
+    /// By when the writes still pending must be done: the latest `send_timeout`
+    /// deadline of what was queued and not reported flushed, each bounded by the route of
+    /// the exchange or tunnel that queued it. After [`Output::Close`] this is how long
+    /// the caller may keep flushing before it closes the sockets. `None` when nothing
+    /// bounded is pending (a canned answer before any route is known: use the
+    /// connection-wide [`Timeouts::send`](crate::Timeouts::send)).
+    pub fn flush_deadline(&self) -> Option<Instant> {
+        self.writes.latest()
+    }
+
     /// Whether the caller should read from `side` now. False when the core does not
     /// need bytes from that peer or holds enough of them unprocessed (backpressure).
     pub fn wants_read(&self, side: Side) -> bool {

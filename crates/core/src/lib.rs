@@ -120,3 +120,8 @@ pub use upgrade::websocket_accept;
 
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+
+/// The crate README's examples, compiled and run as doctests so that they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

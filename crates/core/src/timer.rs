@@ -1,4 +1,4 @@
-//! Deadlines (docs/ARCHITECTURE.md §Protocol rules, "Deadlines"). Each phase keeps its own (the head's, the connect attempt's, the
+//! Deadlines (docs/ARCHITECTURE.md, "Deadlines"). Each phase keeps its own (the head's, the connect attempt's, the
 //! exchange's read deadline, the tunnel's), so none can outlive its phase; the deadlines
 //! of writes belong to the sockets, which outlive phases, and are kept here.
 
@@ -73,6 +73,11 @@ impl WriteDeadlines {
     /// The peer gave back; nothing more will be written to it.
     pub(crate) fn forget(&mut self, to: Side) {
         self.flushed(to);
+    }
+
+    /// The latest write deadline: by then everything pending is written or given up.
+    pub(crate) fn latest(&self) -> Option<Instant> {
+        self.flush_by.iter().flatten().max().copied()
     }
 
     /// The earliest write deadline.

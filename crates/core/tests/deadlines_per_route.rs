@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use switchyard_core::sim::Sim;
-use switchyard_core::{CloseReason, Config, Route, Side, StateKind};
+use switchyard_core::{CloseReason, Config, Input, Route, Side, StateKind};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -219,4 +219,30 @@ fn tunnel_idle_timeout_comes_from_the_tunnel_route() {
         chat(CHAT_TUNNEL_IDLE),
         CloseReason::TunnelIdleTimeout,
     );
+}
+
+#[test]
+fn the_final_flush_after_close_is_bounded_by_the_tunnel_route() {
+    let mut sim = chat_tunnel();
+    sim.stall_writes(Side::Client);
+    let queued_at = sim.now();
+    sim.upstream_sends(b"\x81\x05hello");
+    // The upstream's socket fails: the tunnel closes with the write to the client
+    // still pending, and the driver may go on flushing it for `/chat/`'s send timeout.
+    sim.input(Input::WriteFailed { to: Side::Upstream })
+        .unwrap();
+    assert!(sim.is_closed());
+    assert_eq!(
+        sim.connection().flush_deadline(),
+        Some(queued_at + chat(CHAT_SEND))
+    );
+}
+
+#[test]
+fn nothing_pending_at_close_leaves_no_flush_deadline() {
+    let mut sim = chat_tunnel();
+    sim.input(Input::WriteFailed { to: Side::Upstream })
+        .unwrap();
+    assert!(sim.is_closed());
+    assert_eq!(sim.connection().flush_deadline(), None);
 }

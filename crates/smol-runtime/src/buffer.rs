@@ -11,9 +11,11 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::os::fd::AsFd;
+use std::net::TcpStream;
 
 use bytes::{Buf, Bytes, BytesMut};
+
+use crate::backend::Io;
 
 /// Size of one tunnel buffer.
 pub(crate) const TUNNEL_BUFFER_SIZE: usize = 64 * 1024;
@@ -45,13 +47,13 @@ thread_local! {
 /// has not consumed. From that size on (bodies being streamed) the buffer goes to the
 /// core as it is, and the thread allocates another (uninitialised, so neither a copy
 /// nor zeroing touches the bytes).
-pub(crate) fn read_http(socket: impl AsFd) -> io::Result<BytesMut> {
+pub(crate) fn read_http(socket: &Io<TcpStream>) -> io::Result<BytesMut> {
     HTTP_SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         scratch.clear();
         scratch.reserve_exact(HTTP_READ_SIZE);
         // Fills the spare capacity and extends the length over what the kernel wrote.
-        let n = rustix::io::read(socket, rustix::buffer::spare_capacity(&mut *scratch))?;
+        let n = socket.read_spare(&mut scratch)?;
         if n < HTTP_COPY_BELOW {
             return Ok(BytesMut::from(&scratch[..]));
         }
@@ -293,41 +295,59 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut writer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (reader, _) = listener.accept().unwrap();
-        let read_exactly = |wanted: usize| {
-            let mut got = BytesMut::new();
-            while got.len() < wanted {
-                let piece = read_http(&reader).unwrap();
-                assert!(!piece.is_empty() && piece.len() <= HTTP_READ_SIZE);
-                if piece.len() < HTTP_COPY_BELOW {
-                    // A small read holds its own size, not the thread's read buffer.
-                    assert_eq!(piece.capacity(), piece.len());
-                } else {
-                    // A large one holds at most twice its size.
-                    assert!(piece.capacity() <= 2 * piece.len());
+        reader.set_nonblocking(true).unwrap();
+        crate::backend::block_on(async move {
+            let reader = Io::stream(reader, false).unwrap();
+            let read = || async {
+                loop {
+                    reader.readable().await;
+                    match read_http(&reader) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        result => return result.unwrap(),
+                    }
                 }
-                got.unsplit(piece);
-            }
-            got
-        };
-        // 8 KiB, as upstreams often write: copied, not a 64 KiB buffer per 8 KiB queued.
-        writer.write_all(&[b'x'; 8192]).unwrap();
-        assert_eq!(read_exactly(8192).len(), 8192);
-        writer.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-        let small = read_exactly(18);
-        assert_eq!(&small[..], b"GET / HTTP/1.1\r\n\r\n");
-        // Its own allocation: exactly what was read, not a view of the thread buffer.
-        assert_eq!(small.capacity(), small.len());
+            };
+            let read_exactly = |wanted: usize| async move {
+                let mut got = BytesMut::new();
+                while got.len() < wanted {
+                    let piece = read().await;
+                    assert!(!piece.is_empty() && piece.len() <= HTTP_READ_SIZE);
+                    if piece.len() < HTTP_COPY_BELOW {
+                        // A small read holds its own size, not the thread's read buffer.
+                        assert_eq!(piece.capacity(), piece.len());
+                    } else {
+                        // A large one holds at most twice its size.
+                        assert!(piece.capacity() <= 2 * piece.len());
+                    }
+                    got.unsplit(piece);
+                }
+                got
+            };
+            // 8 KiB, as upstreams often write: copied, not a 64 KiB buffer per 8 KiB
+            // queued.
+            writer.write_all(&[b'x'; 8192]).unwrap();
+            assert_eq!(read_exactly(8192).await.len(), 8192);
+            writer.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            let small = read_exactly(18).await;
+            assert_eq!(&small[..], b"GET / HTTP/1.1\r\n\r\n");
+            // Its own allocation: exactly what was read, not a view of the thread buffer.
+            assert_eq!(small.capacity(), small.len());
 
-        let big: Vec<u8> = (0..3 * HTTP_READ_SIZE).map(|i| (i % 251) as u8).collect();
-        writer.write_all(&big).unwrap();
-        assert_eq!(
-            &read_exactly(big.len())[..],
-            &big[..],
-            "no byte lost or reordered"
-        );
+            let big: Vec<u8> = (0..3 * HTTP_READ_SIZE).map(|i| (i % 251) as u8).collect();
+            let sender = std::thread::spawn({
+                let big = big.clone();
+                move || {
+                    writer.write_all(&big).unwrap();
+                    writer
+                }
+            });
+            let got = read_exactly(big.len()).await;
+            assert!(got[..] == big[..], "bytes lost or reordered");
 
-        drop(writer);
-        assert!(read_http(&reader).unwrap().is_empty(), "EOF reads nothing");
+            drop(sender.join().unwrap());
+            assert!(read().await.is_empty(), "EOF reads nothing");
+        })
+        .unwrap();
     }
 
     #[test]

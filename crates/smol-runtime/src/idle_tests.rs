@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::backend::{self, pipe};
 use crate::buffer::IN_USE;
-use crate::pipe;
 use crate::{spawn, ServerConfig};
 
 const LIMIT: Duration = Duration::from_secs(5);
@@ -83,10 +83,12 @@ fn an_idle_tunnel_holds_no_buffer_and_no_pipe() {
     reader.read_exact(&mut echoed).unwrap();
     sender.join().unwrap();
     assert!(echoed == payload, "the echo differs");
-    assert!(
-        pipe::SPLICES.load(Ordering::SeqCst) > spliced_before,
-        "bulk data was copied, not spliced"
-    );
+    if backend::CAN_SPLICE {
+        assert!(
+            pipe::SPLICES.load(Ordering::SeqCst) > spliced_before,
+            "bulk data was copied, not spliced"
+        );
+    }
 
     // Every byte came back, so every buffer is on its way home; wait (bounded) for the
     // last `give_buffer` of the task that wrote them.

@@ -1,22 +1,25 @@
 //! switchyard-smol drives real sockets through the sans-IO
 //! [`switchyard_core::Connection`], on smol's executor (`async-executor`) and
-//! `futures-lite`, with a reactor of its own per worker thread. Linux only: the reactor
-//! is an edge-triggered epoll and bulk tunnel data moves with `splice(2)`.
+//! `futures-lite`. On Linux each worker thread has a reactor of its own (an
+//! edge-triggered epoll) and bulk tunnel data moves with `splice(2)`; on every other
+//! system, and on Linux with the cargo feature `portable`, the same code runs on
+//! async-io (smol's reactor) and tunnels copy. The feature exists to compare the two and
+//! to test the portable path where it is not the default.
 //!
-//! Each worker thread runs its own executor and reactor and accepts on its own
-//! listening socket (`SO_REUSEPORT`); one task per client connection, on the thread that
-//! accepted it, feeds what happens on its sockets into the core, performs the core's
-//! outputs in order (writing first and waiting for writability only when a socket's
-//! buffer is full), and sleeps until a socket is ready or the core's next deadline (one
-//! timer). Sockets are registered once; the reactor keeps their readiness, so a read or
-//! write that would block is never tried twice and a wait costs no system call of its
+//! Each worker thread runs its own executor and accepts on its own listening socket
+//! (`SO_REUSEPORT`); one task per client connection, on the thread that accepted it,
+//! feeds what happens on its sockets into the core, performs the core's outputs in order
+//! (writing first and waiting for writability only when a socket's buffer is full), and
+//! sleeps until a socket is ready or the core's next deadline (one timer). On the Linux
+//! reactor sockets are registered once and the reactor keeps their readiness, so a read
+//! or write that would block is never tried twice and a wait costs no system call of its
 //! own. HTTP-phase reads take up to 64 KiB: small ones are copied into a buffer of
 //! their size, large ones go to the core without a copy. The adapter owns everything
 //! shared between connections: round-robin upstream groups (shared by the workers) and a
 //! keep-alive pool of idle upstream connections (one per worker). Tunnels copy bytes
 //! through 64 KiB buffers taken from a pool only once a socket is readable, and a
-//! direction carrying bulk data splices through a pooled pipe instead; buffers and
-//! pipes go back once written, so an idle WebSocket holds neither.
+//! direction carrying bulk data splices through a pooled pipe instead (Linux reactor);
+//! buffers and pipes go back once written, so an idle WebSocket holds neither.
 //!
 //! # Example
 //!
@@ -45,12 +48,15 @@
 //! Routes and their deadlines come from [`switchyard_core::Config`];
 //! [`ServerConfig::route_upstream`] maps each route to an [`UpstreamGroup`].
 //!
-//! # Logging
+//! # Events and logging
 //!
-//! Every finished request and every finished tunnel is one `tracing` record at INFO
-//! with target `switchyard::access` (client, method, path, status, bytes each way,
-//! duration, and for tunnels the close reason). Protocol errors of clients are DEBUG,
-//! of upstreams WARN; failing upstream connects and accept errors are WARN.
+//! Every event of the core ([`switchyard_core::Event`]) goes to one [`EventSink`],
+//! [`ServerConfig::events`]. The default sink, [`AccessLog`], makes every finished
+//! request and every finished tunnel one `tracing` record at INFO with target
+//! `switchyard::access` (client, method, path, status, bytes each way, duration, and for
+//! tunnels the close reason); protocol errors of clients are DEBUG, of upstreams WARN.
+//! Metrics are another sink, beside it. The runtime's own records (failing upstream
+//! connects and accept errors are WARN) go to `tracing` directly.
 //!
 //! # Descriptor limits
 //!
@@ -65,26 +71,35 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+mod backend;
 mod buffer;
 mod driver;
+mod events;
 #[cfg(test)]
 mod idle_tests;
 mod limits;
 mod log;
+// The backend (see `backend.rs`): the Linux reactor with splice, or async-io.
+#[cfg(all(target_os = "linux", not(feature = "portable")))]
 mod pipe;
+#[cfg(any(not(target_os = "linux"), feature = "portable"))]
+mod portable;
+#[cfg(all(target_os = "linux", not(feature = "portable")))]
 mod reactor;
 mod server;
 mod shortage;
 mod signal;
 mod upstream;
 
+pub use events::{EventContext, EventSink};
 pub use limits::{
     descriptor_limit, raise_descriptor_limit, DescriptorBudget, DescriptorLimit, Shortfall,
 };
-pub use log::ACCESS_TARGET;
+pub use log::{AccessLog, ACCESS_TARGET};
 pub use server::{Server, ShutdownHandle};
 
 /// A named set of upstream servers; requests are spread over them round-robin. A server
@@ -165,6 +180,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Upstream keep-alive pool.
     pub pool: PoolConfig,
+    /// Where the events of every connection go. Default: the [`AccessLog`]. A pair of
+    /// sinks feeds both (`Arc::new((AccessLog, metrics))`).
+    pub events: Arc<dyn EventSink>,
 }
 
 impl ServerConfig {
@@ -183,6 +201,7 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_connections: 10_000,
             pool: PoolConfig::default(),
+            events: Arc::new(AccessLog),
         }
     }
 }
@@ -200,3 +219,8 @@ pub fn spawn(
         .spawn(move || server.run())?;
     Ok((addrs, handle, thread))
 }
+
+/// The crate README's examples, compiled and run as doctests so that they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -22,7 +22,18 @@ use crate::ServerConfig;
 const PROCESS_RESERVE: u64 = 16;
 /// Descriptors of each worker besides connections and listeners: its reactor (an epoll
 /// instance and an eventfd) and the spare splice pipes it keeps (two descriptors each).
+#[cfg(all(target_os = "linux", not(feature = "portable")))]
 const PER_WORKER: u64 = 2 + 2 * crate::pipe::MAX_FREE_PER_THREAD as u64;
+/// On the portable backend the workers share async-io's one reactor (counted in
+/// [`BACKEND_RESERVE`]) and keep no pipes.
+#[cfg(any(not(target_os = "linux"), feature = "portable"))]
+const PER_WORKER: u64 = 0;
+/// Descriptors of the backend shared by every worker: none for the per-worker reactors,
+/// async-io's poller and its notifier on the portable backend.
+#[cfg(all(target_os = "linux", not(feature = "portable")))]
+const BACKEND_RESERVE: u64 = 0;
+#[cfg(any(not(target_os = "linux"), feature = "portable"))]
+const BACKEND_RESERVE: u64 = 2;
 /// Where the hard limit is unlimited, macOS refuses a soft limit above `OPEN_MAX`.
 const OPEN_MAX: u64 = 10_240;
 
@@ -145,7 +156,7 @@ impl DescriptorBudget {
                 .saturating_mul(workers),
             fixed: (config.listen.len() as u64 + PER_WORKER)
                 .saturating_mul(workers)
-                .saturating_add(PROCESS_RESERVE),
+                .saturating_add(PROCESS_RESERVE + BACKEND_RESERVE),
         }
     }
 
@@ -237,9 +248,12 @@ mod tests {
             128 * 2,
             "128 per server in each of 2 pools"
         );
-        assert_eq!(budget.fixed, 2 * (1 + PER_WORKER) + PROCESS_RESERVE);
-        assert_eq!(budget.fixed, 86);
-        assert_eq!(budget.total(), 20_342);
+        assert_eq!(
+            budget.fixed,
+            2 * (1 + PER_WORKER) + PROCESS_RESERVE + BACKEND_RESERVE
+        );
+        assert_eq!(budget.fixed, FIXED_TWO_WORKERS);
+        assert_eq!(budget.total(), 20_256 + FIXED_TWO_WORKERS);
     }
 
     #[test]
@@ -257,7 +271,10 @@ mod tests {
         config.pool.max_idle_per_server = 10;
         let budget = DescriptorBudget::new(&config, 3);
         assert_eq!(budget.idle_upstream, 10 * 2 * 3);
-        assert_eq!(budget.fixed, 3 * (2 + PER_WORKER) + PROCESS_RESERVE);
+        assert_eq!(
+            budget.fixed,
+            3 * (2 + PER_WORKER) + PROCESS_RESERVE + BACKEND_RESERVE
+        );
 
         config.pool.max_idle_per_server = 0;
         assert_eq!(DescriptorBudget::new(&config, 3).idle_upstream, 0);
@@ -303,14 +320,25 @@ mod tests {
         );
     }
 
+    /// Listeners, workers and the process with one listener and 2 workers: each
+    /// per-worker reactor keeps an epoll, an eventfd and 32 spare pipes; the portable
+    /// backend shares one poller and keeps no pipes.
+    #[cfg(all(target_os = "linux", not(feature = "portable")))]
+    const FIXED_TWO_WORKERS: u64 = 86;
+    #[cfg(any(not(target_os = "linux"), feature = "portable"))]
+    const FIXED_TWO_WORKERS: u64 = 20;
+
     #[test]
     fn connections_within_a_limit_leave_room_for_the_pools_and_the_fixed_part() {
         let budget = DescriptorBudget::new(&config(), 2);
-        assert_eq!(budget.connections_within(1024), (1024 - 256 - 86) / 2);
         assert_eq!(
-            budget.connections_within(300),
+            budget.connections_within(1024),
+            (1024 - 256 - FIXED_TWO_WORKERS) / 2
+        );
+        assert_eq!(
+            budget.connections_within(256 + FIXED_TWO_WORKERS - 1),
             0,
-            "the pools alone do not fit"
+            "the pools and the fixed part alone do not fit"
         );
         assert_eq!(
             budget.connections_within(budget.total()),
@@ -322,12 +350,17 @@ mod tests {
     fn the_warning_names_the_need_its_parts_the_limit_and_the_remedies() {
         let budget = DescriptorBudget::new(&config(), 2);
         let warning = budget.shortfall(limit(1024, 4096)).unwrap().to_string();
+        let fixed = FIXED_TWO_WORKERS;
+        let (total, fit) = (20_256 + fixed, (1024 - 256 - fixed) / 2);
         assert_eq!(
             warning,
-            "max_connections 10000 needs up to 20342 file descriptors (2 per connection, 256 \
-             for idle upstream connections, 86 for listeners, workers and the process), but \
-             the limit is 1024 (hard 4096), enough for about 341 connections; raise it \
-             (ulimit -n, or LimitNOFILE= for a systemd service) or lower max_connections"
+            format!(
+                "max_connections 10000 needs up to {total} file descriptors (2 per connection, \
+                 256 for idle upstream connections, {fixed} for listeners, workers and the \
+                 process), but the limit is 1024 (hard 4096), enough for about {fit} \
+                 connections; raise it (ulimit -n, or LimitNOFILE= for a systemd service) or \
+                 lower max_connections"
+            )
         );
         assert!(!warning.contains('\n'), "one line");
     }

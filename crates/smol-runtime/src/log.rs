@@ -1,10 +1,13 @@
-//! Turns the core's events into `tracing` records. Finished exchanges and tunnels are
-//! access-log lines (target `switchyard::access`, level INFO).
+//! The access log: the event sink that turns the core's events into `tracing` records.
+//! Finished exchanges and tunnels are access-log lines (target `switchyard::access`,
+//! level INFO).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use switchyard_core::{Event, Side};
+
+use crate::events::{EventContext, EventSink};
 
 /// Target of access-log records, for filtering (`switchyard::access=info`).
 pub const ACCESS_TARGET: &str = "switchyard::access";
@@ -13,7 +16,20 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-pub(crate) fn event(client: SocketAddr, event: Event) {
+/// The access log, the default [`EventSink`]: every finished request and tunnel is one
+/// `tracing` record at INFO with target [`ACCESS_TARGET`] (client, method, path, status,
+/// bytes each way, duration, and for tunnels the route, protocol and close reason);
+/// protocol errors of clients are DEBUG, of upstreams WARN; the other events DEBUG.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AccessLog;
+
+impl EventSink for AccessLog {
+    fn event(&self, context: &EventContext, event: &Event) {
+        record(context.client, event);
+    }
+}
+
+fn record(client: SocketAddr, event: &Event) {
     match event {
         Event::Exchange(record) => tracing::info!(
             target: ACCESS_TARGET,

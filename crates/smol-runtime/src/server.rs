@@ -3,9 +3,9 @@
 //! Every worker thread runs its own executor (driving the reactor itself when it has
 //! nothing else to do) and accepts from its own listening socket per address: with
 //! several workers, each address is bound once per worker with `SO_REUSEPORT`, so the
-//! kernel spreads new connections over the workers, and a connection stays on the
-//! thread that accepted it, its sockets registered with that thread's reactor (see
-//! `reactor/`). Each worker keeps its own upstream keep-alive pool; only the
+//! kernel spreads new connections over the workers (Linux does; see `docs/DECISIONS.md`
+//! for other systems), and a connection stays on the thread that accepted it, its
+//! sockets registered with that thread's reactor (see `backend.rs`). Each worker keeps its own upstream keep-alive pool; only the
 //! upstream groups, the connection count and the
 //! shutdown signal are shared.
 
@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use futures_lite::{future, FutureExt};
 
+use crate::backend::{self, Io, Timer};
 use crate::driver::{self, Shared};
+use crate::events::EventContext;
 use crate::limits::{self, DescriptorBudget};
-use crate::reactor::{self, Io, Timer};
 use crate::shortage;
 use crate::signal::{ConnectionGuard, Signal, Tracker};
 use crate::upstream::{Group, Pool};
@@ -108,6 +109,7 @@ impl Server {
             route_upstream: config.route_upstream,
             shutdown: Arc::new(Signal::default()),
             grace: config.shutdown_grace,
+            events: config.events,
         };
         Ok(Server {
             listeners,
@@ -145,7 +147,9 @@ impl Server {
         let tracker = Arc::new(Tracker::default());
         // Counts the accept loops still running (every listener still open).
         let accepting = Arc::new(Tracker::default());
-        let worker = |listeners: Vec<TcpListener>| Worker {
+        shared.events.start(workers);
+        let worker = |index: usize, listeners: Vec<TcpListener>| Worker {
+            index,
             accept_guards: listeners.iter().map(|_| accepting.enter()).collect(),
             listeners,
             shared: shared.clone(),
@@ -153,17 +157,17 @@ impl Server {
             tracker: tracker.clone(),
             max_connections,
         };
-        let own = worker(std::mem::take(&mut listeners[0]));
+        let own = worker(0, std::mem::take(&mut listeners[0]));
         let stop_workers = Arc::new(Signal::default());
         let mut threads = Vec::with_capacity(workers.saturating_sub(1));
         for (index, listeners) in listeners.into_iter().enumerate().skip(1) {
-            let worker = worker(listeners);
+            let worker = worker(index, listeners);
             let stop = stop_workers.clone();
             let thread = thread::Builder::new()
                 .name(format!("switchyard-worker-{index}"))
                 .spawn(move || {
                     let executor = Rc::new(LocalExecutor::new());
-                    let served = reactor::block_on(executor.run(async {
+                    let served = backend::block_on(executor.run(async {
                         worker.serve(&executor).await;
                         stop.wait().await;
                     }));
@@ -185,7 +189,7 @@ impl Server {
         tracing::debug!(listen = ?local_addrs, workers, "serving");
 
         let executor = Rc::new(LocalExecutor::new());
-        let drained = reactor::block_on(executor.run(async {
+        let drained = backend::block_on(executor.run(async {
             let coordinate = async {
                 shared.shutdown.wait().await;
                 let deadline = Instant::now() + shared.grace + SHUTDOWN_SLACK;
@@ -246,7 +250,15 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
         SocketAddr::V4(_) => AddressFamily::INET,
         SocketAddr::V6(_) => AddressFamily::INET6,
     };
+    #[cfg(target_os = "linux")]
     let socket = net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    // Not every system has SOCK_CLOEXEC (macOS does not).
+    #[cfg(not(target_os = "linux"))]
+    let socket = {
+        let socket = net::socket_with(family, SocketType::STREAM, SocketFlags::empty(), None)?;
+        rustix::io::fcntl_setfd(&socket, rustix::io::FdFlags::CLOEXEC)?;
+        socket
+    };
     sockopt::set_socket_reuseaddr(&socket, true)?;
     if reuse_port {
         sockopt::set_socket_reuseport(&socket, true)?;
@@ -262,6 +274,8 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
 
 /// What one worker thread serves: its listening sockets.
 struct Worker {
+    /// Its number, for the events (0: the thread that called `run`).
+    index: usize,
     listeners: Vec<TcpListener>,
     /// One per listener, dropped when its accept loop ends.
     accept_guards: Vec<ConnectionGuard>,
@@ -278,6 +292,7 @@ impl Worker {
     /// when this returns.
     async fn serve(self, executor: &Rc<LocalExecutor<'static>>) {
         let Worker {
+            index,
             listeners,
             accept_guards,
             shared,
@@ -307,6 +322,7 @@ impl Worker {
                 // shutdown, before the executor is dropped).
                 executor.clone(),
                 max_connections,
+                index,
             );
             loops.push(executor.spawn(async move {
                 accept.await;
@@ -353,6 +369,7 @@ async fn accept_loop(
     tracker: Arc<Tracker>,
     executor: Rc<LocalExecutor<'static>>,
     max_connections: usize,
+    worker: usize,
 ) {
     let shutdown = shared.shutdown.clone();
     let mut accepts = 0usize;
@@ -409,7 +426,8 @@ async fn accept_loop(
                 let pool = pool.clone();
                 let task = async move {
                     let _guard = guard;
-                    let serve = driver::serve(&shared, &pool, stream, client_addr);
+                    let context = EventContext::new(worker, client_addr);
+                    let serve = driver::serve(&shared, &pool, stream, context);
                     let served = AssertUnwindSafe(serve).catch_unwind().await;
                     if served.is_err() {
                         tracing::error!(%client_addr, "connection task panicked");
@@ -450,7 +468,7 @@ async fn accept_loop(
             }
         }
     }
-    if let Ok(addr) = listener.get_ref().local_addr() {
+    if let Ok(addr) = listener.local_addr() {
         tracing::debug!(%addr, "stopped accepting");
     }
 }

@@ -3,14 +3,14 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
-use crate::reactor::{Io, Timer};
+use crate::backend::{Io, Timer};
 
 use crate::PoolConfig;
 
@@ -128,7 +128,7 @@ pub(crate) async fn connect(
         group.record(server, matches!(outcome, Some(Ok(_))), Instant::now());
         match outcome {
             Some(Ok(stream)) => {
-                if let Err(error) = stream.get_ref().set_nodelay(true) {
+                if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%server, %error, "setting TCP_NODELAY failed");
                 }
                 return Some(Dialed {
@@ -292,15 +292,14 @@ fn still_open(stream: &Io<TcpStream>) -> bool {
         return true;
     }
     let mut probe = [0u8; 1];
-    let mut socket: &TcpStream = stream.get_ref();
-    let result = socket.read(&mut probe);
-    stream.note_read(result.as_ref().copied(), probe.len());
+    let result = stream.read(&mut probe);
     matches!(result, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -331,16 +330,14 @@ mod tests {
     fn closing_the_oldest_takes_the_longest_idle_first_whatever_the_server() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let origin = listener.local_addr().unwrap();
-        crate::reactor::block_on(async {
+        crate::backend::block_on(async {
             let pool = Pool::new(PoolConfig::default());
-            let mut pooled = Vec::new();
             let mut peers = Vec::new();
             for server in [addr(1), addr(2), addr(1), addr(2)] {
                 let stream = TcpStream::connect(origin).unwrap();
                 stream.set_nonblocking(true).unwrap();
                 let (peer, _) = listener.accept().unwrap();
                 peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                pooled.push(stream.local_addr().unwrap());
                 peers.push(peer);
                 // A later instant for each, so the order across servers is this one.
                 let before = Instant::now();
@@ -348,19 +345,19 @@ mod tests {
                 pool.put(server, Io::stream(stream, false).unwrap());
             }
             assert_eq!(pool.close_oldest(2), 2);
-            let kept = |server| pool.take(server).map(|s| s.get_ref().local_addr().unwrap());
-            assert_eq!(
-                kept(addr(1)),
-                Some(pooled[2]),
-                "the newer one to server 1 stays"
-            );
-            assert_eq!(
-                kept(addr(2)),
-                Some(pooled[3]),
-                "the newer one to server 2 stays"
-            );
             for peer in &mut peers[..2] {
                 assert_eq!(peer.read(&mut [0u8; 1]).unwrap(), 0, "closed: EOF");
+            }
+            // The newer connection to each server stays open (its peer reads nothing
+            // yet) and is still in the pool.
+            for (server, peer) in [addr(1), addr(2)].into_iter().zip(&mut peers[2..]) {
+                peer.set_nonblocking(true).unwrap();
+                let read = peer.read(&mut [0u8; 1]);
+                assert!(
+                    matches!(&read, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+                    "the newer connection to {server} stays open: {read:?}"
+                );
+                assert!(pool.take(server).is_some(), "{server} keeps one");
             }
             assert_eq!(pool.close_oldest(16), 0, "nothing idle is left to close");
         })

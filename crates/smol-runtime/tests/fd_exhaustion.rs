@@ -1,7 +1,9 @@
 //! Running out of file descriptors makes `accept` fail (EMFILE); the server must keep
 //! serving, not stop: by closing idle upstream connections when it has some, else by
 //! pausing until descriptors are freed. Its own test binary, because it lowers this
-//! process's open-file limit; the tests take turns.
+//! process's open-file limit; the tests take turns. Linux only: it counts open
+//! descriptors in `/proc/self/fd`.
+#![cfg(target_os = "linux")]
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};

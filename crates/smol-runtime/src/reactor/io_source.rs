@@ -1,18 +1,24 @@
-//! Sockets registered with the worker's reactor: readiness, and the bookkeeping that
-//! says when a read or write found a socket drained.
+//! Sockets registered with the worker's reactor: readiness, and the reads and writes
+//! that keep it.
+//!
+//! Every read, write, splice and accept of a registered socket goes through a method of
+//! [`Io`], which records what the call said about readiness (a drained socket, a full
+//! send buffer) before returning its result: the socket itself is not reachable from
+//! outside, so no call site can do I/O and forget to record it.
 
-use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use rustix::event::epoll;
 
-use super::{Reactor, Slot};
+use super::{event_data, Reactor, Slot};
+use crate::pipe::Pipe;
 
 /// A socket registered with the current thread's reactor. Not `Send`: it belongs to the
-/// worker that registered it.
+/// worker that registered it. Never duplicated (see the module docs of `reactor`).
 pub(crate) struct Io<T: AsFd> {
     inner: T,
     reactor: Rc<Reactor>,
@@ -35,7 +41,7 @@ impl<T: AsFd> Io<T> {
         let added = epoll::add(
             &reactor.epoll,
             &inner,
-            epoll::EventData::new_u64(u64::from(generation) << 32 | u64::from(index)),
+            epoll::EventData::new_u64(event_data(index, generation)),
             F::IN | F::OUT | F::RDHUP | F::PRI | F::ET,
         );
         if let Err(error) = added {
@@ -47,11 +53,6 @@ impl<T: AsFd> Io<T> {
             reactor,
             index,
         })
-    }
-
-    /// The socket.
-    pub(crate) fn get_ref(&self) -> &T {
-        &self.inner
     }
 
     fn with_slot<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> R {
@@ -105,7 +106,7 @@ impl<T: AsFd> Io<T> {
 
     /// Records what a read of up to `wanted` bytes returned: `WouldBlock`, or fewer bytes
     /// than asked for (the kernel had no more), means the next read waits for an event.
-    pub(crate) fn note_read(&self, result: Result<usize, &io::Error>, wanted: usize) {
+    fn note_read(&self, result: Result<usize, &io::Error>, wanted: usize) {
         let drained = match result {
             Ok(n) => n > 0 && n < wanted,
             Err(error) => error.kind() == io::ErrorKind::WouldBlock,
@@ -126,7 +127,7 @@ impl<T: AsFd> Io<T> {
 
     /// Records what a write of `offered` bytes returned: `WouldBlock` or a short write
     /// means the send buffer is full, and the next write waits for an event.
-    pub(crate) fn note_write(&self, result: Result<usize, &io::Error>, offered: usize) {
+    fn note_write(&self, result: Result<usize, &io::Error>, offered: usize) {
         let full = match result {
             Ok(n) => n < offered,
             Err(error) => error.kind() == io::ErrorKind::WouldBlock,
@@ -188,6 +189,59 @@ impl Io<TcpStream> {
         }
         Ok(io)
     }
+
+    /// One read into `buffer`.
+    pub(crate) fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        let result = (&self.inner).read(buffer);
+        self.note_read(result.as_ref().copied(), buffer.len());
+        result
+    }
+
+    /// One read into the spare capacity of `buffer` (uninitialised memory: nothing is
+    /// zeroed first), whose length then grows by what was read.
+    pub(crate) fn read_spare(&self, buffer: &mut Vec<u8>) -> io::Result<usize> {
+        let wanted = buffer.capacity() - buffer.len();
+        let result = rustix::io::read(&self.inner, rustix::buffer::spare_capacity(buffer))
+            .map_err(io::Error::from);
+        self.note_read(result.as_ref().copied(), wanted);
+        result
+    }
+
+    /// One vectored write of `slices`, in order.
+    pub(crate) fn write_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        let offered = slices.iter().map(|slice| slice.len()).sum();
+        let result = (&self.inner).write_vectored(slices);
+        self.note_write(result.as_ref().copied(), offered);
+        result
+    }
+
+    /// Splices what the socket holds into `pipe` (see [`Pipe::fill`]).
+    ///
+    /// Records nothing: a short splice may stop at the pipe's slot count with more
+    /// queued, and `WouldBlock` may mean an urgent mark that splice never reads past, so
+    /// no result of a splice proves the socket drained. The caller reads (copies) next
+    /// after a `WouldBlock`, which decides.
+    pub(crate) fn splice_to(&self, pipe: &Pipe) -> io::Result<usize> {
+        pipe.fill(&self.inner)
+    }
+
+    /// Splices what `pipe` holds into the socket (see [`Pipe::drain`]).
+    pub(crate) fn splice_from(&self, pipe: &Pipe) -> io::Result<usize> {
+        let offered = pipe.len();
+        let result = pipe.drain(&self.inner);
+        self.note_write(result.as_ref().copied(), offered);
+        result
+    }
+
+    /// Shuts down writing (sends the FIN once queued bytes are out).
+    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        self.inner.shutdown(Shutdown::Write)
+    }
+
+    /// Turns Nagle's algorithm off (`nodelay`) or on.
+    pub(crate) fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.inner.set_nodelay(nodelay)
+    }
 }
 
 impl Io<TcpListener> {
@@ -217,60 +271,12 @@ impl Io<TcpListener> {
             }
         }
     }
+
+    /// The address the listener is bound to.
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::reactor::block_on;
-    use std::io::{Read, Write};
-
-    #[test]
-    fn a_stream_reads_what_its_peer_wrote_and_sees_eof() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let peer = std::thread::spawn(move || {
-            let (mut socket, _) = listener.accept().unwrap();
-            socket.write_all(b"hello").unwrap();
-            let mut echo = [0u8; 3];
-            socket.read_exact(&mut echo).unwrap();
-            echo
-        });
-        let got = block_on(async {
-            let io = Io::connect(addr).await.unwrap();
-            let mut received = Vec::new();
-            loop {
-                io.readable().await;
-                let mut buf = [0u8; 64];
-                let result = (&mut io.get_ref()).read(&mut buf);
-                io.note_read(result.as_ref().copied(), buf.len());
-                match result {
-                    Ok(n) => {
-                        received.extend_from_slice(&buf[..n]);
-                        if received.len() == 5 {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => panic!("{e}"),
-                }
-            }
-            io.writable().await;
-            (&mut io.get_ref()).write_all(b"ack").unwrap();
-            received
-        })
-        .unwrap();
-        assert_eq!(got, b"hello");
-        assert_eq!(&peer.join().unwrap(), b"ack");
-    }
-
-    #[test]
-    fn connect_to_a_closed_port_fails() {
-        let addr = {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap()
-        };
-        let result = block_on(Io::connect(addr)).unwrap();
-        assert!(result.is_err());
-    }
-}
+mod tests;

@@ -15,6 +15,24 @@
 //! task wait. A peer's FIN (`EPOLLRDHUP`) keeps the socket readable, since a short read
 //! can leave the EOF still to be seen.
 //!
+//! Readiness is right only if every read and write reports what it found, so the
+//! sockets are reachable only through [`Io`]'s methods, which do (see `io_source.rs`).
+//! A [`Timer`] waits only inside [`block_on`]: polled anywhere else it panics rather
+//! than hang (see its docs).
+//!
+//! # A registered socket is never duplicated
+//!
+//! No `try_clone`, `dup` or `into_inner` of a socket once it is registered, and a
+//! socket is registered once. epoll's interest list holds the *open file description*:
+//! it drops an entry only when the last descriptor of that description is closed. [`Io`]
+//! relies on that to deregister for free (closing the socket, with no
+//! `EPOLL_CTL_DEL`); a duplicate would keep the entry alive after the `Io` is gone, and
+//! its events would keep arriving under the data of a freed slot (ignored by the
+//! generation check, but never stopped); registered in turn, a duplicate would be a
+//! second entry for the same socket, two slots whose readiness each read or write
+//! keeps for one of them only. The pool hands the `Io` itself from task to task
+//! instead.
+//!
 //! Everything here is single-threaded (`Rc`, `RefCell`), except the [`Notifier`] that
 //! lets another thread wake a sleeping worker (a shutdown signal, a slot freed in the
 //! connection limit).
@@ -118,6 +136,16 @@ impl Sources {
     }
 }
 
+/// The epoll data of a socket: its slot and the slot's generation, so that an event
+/// for a freed slot's old socket is told apart from one for its new socket.
+fn event_data(index: u32, generation: u32) -> u64 {
+    u64::from(generation) << 32 | u64::from(index)
+}
+
+fn split_event_data(data: u64) -> (u32, u32) {
+    ((data & 0xffff_ffff) as u32, (data >> 32) as u32)
+}
+
 /// Wakes the thread running [`block_on`], from any thread.
 struct Notifier {
     /// The future of `block_on` should be polled.
@@ -213,7 +241,7 @@ impl Reactor {
 
     fn ready(&self, data: u64, flags: epoll::EventFlags) {
         use epoll::EventFlags as F;
-        let (index, generation) = ((data & 0xffff_ffff) as u32, (data >> 32) as u32);
+        let (index, generation) = split_event_data(data);
         let (reader, writer) = {
             let mut sources = self.sources.borrow_mut();
             let Some(slot) = sources.slots.get_mut(index as usize) else {

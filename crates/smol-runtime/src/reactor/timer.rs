@@ -2,19 +2,35 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use super::{Reactor, CURRENT};
+use super::Reactor;
 
 /// Completes at a deadline; set again with [`Timer::set_at`]. Once fired it stays
 /// pending until set again. Registered with the reactor only while being waited for
 /// with a deadline in the future, and re-registered only when the deadline or the
 /// waiting task changed.
+///
+/// # Panics
+///
+/// When it has to wait outside [`block_on`](super::block_on) (no reactor runs on the
+/// thread, so nothing would ever wake it): every task of this crate runs inside
+/// `block_on`, so that is a bug of the crate, reported where it happens instead of as a
+/// connection that hangs.
 #[derive(Debug)]
 pub(crate) struct Timer {
     when: Option<Instant>,
-    registered: Option<((Instant, u64), Waker)>,
+    registered: Option<Registration>,
+}
+
+/// Where a waiting timer is in its reactor's map, and the task it wakes.
+#[derive(Debug)]
+struct Registration {
+    reactor: Rc<Reactor>,
+    key: (Instant, u64),
+    waker: Waker,
 }
 
 impl Timer {
@@ -48,15 +64,14 @@ impl Timer {
     }
 
     fn unregister(&mut self) {
-        if let Some((key, _)) = self.registered.take() {
-            // No reactor (the thread's `block_on` ended): nothing is registered either.
-            let _ = CURRENT.try_with(|current| {
-                if let Some(reactor) = &*current.borrow() {
-                    // Dropped once the map is released: a waker's drop may run code.
-                    let removed = reactor.timers.borrow_mut().remove(&key);
-                    drop(removed);
-                }
-            });
+        if let Some(registration) = self.registered.take() {
+            // Dropped once the map is released: a waker's drop may run code.
+            let removed = registration
+                .reactor
+                .timers
+                .borrow_mut()
+                .remove(&registration.key);
+            drop(removed);
         }
     }
 }
@@ -73,16 +88,25 @@ impl Future for Timer {
             self.when = None;
             return Poll::Ready(());
         }
-        if let Some((_, waker)) = &self.registered {
-            if waker.will_wake(cx.waker()) {
+        if let Some(registration) = &self.registered {
+            if registration.waker.will_wake(cx.waker()) {
                 return Poll::Pending;
             }
         }
         self.unregister();
-        if let Ok(reactor) = Reactor::current() {
-            let key = reactor.add_timer(when, cx.waker().clone());
-            self.registered = Some((key, cx.waker().clone()));
-        }
+        let reactor = match Reactor::current() {
+            Ok(reactor) => reactor,
+            Err(_) => panic!(
+                "a switchyard timer was polled outside the reactor's `block_on`: \
+                 nothing would ever wake it"
+            ),
+        };
+        let key = reactor.add_timer(when, cx.waker().clone());
+        self.registered = Some(Registration {
+            reactor,
+            key,
+            waker: cx.waker().clone(),
+        });
         Poll::Pending
     }
 }
@@ -97,6 +121,91 @@ impl Drop for Timer {
 mod tests {
     use super::*;
     use crate::reactor::block_on;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A timer dropped while it waits (a deadline that lost a race, a connection that
+    /// closed) leaves nothing behind in the reactor, and nothing wakes its task later.
+    #[test]
+    fn a_timer_dropped_before_it_fires_leaves_nothing_and_wakes_nothing() {
+        block_on(async {
+            let reactor = Reactor::current().unwrap();
+            let wakes = Arc::new(Wakes::default());
+            let waker = Waker::from(wakes.clone());
+            let mut cx = Context::from_waker(&waker);
+            let mut timer = Timer::after(Duration::from_secs(3600));
+            assert!(Pin::new(&mut timer).poll(&mut cx).is_pending());
+            assert!(Pin::new(&mut timer).poll(&mut cx).is_pending());
+            assert_eq!(reactor.timers.borrow().len(), 1, "registered once");
+            // Waited for by another task: moved, not registered twice.
+            let other = Waker::from(Arc::new(Wakes::default()));
+            assert!(Pin::new(&mut timer)
+                .poll(&mut Context::from_waker(&other))
+                .is_pending());
+            assert_eq!(reactor.timers.borrow().len(), 1);
+            timer.set_at(Instant::now() + Duration::from_secs(7200));
+            assert_eq!(
+                reactor.timers.borrow().len(),
+                0,
+                "a moved deadline unregisters"
+            );
+            assert!(Pin::new(&mut timer).poll(&mut cx).is_pending());
+            drop(timer);
+            assert_eq!(
+                reactor.timers.borrow().len(),
+                0,
+                "the map holds nothing more"
+            );
+            reactor.fire_timers(Instant::now() + Duration::from_secs(10_000));
+            assert_eq!(
+                wakes.0.load(Ordering::SeqCst),
+                0,
+                "no wake-up after the drop"
+            );
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_due_timer_wakes_its_task_once_and_then_stays_pending() {
+        block_on(async {
+            let reactor = Reactor::current().unwrap();
+            let wakes = Arc::new(Wakes::default());
+            let waker = Waker::from(wakes.clone());
+            let mut cx = Context::from_waker(&waker);
+            let mut timer = Timer::after(Duration::from_secs(3600));
+            assert!(Pin::new(&mut timer).poll(&mut cx).is_pending());
+            reactor.fire_timers(Instant::now() + Duration::from_secs(3601));
+            assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+            assert!(reactor.timers.borrow().is_empty());
+            timer.set_at(Instant::now());
+            assert!(Pin::new(&mut timer).poll(&mut cx).is_ready());
+            assert!(
+                Pin::new(&mut timer).poll(&mut cx).is_pending(),
+                "fired: until set"
+            );
+            assert!(reactor.timers.borrow().is_empty());
+        })
+        .unwrap();
+    }
+
+    /// Outside `block_on` no reactor would ever wake the timer: a bug of the crate, so
+    /// it panics at once instead of leaving a task pending forever.
+    #[test]
+    #[should_panic(expected = "timer was polled outside the reactor")]
+    fn a_timer_polled_outside_a_reactor_panics() {
+        futures_lite::future::block_on(Timer::after(Duration::from_secs(3600)));
+    }
 
     #[test]
     fn timers_fire_in_order_and_not_early() {

@@ -1,0 +1,303 @@
+//! The two sockets of a connection, what is queued towards each, and the reads and
+//! writes of the HTTP phase.
+
+use std::io::{self, IoSlice};
+use std::net::{SocketAddr, TcpStream};
+use std::task::Poll;
+use std::time::Instant;
+
+use futures_lite::future;
+use switchyard_core::{Input, Side};
+
+use super::{Driver, Wake};
+use crate::backend::{Io, Pipe};
+use crate::buffer::{self, Chunk, WriteQueue, MAX_WRITE_SLICES};
+
+/// In the HTTP phase, stop reading from a peer while this much is queued towards the
+/// other one (the core has its own backpressure; this bounds memory whatever it does).
+const HTTP_BACKLOG: usize = 256 * 1024;
+
+/// One socket and what is queued towards it. The flags record what happened on this
+/// socket, which the core does not see: it hears of an EOF or a failed write once, as
+/// an input, and never of the pipe or the shutdown's timing.
+#[derive(Debug)]
+pub(super) struct Peer {
+    pub(super) stream: Io<TcpStream>,
+    pub(super) queue: WriteQueue,
+    /// Tunnel bytes on their way to this peer in a pipe (written once `queue` is empty).
+    pub(super) pipe: Option<Pipe>,
+    /// Tunnel reads from this peer splice into a pipe (it sent bulk data lately).
+    pub(super) splice_reads: bool,
+    /// EOF (or a read error) was seen and reported; nothing more is read.
+    pub(super) read_eof: bool,
+    /// The core asked to shut down writing once the queue is written.
+    pub(super) shutdown_pending: bool,
+    /// Writing is over (shut down, or a write failed): queued bytes are dropped.
+    pub(super) write_closed: bool,
+}
+
+impl Peer {
+    pub(super) fn new(stream: Io<TcpStream>) -> Self {
+        Peer {
+            stream,
+            queue: WriteQueue::default(),
+            pipe: None,
+            splice_reads: false,
+            read_eof: false,
+            shutdown_pending: false,
+            write_closed: false,
+        }
+    }
+
+    pub(super) fn push(&mut self, chunk: Chunk) {
+        if self.write_closed {
+            chunk.release();
+            return;
+        }
+        self.queue.push(chunk);
+    }
+
+    /// Bytes wait to be written to this peer.
+    pub(super) fn pending(&self) -> bool {
+        !self.queue.is_empty() || self.pipe.is_some()
+    }
+
+    /// Accounts for `n` bytes written by [`write_queued`] (from the queue while it holds
+    /// any, else from the pipe, which counted them itself).
+    fn written(&mut self, n: usize) {
+        if !self.queue.is_empty() {
+            self.queue.consume(n);
+        } else if self.pipe.as_ref().is_some_and(|pipe| pipe.len() == 0) {
+            if let Some(pipe) = self.pipe.take() {
+                pipe.give();
+            }
+        }
+    }
+
+    /// Drops what waits to be written (the peer is gone).
+    fn discard(&mut self) {
+        self.queue.clear();
+        self.pipe = None;
+    }
+
+    pub(super) fn shutdown_write(&mut self) {
+        self.shutdown_pending = false;
+        if self.write_closed {
+            return;
+        }
+        self.write_closed = true;
+        // Fails only when the peer is already gone, which changes nothing here.
+        let _ = self.stream.shutdown_write();
+    }
+}
+
+/// The current upstream connection.
+#[derive(Debug)]
+pub(super) struct Upstream {
+    pub(super) peer: Peer,
+    pub(super) server: SocketAddr,
+    pub(super) reused: bool,
+    /// Response bytes read so far: a reused connection that closes before sending any
+    /// makes the core's retry dial a fresh one.
+    pub(super) bytes_read: u64,
+}
+
+impl Driver<'_> {
+    pub(super) fn peer_mut(&mut self, side: Side) -> Option<&mut Peer> {
+        match side {
+            Side::Client => Some(&mut self.client),
+            Side::Upstream => self.upstream.as_mut().map(|u| &mut u.peer),
+        }
+    }
+
+    pub(super) fn peer(&self, side: Side) -> Option<&Peer> {
+        match side {
+            Side::Client => Some(&self.client),
+            Side::Upstream => self.upstream.as_ref().map(|u| &u.peer),
+        }
+    }
+
+    /// Whether the next wait looks at `side`'s readability.
+    pub(super) fn should_read(&self, side: Side) -> bool {
+        let Some(peer) = self.peer(side) else {
+            return false;
+        };
+        if peer.read_eof || !self.conn.wants_read(side) {
+            return false;
+        }
+        let other = self.peer(side.other());
+        let queued_other_way = other.map_or(0, |p| p.queue.len());
+        if self.in_tunnel() {
+            // One buffer (or pipe) in flight per direction: the next read waits for the
+            // write.
+            !other.is_some_and(Peer::pending)
+        } else {
+            queued_other_way < HTTP_BACKLOG
+        }
+    }
+
+    /// Reads what `side` sent, as the phase wants it.
+    pub(super) fn read(&mut self, side: Side, now: Instant) {
+        if self.in_tunnel() {
+            self.read_tunnel(side, now);
+        } else {
+            self.read_http(side, now);
+        }
+    }
+
+    /// HTTP phase: the read buffer goes to the core, which adopts it when it can.
+    fn read_http(&mut self, side: Side, now: Instant) {
+        let Some(peer) = self.peer_mut(side) else {
+            return;
+        };
+        let result = buffer::read_http(&peer.stream);
+        match result {
+            Ok(buffer) if buffer.is_empty() => self.eof(side, now),
+            Ok(buffer) => {
+                let n = buffer.len();
+                let input = match side {
+                    Side::Client => Input::ClientData(buffer),
+                    Side::Upstream => {
+                        if let Some(upstream) = &mut self.upstream {
+                            upstream.bytes_read += n as u64;
+                        }
+                        Input::UpstreamData(buffer)
+                    }
+                };
+                self.feed(input, now);
+            }
+            Err(e) if is_transient(&e) => {}
+            Err(error) => {
+                tracing::debug!(client = %self.context.client, ?side, %error, "read failed");
+                self.eof(side, now);
+            }
+        }
+    }
+
+    pub(super) fn eof(&mut self, side: Side, now: Instant) {
+        let Some(peer) = self.peer_mut(side) else {
+            return;
+        };
+        if peer.read_eof {
+            return;
+        }
+        peer.read_eof = true;
+        let input = match side {
+            Side::Client => Input::ClientEof,
+            Side::Upstream => Input::UpstreamEof,
+        };
+        self.feed(input, now);
+    }
+
+    /// Accounts for a write towards `side` (or its failure).
+    pub(super) fn wrote(&mut self, side: Side, result: io::Result<usize>, now: Instant) {
+        let Some(peer) = self.peer_mut(side) else {
+            return;
+        };
+        match result {
+            Ok(0) => self.write_failed(side, io::ErrorKind::WriteZero.into(), now),
+            Ok(n) => {
+                peer.written(n);
+                if !peer.pending() {
+                    if peer.shutdown_pending {
+                        peer.shutdown_write();
+                    }
+                    self.feed(Input::Flushed { to: side }, now);
+                }
+            }
+            Err(e) if is_transient(&e) => {}
+            Err(error) => self.write_failed(side, error, now),
+        }
+    }
+
+    /// A peer that cannot be written to is gone: drop what was queued for it and tell the
+    /// core, which ends the exchange or tunnel (an EOF would only half-close it).
+    fn write_failed(&mut self, side: Side, error: io::Error, now: Instant) {
+        tracing::debug!(client = %self.context.client, ?side, %error, "write failed");
+        if let Some(peer) = self.peer_mut(side) {
+            peer.discard();
+            peer.shutdown_pending = false;
+            peer.write_closed = true;
+            peer.read_eof = true;
+        }
+        // The peer is gone both ways: the core ends the exchange or tunnel at once.
+        self.feed(Input::WriteFailed { to: side }, now);
+    }
+}
+
+/// A failure that means "not now": the socket is drained (or full), or a signal
+/// interrupted the call.
+pub(super) fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// One vectored write of what is queued towards `peer` (head and body of a response go
+/// out in one system call), or else one splice out of its pipe, once its socket may take
+/// bytes. The slices are built on every poll rather than kept in the future, which every
+/// connection's task would carry.
+async fn write_queued(peer: &Peer) -> io::Result<usize> {
+    future::poll_fn(|cx| loop {
+        if peer.stream.poll_writable(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if let Some(pipe) = peer.pipe.as_ref().filter(|_| peer.queue.is_empty()) {
+            let result = peer.stream.splice_from(pipe);
+            match result {
+                Err(e) if is_transient(&e) => continue, // now waits for writability
+                result => return Poll::Ready(result),
+            }
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+        let n = peer.queue.slices(&mut slices);
+        let result = peer.stream.write_vectored(&slices[..n]);
+        match result {
+            Err(e) if is_transient(&e) => {} // now waits for writability
+            result => return Poll::Ready(result),
+        }
+    })
+    .await
+}
+
+/// Writes some of what is queued towards `peer`; never completes when nothing is.
+pub(super) async fn write_some(peer: Option<&Peer>, side: Side) -> Wake {
+    match peer {
+        Some(peer) if peer.pending() && !peer.write_closed => {
+            Wake::Wrote(side, write_queued(peer).await)
+        }
+        _ => future::pending().await,
+    }
+}
+
+/// Completes when `peer` is readable; never completes for `None`. Readiness lives in the
+/// reactor, not in this future: what arrived while a wait was won by something else is
+/// still seen by the next wait.
+pub(super) async fn readable(peer: Option<&Peer>, side: Side) -> Wake {
+    match peer {
+        Some(peer) => {
+            peer.stream.readable().await;
+            Wake::Readable(side)
+        }
+        None => future::pending().await,
+    }
+}
+
+/// Writes everything queued towards `peer` (a failed write drops the rest); a shutdown
+/// still pending is left to the close that follows.
+pub(super) async fn flush(peer: Option<&mut Peer>) {
+    let Some(peer) = peer else {
+        return;
+    };
+    while peer.pending() && !peer.write_closed {
+        match write_queued(peer).await {
+            Ok(n) if n > 0 => peer.written(n),
+            Err(e) if is_transient(&e) => {}
+            _ => {
+                peer.discard();
+                peer.write_closed = true;
+            }
+        }
+    }
+}
