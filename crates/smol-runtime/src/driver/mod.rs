@@ -188,13 +188,17 @@ impl Driver<'_> {
                 // Already closed: the loop ends once the outputs are drained.
                 Misuse::Closed => {}
                 other => {
-                    tracing::warn!(client = %self.context.client, %other, "core rejected an input")
+                    tracing::warn!(client = %self.context.client, %other, "core rejected an input");
+                    // The driver's own bug (say, bytes past a frame-aware tunnel's
+                    // passthrough budget): loud in tests and debug builds.
+                    debug_assert!(false, "core rejected an input: {other}");
                 }
             }
         }
     }
 
-    /// After `StartTunnel`: reads go to pooled buffers and are copied, not parsed.
+    /// After `StartTunnel`: reads go to pooled buffers and are copied, or, in a
+    /// frame-aware tunnel, are shown to the core where it must see them.
     fn in_tunnel(&self) -> bool {
         self.conn.state() == StateKind::Tunnel
     }
