@@ -133,3 +133,112 @@ fn record(client: SocketAddr, event: &Event) {
         other => tracing::debug!(%client, ?other, "event"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use switchyard_core::{CloseReason, TunnelRecord};
+
+    /// The access-log line `event` makes, as the CLI's formatter writes it.
+    fn line_of(event: &Event) -> String {
+        #[derive(Clone, Default)]
+        struct Capture(Arc<Mutex<Vec<u8>>>);
+        impl Write for Capture {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().write(bytes)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .finish();
+        let client = "127.0.0.1:4000".parse().unwrap();
+        tracing::subscriber::with_default(subscriber, || record(client, event));
+        let bytes = capture.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    fn tunnel(websocket: Option<WebSocketRecord>, reason: CloseReason) -> Event {
+        Event::TunnelClosed(TunnelRecord {
+            route: 0,
+            target: "/chat".into(),
+            protocol: "websocket".into(),
+            bytes_client_to_upstream: 120,
+            bytes_upstream_to_client: 340,
+            duration: Duration::from_millis(1500),
+            reason,
+            websocket,
+        })
+    }
+
+    #[test]
+    fn a_frame_aware_tunnel_line_shows_its_websocket_accounting() {
+        let client = FrameStats {
+            frames: 7,
+            messages: 3,
+            close_frames: 1,
+            close_code: Some(1000),
+            ..FrameStats::default()
+        };
+        let upstream = FrameStats {
+            frames: 5,
+            messages: 4,
+            ..FrameStats::default()
+        };
+        let record = WebSocketRecord {
+            client,
+            upstream,
+            pings_sent: 2,
+            pongs_received: 1,
+            last_ping_rtt: Some(Duration::from_micros(1250)),
+            min_ping_rtt: Some(Duration::from_micros(310)),
+        };
+        let line = line_of(&tunnel(Some(record), CloseReason::UpstreamUnresponsive));
+        for field in [
+            "path=/chat",
+            "protocol=websocket",
+            "bytes_in=120",
+            "bytes_out=340",
+            "duration_ms=1500",
+            "reason=\"upstream_unresponsive\"",
+            "ws_messages_in=3",
+            "ws_messages_out=4",
+            "ws_frames_in=7",
+            "ws_frames_out=5",
+            "ws_close_client=1000",
+            "ws_close_upstream=1006",
+            "ws_pings_sent=2",
+            "ws_pongs_received=1",
+            "ws_rtt_ms=1.25",
+            "ws_min_rtt_ms=0.31",
+        ] {
+            assert!(line.contains(field), "{field} missing in {line}");
+        }
+    }
+
+    #[test]
+    fn a_byte_tunnel_line_has_no_websocket_fields() {
+        let line = line_of(&tunnel(None, CloseReason::BothClosed));
+        assert!(line.contains("reason=\"both_closed\""), "{line}");
+        assert!(line.contains("bytes_in=120"), "{line}");
+        assert!(!line.contains("ws_"), "{line}");
+    }
+
+    #[test]
+    fn close_codes_are_named_as_rfc_6455_does() {
+        let sent = |close_frames, close_code| FrameStats {
+            close_frames,
+            close_code,
+            ..FrameStats::default()
+        };
+        assert_eq!(close_code(&sent(1, Some(4000))), 4000);
+        assert_eq!(close_code(&sent(1, None)), 1005, "a Close without a code");
+        assert_eq!(close_code(&sent(0, None)), 1006, "no Close at all");
+    }
+}
