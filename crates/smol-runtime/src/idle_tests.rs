@@ -151,10 +151,12 @@ fn a_large_websocket_message_splices_and_the_idle_websocket_holds_nothing() {
 
     // Over 1 MiB in one frame each way: the header is shown to the core, the payload
     // goes past it, spliced while at least 16 KiB of it is left, and never beyond the
-    // frame (its last 40 000 bytes are less than a pipe's worth, and the next frame is
-    // right behind them): the small message behind it arrives whole.
+    // frame (its size is no multiple of a pipe's 64 KiB, and the next frame is right
+    // behind it): the small message behind it arrives whole.
     let spliced_before = pipe::SPLICES.load(Ordering::SeqCst);
-    let large: Vec<u8> = (0..(1u32 << 20) + 40_000).map(|i| (i % 251) as u8).collect();
+    let large: Vec<u8> = (0..(1u32 << 20) + 40_000)
+        .map(|i| (i % 251) as u8)
+        .collect();
     ws.send(Message::binary(large.clone())).unwrap();
     ws.send(Message::text("right behind")).unwrap();
     assert!(
