@@ -422,7 +422,7 @@ impl Conn {
     }
 
     /// Writes what is queued towards `side` without blocking. Returns true when the queue
-    /// emptied (and `Flushed` was fed) or the write failed (and an EOF was fed).
+    /// emptied (and `Flushed` was fed) or the write failed (and `WriteFailed` was fed).
     fn flush(&mut self, side: Side, now: Instant) -> bool {
         let Some(peer) = self.peer(side) else {
             return false;
@@ -447,13 +447,19 @@ impl Conn {
         true
     }
 
-    /// A peer that cannot be written to is gone: drop its queue, report it closed.
+    /// A peer that cannot be written to is gone both ways: drop its queue, stop reading
+    /// it, and tell the core, which ends the exchange or tunnel (in a WebSocket tunnel,
+    /// after a Close frame to the other peer).
     fn write_failed(&mut self, side: Side, now: Instant) -> bool {
-        if let Some(peer) = self.peer(side) {
-            peer.queue.clear();
-            peer.write_closed = true;
+        let Some(peer) = self.peer(side) else {
+            return false;
+        };
+        peer.queue.clear();
+        peer.write_closed = true;
+        peer.read_eof = true;
+        if self.closing.is_none() {
+            self.feed(Input::WriteFailed { to: side }, now);
         }
-        self.eof(side, now);
         true
     }
 

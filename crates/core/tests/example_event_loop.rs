@@ -36,8 +36,12 @@ impl Drop for Running {
 }
 
 fn start_proxy(origin: SocketAddr) -> Running {
+    start_proxy_with(origin, Config::default())
+}
+
+fn start_proxy_with(origin: SocketAddr, config: Config) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut proxy = event_loop::Proxy::new(listener, origin, Config::default()).unwrap();
+    let mut proxy = event_loop::Proxy::new(listener, origin, config).unwrap();
     let addr = proxy.local_addr().unwrap();
     let stopper = proxy.stopper();
     let thread = Some(thread::spawn(move || proxy.run()));
@@ -179,6 +183,37 @@ fn websocket_text_and_binary_echo_through_the_event_loop() {
             Err(e) => panic!("closing: {e}"),
         }
     }
+}
+
+#[test]
+fn the_event_loop_pings_quiet_websocket_peers_and_absorbs_their_pongs() {
+    let mut config = Config::default();
+    config.routes[0].websocket.ping_interval = Some(Duration::from_millis(100));
+    config.routes[0].websocket.ping_timeout = Duration::from_millis(300);
+    let proxy = start_proxy_with(start_origin(), config);
+    let stream = connect(proxy.addr);
+    let (mut ws, _) = tungstenite::client(format!("ws://{}/chat", proxy.addr), stream).unwrap();
+
+    // Quiet, the client is pinged (tungstenite answers each Ping as it reads the next
+    // message); so is the origin, with frames masked by keys the loop hands the core,
+    // or tungstenite would refuse them. Four Pings outlast interval + timeout: a peer
+    // whose answers were not absorbed as answers would have been declared dead.
+    for _ in 0..4 {
+        match ws.read().unwrap() {
+            Message::Ping(payload) => assert_eq!(payload.len(), 8),
+            other => panic!("the client got {other:?} while quiet"),
+        }
+    }
+    ws.send(Message::text("still open")).unwrap();
+    // (A loaded machine may take an interval to echo: skip the Pings meanwhile.)
+    let echo = loop {
+        match ws.read().unwrap() {
+            Message::Ping(_) => {}
+            other => break other,
+        }
+    };
+    assert_eq!(echo, Message::text("still open"));
+    ws.close(None).unwrap();
 }
 
 #[test]

@@ -13,9 +13,9 @@
 //!   signal, a freed connection slot).
 //! - [`Io<TcpStream>`](Io): `stream` (register an accepted stream), `connect`, and one
 //!   non-blocking call each: `read`, `read_spare` (into uninitialised memory),
-//!   `write_vectored`, `splice_to` / `splice_from` (a [`Pipe`]), `shutdown_write`,
-//!   `set_nodelay`; each records what it learned about readiness, and the socket is not
-//!   reachable otherwise. `poll_readable` / `poll_writable` (and `readable()`)
+//!   `write_vectored`, `splice_to` (at most so many bytes) / `splice_from` (a
+//!   [`Pipe`]), `shutdown_write`, `set_nodelay`; each records what it learned about
+//!   readiness, and the socket is not reachable otherwise. `poll_readable` / `poll_writable` (and `readable()`)
 //!   complete when the next call may succeed; `may_be_readable` says
 //!   whether a pooled socket needs a probe; `forget_wakers` before a socket changes task.
 //! - [`Io<TcpListener>`](Io): `listener`, `accept` (a non-blocking stream and its

@@ -19,7 +19,10 @@
 //! keep-alive pool of idle upstream connections (one per worker). Tunnels copy bytes
 //! through 64 KiB buffers taken from a pool only once a socket is readable, and a
 //! direction carrying bulk data splices through a pooled pipe instead (Linux reactor);
-//! buffers and pipes go back once written, so an idle WebSocket holds neither.
+//! buffers and pipes go back once written, so an idle WebSocket holds neither. In a
+//! frame-aware WebSocket tunnel the core is shown each frame header and control frame
+//! while payloads go past it on the same path, up to the frame's end; the core's own
+//! frames towards upstreams are masked with keys from the operating system's CSPRNG.
 //!
 //! # Example
 //!
@@ -54,7 +57,8 @@
 //! [`ServerConfig::events`]. The default sink, [`AccessLog`], makes every finished
 //! request and every finished tunnel one `tracing` record at INFO with target
 //! `switchyard::access` (client, method, path, status, bytes each way, duration, and for
-//! tunnels the close reason); protocol errors of clients are DEBUG, of upstreams WARN.
+//! tunnels the close reason, and a frame-aware WebSocket's messages, frames, close codes
+//! and pings); protocol errors of clients are DEBUG, of upstreams WARN.
 //! Metrics are another sink, beside it. The runtime's own records (failing upstream
 //! connects and accept errors are WARN) go to `tracing` directly.
 //!

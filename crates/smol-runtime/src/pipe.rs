@@ -87,10 +87,11 @@ impl Pipe {
         self.len.get()
     }
 
-    /// Moves what `from` has (up to [`PIPE_CHUNK`]) into the pipe. An error that means
-    /// splice cannot work here turns it off for the thread.
-    pub(crate) fn fill(&self, from: impl AsFd) -> io::Result<usize> {
-        let room = PIPE_CHUNK - self.len.get();
+    /// Moves what `from` has, up to `most` bytes and [`PIPE_CHUNK`] in the pipe, into
+    /// the pipe (`most` keeps a frame-aware tunnel's splice within the frame's payload).
+    /// An error that means splice cannot work here turns it off for the thread.
+    pub(crate) fn fill(&self, from: impl AsFd, most: usize) -> io::Result<usize> {
+        let room = (PIPE_CHUNK - self.len.get()).min(most);
         let moved = splice(
             from,
             None,
@@ -170,7 +171,7 @@ mod tests {
         let pipe = Pipe::take().unwrap();
         let mut total = 0;
         loop {
-            match pipe.fill(&from) {
+            match pipe.fill(&from, usize::MAX) {
                 Ok(0) => break,
                 Ok(n) => total += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -189,5 +190,32 @@ mod tests {
         assert!(reader.join().unwrap() == payload, "bytes differ");
         pipe.give();
         assert_eq!(FREE.with(|free| free.borrow().len()), 1, "kept for reuse");
+    }
+
+    #[test]
+    fn a_fill_moves_no_more_than_it_is_allowed() {
+        let (mut sender, from) = pair();
+        from.set_nonblocking(true).unwrap();
+        sender.write_all(&[7u8; 50_000]).unwrap();
+        let pipe = Pipe::take().unwrap();
+        // Loopback delivers at once, but not necessarily in one piece: poll (bounded).
+        let mut moved = 0;
+        for _ in 0..1000 {
+            match pipe.fill(&from, 20_000 - moved) {
+                Ok(n) => moved += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+            if moved == 20_000 {
+                break;
+            }
+        }
+        assert_eq!(moved, 20_000);
+        assert_eq!(pipe.len(), 20_000, "the frame's tail stays in the socket");
+        let mut rest = [0u8; 30_000];
+        let mut from = from;
+        from.set_nonblocking(false).unwrap();
+        from.read_exact(&mut rest).unwrap();
+        pipe.give(); // closed, since it holds bytes
     }
 }

@@ -34,8 +34,10 @@ const ACCEPT_BATCH: usize = 16;
 /// How long accepting pauses after a failure that is not one client's: out of file
 /// descriptors with no idle upstream connection left to close, or any other.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// After `shutdown_grace`, how much longer connections may take to finish closing.
-const SHUTDOWN_SLACK: Duration = Duration::from_secs(1);
+/// After `shutdown_grace`, how much longer connections may take to finish closing: a
+/// WebSocket tunnel sends its Close frames at the end of the grace and waits up to 1 s
+/// for the peers' answers, and then what is queued is written.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(2);
 
 /// A bound proxy server, ready to [`run`](Server::run).
 #[derive(Debug)]
@@ -59,7 +61,7 @@ pub struct ShutdownHandle {
 impl ShutdownHandle {
     /// Stops accepting, tells every connection to finish (an exchange in flight completes,
     /// a tunnel gets `shutdown_grace`), and lets [`Server::run`] return once all are done
-    /// or `shutdown_grace` plus one second has passed. Calling it again does nothing.
+    /// or `shutdown_grace` plus two seconds have passed. Calling it again does nothing.
     pub fn shutdown(&self) {
         self.signal.fire();
     }

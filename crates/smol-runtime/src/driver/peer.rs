@@ -24,7 +24,9 @@ const HTTP_BACKLOG: usize = 256 * 1024;
 pub(super) struct Peer {
     pub(super) stream: Io<TcpStream>,
     pub(super) queue: WriteQueue,
-    /// Tunnel bytes on their way to this peer in a pipe (written once `queue` is empty).
+    /// Tunnel bytes on their way to this peer in a pipe. Written before `queue`: a pipe
+    /// is only filled while nothing is pending towards the peer, so whatever the queue
+    /// holds came after it (frames of the core's own, the next shown read).
     pub(super) pipe: Option<Pipe>,
     /// Tunnel reads from this peer splice into a pipe (it sent bulk data lately).
     pub(super) splice_reads: bool,
@@ -62,15 +64,17 @@ impl Peer {
         !self.queue.is_empty() || self.pipe.is_some()
     }
 
-    /// Accounts for `n` bytes written by [`write_queued`] (from the queue while it holds
-    /// any, else from the pipe, which counted them itself).
+    /// Accounts for `n` bytes written by [`write_queued`] (from the pipe while there is
+    /// one, which counted them itself, else from the queue).
     fn written(&mut self, n: usize) {
-        if !self.queue.is_empty() {
-            self.queue.consume(n);
-        } else if self.pipe.as_ref().is_some_and(|pipe| pipe.len() == 0) {
-            if let Some(pipe) = self.pipe.take() {
-                pipe.give();
+        match &self.pipe {
+            Some(pipe) if pipe.len() == 0 => {
+                if let Some(pipe) = self.pipe.take() {
+                    pipe.give();
+                }
             }
+            Some(_) => {}
+            None => self.queue.consume(n),
         }
     }
 
@@ -234,16 +238,16 @@ pub(super) fn is_transient(error: &io::Error) -> bool {
     )
 }
 
-/// One vectored write of what is queued towards `peer` (head and body of a response go
-/// out in one system call), or else one splice out of its pipe, once its socket may take
-/// bytes. The slices are built on every poll rather than kept in the future, which every
-/// connection's task would carry.
+/// One splice out of the pipe towards `peer`, or else one vectored write of what is
+/// queued towards it (head and body of a response go out in one system call), once its
+/// socket may take bytes. The slices are built on every poll rather than kept in the
+/// future, which every connection's task would carry.
 async fn write_queued(peer: &Peer) -> io::Result<usize> {
     future::poll_fn(|cx| loop {
         if peer.stream.poll_writable(cx).is_pending() {
             return Poll::Pending;
         }
-        if let Some(pipe) = peer.pipe.as_ref().filter(|_| peer.queue.is_empty()) {
+        if let Some(pipe) = &peer.pipe {
             let result = peer.stream.splice_from(pipe);
             match result {
                 Err(e) if is_transient(&e) => continue, // now waits for writability
@@ -299,5 +303,60 @@ pub(super) async fn flush(peer: Option<&mut Peer>) {
                 peer.write_closed = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{self, block_on};
+    use bytes::Bytes;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (b, _) = listener.accept().unwrap();
+        (a, b)
+    }
+
+    /// Bytes spliced into a pipe towards a peer, then a frame of the core's own queued
+    /// behind them: the peer reads them in that order.
+    #[test]
+    fn a_pipe_is_written_before_what_was_queued_after_it() {
+        if !backend::CAN_SPLICE {
+            return;
+        }
+        let (mut sender, from) = pair();
+        let (to, mut receiver) = pair();
+        from.set_nonblocking(true).unwrap();
+        to.set_nonblocking(true).unwrap();
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        sender.write_all(b"payload ").unwrap();
+        block_on(async move {
+            let from = Io::stream(from, true).unwrap();
+            let mut peer = Peer::new(Io::stream(to, false).unwrap());
+            let pipe = Pipe::take().unwrap();
+            let mut moved = 0;
+            while moved < 8 {
+                from.readable().await;
+                match from.splice_to(&pipe, 8 - moved) {
+                    Ok(n) => moved += n,
+                    Err(e) if is_transient(&e) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            peer.pipe = Some(pipe);
+            peer.push(Chunk::Bytes(Bytes::from_static(b"then a Close")));
+            flush(Some(&mut peer)).await;
+            assert!(!peer.pending());
+        })
+        .unwrap();
+        let mut got = [0u8; 20];
+        receiver.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"payload then a Close");
     }
 }

@@ -1,5 +1,14 @@
 //! The tunnel's data path: copy through a pooled buffer, or splice through a pooled
-//! pipe for a direction carrying bulk data.
+//! pipe for a direction carrying bulk data, and in a frame-aware WebSocket tunnel the
+//! reads the core must see.
+//!
+//! Before each read the core says how many bytes may go past it
+//! ([`Connection::tunnel_passthrough`](switchyard_core::Connection::tunnel_passthrough)):
+//! everything in a byte tunnel, the rest of the current frame's payload in a frame-aware
+//! one. Within that budget bytes are copied or spliced as in a byte tunnel and reported
+//! with [`Input::TunnelActivity`]; at 0 (a frame header, a control frame) the read is an
+//! HTTP-style one handed to the core as [`Input::TunnelData`], which forwards it itself
+//! as `ToClient` / `ToUpstream` slices of the read.
 
 use std::time::Instant;
 
@@ -8,27 +17,45 @@ use switchyard_core::{Input, Side};
 use super::peer::is_transient;
 use super::Driver;
 use crate::backend::{pipe_supported, Pipe};
-use crate::buffer::{give_buffer, take_buffer, Chunk};
+use crate::buffer::{self, give_buffer, take_buffer, Chunk, HTTP_READ_SIZE};
 
 /// A tunnel direction that splices keeps splicing while each splice moves at least this
-/// much; less sends it back to copying (see `pipe.rs`).
+/// much; less sends it back to copying (see `pipe.rs`). A frame-aware direction also
+/// splices only while the frame has at least this much payload left: the tail of a
+/// frame is copied.
 const SPLICE_AT_LEAST: usize = 16 * 1024;
 
 impl Driver<'_> {
-    /// Tunnel: read into a pooled buffer (taken only now that the socket is readable)
-    /// and queue it towards the other side.
+    /// Tunnel: read what `side` sent as the core's passthrough budget allows.
     pub(super) fn read_tunnel(&mut self, side: Side, now: Instant) {
+        let budget = self.conn.tunnel_passthrough(side);
+        if budget == 0 {
+            self.read_shown(side, now);
+            return;
+        }
+        let most = usize::try_from(budget).unwrap_or(usize::MAX);
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
-        if peer.splice_reads && pipe_supported() {
-            self.splice_tunnel(side, now);
-            return;
+        if peer.splice_reads && most >= SPLICE_AT_LEAST && pipe_supported() {
+            self.splice_tunnel(side, most, now);
+        } else {
+            self.copy_tunnel(side, most, now);
         }
+    }
+
+    /// Reads at most `most` bytes into a pooled buffer (taken only now that the socket
+    /// is readable) and queues them towards the other side.
+    fn copy_tunnel(&mut self, side: Side, most: usize, now: Instant) {
+        let Some(peer) = self.peer_mut(side) else {
+            return;
+        };
         let mut buffer = take_buffer();
-        let result = peer.stream.read(&mut buffer);
-        // A full buffer: bulk data, which the next reads splice instead of copying.
-        peer.splice_reads = matches!(result, Ok(n) if n == buffer.len());
+        let wanted = buffer.len().min(most);
+        let result = peer.stream.read(&mut buffer[..wanted]);
+        // A read that filled what it asked for (a whole buffer in a byte tunnel): bulk
+        // data, which the next reads splice instead of copying.
+        peer.splice_reads = matches!(result, Ok(n) if n == wanted && n >= SPLICE_AT_LEAST);
         match result {
             Ok(0) => {
                 give_buffer(buffer);
@@ -60,9 +87,10 @@ impl Driver<'_> {
         }
     }
 
-    /// Tunnel, bulk direction: splice what the socket holds into a pipe towards the other
-    /// side. A splice that moved little sends the next reads back to copying.
-    fn splice_tunnel(&mut self, side: Side, now: Instant) {
+    /// Tunnel, bulk direction: splice at most `most` bytes of what the socket holds into
+    /// a pipe towards the other side. A splice that moved little sends the next reads
+    /// back to copying.
+    fn splice_tunnel(&mut self, side: Side, most: usize, now: Instant) {
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
@@ -74,7 +102,7 @@ impl Driver<'_> {
                 return; // the socket is still readable: the next wait reads it
             }
         };
-        let result = peer.stream.splice_to(&pipe);
+        let result = peer.stream.splice_to(&pipe, most);
         // A short splice may stop at the pipe's slot count, so only WouldBlock can say
         // the socket is drained, and not even that: splice never reads past an urgent
         // (out-of-band) mark. On WouldBlock the next read copies (a read skips the
@@ -98,8 +126,8 @@ impl Driver<'_> {
                 );
                 if let Some(other) = self.peer_mut(side.other()).filter(|o| !o.write_closed) {
                     // `should_read` waits for the other side's queue and pipe to empty,
-                    // and the core sends nothing during a tunnel: `Peer::written` relies
-                    // on never having both.
+                    // so nothing queued towards it is older than this pipe, which
+                    // `Peer::written` writes first.
                     debug_assert!(!other.pending());
                     other.pipe = Some(pipe);
                 }
@@ -112,6 +140,46 @@ impl Driver<'_> {
             Err(error) => {
                 pipe.give();
                 tracing::debug!(client = %self.context.client, ?side, %error, "splice failed");
+                self.eof(side, now);
+            }
+        }
+    }
+
+    /// Answers the core's [`Output::NeedMaskingKey`](switchyard_core::Output::NeedMaskingKey)
+    /// with a key from the operating system's CSPRNG: the peers must not predict it
+    /// (RFC 6455 §5.3).
+    pub(super) fn give_masking_key(&mut self) {
+        let mut key = [0; 4];
+        match getrandom::fill(&mut key) {
+            Ok(()) => self.feed(Input::MaskingKey(key), Instant::now()),
+            // The tunnel goes on; only the proxy's own frames towards the upstream wait
+            // (a drain's Close is then given up after its wait).
+            Err(error) => tracing::error!(
+                client = %self.context.client,
+                %error,
+                "no random masking key: frames of the proxy's own towards the upstream wait"
+            ),
+        }
+    }
+
+    /// Frame-aware tunnel, at a frame header or control frame: one HTTP-style read
+    /// (copied into a buffer of its size when small, handed over when large) shown to
+    /// the core, which forwards what it may as slices of it.
+    fn read_shown(&mut self, side: Side, now: Instant) {
+        let Some(peer) = self.peer_mut(side) else {
+            return;
+        };
+        match buffer::read_http(&peer.stream) {
+            Ok(data) if data.is_empty() => self.eof(side, now),
+            Ok(data) => {
+                // A full read: a large frame's payload follows its header, and the reads
+                // within it splice.
+                peer.splice_reads = data.len() == HTTP_READ_SIZE;
+                self.feed(Input::TunnelData { from: side, data }, now);
+            }
+            Err(e) if is_transient(&e) => {}
+            Err(error) => {
+                tracing::debug!(client = %self.context.client, ?side, %error, "read failed");
                 self.eof(side, now);
             }
         }

@@ -215,14 +215,15 @@ impl Io<TcpStream> {
         result
     }
 
-    /// Splices what the socket holds into `pipe` (see [`Pipe::fill`]).
+    /// Splices at most `most` bytes of what the socket holds into `pipe` (see
+    /// [`Pipe::fill`]).
     ///
     /// Records nothing: a short splice may stop at the pipe's slot count with more
     /// queued, and `WouldBlock` may mean an urgent mark that splice never reads past, so
     /// no result of a splice proves the socket drained. The caller reads (copies) next
     /// after a `WouldBlock`, which decides.
-    pub(crate) fn splice_to(&self, pipe: &Pipe) -> io::Result<usize> {
-        pipe.fill(&self.inner)
+    pub(crate) fn splice_to(&self, pipe: &Pipe, most: usize) -> io::Result<usize> {
+        pipe.fill(&self.inner, most)
     }
 
     /// Splices what `pipe` holds into the socket (see [`Pipe::drain`]).
