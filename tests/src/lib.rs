@@ -45,18 +45,22 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod checks;
+mod events;
+mod frames;
 mod http;
 mod origin;
 mod proxy;
 mod ws;
 
 pub use checks::{origin_saw_only_a_probe, send_raw};
+pub use events::Events;
+pub use frames::{opcode, parse_frame, parse_frames, Frame, RawPeer, PEER_MASK};
 pub use http::{chunked_is_canonical, ok, Conn, Head, Message, HOP_BY_HOP};
 pub use origin::{Origin, Reply};
 pub use proxy::Proxy;
 pub use ws::{
-    encode_fragment, encode_frame, ws_accept_response, ws_close, ws_config, ws_connect, ws_request,
-    WS_KEY,
+    close_payload, encode_fragment, encode_frame, encode_raw_frame, ws_accept_response,
+    ws_accept_response_with, ws_close, ws_config, ws_connect, ws_connect_raw, ws_request, WS_KEY,
 };
 
 use std::thread::JoinHandle;
