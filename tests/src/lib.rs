@@ -60,7 +60,8 @@ pub use origin::{Origin, Reply};
 pub use proxy::Proxy;
 pub use ws::{
     close_payload, encode_fragment, encode_frame, encode_raw_frame, ws_accept_response,
-    ws_accept_response_with, ws_close, ws_config, ws_connect, ws_connect_raw, ws_request, WS_KEY,
+    ws_accept_response_with, ws_close, ws_config, ws_connect, ws_connect_raw, ws_next_message,
+    ws_request, ws_stay_quiet, WS_KEY,
 };
 
 use std::thread::JoinHandle;

@@ -2,11 +2,12 @@
 //! tests that need exact control over what goes into each write.
 
 use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 use tungstenite::handshake::client::Response;
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::WebSocketConfig;
-use tungstenite::WebSocket;
+use tungstenite::{Message, WebSocket};
 
 use crate::http::{Conn, Head};
 use crate::IO_TIMEOUT;
@@ -53,6 +54,53 @@ pub fn ws_close(ws: &mut WebSocket<TcpStream>) {
             Ok(_) => {}
             Err(tungstenite::Error::ConnectionClosed) => return,
             Err(e) => panic!("closing handshake failed: {e}"),
+        }
+    }
+}
+
+/// Reads from `ws` for `quiet` without sending anything (tungstenite answers Pings by
+/// itself) and returns the payloads of the Pings that arrived. Any other message, or the
+/// end of the tunnel, fails the test.
+pub fn ws_stay_quiet(ws: &mut WebSocket<TcpStream>, quiet: Duration) -> Vec<Vec<u8>> {
+    let started = Instant::now();
+    let mut pings = Vec::new();
+    while let Some(left) = quiet.checked_sub(started.elapsed()) {
+        // Short reads, so the loop ends on time however quiet the tunnel is.
+        let wait = left
+            .min(Duration::from_millis(50))
+            .max(Duration::from_millis(1));
+        ws.get_ref()
+            .set_read_timeout(Some(wait))
+            .expect("set_read_timeout");
+        match ws.read() {
+            Ok(Message::Ping(payload)) => pings.push(payload.to_vec()),
+            Ok(other) => panic!(
+                "{:?} into the quiet period the client read {other:?}",
+                started.elapsed()
+            ),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!(
+                "the tunnel ended {:?} into the quiet period: {e}",
+                started.elapsed()
+            ),
+        }
+    }
+    ws.get_ref()
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("set_read_timeout");
+    pings
+}
+
+/// The next message that is not a Ping (tungstenite answers those by itself).
+pub fn ws_next_message(ws: &mut WebSocket<TcpStream>) -> Message {
+    loop {
+        match ws.read().expect("a message") {
+            Message::Ping(_) => {}
+            message => return message,
         }
     }
 }

@@ -3,17 +3,17 @@
 //! answering is found within `ping_interval + ping_timeout` and the other side gets
 //! Close 1001 naming it; a Ping due while a frame trickles in waits for the frame's end.
 
-use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use switchyard_core::WebSocketPolicy;
 use switchyard_e2e::{
-    encode_frame, opcode, parse_frames, wait_until, ws_close, ws_connect, ws_connect_raw, Conn,
-    Events, Frame, Origin, Proxy, RawPeer, IO_TIMEOUT, PEER_MASK,
+    encode_frame, opcode, parse_frames, wait_until, ws_close, ws_connect, ws_connect_raw,
+    ws_next_message, ws_stay_quiet, Conn, Events, Frame, Origin, Proxy, RawPeer, IO_TIMEOUT,
+    PEER_MASK,
 };
 use switchyard_smol::ServerConfig;
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
 const PING_INTERVAL: Duration = Duration::from_millis(200);
 const PING_TIMEOUT: Duration = Duration::from_millis(300);
@@ -28,53 +28,6 @@ fn pings_on(config: &mut ServerConfig) {
         ping_interval: Some(PING_INTERVAL),
         ping_timeout: PING_TIMEOUT,
     };
-}
-
-/// Reads from `ws` for `quiet` without sending anything (tungstenite answers Pings by
-/// itself) and returns the payloads of the Pings that arrived. Any other message, or the
-/// end of the tunnel, fails the test.
-fn stay_quiet(ws: &mut WebSocket<TcpStream>, quiet: Duration) -> Vec<Vec<u8>> {
-    let started = Instant::now();
-    let mut pings = Vec::new();
-    while let Some(left) = quiet.checked_sub(started.elapsed()) {
-        // Short reads, so the loop ends on time however quiet the tunnel is.
-        let wait = left
-            .min(Duration::from_millis(50))
-            .max(Duration::from_millis(1));
-        ws.get_ref()
-            .set_read_timeout(Some(wait))
-            .expect("set_read_timeout");
-        match ws.read() {
-            Ok(Message::Ping(payload)) => pings.push(payload.to_vec()),
-            Ok(other) => panic!(
-                "{:?} into the quiet period the client read {other:?}",
-                started.elapsed()
-            ),
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!(
-                "the tunnel ended {:?} into the quiet period: {e}",
-                started.elapsed()
-            ),
-        }
-    }
-    ws.get_ref()
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .expect("set_read_timeout");
-    pings
-}
-
-/// The next message that is not a Ping (tungstenite answers those by itself).
-fn next_message(ws: &mut WebSocket<TcpStream>) -> Message {
-    loop {
-        match ws.read().expect("a message") {
-            Message::Ping(_) => {}
-            message => return message,
-        }
-    }
 }
 
 fn assert_proxy_pings(pings: &[&[u8]], towards: &str) {
@@ -127,9 +80,9 @@ fn quiet_but_alive_tunnel_outlives_read_timeout_and_sees_no_pong_it_did_not_ask_
     });
     let (mut ws, _) = ws_connect(proxy.addr(), "/");
     ws.send(Message::text("before")).expect("send");
-    assert_eq!(next_message(&mut ws), Message::text("before"));
+    assert_eq!(ws_next_message(&mut ws), Message::text("before"));
 
-    let pings = stay_quiet(&mut ws, READ_TIMEOUT * 3);
+    let pings = ws_stay_quiet(&mut ws, READ_TIMEOUT * 3);
     assert!(
         pings.len() >= 2,
         "{} Pings in {:?} of quiet, interval {PING_INTERVAL:?}",
@@ -143,12 +96,12 @@ fn quiet_but_alive_tunnel_outlives_read_timeout_and_sees_no_pong_it_did_not_ask_
 
     ws.send(Message::text("after"))
         .expect("send after the quiet");
-    assert_eq!(next_message(&mut ws), Message::text("after"));
+    assert_eq!(ws_next_message(&mut ws), Message::text("after"));
     // A Ping of the client's own passes through, and so does the upstream's answer.
     ws.send(Message::Ping(b"the client's own".to_vec().into()))
         .expect("ping");
     assert_eq!(
-        next_message(&mut ws),
+        ws_next_message(&mut ws),
         Message::Pong(b"the client's own".to_vec().into())
     );
     ws_close(&mut ws);
