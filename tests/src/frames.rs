@@ -226,15 +226,6 @@ impl<'a> RawPeer<'a> {
         }
     }
 
-    /// Reads and answers until EOF; returns the frames that arrived meanwhile.
-    pub fn read_until_eof(&mut self) -> io::Result<Vec<Frame>> {
-        let mut frames = Vec::new();
-        while let Some(frame) = self.next_frame()? {
-            frames.push(frame);
-        }
-        Ok(frames)
-    }
-
     /// Serves like a live endpoint until the peer closes: Pings answered, each data frame
     /// sent back with `echo` (as a final frame with the same opcode, for tests whose
     /// messages are single frames), and a Close answered with a Close of the same code,
