@@ -93,6 +93,8 @@ fn tunnel_record_counts_messages_close_codes_pings_and_absorbed_pongs() {
             Err(e) => panic!("closing handshake: {e}"),
         }
     }
+    // The upstream closed first, as a server does; the tunnel ends when the client follows.
+    drop(ws);
 
     let record = events.wait_for_tunnel_record(IO_TIMEOUT);
     let websocket = record.websocket.expect("a WebSocket record");
