@@ -32,16 +32,10 @@ fn counting_echo_origin(pings: Arc<AtomicUsize>) -> Origin {
             Some(ws_config()),
         );
         while let Ok(message) = ws.read() {
-            match message {
-                Message::Ping(_) => {
-                    pings.fetch_add(1, Ordering::SeqCst);
-                }
-                Message::Text(_) | Message::Binary(_) => {
-                    if ws.send(message).is_err() {
-                        return;
-                    }
-                }
-                _ => {}
+            if let Message::Ping(_) = message {
+                pings.fetch_add(1, Ordering::SeqCst);
+            } else if (message.is_text() || message.is_binary()) && ws.send(message).is_err() {
+                return;
             }
         }
     })
