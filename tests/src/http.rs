@@ -346,8 +346,18 @@ impl Conn {
             .expect("shutdown(Write)");
     }
 
+    /// The bytes received but not consumed yet.
+    pub(crate) fn buffered(&self) -> &[u8] {
+        &self.buffer
+    }
+
+    /// Drops the first `n` buffered bytes (consumed by a reader outside this module).
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.buffer.drain(..n);
+    }
+
     /// Reads once more into the buffer; `Ok(0)` is EOF.
-    fn fill(&mut self) -> io::Result<usize> {
+    pub(crate) fn fill(&mut self) -> io::Result<usize> {
         let mut chunk = [0u8; 64 * 1024];
         let n = loop {
             match self.stream.read(&mut chunk) {

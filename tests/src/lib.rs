@@ -7,7 +7,10 @@
 //!   byte it received ([`Origin::scripted`]), a plain HTTP origin ([`Origin::http`]) and a
 //!   WebSocket echo origin built on `tungstenite` ([`Origin::ws_echo`]).
 //! - [`Conn`] is a raw client (or origin-side) connection with an independent HTTP/1.1
-//!   reader, so tests can send malformed input and assert on exact bytes.
+//!   reader, so tests can send malformed input and assert on exact bytes. It also reads
+//!   whole WebSocket frames ([`Conn::read_frame`], [`Frame`]) with a parser of its own,
+//!   and [`RawPeer`] makes it a WebSocket endpoint that answers Pings like a live one.
+//! - [`Events`] records what the proxy reports through its `EventSink`.
 //!
 //! Every socket has read and write timeouts ([`IO_TIMEOUT`]) so no test can hang.
 //!
@@ -16,6 +19,12 @@
 //! | file | what it proves |
 //! |---|---|
 //! | `websocket.rs` | echo, 4 MiB messages, back-to-back frames, frames in the same write as a handshake or a 101, `Connection: keep-alive, Upgrade`, hop-by-hop removal in the handshake, ping, fragments, half-close |
+//! | `websocket_pings.rs` | with the proxy's pings on: a quiet but alive tunnel outlives `read_timeout` and never shows a Pong it did not ask for; a peer that stops answering gets the other side Close 1001 within `ping_interval + ping_timeout`; a Ping due while a frame trickles in waits for its end |
+//! | `websocket_fragments.rs` | fragmented messages with the peer's and the proxy's Pings between fragments, reassembled by tungstenite |
+//! | `websocket_validation.rs` | a frame breaking RFC 6455 gets Close 1002 both ways and is never forwarded; permessage-deflate with and without agreement; byte-exact with validation off |
+//! | `websocket_close.rs` | the drain's Close 1001 both ways, with peers that answer and peers that do not; Close 1001 for a peer that left without one |
+//! | `websocket_demo.rs` | a browser's session (Chromium's handshake) through the demo origin with pings on |
+//! | `websocket_records.rs` | the tunnel record's frame counts and the violation event, through an `EventSink` |
 //! | `http.rs` | forwarding, hop-by-hop removal both ways, keep-alive, request and response bodies (length, chunked, large), HEAD, 304, 103, 502s |
 //! | `upgrade_safety.rs` | refused upgrades never tunnel, rogue 101s are 502, `h2c` never forwarded, CL+TE, bytes after a response |
 //! | `smuggling.rs` | a corpus of framing attacks on both sides, each checking status and that nothing got through |
@@ -45,18 +54,23 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod checks;
+mod events;
+mod frames;
 mod http;
 mod origin;
 mod proxy;
 mod ws;
 
 pub use checks::{origin_saw_only_a_probe, send_raw};
+pub use events::Events;
+pub use frames::{opcode, parse_frame, parse_frames, Frame, RawPeer, PEER_MASK};
 pub use http::{chunked_is_canonical, ok, Conn, Head, Message, HOP_BY_HOP};
 pub use origin::{Origin, Reply};
 pub use proxy::Proxy;
 pub use ws::{
-    encode_fragment, encode_frame, ws_accept_response, ws_close, ws_config, ws_connect, ws_request,
-    WS_KEY,
+    close_payload, encode_fragment, encode_frame, encode_raw_frame, ws_accept_response,
+    ws_accept_response_with, ws_close, ws_config, ws_connect, ws_connect_raw, ws_next_message,
+    ws_request, ws_stay_quiet, WS_KEY,
 };
 
 use std::thread::JoinHandle;

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use tungstenite::protocol::Role;
 use tungstenite::{Message as WsMessage, WebSocket};
 
+use crate::frames::{parse_frames, Frame};
 use crate::http::{Conn, Message};
-use crate::ws::{ws_accept_response, ws_config};
+use crate::ws::{ws_accept_response, ws_accept_response_with, ws_config};
 
 type Recording = Arc<Mutex<Vec<u8>>>;
 
@@ -34,6 +35,7 @@ pub struct Origin {
     connections: Arc<Mutex<Vec<Recording>>>,
     requests: Arc<Mutex<Vec<Message>>>,
     accepted: Arc<AtomicUsize>,
+    ended: Arc<AtomicUsize>,
 }
 
 impl Origin {
@@ -49,6 +51,7 @@ impl Origin {
             connections: Arc::default(),
             requests: Arc::default(),
             accepted: Arc::default(),
+            ended: Arc::default(),
         };
         let script = Arc::new(script);
         let shared = origin.clone();
@@ -59,8 +62,10 @@ impl Origin {
                 shared.connections.lock().unwrap().push(recording.clone());
                 shared.accepted.fetch_add(1, Ordering::SeqCst);
                 let (script, requests) = (script.clone(), shared.requests.clone());
+                let ended = shared.ended.clone();
                 std::thread::spawn(move || {
-                    serve(Conn::recording(stream, recording, requests), &*script)
+                    serve(Conn::recording(stream, recording, requests), &*script);
+                    ended.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
@@ -132,6 +137,29 @@ impl Origin {
         })
     }
 
+    /// A WebSocket origin that answers the handshake (recorded like any request) with a
+    /// `101` carrying `extra` header lines (each ending in CRLF), then runs `script` on the
+    /// connection, which holds whatever the proxy sent after the handshake.
+    pub fn ws_scripted<F>(extra: &'static str, script: F) -> Origin
+    where
+        F: Fn(&mut Conn) + Send + Sync + 'static,
+    {
+        Origin::scripted(move |conn| {
+            let Ok(Some(handshake)) = conn.read_request() else {
+                return;
+            };
+            let Some(key) = handshake.head.get("sec-websocket-key").map(str::to_owned) else {
+                return;
+            };
+            if conn
+                .try_write_all(ws_accept_response_with(&key, extra).as_bytes())
+                .is_ok()
+            {
+                script(conn);
+            }
+        })
+    }
+
     /// The address the origin listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -140,6 +168,12 @@ impl Origin {
     /// How many connections the origin has accepted.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// How many connections have ended: their script returned and the proxy closed its
+    /// side.
+    pub fn ended(&self) -> usize {
+        self.ended.load(Ordering::SeqCst)
     }
 
     /// Everything received so far, one entry per accepted connection, in accept order.
@@ -155,6 +189,26 @@ impl Origin {
     /// handshake of [`Origin::ws_echo`], or by a script), in the order they were completed.
     pub fn requests(&self) -> Vec<Message> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// The WebSocket frames received so far on the first connection, after its handshake
+    /// (for origins whose scripts read through their [`Conn`]); panics unless they are
+    /// whole frames.
+    pub fn ws_frames(&self) -> Vec<Frame> {
+        let handshake = self.requests().first().expect("a handshake").raw();
+        let received = self.received().swap_remove(0);
+        let after = received
+            .strip_prefix(&handshake[..])
+            .expect("the connection starts with the handshake");
+        let (frames, rest) = parse_frames(after);
+        assert!(
+            rest.is_empty(),
+            "the origin received {} bytes that are not a whole frame after {} frames: {:02x?}",
+            rest.len(),
+            frames.len(),
+            &rest[..rest.len().min(32)]
+        );
+        frames
     }
 
     /// Everything received so far on all connections, concatenated in accept order.

@@ -3,6 +3,7 @@
 
 use std::net::TcpStream;
 
+use switchyard_core::WebSocketPolicy;
 use switchyard_e2e::{
     encode_fragment, encode_frame, ws_accept_response, ws_close, ws_config, ws_connect, ws_request,
     Conn, Origin, Proxy, WS_KEY,
@@ -260,7 +261,15 @@ fn half_close_keeps_the_other_direction_open() {
         let _ = conn.read_to_end();
         conn.write_all(&encode_frame(1, b"answer after your EOF", None));
     });
-    let proxy = Proxy::start(origin.addr());
+    // The byte tunnel's half-close, byte for byte: a frame-aware tunnel would also send
+    // the upstream a Close 1001 for the client that left without one (websocket_close.rs).
+    let proxy = Proxy::start_with(origin.addr(), |config| {
+        config.core.routes[0].websocket = WebSocketPolicy {
+            validate: false,
+            ping_interval: None,
+            ..WebSocketPolicy::default()
+        };
+    });
 
     let mut client = Conn::connect(proxy.addr());
     client.write_all(ws_request("/", "Upgrade", "").as_bytes());
