@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use switchyard_core::WebSocketPolicy;
 use switchyard_corpus::{
     client_statuses, parse_forwarded, reply_bytes, verify, Observed, Parsed, Reply, Side, Up,
     Vector,

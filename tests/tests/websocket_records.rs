@@ -4,9 +4,6 @@
 //!
 //! [`EventSink`]: switchyard_smol::EventSink
 
-// `TunnelRecord::websocket` and `Event::WebSocketViolation` land with the frame-aware
-// tunnel; until they have, these tests build only with `--features websocket-records`.
-#![cfg(feature = "websocket-records")]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
