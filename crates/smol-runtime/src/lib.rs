@@ -55,7 +55,7 @@
 //! request and every finished tunnel one `tracing` record at INFO with target
 //! `switchyard::access` (client, method, path, status, bytes each way, duration, and for
 //! tunnels the close reason); protocol errors of clients are DEBUG, of upstreams WARN.
-//! Metrics are another sink, beside it (see below). The runtime's own records (failing upstream
+//! Metrics are another sink, beside it. The runtime's own records (failing upstream
 //! connects and accept errors are WARN) go to `tracing` directly.
 //!
 //! # Metrics and the admin listener
