@@ -558,3 +558,70 @@ fn an_unknown_websocket_key_is_refused_with_its_line() {
     );
     assert!(message.contains("`ws_ping_interval`"), "{message}");
 }
+
+#[test]
+fn check_shows_the_admin_listener_from_the_flag_and_from_the_file() {
+    let out = run(&[
+        "check",
+        "--listen",
+        "127.0.0.1:8080",
+        "--upstream",
+        "127.0.0.1:9000",
+        "--admin-listen",
+        "127.0.0.1:9100",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("\nadmin              127.0.0.1:9100   /metrics /healthz /readyz\n"),
+        "{}",
+        out.stdout
+    );
+    let path = config_file(
+        "admin.toml",
+        "listen = [\"127.0.0.1:8080\"]\nadmin_listen = \"[::1]:9100\"\n",
+    );
+    let path = path.to_str().unwrap();
+    let out = run(&["check", "--config", path, "--upstream", "127.0.0.1:9000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("\nadmin              [::1]:9100   "),
+        "{}",
+        out.stdout
+    );
+    let out = run(&[
+        "check",
+        "--listen",
+        "127.0.0.1:8080",
+        "--upstream",
+        "127.0.0.1:9000",
+    ]);
+    assert!(
+        out.stdout.contains("\nadmin              off\n"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_bad_admin_listen_is_refused_with_its_line_or_flag() {
+    let err = check_fails(
+        "admin-bad.toml",
+        "listen = [\"127.0.0.1:8080\"]\n\nadmin_listen = \"127.0.0.1\"\n",
+    );
+    assert!(
+        err.starts_with(":3: admin_listen: invalid address `127.0.0.1`"),
+        "{err}"
+    );
+    let err = check_fails(
+        "admin-clash.toml",
+        "listen = [\"127.0.0.1:8080\"]\nadmin_listen = \"127.0.0.1:8080\"\n",
+    );
+    assert!(
+        err.starts_with(":2: admin_listen 127.0.0.1:8080 is also a listen address"),
+        "{err}"
+    );
+    let out = run(&["--upstream", "127.0.0.1:9000", "--admin-listen", "9100"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stderr.contains("--admin-listen"), "{}", out.stderr);
+}
