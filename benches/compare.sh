@@ -6,6 +6,7 @@
 #   benches/compare.sh                    # 1 worker each, then 2 workers each
 #   WORKERS=1 DURATION=2 benches/compare.sh
 #   PROXIES="switchyard switchyard-portable" benches/compare.sh   # the two reactors only
+#   PROXIES="switchyard switchyard-admin" benches/compare.sh      # metrics on vs off
 #
 # Environment (all optional):
 #   WORKERS="1 2"       worker counts to run (nginx worker_processes, HAProxy nbthread,
@@ -14,6 +15,10 @@
 #   ROUNDS=3            measurements per figure and proxy (the median is shown)
 #   TUNNELS=5000 HOLD=3 idle-tunnel figure: tunnels held, seconds held
 #   PROXIES="nginx haproxy switchyard switchyard-portable"
+#                       (also: switchyard-admin, the same build with --admin-listen and
+#                       its /metrics scraped every SCRAPE_EVERY seconds while measured;
+#                       its columns: "switchyard (admin on)" and its ratio to switchyard)
+#   SCRAPE_EVERY=1      seconds between scrapes of switchyard-admin (Prometheus: 15)
 #   FIGURES="tput msgs hs rps big"        figures to take (rps and big need wrk)
 #   NICE=0              run every process under `nice -n $NICE` (shared machines)
 #   KEEP=1              keep the temp dir (configs, logs) and print its path
@@ -23,8 +28,9 @@
 # saying so first. The portable build goes to its own target directory (`portable/`
 # under the workspace's), so that neither build undoes the other.
 # Everything listens on 127.0.0.1: origin 19000, nginx 18081, HAProxy 18082,
-# switchyard 18083, switchyard (async-io) 18084 (override with ORIGIN_PORT, NGINX_PORT,
-# HAPROXY_PORT, SWITCHYARD_PORT, SWITCHYARD_PORTABLE_PORT).
+# switchyard 18083, switchyard (async-io) 18084, switchyard (admin on) 18085 with its
+# admin listener on 18086 (override with ORIGIN_PORT, NGINX_PORT, HAPROXY_PORT,
+# SWITCHYARD_PORT, SWITCHYARD_PORTABLE_PORT, SWITCHYARD_ADMIN_PORT, ADMIN_PORT).
 set -euo pipefail
 
 WORKERS=${WORKERS:-"1 2"}
@@ -35,9 +41,11 @@ HOLD=${HOLD:-3}
 PROXIES=${PROXIES:-"nginx haproxy switchyard switchyard-portable"}
 FIGS=${FIGURES:-"tput msgs hs rps big"}
 NICE=${NICE:-0}
+SCRAPE_EVERY=${SCRAPE_EVERY:-1}
+ADMIN_PORT=${ADMIN_PORT:-18086}
 ORIGIN_PORT=${ORIGIN_PORT:-19000}
 declare -A PORT=([nginx]=${NGINX_PORT:-18081} [haproxy]=${HAPROXY_PORT:-18082} [switchyard]=${SWITCHYARD_PORT:-18083}
-    [switchyard-portable]=${SWITCHYARD_PORTABLE_PORT:-18084})
+    [switchyard-portable]=${SWITCHYARD_PORTABLE_PORT:-18084} [switchyard-admin]=${SWITCHYARD_ADMIN_PORT:-18085})
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[compare] %s\n' "$*" >&2; }
@@ -73,11 +81,13 @@ TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 LOADGEN=$TARGET_DIR/release/loadgen
 declare -A BINARY=([switchyard]=$TARGET_DIR/release/switchyard
-    [switchyard-portable]=$TARGET_DIR/portable/release/switchyard)
-if measured switchyard &&
+    [switchyard-portable]=$TARGET_DIR/portable/release/switchyard
+    [switchyard-admin]=$TARGET_DIR/release/switchyard)
+if { measured switchyard || measured switchyard-admin; } &&
     ! cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p switchyard; then
     log "switchyard does not build: measuring the others only"
     drop_proxy switchyard
+    drop_proxy switchyard-admin
 fi
 if measured switchyard-portable; then
     log "building switchyard with --features portable (release, into $TARGET_DIR/portable)"
@@ -124,6 +134,7 @@ require_free() { # port: refuse to measure whatever already listens there
 }
 require_free "$ORIGIN_PORT"
 for proxy in $PROXIES; do require_free "${PORT[$proxy]}"; done
+measured switchyard-admin && require_free "$ADMIN_PORT"
 
 # --- configs ---------------------------------------------------------------------------
 nginx_conf() { # workers port
@@ -196,6 +207,7 @@ EOF
 }
 
 declare -A PROXY_PID
+SCRAPER_PID=""
 
 start_proxy() { # name workers
     local name=$1 workers=$2 port=${PORT[$1]}
@@ -207,13 +219,31 @@ start_proxy() { # name workers
         nice -n "$NICE" "${BINARY[$name]}" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$ORIGIN_PORT" \
             --workers "$workers" --max-connections "$NOFILE" --log warn &>"$TMP/$name.out" &
         ;;
+    switchyard-admin)
+        nice -n "$NICE" "${BINARY[$name]}" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$ORIGIN_PORT" \
+            --workers "$workers" --max-connections "$NOFILE" --log warn \
+            --admin-listen "127.0.0.1:$ADMIN_PORT" &>"$TMP/$name.out" &
+        ;;
     esac
     PROXY_PID[$name]=$!
     PIDS+=("$!")
     wait_http "$port"
+    if [[ $name == switchyard-admin ]]; then
+        # Scraped all along, as Prometheus would (more often): the figures include it.
+        while sleep "$SCRAPE_EVERY"; do
+            curl -s -o /dev/null "http://127.0.0.1:$ADMIN_PORT/metrics" || true
+        done &
+        SCRAPER_PID=$!
+        PIDS+=("$!")
+    fi
 }
 
 stop_proxy() { # name
+    if [[ $1 == switchyard-admin && -n $SCRAPER_PID ]]; then
+        kill "$SCRAPER_PID" 2>/dev/null || true
+        wait "$SCRAPER_PID" 2>/dev/null || true
+        SCRAPER_PID=""
+    fi
     kill "${PROXY_PID[$1]}" 2>/dev/null || true
     wait "${PROXY_PID[$1]}" 2>/dev/null || true
 }
@@ -371,11 +401,26 @@ portable_cells() { # workers figure better -> the two cells (or nothing)
     [[ $3 != - ]] && q=$(quotient "$p" "${R[$1,switchyard,$2]:--}")
     PCELL=" $p |" QCELL=" $q |"
 }
+# The same for the admin listener on (its figure, and its figure over switchyard's: the
+# issue's budget is within 3 %, 0.97× to 1.03×).
+if measured switchyard-admin; then
+    A_HEAD=" switchyard (admin on) |"
+    B_HEAD=" admin on ÷ off |"
+    A_RULE="---|"
+else
+    A_HEAD="" B_HEAD="" A_RULE=""
+fi
+admin_cells() { # workers figure better -> the two cells (or nothing)
+    measured switchyard-admin || return 0
+    local a=${R[$1,switchyard-admin,$2]:--} b="-"
+    [[ $3 != - ]] && b=$(quotient "$a" "${R[$1,switchyard,$2]:--}")
+    PCELL="$PCELL $a |" QCELL="$QCELL $b |"
+}
 echo
 echo "Median of $ROUNDS runs of ${DURATION}s each (idle tunnels: one run)."
 echo
-echo "| workers | figure | direct | nginx | HAProxy | switchyard |$P_HEAD switchyard ÷ best of the two |$Q_HEAD target |"
-echo "|---|---|---|---|---|---|$P_RULE---|$P_RULE---|"
+echo "| workers | figure | direct | nginx | HAProxy | switchyard |$P_HEAD$A_HEAD switchyard ÷ best of the two |$Q_HEAD$B_HEAD target |"
+echo "|---|---|---|---|---|---|$P_RULE$A_RULE---|$P_RULE$A_RULE---|"
 for workers in $WORKERS; do
     for spec in "${TABLE_ROWS[@]}"; do
         IFS='|' read -r fig label better target <<<"$spec"
@@ -387,6 +432,7 @@ for workers in $WORKERS; do
         [[ $better != - ]] && r=$(ratio "$better" "$s" "$n" "$h")
         PCELL="" QCELL=""
         portable_cells "$workers" "$fig" "$better"
+        admin_cells "$workers" "$fig" "$better"
         echo "| $workers | $label | $d | $n | $h | $s |$PCELL $r |$QCELL $target |"
     done
 done
@@ -400,8 +446,8 @@ CPU_ROWS=(
 echo
 echo "Proxy CPU time (user + system, µs) per operation, median of the same runs."
 echo
-echo "| workers | figure | nginx | HAProxy | switchyard |$P_HEAD switchyard ÷ best of the two |$Q_HEAD"
-echo "|---|---|---|---|---|$P_RULE---|$P_RULE"
+echo "| workers | figure | nginx | HAProxy | switchyard |$P_HEAD$A_HEAD switchyard ÷ best of the two |$Q_HEAD$B_HEAD"
+echo "|---|---|---|---|---|$P_RULE$A_RULE---|$P_RULE$A_RULE"
 for workers in $WORKERS; do
     for spec in "${CPU_ROWS[@]}"; do
         IFS='|' read -r fig label <<<"$spec"
@@ -410,6 +456,7 @@ for workers in $WORKERS; do
         s=${R[$workers,switchyard,$fig]:--}
         PCELL="" QCELL=""
         portable_cells "$workers" "$fig" lo
+        admin_cells "$workers" "$fig" lo
         echo "| $workers | $label | $n | $h | $s |$PCELL $(ratio lo "$s" "$n" "$h") |$QCELL"
     done
 done
