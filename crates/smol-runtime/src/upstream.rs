@@ -422,6 +422,61 @@ mod tests {
         .unwrap();
     }
 
+    /// The idle gauge of the group `default` (its one server is the pool's).
+    fn idle_of(metrics: &crate::Metrics) -> String {
+        let text = metrics.encode();
+        let prefix = "switchyard_upstream_pool_idle{upstream=\"default\"} ";
+        let line = text.lines().find_map(|line| line.strip_prefix(prefix));
+        line.expect("the gauge is listed").to_string()
+    }
+
+    #[test]
+    fn the_pool_and_failed_connects_count_into_the_metrics() {
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = listener.local_addr().unwrap();
+        let refused = {
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            closed.local_addr().unwrap()
+        };
+        let mut config = crate::ServerConfig::simple(addr(1), origin);
+        config.upstreams[0].servers.push(refused);
+        let tracker = Arc::new(crate::signal::Tracker::default());
+        let metrics = Arc::new(crate::Metrics::new(&config, 1, tracker));
+        crate::backend::block_on(async {
+            let pool = Pool::with_metrics(PoolConfig::default(), Some(metrics.worker(0)));
+            let mut peers = Vec::new();
+            for _ in 0..2 {
+                let stream = TcpStream::connect(origin).unwrap();
+                stream.set_nonblocking(true).unwrap();
+                peers.push(listener.accept().unwrap().0);
+                pool.put(origin, Io::stream(stream, false).unwrap());
+            }
+            assert_eq!(idle_of(&metrics), "2");
+            assert!(pool.take(origin).is_some());
+            assert_eq!(idle_of(&metrics), "1");
+            pool.clear();
+            assert_eq!(idle_of(&metrics), "0");
+
+            // The refused server is counted once; the other one takes the request.
+            let group = Group::new("default".into(), vec![refused, origin]);
+            let dialed = connect(&group, &pool, true, Duration::from_secs(5)).await;
+            assert_eq!(dialed.map(|d| d.server), Some(origin));
+            let text = metrics.encode();
+            let errors = |server: SocketAddr| {
+                let series = format!(
+                    "switchyard_upstream_connect_errors_total{{upstream=\"default\",server=\"{server}\"}} "
+                );
+                text.lines()
+                    .find_map(|line| line.strip_prefix(series.as_str()))
+                    .map(str::to_string)
+            };
+            assert_eq!(errors(refused).as_deref(), Some("1"));
+            assert_eq!(errors(origin).as_deref(), Some("0"));
+        })
+        .unwrap();
+    }
+
     #[test]
     fn a_successful_connect_clears_the_failure() {
         let group = Group::new("g".into(), vec![addr(1), addr(2)]);
