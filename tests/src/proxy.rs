@@ -14,6 +14,7 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct Proxy {
     addr: SocketAddr,
+    admin: Option<SocketAddr>,
     handle: Option<ShutdownHandle>,
     thread: Option<JoinHandle<()>>,
 }
@@ -33,12 +34,14 @@ impl Proxy {
         configure(&mut config);
         let server = Server::bind(config).expect("bind the proxy");
         let addr = server.local_addrs()[0];
+        let admin = server.admin_addr();
         let handle = server.shutdown_handle();
         let thread = std::thread::spawn(move || {
             let _ = server.run();
         });
         Proxy {
             addr,
+            admin,
             handle: Some(handle),
             thread: Some(thread),
         }
@@ -47,6 +50,11 @@ impl Proxy {
     /// The address clients connect to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin listener's address, when `configure` set `admin_listen`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// Asks the server to shut down gracefully without waiting for it.

@@ -45,6 +45,10 @@ pub struct ProxyArgs {
     /// Address to accept clients on, IP:PORT (repeatable).
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
     pub listen: Vec<SocketAddr>,
+    /// Serve /metrics, /healthz and /readyz on this IP:PORT, an address of its own
+    /// [default: off].
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    pub admin_listen: Option<SocketAddr>,
     /// Upstream server for the route `/`, IP:PORT (repeatable: used round-robin).
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
     pub upstream: Vec<SocketAddr>,
@@ -115,6 +119,7 @@ impl ProxyArgs {
         Overrides {
             config: self.config.clone(),
             listen: self.listen.clone(),
+            admin_listen: self.admin_listen,
             upstream: self.upstream.clone(),
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
@@ -191,6 +196,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("expected `off` or"), "{err}");
+    }
+
+    #[test]
+    fn admin_listen_parses_as_an_address() {
+        let cli = Cli::try_parse_from(["switchyard", "--admin-listen", "127.0.0.1:9100"]).unwrap();
+        let expected: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+        assert_eq!(cli.proxy.overrides().admin_listen, Some(expected));
+        let cli = Cli::try_parse_from(["switchyard"]).unwrap();
+        assert_eq!(cli.proxy.overrides().admin_listen, None, "off by default");
+        let err = Cli::try_parse_from(["switchyard", "--admin-listen", "localhost:9100"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--admin-listen"), "{err}");
+        assert!(err.contains("expected IP:PORT"), "{err}");
     }
 
     #[test]

@@ -191,6 +191,10 @@ fn serve(settings: &Settings, bind_hint: &str, on_ready: impl FnOnce(&[SocketAdd
     for addr in &addrs {
         tracing::info!("listening on {addr}");
     }
+    // Worded unlike the line above, which tests and scripts look for.
+    if let Some(admin) = server.admin_addr() {
+        tracing::info!("admin endpoints on http://{admin}: /metrics /healthz /readyz");
+    }
     for (route, &upstream) in settings.core.routes.iter().zip(&settings.route_upstream) {
         let (name, servers) = &settings.upstreams[upstream];
         let servers: Vec<String> = servers.iter().map(ToString::to_string).collect();

@@ -34,6 +34,8 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     /// `--listen`, replacing the file's `listen`.
     pub listen: Vec<SocketAddr>,
+    /// `--admin-listen`, replacing the file's `admin_listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// `--upstream`: one group serving the route `/`.
     pub upstream: Vec<SocketAddr>,
     /// `--header-timeout`.
@@ -73,6 +75,8 @@ pub struct Settings {
     pub source: Option<PathBuf>,
     /// Addresses to listen on.
     pub listen: Vec<SocketAddr>,
+    /// Where the admin endpoints are served; `None`: nowhere.
+    pub admin_listen: Option<SocketAddr>,
     /// The core's configuration (routes, deadlines, limits, forwarding).
     pub core: Config,
     /// Upstream groups: name and servers.
@@ -210,6 +214,25 @@ impl Settings {
             return Err(ConfigError::new(
                 "no address to listen on: pass --listen ADDR or set `listen = [\"IP:PORT\"]` in the config file",
             ));
+        }
+        let admin_listen = match (flags.admin_listen, &file.admin_listen) {
+            (Some(flag), _) => Some(flag),
+            (None, Some(text)) => Some(
+                parse_address(text.get_ref())
+                    .map_err(|e| at(text.span(), format!("admin_listen: {e}")))?,
+            ),
+            (None, None) => None,
+        };
+        if let Some(admin) = admin_listen.filter(|admin| admin.port() != 0) {
+            if listen.contains(&admin) {
+                let message = format!(
+                    "admin_listen {admin} is also a listen address: the admin endpoints need an address of their own"
+                );
+                return Err(match (&file.admin_listen, flags.admin_listen) {
+                    (Some(text), None) => at(text.span(), message),
+                    _ => ConfigError::new(message),
+                });
+            }
         }
 
         let timeouts = Timeouts {
@@ -402,6 +425,7 @@ impl Settings {
         Ok(Settings {
             source: None,
             listen,
+            admin_listen,
             core: Config {
                 routes,
                 timeouts,
@@ -431,6 +455,7 @@ impl Settings {
     pub fn server_config(&self) -> ServerConfig {
         ServerConfig {
             listen: self.listen.clone(),
+            admin_listen: self.admin_listen,
             core: self.core.clone(),
             upstreams: self
                 .upstreams

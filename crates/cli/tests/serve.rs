@@ -199,3 +199,90 @@ fn demo_on_a_taken_port_exits_1_and_suggests_another() {
         out.stdout
     );
 }
+
+/// One `GET path` to the admin listener: the status and the body.
+fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(admin).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}
+
+/// `--admin-listen`: the address is logged; metrics count the request in flight; from
+/// SIGTERM on, `/readyz` is 503 while `/healthz` and `/metrics` still answer, until the
+/// request in flight finishes and the process exits 0.
+#[test]
+fn the_admin_listener_serves_metrics_and_readiness_turns_503_on_sigterm() {
+    let origin = HeldOrigin::start();
+    let mut proxy = Running::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &origin.addr,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--shutdown-grace",
+        "10s",
+    ]);
+    let addr = proxy.listening_addr();
+    let line = proxy.wait_for_log("admin endpoints on http://");
+    let admin: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| {
+            rest.split(':')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(":")
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    assert_ne!(admin, addr);
+
+    assert_eq!(admin_get(admin, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(admin_get(admin, "/readyz").0, 200);
+    assert_eq!(admin_get(admin, "/").0, 404);
+    let (status, metrics) = admin_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("\nswitchyard_connections_open 0\n"),
+        "{metrics}"
+    );
+
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(LIMIT)).unwrap();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    origin.got_request.recv_timeout(LIMIT).unwrap();
+    let (_, metrics) = admin_get(admin, "/metrics");
+    assert!(
+        metrics.contains("\nswitchyard_connections_open 1\n"),
+        "{metrics}"
+    );
+
+    signal(proxy.child.id(), "TERM");
+    proxy.wait_for_log("SIGTERM: stopping gracefully");
+    assert_eq!(
+        admin_get(admin, "/readyz"),
+        (503, "shutting down\n".to_string())
+    );
+    assert_eq!(admin_get(admin, "/healthz").0, 200);
+    assert_eq!(admin_get(admin, "/metrics").0, 200);
+
+    origin.answer.send(()).unwrap();
+    let mut response = Vec::new();
+    client.read_to_end(&mut response).unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert_eq!(proxy.wait_exit().code(), Some(0));
+    origin.thread.join().unwrap();
+    assert!(
+        TcpStream::connect(admin).is_err(),
+        "the admin listener is closed"
+    );
+}

@@ -62,6 +62,17 @@
 //! Metrics are another sink, beside it. The runtime's own records (failing upstream
 //! connects and accept errors are WARN) go to `tracing` directly.
 //!
+//! # Metrics and the admin listener
+//!
+//! With [`ServerConfig::admin_listen`] set, the server counts into [`Metrics`] (fed every
+//! event after [`ServerConfig::events`], and the runtime's own counts: open connections,
+//! failed upstream connects, idle pooled connections), each worker into counters of its
+//! own, summed when read. Its admin listener, on worker 0's executor and a socket of its
+//! own, answers `GET` (and `HEAD`) of `/metrics` (the Prometheus text format),
+//! `/healthz` (200 while the process runs) and `/readyz` (200 while accepting, 503 from
+//! the moment a shutdown starts), 405 for other methods there, 404 for other paths and
+//! 400 for what is not HTTP/1.1; it holds no upstream and reaches none.
+//!
 //! # Descriptor limits
 //!
 //! [`Server::bind`] warns once when `max_connections` cannot fit in the open-file limit
@@ -79,6 +90,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+mod admin;
 mod backend;
 mod buffer;
 mod driver;
@@ -87,6 +99,7 @@ mod events;
 mod idle_tests;
 mod limits;
 mod log;
+mod metrics;
 // The backend (see `backend.rs`): the Linux reactor with splice, or async-io.
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
 mod pipe;
@@ -104,6 +117,7 @@ pub use limits::{
     descriptor_limit, raise_descriptor_limit, DescriptorBudget, DescriptorLimit, Shortfall,
 };
 pub use log::{AccessLog, ACCESS_TARGET};
+pub use metrics::Metrics;
 pub use server::{Server, ShutdownHandle};
 
 /// A named set of upstream servers; requests are spread over them round-robin. A server
@@ -187,6 +201,10 @@ pub struct ServerConfig {
     /// Where the events of every connection go. Default: the [`AccessLog`]. A pair of
     /// sinks feeds both (`Arc::new((AccessLog, metrics))`).
     pub events: Arc<dyn EventSink>,
+    /// Where the admin listener serves `/metrics`, `/healthz` and `/readyz` (see
+    /// [`Server::admin_addr`]); `None` (the default) serves none and collects no
+    /// metrics. Never one of the `listen` addresses.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -206,6 +224,7 @@ impl ServerConfig {
             max_connections: 10_000,
             pool: PoolConfig::default(),
             events: Arc::new(AccessLog),
+            admin_listen: None,
         }
     }
 }

@@ -7,7 +7,8 @@
 //! for other systems), and a connection stays on the thread that accepted it, its
 //! sockets registered with that thread's reactor (see `backend.rs`). Each worker keeps its own upstream keep-alive pool; only the
 //! upstream groups, the connection count and the
-//! shutdown signal are shared.
+//! shutdown signal are shared. The admin listener, when configured, is a task on worker
+//! 0's executor with a socket of its own (see `admin/`).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -20,14 +21,16 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use futures_lite::{future, FutureExt};
 
+use crate::admin::Admin;
 use crate::backend::{self, Io, Timer};
 use crate::driver::{self, Shared};
 use crate::events::EventContext;
 use crate::limits::{self, DescriptorBudget};
+use crate::metrics::Metrics;
 use crate::shortage;
 use crate::signal::{ConnectionGuard, Signal, Tracker};
 use crate::upstream::{Group, Pool};
-use crate::{PoolConfig, ServerConfig};
+use crate::{EventSink, PoolConfig, ServerConfig};
 
 /// Connections accepted before the accept loop lets the other tasks run.
 const ACCEPT_BATCH: usize = 16;
@@ -49,6 +52,10 @@ pub struct Server {
     pool: PoolConfig,
     workers: usize,
     max_connections: usize,
+    /// Open client connections: counted by the accept loops, read by the metrics.
+    tracker: Arc<Tracker>,
+    /// The admin listener and the metrics it serves, when `admin_listen` is set.
+    admin: Option<Admin>,
 }
 
 /// Starts a graceful shutdown of a [`Server`] from anywhere (a signal handler thread, a
@@ -99,6 +106,19 @@ impl Server {
                 worker.push(listen(bound, true).map_err(cannot)?);
             }
         }
+        let tracker = Arc::new(Tracker::default());
+        let admin = match config.admin_listen {
+            Some(addr) => {
+                let metrics = Metrics::new(&config, workers, tracker.clone());
+                Some(Admin::bind(addr, Arc::new(metrics))?)
+            }
+            None => None,
+        };
+        // The metrics follow the configured sink, as a pair of sinks does.
+        let events: Arc<dyn EventSink> = match &admin {
+            Some(admin) => Arc::new((config.events, admin.metrics().clone())),
+            None => config.events,
+        };
         // Said once the listeners are bound: a port in use is the error to report.
         limits::warn_if_short(&budget);
         let shared = Shared {
@@ -111,7 +131,7 @@ impl Server {
             route_upstream: config.route_upstream,
             shutdown: Arc::new(Signal::default()),
             grace: config.shutdown_grace,
-            events: config.events,
+            events,
         };
         Ok(Server {
             listeners,
@@ -120,12 +140,26 @@ impl Server {
             pool: config.pool,
             workers,
             max_connections: config.max_connections,
+            tracker,
+            admin,
         })
     }
 
     /// The addresses actually bound, in the order of `listen` (a port 0 is resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.local_addrs.clone()
+    }
+
+    /// The address the admin listener is bound to (a port 0 resolved), when
+    /// [`ServerConfig::admin_listen`] is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Admin::local_addr)
+    }
+
+    /// The metrics the admin listener serves at `/metrics`, when
+    /// [`ServerConfig::admin_listen`] is set.
+    pub fn metrics(&self) -> Option<Arc<Metrics>> {
+        self.admin.as_ref().map(|admin| admin.metrics().clone())
     }
 
     /// A handle that starts a graceful shutdown.
@@ -145,8 +179,10 @@ impl Server {
             pool,
             workers,
             max_connections,
+            tracker,
+            admin,
         } = self;
-        let tracker = Arc::new(Tracker::default());
+        let metrics = admin.as_ref().map(|admin| admin.metrics().clone());
         // Counts the accept loops still running (every listener still open).
         let accepting = Arc::new(Tracker::default());
         shared.events.start(workers);
@@ -158,6 +194,7 @@ impl Server {
             pool: pool.clone(),
             tracker: tracker.clone(),
             max_connections,
+            metrics: metrics.clone(),
         };
         let own = worker(0, std::mem::take(&mut listeners[0]));
         let stop_workers = Arc::new(Signal::default());
@@ -214,6 +251,14 @@ impl Server {
                 .await
             };
             let serve = async {
+                if let Some(admin) = admin {
+                    // Weak: the listener's task must not keep its executor alive (the
+                    // executor, dropped at the end, drops the task and closes the socket).
+                    let spawner = Rc::downgrade(&executor);
+                    executor
+                        .spawn(admin.serve(shared.shutdown.clone(), spawner))
+                        .detach();
+                }
                 own.serve(&executor).await;
                 future::pending::<bool>().await
             };
@@ -246,7 +291,7 @@ impl Server {
 
 /// Binds a listening socket on `addr` (`SO_REUSEADDR`, `TCP_NODELAY`, and `SO_REUSEPORT`
 /// when several workers each bind one).
-fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     use rustix::net::{self, sockopt, AddressFamily, SocketFlags, SocketType};
     let family = match addr {
         SocketAddr::V4(_) => AddressFamily::INET,
@@ -285,6 +330,8 @@ struct Worker {
     pool: PoolConfig,
     tracker: Arc<Tracker>,
     max_connections: usize,
+    /// The metrics, when the admin listener is on: the pool counts into them.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Worker {
@@ -301,8 +348,10 @@ impl Worker {
             pool,
             tracker,
             max_connections,
+            metrics,
         } = self;
-        let pool = Rc::new(Pool::new(pool));
+        let metrics = metrics.map(|metrics| metrics.worker(index));
+        let pool = Rc::new(Pool::with_metrics(pool, metrics));
         executor
             .spawn(prune_pool(pool.clone(), shared.shutdown.clone()))
             .detach();
@@ -360,6 +409,13 @@ fn validate(config: &ServerConfig) -> io::Result<()> {
     }
     if let Some(group) = config.upstreams.iter().find(|g| g.servers.is_empty()) {
         return invalid(format!("upstream group {:?} has no server", group.name));
+    }
+    if let Some(admin) = config.admin_listen {
+        if admin.port() != 0 && config.listen.contains(&admin) {
+            return invalid(format!(
+                "admin_listen {admin} is also a listen address: the admin endpoints need an address of their own"
+            ));
+        }
     }
     Ok(())
 }

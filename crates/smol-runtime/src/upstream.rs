@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 
 use crate::backend::{Io, Timer};
-
+use crate::metrics::WorkerMetrics;
 use crate::PoolConfig;
 
 /// After a failed connect, a server is tried after the others for this long (nginx's
@@ -113,6 +113,14 @@ pub(crate) async fn connect(
                 });
             }
         }
+        // Counts a failure, also when the caller gives up on the dial (the core's
+        // connect deadline) and drops this future.
+        let mut attempt = DialAttempt {
+            metrics: pool.metrics.as_ref(),
+            group: &group.name,
+            server,
+            failed: true,
+        };
         let dial = async { Some(Io::connect(server).await) };
         let outcome = if group.servers.len() == 1 {
             // The caller races this against the core's connect deadline, which is the
@@ -125,7 +133,10 @@ pub(crate) async fn connect(
             };
             future::or(dial, give_up).await
         };
-        group.record(server, matches!(outcome, Some(Ok(_))), Instant::now());
+        let connected = matches!(outcome, Some(Ok(_)));
+        group.record(server, connected, Instant::now());
+        attempt.failed = !connected;
+        drop(attempt);
         match outcome {
             Some(Ok(stream)) => {
                 if let Err(error) = stream.set_nodelay(true) {
@@ -148,6 +159,22 @@ pub(crate) async fn connect(
     None
 }
 
+/// One dial of an upstream server, counted as a connect error unless it succeeded.
+struct DialAttempt<'a> {
+    metrics: Option<&'a WorkerMetrics>,
+    group: &'a str,
+    server: SocketAddr,
+    failed: bool,
+}
+
+impl Drop for DialAttempt<'_> {
+    fn drop(&mut self) {
+        if let (true, Some(metrics)) = (self.failed, self.metrics) {
+            metrics.connect_failed(self.group, self.server);
+        }
+    }
+}
+
 /// Idle keep-alive connections per upstream server, of one worker (like nginx's
 /// `keepalive`, which is per worker process): a connection is registered with its
 /// worker's reactor and serves that worker's clients only.
@@ -155,6 +182,8 @@ pub(crate) async fn connect(
 pub(crate) struct Pool {
     config: PoolConfig,
     idle: RefCell<HashMap<SocketAddr, VecDeque<Idle>>>,
+    /// The worker's counts, told how many connections idle per server after each change.
+    metrics: Option<WorkerMetrics>,
 }
 
 #[derive(Debug)]
@@ -164,10 +193,33 @@ struct Idle {
 }
 
 impl Pool {
+    /// A pool that counts into no metrics (the tests' kind).
+    #[cfg(test)]
     pub(crate) fn new(config: PoolConfig) -> Self {
+        Pool::with_metrics(config, None)
+    }
+
+    /// A pool that keeps `metrics` told of its idle connections and failed connects.
+    pub(crate) fn with_metrics(config: PoolConfig, metrics: Option<WorkerMetrics>) -> Self {
         Pool {
             config,
             idle: RefCell::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// Tells the metrics how many connections to `server` idle now.
+    fn publish(&self, server: SocketAddr, idle: usize) {
+        if let Some(metrics) = &self.metrics {
+            metrics.pool_idle(server, idle);
+        }
+    }
+
+    /// Tells the metrics how many connections idle per server, after a change to many.
+    fn publish_all(&self) {
+        if let Some(metrics) = &self.metrics {
+            let idle = self.idle.borrow();
+            metrics.pool_idle_all(idle.iter().map(|(&server, queue)| (server, queue.len())));
         }
     }
 
@@ -189,11 +241,13 @@ impl Pool {
                 stream,
                 since: Instant::now(),
             });
-            if queue.len() > self.config.max_idle_per_server {
+            let evicted = if queue.len() > self.config.max_idle_per_server {
                 queue.pop_front()
             } else {
                 None
-            }
+            };
+            self.publish(server, queue.len());
+            evicted
         };
         // Closed once the map is released.
         drop(evicted);
@@ -218,6 +272,7 @@ impl Pool {
                 }
                 discarded.push(entry);
             }
+            self.publish(server, queue.len());
             found
         };
         drop(discarded);
@@ -245,6 +300,7 @@ impl Pool {
             }
             idle.retain(|_, queue| !queue.is_empty());
         }
+        self.publish_all();
         drop(discarded);
     }
 
@@ -266,6 +322,7 @@ impl Pool {
             }
             idle.retain(|_, queue| !queue.is_empty());
         }
+        self.publish_all();
         let count = closed.len();
         drop(closed);
         count
@@ -274,6 +331,7 @@ impl Pool {
     /// Closes every idle connection.
     pub(crate) fn clear(&self) {
         let all = std::mem::take(&mut *self.idle_mut());
+        self.publish_all();
         drop(all);
     }
 
@@ -360,6 +418,61 @@ mod tests {
                 assert!(pool.take(server).is_some(), "{server} keeps one");
             }
             assert_eq!(pool.close_oldest(16), 0, "nothing idle is left to close");
+        })
+        .unwrap();
+    }
+
+    /// The idle gauge of the group `default` (its one server is the pool's).
+    fn idle_of(metrics: &crate::Metrics) -> String {
+        let text = metrics.encode();
+        let prefix = "switchyard_upstream_pool_idle{upstream=\"default\"} ";
+        let line = text.lines().find_map(|line| line.strip_prefix(prefix));
+        line.expect("the gauge is listed").to_string()
+    }
+
+    #[test]
+    fn the_pool_and_failed_connects_count_into_the_metrics() {
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = listener.local_addr().unwrap();
+        let refused = {
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            closed.local_addr().unwrap()
+        };
+        let mut config = crate::ServerConfig::simple(addr(1), origin);
+        config.upstreams[0].servers.push(refused);
+        let tracker = Arc::new(crate::signal::Tracker::default());
+        let metrics = Arc::new(crate::Metrics::new(&config, 1, tracker));
+        crate::backend::block_on(async {
+            let pool = Pool::with_metrics(PoolConfig::default(), Some(metrics.worker(0)));
+            let mut peers = Vec::new();
+            for _ in 0..2 {
+                let stream = TcpStream::connect(origin).unwrap();
+                stream.set_nonblocking(true).unwrap();
+                peers.push(listener.accept().unwrap().0);
+                pool.put(origin, Io::stream(stream, false).unwrap());
+            }
+            assert_eq!(idle_of(&metrics), "2");
+            assert!(pool.take(origin).is_some());
+            assert_eq!(idle_of(&metrics), "1");
+            pool.clear();
+            assert_eq!(idle_of(&metrics), "0");
+
+            // The refused server is counted once; the other one takes the request.
+            let group = Group::new("default".into(), vec![refused, origin]);
+            let dialed = connect(&group, &pool, true, Duration::from_secs(5)).await;
+            assert_eq!(dialed.map(|d| d.server), Some(origin));
+            let text = metrics.encode();
+            let errors = |server: SocketAddr| {
+                let series = format!(
+                    "switchyard_upstream_connect_errors_total{{upstream=\"default\",server=\"{server}\"}} "
+                );
+                text.lines()
+                    .find_map(|line| line.strip_prefix(series.as_str()))
+                    .map(str::to_string)
+            };
+            assert_eq!(errors(refused).as_deref(), Some("1"));
+            assert_eq!(errors(origin).as_deref(), Some("0"));
         })
         .unwrap();
     }

@@ -28,6 +28,10 @@ impl fmt::Display for Settings {
         let l = &self.core.limits;
         let fw = &self.core.forwarding;
         writeln!(f, "listen             {}", join(&self.listen))?;
+        match self.admin_listen {
+            Some(admin) => writeln!(f, "admin              {admin}   /metrics /healthz /readyz")?,
+            None => writeln!(f, "admin              off")?,
+        }
         writeln!(
             f,
             "workers            {}   max_connections {}   shutdown_grace {}",

@@ -140,3 +140,82 @@ fn check_prints_each_routes_websocket_policy() {
         ]
     );
 }
+
+const ADMIN: &str = r#"listen = ["127.0.0.1:8080"]
+admin_listen = "127.0.0.1:9100"
+[upstreams.a]
+servers = ["127.0.0.1:9000"]
+[[routes]]
+prefix = "/"
+upstream = "a"
+"#;
+
+fn admin_line(settings: &Settings) -> String {
+    let shown = settings.to_string();
+    let line = shown.lines().find(|l| l.starts_with("admin "));
+    line.expect("check shows the admin listener").to_string()
+}
+
+#[test]
+fn admin_listen_comes_from_the_file_the_flag_wins_and_check_shows_it() {
+    let settings = build(ADMIN, &Overrides::default()).unwrap();
+    let from_file: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+    assert_eq!(settings.admin_listen, Some(from_file));
+    assert_eq!(settings.server_config().admin_listen, Some(from_file));
+    assert_eq!(
+        admin_line(&settings),
+        "admin              127.0.0.1:9100   /metrics /healthz /readyz"
+    );
+
+    let flag: SocketAddr = "127.0.0.1:9200".parse().unwrap();
+    let flags = Overrides {
+        admin_listen: Some(flag),
+        ..Overrides::default()
+    };
+    assert_eq!(build(ADMIN, &flags).unwrap().admin_listen, Some(flag));
+
+    let without = ADMIN.replace("admin_listen = \"127.0.0.1:9100\"\n", "");
+    let settings = build(&without, &Overrides::default()).unwrap();
+    assert_eq!(settings.admin_listen, None, "off by default");
+    assert_eq!(settings.server_config().admin_listen, None);
+    assert_eq!(admin_line(&settings), "admin              off");
+}
+
+#[test]
+fn a_bad_admin_listen_names_the_file_and_line() {
+    let text = ADMIN.replace("127.0.0.1:9100", "localhost:9100");
+    let err = build(&text, &Overrides::default()).unwrap_err().to_string();
+    assert!(
+        err.starts_with("switchyard.toml:2: admin_listen: invalid address `localhost:9100`"),
+        "{err}"
+    );
+    let text = ADMIN.replace("\"127.0.0.1:9100\"", "9100");
+    let err = build(&text, &Overrides::default()).unwrap_err().to_string();
+    assert!(err.starts_with("switchyard.toml:2: admin_listen:"), "{err}");
+}
+
+#[test]
+fn admin_listen_must_not_be_a_listen_address() {
+    let text = ADMIN.replace("127.0.0.1:9100", "127.0.0.1:8080");
+    let err = build(&text, &Overrides::default()).unwrap_err().to_string();
+    assert!(
+        err.starts_with("switchyard.toml:2: admin_listen 127.0.0.1:8080 is also a listen address"),
+        "{err}"
+    );
+    let flags = Overrides {
+        listen: vec!["127.0.0.1:9100".parse().unwrap()],
+        ..Overrides::default()
+    };
+    let err = build(ADMIN, &flags).unwrap_err().to_string();
+    assert!(
+        err.starts_with("switchyard.toml:2: admin_listen 127.0.0.1:9100"),
+        "{err}"
+    );
+    // Port 0 picks a free port for each: no clash.
+    let flags = Overrides {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Overrides::default()
+    };
+    assert!(build(ADMIN, &flags).is_ok());
+}
