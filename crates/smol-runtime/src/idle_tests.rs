@@ -172,6 +172,23 @@ fn a_large_websocket_message_splices_and_the_idle_websocket_holds_nothing() {
             "the payload was copied, not spliced ({splices})"
         );
     }
+    // A stream of 64 KiB messages: each header is read on its own, so that the payload
+    // behind it splices (a full read would take almost all of it through userspace).
+    let spliced_before = pipe::SPLICES.load(Ordering::SeqCst);
+    let message: Vec<u8> = (0..65_536u32).map(|i| (i % 249) as u8).collect();
+    for _ in 0..16 {
+        ws.send(Message::binary(message.clone())).unwrap();
+    }
+    for _ in 0..16 {
+        assert!(ws.read().unwrap() == Message::binary(message.clone()));
+    }
+    if backend::CAN_SPLICE {
+        let splices = pipe::SPLICES.load(Ordering::SeqCst) - spliced_before;
+        assert!(
+            splices >= 16,
+            "64 KiB messages were copied ({splices} splices)"
+        );
+    }
     for i in 0..100 {
         let text = format!("small {i}");
         ws.send(Message::text(text.clone())).unwrap();

@@ -12,6 +12,7 @@
 
 use std::time::Instant;
 
+use switchyard_core::websocket::MAX_CONTROL_PAYLOAD;
 use switchyard_core::{Input, Side};
 
 use super::peer::is_transient;
@@ -24,6 +25,11 @@ use crate::buffer::{self, give_buffer, take_buffer, Chunk, HTTP_READ_SIZE};
 /// splices only while the frame has at least this much payload left: the tail of a
 /// frame is copied.
 const SPLICE_AT_LEAST: usize = 16 * 1024;
+
+/// In a frame-aware direction carrying bulk data, a shown read takes at most this much:
+/// a data frame's header (at most 14 bytes) or a whole control frame (2 + 4 + 125), so
+/// that the payload after a header is spliced rather than read through userspace.
+const SHOWN_IN_BULK: usize = 2 + 4 + MAX_CONTROL_PAYLOAD;
 
 impl Driver<'_> {
     /// Tunnel: read what `side` sent as the core's passthrough budget allows.
@@ -53,9 +59,15 @@ impl Driver<'_> {
         let mut buffer = take_buffer();
         let wanted = buffer.len().min(most);
         let result = peer.stream.read(&mut buffer[..wanted]);
-        // A read that filled what it asked for (a whole buffer in a byte tunnel): bulk
-        // data, which the next reads splice instead of copying.
-        peer.splice_reads = matches!(result, Ok(n) if n == wanted && n >= SPLICE_AT_LEAST);
+        let filled = matches!(result, Ok(n) if n == wanted);
+        if wanted < buffer.len() && filled {
+            // The tail of a frame, which says nothing of what follows: the direction
+            // stays as it was.
+        } else {
+            // A read that filled a whole buffer: bulk data, which the next reads splice
+            // instead of copying.
+            peer.splice_reads = filled && wanted >= SPLICE_AT_LEAST;
+        }
         match result {
             Ok(0) => {
                 give_buffer(buffer);
@@ -162,20 +174,36 @@ impl Driver<'_> {
         }
     }
 
-    /// Frame-aware tunnel, at a frame header or control frame: one HTTP-style read
-    /// (copied into a buffer of its size when small, handed over when large) shown to
-    /// the core, which forwards what it may as slices of it.
+    /// Frame-aware tunnel, at a frame header or control frame: one read shown to the
+    /// core, which forwards what it may as slices of it. Usually an HTTP-style read
+    /// (copied into a buffer of its size when small, handed over when large: many small
+    /// frames in one read); in a direction carrying bulk data, only a header's worth, so
+    /// that the payload behind it is spliced.
     fn read_shown(&mut self, side: Side, now: Instant) {
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
-        match buffer::read_http(&peer.stream) {
+        let bulk = peer.splice_reads && pipe_supported();
+        let result = if bulk {
+            buffer::read_small(&peer.stream, SHOWN_IN_BULK)
+        } else {
+            buffer::read_http(&peer.stream)
+        };
+        match result {
             Ok(data) if data.is_empty() => self.eof(side, now),
             Ok(data) => {
                 // A full read: a large frame's payload follows its header, and the reads
                 // within it splice.
-                peer.splice_reads = data.len() == HTTP_READ_SIZE;
+                let full = data.len() == HTTP_READ_SIZE;
+                peer.splice_reads = bulk || full;
                 self.feed(Input::TunnelData { from: side, data }, now);
+                // A header's worth that opened no large payload: small frames again,
+                // which full reads take many at a time.
+                if bulk && self.conn.tunnel_passthrough(side) < SPLICE_AT_LEAST as u64 {
+                    if let Some(peer) = self.peer_mut(side) {
+                        peer.splice_reads = false;
+                    }
+                }
             }
             Err(e) if is_transient(&e) => {}
             Err(error) => {
