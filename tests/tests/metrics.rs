@@ -151,6 +151,15 @@ fn echo_messages(proxy: SocketAddr, admin: SocketAddr, route: &str) -> usize {
     payload
 }
 
+/// Waits until the proxy has ended the tunnel of `route`: the client's closing
+/// handshake is over before the proxy's task has seen both EOFs and reported it.
+fn tunnel_closed(admin: SocketAddr, route: &str) {
+    let labels = [("route", route), ("protocol", "websocket")];
+    wait_until(Duration::from_secs(10), "the tunnel to be closed", || {
+        gauge(&scrape(admin).1, "switchyard_tunnels_open", &labels) == 0.0
+    });
+}
+
 /// The tunnel of `route` closed once, for a normal reason, and carried `payload` bytes
 /// of messages each way in [`MESSAGES`] frames and a Close.
 fn assert_one_normal_tunnel(after: &Scrape, text: &str, route: &str, payload: usize) {
@@ -223,6 +232,7 @@ fn metrics_count_the_traffic_sent() {
     let (status, _) = send_raw(proxy.addr(), b"NOT HTTP AT ALL\r\n\r\n");
     assert_eq!(status, 400);
     let payload = echo_messages(proxy.addr(), admin, "/raw/");
+    tunnel_closed(admin, "/raw/");
 
     let (text, after) = scrape(admin);
     let route = |prefix, code| [("route", prefix), ("code", code)];
@@ -309,6 +319,7 @@ fn websocket_messages_are_counted_in_frame_aware_tunnels() {
     let admin = proxy.admin_addr().expect("the admin listener is on");
 
     let payload = echo_messages(proxy.addr(), admin, "/ws/");
+    tunnel_closed(admin, "/ws/");
 
     let (text, after) = scrape(admin);
     assert_one_normal_tunnel(&after, &text, "/ws/", payload);

@@ -4,7 +4,6 @@
 //!
 //! [`EventSink`]: switchyard_smol::EventSink
 
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -221,9 +221,21 @@ fn tunnel_idle_timeout_comes_from_the_tunnel_route() {
     );
 }
 
+/// A `/chat/` tunnel that is a byte tunnel, so a failed write ends it at once (a
+/// frame-aware one first sends the other side its Close 1011).
+fn chat_byte_tunnel() -> Sim {
+    let mut config = three_routes();
+    config.routes[1].websocket.validate = false;
+    let mut sim = sim_with(config);
+    sim.client_sends(ws_request("/chat/room").as_bytes());
+    sim.upstream_sends(ws_101().as_bytes());
+    assert_eq!(sim.state(), StateKind::Tunnel);
+    sim
+}
+
 #[test]
 fn the_final_flush_after_close_is_bounded_by_the_tunnel_route() {
-    let mut sim = chat_tunnel();
+    let mut sim = chat_byte_tunnel();
     sim.stall_writes(Side::Client);
     let queued_at = sim.now();
     sim.upstream_sends(b"\x81\x05hello");
@@ -240,7 +252,7 @@ fn the_final_flush_after_close_is_bounded_by_the_tunnel_route() {
 
 #[test]
 fn nothing_pending_at_close_leaves_no_flush_deadline() {
-    let mut sim = chat_tunnel();
+    let mut sim = chat_byte_tunnel();
     sim.input(Input::WriteFailed { to: Side::Upstream })
         .unwrap();
     assert!(sim.is_closed());

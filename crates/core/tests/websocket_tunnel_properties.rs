@@ -182,8 +182,11 @@ proptest! {
         let timeout = Duration::from_millis(timeout_ms);
         let mut sim = ws_tunnel(pinging(interval, timeout));
         sim.answer_pings(silent.other(), true);
+        // Alive (answering the proxy's pings) until its last frame, silent after it.
+        sim.answer_pings(silent, true);
         sim.advance(Duration::from_millis(last_byte_ms));
         sim.send_frame(silent, Opcode::Text, b"last");
+        sim.answer_pings(silent, false);
         let dead_at = sim.now() + interval + timeout;
         for delay in chatter {
             let at = sim.now() + Duration::from_millis(delay);
