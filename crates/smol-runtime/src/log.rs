@@ -155,20 +155,13 @@ mod tests {
         }
         let capture = Capture::default();
         let writer = capture.clone();
+        // No colours: the workspace's binary turns on tracing-subscriber's `ansi` feature.
         let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
         let client = "127.0.0.1:4000".parse().unwrap();
-        // `tracing` caches per call site whether anyone listens, process-wide: with the
-        // other tests' scoped subscribers coming and going on their threads, a capture
-        // could find its call site switched off. One capture at a time, each with the
-        // cache rebuilt under its own subscriber.
-        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        tracing::subscriber::with_default(subscriber, || {
-            tracing::callsite::rebuild_interest_cache();
-            record(client, event)
-        });
+        tracing::subscriber::with_default(subscriber, || record(client, event));
         let bytes = capture.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
     }
