@@ -8,7 +8,8 @@ case whose outcome differs between the direct and the proxied run is a finding.
 
 Exit status: 0 when every case has the same outcome in both runs, 1 otherwise,
 2 when a report cannot be read. The last line printed is `N passed, M failed`
-(N: cases with the same outcome, M: cases that differ or ran in one run only).
+(N: cases with the same outcome, M: cases that differ, ran in one run only, or
+could not be run at all).
 """
 
 from __future__ import annotations
@@ -79,6 +80,41 @@ def load_outcomes(report_dir: Path) -> dict[str, Outcome]:
     return outcomes
 
 
+@dataclass(frozen=True)
+class Row:
+    """One case in both runs."""
+
+    case_id: str
+    direct: Outcome | None
+    proxied: Outcome | None
+
+    @property
+    def finding(self) -> str | None:
+        """Why this case does not pass, if it does not."""
+        if self.direct != self.proxied:
+            return "different"
+        # ERROR: kosoku could not run the case to a verdict (no connection, a
+        # crash), so the same ERROR twice proves nothing.
+        if self.direct is None or self.direct.behavior == "ERROR":
+            return "not run to a verdict"
+        return None
+
+    @property
+    def plain(self) -> bool:
+        """The everyday outcome, not worth a line on the terminal."""
+        return self.direct == Outcome("OK", "OK", 1000, True)
+
+    @property
+    def direct_text(self) -> str:
+        return str(self.direct) if self.direct else MISSING
+
+    def line(self, width: int) -> str:
+        if self.finding is None:
+            return f"{self.case_id:<9} {self.direct_text:<{width}}  same"
+        proxied = str(self.proxied) if self.proxied else MISSING
+        return f"{self.case_id:<9} {self.direct_text:<{width}}  {proxied}   <-- {self.finding}"
+
+
 def verdict_counts(outcomes: dict[str, Outcome]) -> str:
     """`301 OK / 216 other (NON-STRICT 4, UNIMPLEMENTED 209, ...)`."""
     counts = Counter(o.behavior for o in outcomes.values())
@@ -100,43 +136,35 @@ def compare(direct_dir: Path, proxied_dir: Path, table: Path | None, show_all: b
         return 2
 
     case_ids = sorted(direct.keys() | proxied.keys(), key=case_sort_key)
-    rows = []
-    differing = []
-    for case_id in case_ids:
-        d, p = direct.get(case_id), proxied.get(case_id)
-        same = d is not None and d == p
-        if not same:
-            differing.append(case_id)
-        rows.append((case_id, str(d) if d else MISSING, str(p) if p else MISSING, same))
+    rows = [Row(case_id, direct.get(case_id), proxied.get(case_id)) for case_id in case_ids]
+    differing = [row.case_id for row in rows if row.finding]
 
-    width = max(len(r[1]) for r in rows) if rows else 0
-    lines = [f"{'case':<9} {'direct':<{width}}  {'proxied'}"]
-    for case_id, d, p, same in rows:
-        mark = "" if same else "   <-- differs"
-        lines.append(f"{case_id:<9} {d:<{width}}  {'same' if same else p}{mark}")
+    width = max((len(row.direct_text) for row in rows), default=0)
+    header = f"{'case':<9} {'direct':<{width}}  proxied"
+    lines = [row.line(width) for row in rows]
     if table is not None:
-        table.write_text("\n".join(lines) + "\n")
+        table.write_text("\n".join([header, *lines]) + "\n")
 
-    shown = [
-        line
-        for line, row in zip(lines[1:], rows)
-        if show_all or not row[3] or not row[1].startswith("OK / close OK")
-    ]
+    shown = [line for line, row in zip(lines, rows) if show_all or row.finding or not row.plain]
     if shown:
-        print(lines[0])
+        print(header)
         print("\n".join(shown))
         if not show_all:
-            print(f"(cases not shown: OK, clean close, same through the proxy)")
+            print("(not shown: cases with OK, a clean close with 1000, and the same through the proxy)")
     if table is not None:
         print(f"per-case table: {table}")
 
-    proxied_text = (
-        "proxied identical"
-        if not differing
-        else f"proxied: {len(differing)} differ ({', '.join(differing[:10])}"
-        + (", ..." if len(differing) > 10 else "")
-        + ")"
-    )
+    if differing:
+        by_finding: dict[str, list[str]] = {}
+        for row in rows:
+            if row.finding:
+                by_finding.setdefault(row.finding, []).append(row.case_id)
+        proxied_text = "proxied: " + "; ".join(
+            f"{len(ids)} {finding} ({', '.join(ids[:8])}{', ...' if len(ids) > 8 else ''})"
+            for finding, ids in by_finding.items()
+        )
+    else:
+        proxied_text = "proxied identical"
     print(f"autobahn: {len(case_ids)} cases, direct {verdict_counts(direct)}, {proxied_text}")
     print(f"{len(case_ids) - len(differing)} passed, {len(differing)} failed")
     return 1 if differing else 0
