@@ -174,7 +174,8 @@ def run_cases(
     # what counts here. No report at all means the run itself broke.
     if not (report_dir / "index.json").is_file():
         raise RunError(f"{label}: kosoku wrote no report (exit {process.returncode}):\n{tail(output)}")
-    log(f"{label}: {tail(output, 1)} in {elapsed:.1f}s")
+    cases = len(compare.load_outcomes(report_dir))
+    log(f"{label}: {cases} cases in {elapsed:.1f}s (kosoku exit status {process.returncode})")
     return elapsed
 
 
@@ -210,9 +211,10 @@ def main() -> int:
     log(f"{scope}, parallelism {args.parallelism}, reports in {results}")
     try:
         with ExitStack() as stack:
-            # SIGTERM (e.g. from `timeout`) unwinds like an error, so the stack
-            # still ends every process it started.
+            # SIGTERM (e.g. from `timeout`) and Ctrl-C unwind like an error, so
+            # the stack still ends every process it started.
             signal.signal(signal.SIGTERM, raise_terminated)
+            signal.signal(signal.SIGINT, raise_terminated)
             echo, echo_port = start_echo_server(stack, results)
             log(f"echo server on 127.0.0.1:{echo_port}")
             direct_seconds = run_cases("direct", echo_port, results, selection, args.parallelism, deadline)
@@ -221,7 +223,7 @@ def main() -> int:
             for name, process in (("switchyard", proxy), ("echo server", echo)):
                 if process.poll() is not None:
                     raise RunError(f"{name} exited during the run (status {process.returncode})")
-    except RunError as err:
+    except (RunError, compare.ReportError) as err:
         log(f"error: {err}")
         print("0 passed, 1 failed")
         return 2
