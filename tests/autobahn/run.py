@@ -53,7 +53,7 @@ class Deadline:
     def remaining(self) -> float:
         left = self.end - time.monotonic()
         if left <= 0:
-            raise RunError(f"the whole run took longer than --timeout {self.seconds:.0f}s")
+            raise RunError(f"the whole run took longer than --timeout {self.seconds:g}s")
         return left
 
 
