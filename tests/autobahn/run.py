@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -175,7 +176,7 @@ def run_cases(
     if not (report_dir / "index.json").is_file():
         raise RunError(f"{label}: kosoku wrote no report (exit {process.returncode}):\n{tail(output)}")
     cases = len(compare.load_outcomes(report_dir))
-    log(f"{label}: {cases} cases in {elapsed:.1f}s (kosoku exit status {process.returncode})")
+    log(f"{label}: {cases} cases in {elapsed:.1f}s")
     return elapsed
 
 
@@ -204,8 +205,7 @@ def main() -> int:
     deadline = Deadline(args.timeout or (2400 if args.all else 900))
 
     results: Path = args.results
-    if results.exists():
-        subprocess.run(["rm", "-rf", "--", str(results)], check=True)
+    shutil.rmtree(results, ignore_errors=True)
     results.mkdir(parents=True)
 
     log(f"{scope}, parallelism {args.parallelism}, reports in {results}")
