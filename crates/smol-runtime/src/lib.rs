@@ -110,6 +110,8 @@ mod reactor;
 mod server;
 mod shortage;
 mod signal;
+#[cfg(test)]
+mod test_support;
 mod upstream;
 
 pub use events::{EventContext, EventSink};

@@ -146,20 +146,13 @@ impl Pipe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::tcp_pair;
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-
-    fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (b, _) = listener.accept().unwrap();
-        (a, b)
-    }
 
     #[test]
     fn bytes_cross_a_pipe_in_order_and_the_empty_pipe_is_reused() {
-        let (mut sender, from) = pair();
-        let (to, mut receiver) = pair();
+        let (mut sender, from) = tcp_pair();
+        let (to, mut receiver) = tcp_pair();
         from.set_nonblocking(true).unwrap();
         let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let writer = std::thread::spawn(move || sender.write_all(&payload).map(|()| payload));
@@ -194,7 +187,7 @@ mod tests {
 
     #[test]
     fn a_fill_moves_no_more_than_it_is_allowed() {
-        let (mut sender, from) = pair();
+        let (mut sender, from) = tcp_pair();
         from.set_nonblocking(true).unwrap();
         sender.write_all(&[7u8; 50_000]).unwrap();
         let pipe = Pipe::take().unwrap();

@@ -311,23 +311,16 @@ pub(super) async fn flush(peer: Option<&mut Peer>) {
 mod tests {
     use super::*;
     use crate::backend::block_on;
+    use crate::test_support::tcp_pair;
     use bytes::Bytes;
     use std::io::{Read, Write};
-    use std::net::TcpListener;
-
-    fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (b, _) = listener.accept().unwrap();
-        (a, b)
-    }
 
     /// Bytes spliced into a pipe towards a peer, then a frame of the core's own queued
     /// behind them: the peer reads them in that order.
     #[test]
     fn a_pipe_is_written_before_what_was_queued_after_it() {
-        let (mut sender, from) = pair();
-        let (to, mut receiver) = pair();
+        let (mut sender, from) = tcp_pair();
+        let (to, mut receiver) = tcp_pair();
         from.set_nonblocking(true).unwrap();
         to.set_nonblocking(true).unwrap();
         receiver

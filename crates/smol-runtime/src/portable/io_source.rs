@@ -205,10 +205,9 @@ mod tests {
     use super::*;
     use crate::portable::block_on;
 
+    /// A connected pair whose near end is non-blocking, as registered sockets are.
     fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let near = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (far, _) = listener.accept().unwrap();
+        let (near, far) = crate::test_support::tcp_pair();
         near.set_nonblocking(true).unwrap();
         (near, far)
     }

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::task::Wake;
 
 /// A connected pair: the registered side (non-blocking) and its plain peer.
+/// A connected pair whose near end is non-blocking, as registered sockets are.
 fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let near = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (far, _) = listener.accept().unwrap();
+    let (near, far) = crate::test_support::tcp_pair();
     near.set_nonblocking(true).unwrap();
     (near, far)
 }
