@@ -73,6 +73,16 @@
 //! the moment a shutdown starts), 405 for other methods there, 404 for other paths and
 //! 400 for what is not HTTP/1.1; it holds no upstream and reaches none.
 //!
+//! # Reloading
+//!
+//! [`Server::reload_handle`] gives a [`ReloadHandle`] that publishes a new
+//! [`ServerConfig`] as a new configuration generation while the server runs (the binary
+//! calls it on SIGHUP): new connections take its routes, upstream groups, deadlines and
+//! limits, open ones finish under the generation they were accepted under. Listeners
+//! are added and removed without an accept gap for the addresses that stay; upstream
+//! failure marks carry over; [`ServerConfig::drain_timeout`] bounds how long an old
+//! generation's connections live.
+//!
 //! # Descriptor limits
 //!
 //! [`Server::bind`] warns once when `max_connections` cannot fit in the open-file limit
@@ -95,9 +105,11 @@ mod backend;
 mod buffer;
 mod driver;
 mod events;
+mod generation;
 #[cfg(test)]
 mod idle_tests;
 mod limits;
+mod listeners;
 mod log;
 mod metrics;
 // The backend (see `backend.rs`): the Linux reactor with splice, or async-io.
@@ -115,6 +127,7 @@ mod test_support;
 mod upstream;
 
 pub use events::{EventContext, EventSink};
+pub use generation::{ReloadError, ReloadHandle, ReloadReport};
 pub use limits::{
     descriptor_limit, raise_descriptor_limit, DescriptorBudget, DescriptorLimit, Shortfall,
 };
@@ -207,6 +220,12 @@ pub struct ServerConfig {
     /// [`Server::admin_addr`]); `None` (the default) serves none and collects no
     /// metrics. Never one of the `listen` addresses.
     pub admin_listen: Option<SocketAddr>,
+    /// After a reload, how long the connections of the generation it replaced may live
+    /// before they are drained as at a shutdown (an exchange in flight completes, a
+    /// tunnel ends at once: a frame-aware WebSocket gets Close 1001). `None` (the
+    /// default): they live until they end. Read from the configuration a reload
+    /// publishes (see [`ReloadHandle::reload`]).
+    pub drain_timeout: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -227,6 +246,7 @@ impl ServerConfig {
             pool: PoolConfig::default(),
             events: Arc::new(AccessLog),
             admin_listen: None,
+            drain_timeout: None,
         }
     }
 }

@@ -9,12 +9,16 @@
 //! upstream groups, the connection count and the
 //! shutdown signal are shared. The admin listener, when configured, is a task on worker
 //! 0's executor with a socket of its own (see `admin/`).
+//!
+//! Each accept takes the newest configuration generation (`generation.rs`); a reload
+//! reaches the workers through an inbox each (`listeners.rs`): new listening sockets,
+//! the servers their pools may keep, and (worker 0) old generations to drain.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,11 +29,13 @@ use crate::admin::Admin;
 use crate::backend::{self, Io, Timer};
 use crate::driver::{self, Shared};
 use crate::events::EventContext;
+use crate::generation::{Generations, ReloadError, ReloadHandle, ReloadReport};
 use crate::limits::{self, DescriptorBudget};
+use crate::listeners::{Command, Listener, ListenerSet};
 use crate::metrics::Metrics;
 use crate::shortage;
 use crate::signal::{ConnectionGuard, Signal, Tracker};
-use crate::upstream::{Group, Pool};
+use crate::upstream::Pool;
 use crate::{EventSink, PoolConfig, ServerConfig};
 
 /// Connections accepted before the accept loop lets the other tasks run.
@@ -46,9 +52,10 @@ const SHUTDOWN_SLACK: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Server {
     /// For each worker, one listening socket per address.
-    listeners: Vec<Vec<TcpListener>>,
-    local_addrs: Vec<SocketAddr>,
-    shared: Arc<Shared>,
+    listeners: Vec<Vec<Listener>>,
+    /// For each worker, what reloads send it.
+    inboxes: Vec<async_channel::Receiver<Command>>,
+    generations: Arc<Generations>,
     pool: PoolConfig,
     workers: usize,
     max_connections: usize,
@@ -89,23 +96,8 @@ impl Server {
             0 => thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let mut listeners: Vec<Vec<TcpListener>> = (0..workers)
-            .map(|_| Vec::with_capacity(config.listen.len()))
-            .collect();
         let budget = DescriptorBudget::new(&config, workers);
-        let mut local_addrs = Vec::with_capacity(config.listen.len());
-        for &addr in &config.listen {
-            let cannot =
-                |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
-            let first = listen(addr, workers > 1).map_err(cannot)?;
-            // Port 0 resolved: the other workers' sockets join the same port.
-            let bound = first.local_addr()?;
-            local_addrs.push(bound);
-            listeners[0].push(first);
-            for worker in &mut listeners[1..] {
-                worker.push(listen(bound, true).map_err(cannot)?);
-            }
-        }
+        let (listener_set, listeners) = ListenerSet::bind(&config.listen, workers)?;
         let tracker = Arc::new(Tracker::default());
         let admin = match config.admin_listen {
             Some(addr) => {
@@ -114,29 +106,22 @@ impl Server {
             }
             None => None,
         };
-        // The metrics follow the configured sink, as a pair of sinks does.
-        let events: Arc<dyn EventSink> = match &admin {
-            Some(admin) => Arc::new((config.events, admin.metrics().clone())),
-            None => config.events,
-        };
         // Said once the listeners are bound: a port in use is the error to report.
         limits::warn_if_short(&budget);
-        let shared = Shared {
-            core: Arc::new(config.core),
-            groups: config
-                .upstreams
-                .into_iter()
-                .map(|group| Group::new(group.name, group.servers))
-                .collect(),
-            route_upstream: config.route_upstream,
-            shutdown: Arc::new(Signal::default()),
-            grace: config.shutdown_grace,
-            events,
-        };
+        let (senders, inboxes) = (0..workers).map(|_| async_channel::unbounded()).unzip();
+        // Each generation's metrics follow the configured sink, as a pair of sinks does.
+        let metrics = admin.as_ref().map(|admin| admin.metrics().clone());
+        let generations = Generations::first(
+            &config,
+            listener_set,
+            senders,
+            config.events.clone(),
+            metrics,
+        );
         Ok(Server {
             listeners,
-            local_addrs,
-            shared: Arc::new(shared),
+            inboxes,
+            generations: Arc::new(generations),
             pool: config.pool,
             workers,
             max_connections: config.max_connections,
@@ -147,7 +132,7 @@ impl Server {
 
     /// The addresses actually bound, in the order of `listen` (a port 0 is resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.local_addrs.clone()
+        self.generations.local_addrs()
     }
 
     /// The address the admin listener is bound to (a port 0 resolved), when
@@ -165,8 +150,23 @@ impl Server {
     /// A handle that starts a graceful shutdown.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
-            signal: self.shared.shutdown.clone(),
+            signal: self.generations.stopping.clone(),
         }
+    }
+
+    /// A handle that reloads the configuration while the server runs (see
+    /// [`ReloadHandle::reload`]).
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            generations: self.generations.clone(),
+        }
+    }
+
+    /// Publishes `config` as the next configuration generation: see
+    /// [`ReloadHandle::reload`], which does the same from any thread once `run` holds
+    /// the server.
+    pub fn reload(&self, config: ServerConfig) -> Result<ReloadReport, ReloadError> {
+        self.generations.reload(config)
     }
 
     /// Serves on `workers` threads (this one included) until a shutdown started with a
@@ -174,8 +174,8 @@ impl Server {
     pub fn run(self) -> io::Result<()> {
         let Server {
             mut listeners,
-            local_addrs,
-            shared,
+            inboxes,
+            generations,
             pool,
             workers,
             max_connections,
@@ -185,12 +185,21 @@ impl Server {
         let metrics = admin.as_ref().map(|admin| admin.metrics().clone());
         // Counts the accept loops still running (every listener still open).
         let accepting = Arc::new(Tracker::default());
-        shared.events.start(workers);
-        let worker = |index: usize, listeners: Vec<TcpListener>| Worker {
+        let stopping = generations.stopping.clone();
+        generations.current().events.start(workers);
+        let mut inboxes = inboxes.into_iter();
+        let mut worker = |index: usize, listeners: Vec<Listener>| Worker {
             index,
+            // Entered now, so that shutdown cannot find no accept loop running before a
+            // worker thread has started its own.
             accept_guards: listeners.iter().map(|_| accepting.enter()).collect(),
+            inbox_guard: accepting.enter(),
             listeners,
-            shared: shared.clone(),
+            inbox: inboxes
+                .next()
+                .unwrap_or_else(|| async_channel::unbounded().1),
+            accepting: accepting.clone(),
+            generations: generations.clone(),
             pool: pool.clone(),
             tracker: tracker.clone(),
             max_connections,
@@ -220,18 +229,21 @@ impl Server {
                 Ok(thread) => threads.push(thread),
                 Err(error) => {
                     stop_workers.fire();
-                    shared.shutdown.fire();
+                    stopping.fire();
+                    generations.drain_all();
                     return Err(error);
                 }
             }
         }
-        tracing::debug!(listen = ?local_addrs, workers, "serving");
+        tracing::debug!(listen = ?generations.local_addrs(), workers, "serving");
 
         let executor = Rc::new(LocalExecutor::new());
         let drained = backend::block_on(executor.run(async {
             let coordinate = async {
-                shared.shutdown.wait().await;
-                let deadline = Instant::now() + shared.grace + SHUTDOWN_SLACK;
+                stopping.wait().await;
+                generations.drain_all();
+                let grace = generations.current().grace;
+                let deadline = Instant::now() + grace + SHUTDOWN_SLACK;
                 // The accept loops end promptly, closing every listener, before this
                 // waits for the connections.
                 accepting.wait_below(1).await;
@@ -256,7 +268,7 @@ impl Server {
                     // executor, dropped at the end, drops the task and closes the socket).
                     let spawner = Rc::downgrade(&executor);
                     executor
-                        .spawn(admin.serve(shared.shutdown.clone(), spawner))
+                        .spawn(admin.serve(stopping.clone(), spawner))
                         .detach();
                 }
                 own.serve(&executor).await;
@@ -267,7 +279,8 @@ impl Server {
         if let Err(error) = &drained {
             // The reactor could not be set up or failed: stop the workers too.
             tracing::error!(%error, "serving failed");
-            shared.shutdown.fire();
+            stopping.fire();
+            generations.drain_all();
         }
         if let Ok(false) = drained {
             tracing::warn!(
@@ -319,14 +332,19 @@ pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListen
     Ok(TcpListener::from(socket))
 }
 
-/// What one worker thread serves: its listening sockets.
+/// What one worker thread serves: its listening sockets, and those reloads add.
 struct Worker {
     /// Its number, for the events (0: the thread that called `run`).
     index: usize,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     /// One per listener, dropped when its accept loop ends.
     accept_guards: Vec<ConnectionGuard>,
-    shared: Arc<Shared>,
+    inbox: async_channel::Receiver<Command>,
+    /// Held until the inbox is closed and emptied (a socket waiting in it is closed).
+    inbox_guard: ConnectionGuard,
+    /// Counts the accept loops running (each holds a guard until it ends).
+    accepting: Arc<Tracker>,
+    generations: Arc<Generations>,
     pool: PoolConfig,
     tracker: Arc<Tracker>,
     max_connections: usize,
@@ -344,29 +362,37 @@ impl Worker {
             index,
             listeners,
             accept_guards,
-            shared,
+            inbox,
+            inbox_guard,
+            accepting,
+            generations,
             pool,
             tracker,
             max_connections,
             metrics,
         } = self;
+        let stopping = generations.stopping.clone();
         let metrics = metrics.map(|metrics| metrics.worker(index));
         let pool = Rc::new(Pool::with_metrics(pool, metrics));
         executor
-            .spawn(prune_pool(pool.clone(), shared.shutdown.clone()))
+            .spawn(prune_pool(pool.clone(), stopping.clone()))
             .detach();
-        let mut loops = Vec::with_capacity(listeners.len());
-        for (listener, guard) in listeners.into_iter().zip(accept_guards) {
-            let listener = match Io::listener(listener) {
-                Ok(listener) => listener,
+        let accept_on = |listener: Listener, guard: ConnectionGuard| {
+            let Listener { socket, stop } = listener;
+            let socket = match Io::listener(socket) {
+                Ok(socket) => socket,
                 Err(error) => {
                     tracing::error!(%error, "cannot register a listener");
-                    continue;
+                    return None;
                 }
             };
             let accept = accept_loop(
-                listener,
-                shared.clone(),
+                socket,
+                Stops {
+                    server: stopping.clone(),
+                    listener: stop,
+                },
+                generations.clone(),
                 pool.clone(),
                 tracker.clone(),
                 // The task holds the executor it spawns on until the loop ends (at
@@ -375,18 +401,87 @@ impl Worker {
                 max_connections,
                 index,
             );
-            loops.push(executor.spawn(async move {
+            Some(executor.spawn(async move {
                 accept.await;
                 drop(guard);
-            }));
+            }))
+        };
+        let mut loops: Vec<_> = listeners
+            .into_iter()
+            .zip(accept_guards)
+            .filter_map(|(listener, guard)| accept_on(listener, guard))
+            .collect();
+        // What reloads send, until shutdown.
+        loop {
+            let next = async { Some(inbox.recv().await.ok()) };
+            let Some(command) = future::or(next, stopped(&stopping)).await else {
+                break;
+            };
+            match command {
+                Some(Command::Listen(listener)) => {
+                    loops.extend(accept_on(listener, accepting.enter()));
+                }
+                Some(Command::Servers(servers)) => pool.retain_servers(servers),
+                Some(Command::Retire { generation, after }) => {
+                    executor
+                        .spawn(retire(generation, after, stopping.clone()))
+                        .detach();
+                }
+                // Every sender is gone: no reload can come.
+                None => stopping.wait().await,
+            }
         }
+        // Sockets of a reload that came too late close here.
+        inbox.close();
+        while inbox.try_recv().is_ok() {}
+        drop(inbox_guard);
         for accept in loops {
             accept.await;
         }
     }
 }
 
-fn validate(config: &ServerConfig) -> io::Result<()> {
+/// Drains the connections of an old `generation` once `after` has passed (unless the
+/// server shuts down first, which drains them itself, or they have all ended).
+async fn retire(generation: Weak<Shared>, after: Duration, stopping: Arc<Signal>) {
+    let expired = async {
+        Timer::after(after).await;
+        true
+    };
+    let stopped = async {
+        stopping.wait().await;
+        false
+    };
+    if !future::or(expired, stopped).await {
+        return;
+    }
+    if let Some(generation) = generation.upgrade() {
+        // Each of its connections holds one reference; `generation` is the other.
+        let connections = Arc::strong_count(&generation) - 1;
+        tracing::info!(
+            generation = generation.generation,
+            connections,
+            "drain_timeout passed: draining the connections of an old configuration generation"
+        );
+        generation.shutdown.fire();
+    }
+}
+
+/// What stops an accept loop: the server's shutdown, or a reload removing its address.
+struct Stops {
+    server: Arc<Signal>,
+    listener: Arc<Signal>,
+}
+
+impl Stops {
+    /// Completes with `None` once either fired (the other arm of a race yields `Some`).
+    async fn stopped<T>(&self) -> Option<T> {
+        future::or(self.server.wait(), self.listener.wait()).await;
+        None
+    }
+}
+
+pub(crate) fn validate(config: &ServerConfig) -> io::Result<()> {
     let invalid = |message: String| Err(io::Error::new(io::ErrorKind::InvalidInput, message));
     if config.listen.is_empty() {
         return invalid("no listen address".into());
@@ -420,16 +515,17 @@ fn validate(config: &ServerConfig) -> io::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     listener: Io<TcpListener>,
-    shared: Arc<Shared>,
+    stops: Stops,
+    generations: Arc<Generations>,
     pool: Rc<Pool>,
     tracker: Arc<Tracker>,
     executor: Rc<LocalExecutor<'static>>,
     max_connections: usize,
     worker: usize,
 ) {
-    let shutdown = shared.shutdown.clone();
     let mut accepts = 0usize;
     loop {
         if max_connections > 0 && tracker.active() >= max_connections {
@@ -438,7 +534,7 @@ async fn accept_loop(
                 tracker.wait_below(max_connections).await;
                 Some(())
             };
-            if future::or(slot, stopped(&shutdown)).await.is_none() {
+            if future::or(slot, stops.stopped()).await.is_none() {
                 break;
             }
         }
@@ -450,7 +546,7 @@ async fn accept_loop(
             future::yield_now().await;
         }
         let accept = async { Some(listener.accept().await) };
-        match future::or(accept, stopped(&shutdown)).await {
+        match future::or(accept, stops.stopped()).await {
             None => break,
             Some(Ok((stream, client_addr))) => {
                 shortage::accepted();
@@ -473,14 +569,15 @@ async fn accept_loop(
                         tracker.wait_below(max_connections).await;
                         Some(())
                     };
-                    if future::or(slot, stopped(&shutdown)).await.is_none() {
+                    if future::or(slot, stops.stopped()).await.is_none() {
                         break None;
                     }
                 };
                 let Some(guard) = guard else {
                     break;
                 };
-                let shared = shared.clone();
+                // The generation of its accept, for the connection's whole life.
+                let shared = generations.current();
                 let pool = pool.clone();
                 let task = async move {
                     let _guard = guard;
@@ -506,7 +603,7 @@ async fn accept_loop(
                     Timer::after(ACCEPT_BACKOFF).await;
                     Some(())
                 };
-                if future::or(pause, stopped(&shutdown)).await.is_none() {
+                if future::or(pause, stops.stopped()).await.is_none() {
                     break;
                 }
             }
@@ -520,7 +617,7 @@ async fn accept_loop(
                     Timer::after(ACCEPT_BACKOFF).await;
                     Some(())
                 };
-                if future::or(pause, stopped(&shutdown)).await.is_none() {
+                if future::or(pause, stops.stopped()).await.is_none() {
                     break;
                 }
             }

@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
@@ -33,24 +34,47 @@ pub(crate) struct Group {
 struct Server {
     addr: SocketAddr,
     /// Milliseconds after `epoch` until which the server counts as failed; 0 when it
-    /// does not.
-    failed_until: AtomicU64,
+    /// does not. Shared with the same server of the same group in the generations
+    /// before and after a reload, so a failure seen by either counts for both.
+    failed_until: Arc<AtomicU64>,
 }
 
 impl Group {
+    #[cfg(test)]
     pub(crate) fn new(name: String, servers: Vec<SocketAddr>) -> Self {
+        Group::carrying(name, servers, None)
+    }
+
+    /// A group whose servers that were already in `previous` (the group of the same
+    /// name in the generation before) keep their failure marks, and whose round-robin
+    /// position continues from it.
+    pub(crate) fn carrying(
+        name: String,
+        servers: Vec<SocketAddr>,
+        previous: Option<&Group>,
+    ) -> Self {
+        let carried = |addr: SocketAddr| {
+            previous
+                .and_then(|group| group.servers.iter().find(|server| server.addr == addr))
+                .map(|server| server.failed_until.clone())
+        };
         Group {
             name,
             servers: servers
                 .into_iter()
                 .map(|addr| Server {
                     addr,
-                    failed_until: AtomicU64::new(0),
+                    failed_until: carried(addr).unwrap_or_default(),
                 })
                 .collect(),
-            next: AtomicUsize::new(0),
-            epoch: Instant::now(),
+            next: AtomicUsize::new(previous.map_or(0, |group| group.next.load(Ordering::Relaxed))),
+            epoch: previous.map_or_else(Instant::now, |group| group.epoch),
         }
+    }
+
+    /// The servers' addresses.
+    pub(crate) fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.servers.iter().map(|server| server.addr)
     }
 
     fn millis(&self, at: Instant) -> u64 {
@@ -182,6 +206,10 @@ impl Drop for DialAttempt<'_> {
 pub(crate) struct Pool {
     config: PoolConfig,
     idle: RefCell<HashMap<SocketAddr, VecDeque<Idle>>>,
+    /// The servers of the newest configuration generation, once a reload happened:
+    /// connections to any other server are not pooled (a connection of an older
+    /// generation may still use one).
+    servers: RefCell<Option<std::collections::HashSet<SocketAddr>>>,
     /// The worker's counts, told how many connections idle per server after each change.
     metrics: Option<WorkerMetrics>,
 }
@@ -204,6 +232,7 @@ impl Pool {
         Pool {
             config,
             idle: RefCell::new(HashMap::new()),
+            servers: RefCell::new(None),
             metrics,
         }
     }
@@ -231,6 +260,14 @@ impl Pool {
     /// the server already has `max_idle_per_server`.
     pub(crate) fn put(&self, server: SocketAddr, stream: Io<TcpStream>) {
         if self.config.max_idle_per_server == 0 {
+            return;
+        }
+        let removed = self
+            .servers
+            .borrow()
+            .as_ref()
+            .is_some_and(|servers| !servers.contains(&server));
+        if removed {
             return;
         }
         stream.forget_wakers();
@@ -326,6 +363,25 @@ impl Pool {
         let count = closed.len();
         drop(closed);
         count
+    }
+
+    /// After a reload: keeps pooling connections to `servers` only, and closes the idle
+    /// connections to every other server.
+    pub(crate) fn retain_servers(&self, servers: std::collections::HashSet<SocketAddr>) {
+        let closed: Vec<VecDeque<Idle>> = {
+            let mut idle = self.idle_mut();
+            let gone: Vec<SocketAddr> = idle
+                .keys()
+                .filter(|server| !servers.contains(server))
+                .copied()
+                .collect();
+            gone.iter()
+                .filter_map(|server| idle.remove(server))
+                .collect()
+        };
+        *self.servers.borrow_mut() = Some(servers);
+        self.publish_all();
+        drop(closed);
     }
 
     /// Closes every idle connection.

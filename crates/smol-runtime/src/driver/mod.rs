@@ -37,16 +37,36 @@ use peer::{readable, write_some, Peer, Upstream};
 /// before a connection's task yields to the others.
 const WAITS_BEFORE_YIELD: u8 = 32;
 
-/// State shared by every connection of a server.
+/// State shared by every connection of one configuration generation: a connection
+/// keeps the generation it was accepted under (routes, route → group mapping,
+/// deadlines, limits) for its whole life.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) core: Arc<Config>,
     pub(crate) groups: Vec<Group>,
     pub(crate) route_upstream: Vec<usize>,
+    /// Fired when this generation's connections must drain: at the server's shutdown,
+    /// or once `drain_timeout` has passed since a reload replaced the generation.
     pub(crate) shutdown: Arc<Signal>,
+    /// The server's shutdown: set when the drain is a shutdown's.
+    pub(crate) stopping: Arc<Signal>,
     pub(crate) grace: Duration,
     /// Where every event of the core goes.
     pub(crate) events: Arc<dyn EventSink>,
+    /// This generation's number (1: the configuration bound).
+    pub(crate) generation: u64,
+}
+
+impl Shared {
+    /// How long a tunnel may go on once told to drain: `shutdown_grace` at a shutdown;
+    /// none when an old generation's `drain_timeout` passed (that was its grace).
+    pub(crate) fn drain_grace(&self) -> Duration {
+        if self.stopping.is_set() {
+            self.grace
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 /// Serves one client connection until the core closes it; `pool` is the worker's, and
@@ -165,7 +185,7 @@ impl Driver<'_> {
                 Wake::Shutdown => {
                     self.shutdown_told = true;
                     self.shutdown_listener = None;
-                    let grace = self.shared.grace;
+                    let grace = self.shared.drain_grace();
                     self.feed(Input::Drain { grace }, now);
                 }
             }
@@ -342,8 +362,10 @@ mod tests {
             groups: Vec::new(),
             route_upstream: Vec::new(),
             shutdown: Arc::new(Signal::default()),
+            stopping: Arc::new(Signal::default()),
             grace: Duration::from_secs(1),
             events: Arc::new(crate::AccessLog),
+            generation: 1,
         };
         let pool = Pool::new(PoolConfig::default());
         let size = crate::backend::block_on(async {

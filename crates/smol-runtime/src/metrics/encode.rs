@@ -18,12 +18,28 @@ use super::Metrics;
 impl Metrics {
     /// Every metric, in the Prometheus text format ([`Metrics::CONTENT_TYPE`]), the
     /// workers' counts summed. Takes a few microseconds per worker and route.
+    ///
+    /// Counters are summed over every configuration generation's counts (a slot means
+    /// the same series in each); the pools' idle gauges are read from the newest
+    /// generation's, where the pools write since the last reload.
     pub fn encode(&self) -> String {
+        let current = self.current.load_full();
+        let layout = current.layout.clone();
+        let mut totals = vec![0u64; layout.len];
+        for counts in self.all_generations() {
+            for block in counts.blocks.iter() {
+                for (slot, total) in totals.iter_mut().enumerate().take(counts.layout.len) {
+                    *total += block.get(slot);
+                }
+            }
+        }
+        for index in 0..layout.servers.len() {
+            let slot = layout.pool_idle(index);
+            totals[slot] = current.blocks.iter().map(|block| block.get(slot)).sum();
+        }
         let snapshot = Snapshot {
-            layout: self.layout.clone(),
-            totals: (0..self.layout.len)
-                .map(|slot| self.blocks.iter().map(|block| block.get(slot)).sum())
-                .collect(),
+            layout,
+            totals,
             connections: self.connections.active(),
             generation: self.generation(),
             reloads: self.reloads(),
@@ -125,15 +141,16 @@ fn labels<'a>(pairs: impl IntoIterator<Item = (&'static str, Cow<'a, str>)>) -> 
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let layout = &*self.layout;
-        let routes = &layout.routes;
-        let named_routes = &routes[..routes.len() - 1];
+        let named_routes = &layout.routes;
+        let routes: Vec<&layout::RouteLabels> =
+            named_routes.iter().chain([&layout.unrouted]).collect();
 
         family(
             &mut encoder,
             "switchyard_http_requests",
             "Finished HTTP exchanges (an upgrade that became a tunnel counts in switchyard_tunnels_total), by route prefix and status class (none: no response was sent).",
             MetricType::Counter,
-            routes.iter().flat_map(|r| {
+            routes.iter().flat_map(|&r| {
                 layout::STATUS_CLASSES.iter().enumerate().map(move |(class, code)| {
                     let labels = labels([route(&r.prefix), ("code", Cow::Borrowed(*code))]);
                     (labels, Value::Counter(self.get(r.requests(class))))
@@ -145,7 +162,7 @@ impl Collector for Snapshot {
             "switchyard_http_request_duration_seconds",
             "From a complete request head to the end of its response, by route prefix.",
             MetricType::Histogram,
-            routes.iter().map(|r| {
+            routes.iter().map(|&r| {
                 let value = self.histogram(r.request_histogram(), &layout::REQUEST_BOUNDS);
                 (labels([route(&r.prefix)]), value)
             }),

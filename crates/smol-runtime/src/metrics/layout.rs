@@ -1,7 +1,8 @@
 //! Where each count lives in a worker's block of counters: every series's label values
-//! are known when the server is bound (routes, their upgrade protocols, upstream groups
+//! are known from the configuration (routes, their upgrade protocols, upstream groups
 //! and servers), so each series is one slot at a fixed index, and counting an event is
-//! a few additions at indexes computed without allocating.
+//! a few additions at indexes computed without allocating. A reload extends the layout:
+//! labels are added, never moved or removed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -135,13 +136,17 @@ fn protocol_name(protocol: &str) -> &str {
 }
 
 /// One `route` label value and where its slots begin.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct RouteLabels {
-    /// The route's prefix ([`UNROUTED`] for the last one).
+    /// The route's prefix ([`UNROUTED`] for exchanges no route took).
     pub(super) prefix: String,
-    /// Its upgrade protocols, by name (no version), each once; [`OTHER`] follows them.
-    pub(super) protocols: Vec<String>,
+    /// Its upgrade protocols, by name (no version), each once, with the first slot of
+    /// each one's tunnel counts; [`OTHER`] follows them. A reload that allows a route
+    /// another protocol appends it, with slots of its own.
+    pub(super) protocols: Vec<(String, usize)>,
     base: usize,
+    /// The first slot of the [`OTHER`] protocol's tunnel counts.
+    other: usize,
 }
 
 impl RouteLabels {
@@ -164,7 +169,9 @@ impl RouteLabels {
     /// The first slot of the protocol in slot `protocol` (its tunnels opened); the
     /// reasons' slots follow (see [`RouteLabels::closed`]).
     pub(super) fn opened(&self, protocol: usize) -> usize {
-        self.base + TUNNELS + protocol * TUNNEL_STRIDE
+        self.protocols
+            .get(protocol)
+            .map_or(self.other, |&(_, base)| base)
     }
 
     /// Tunnels of protocol slot `protocol` closed for the reason in slot `reason`.
@@ -178,7 +185,7 @@ impl RouteLabels {
         let name = protocol_name(protocol);
         self.protocols
             .iter()
-            .position(|known| known.eq_ignore_ascii_case(name))
+            .position(|(known, _)| known.eq_ignore_ascii_case(name))
             .unwrap_or(self.protocols.len())
     }
 
@@ -189,17 +196,15 @@ impl RouteLabels {
 
     /// The label value of protocol slot `slot`.
     pub(super) fn protocol_label(&self, slot: usize) -> &str {
-        self.protocols.get(slot).map_or(OTHER, String::as_str)
-    }
-
-    fn len(&self) -> usize {
-        TUNNELS + self.protocol_slots() * TUNNEL_STRIDE
+        self.protocols
+            .get(slot)
+            .map_or(OTHER, |(name, _)| name.as_str())
     }
 }
 
 /// An upstream group's `upstream` label, its servers' pool slots, and its connect-error
 /// slot per server.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct GroupLabels {
     pub(super) name: String,
     /// `(server, connect-error slot)`, each server once.
@@ -208,117 +213,144 @@ pub(super) struct GroupLabels {
     pub(super) pooled: Vec<usize>,
 }
 
-/// Every series's slot, for a server's configuration.
-#[derive(Debug)]
+/// Every series's slot, for the configurations of every generation so far: a reload
+/// extends the layout of the generation before (labels are only ever added, and keep
+/// their slots), so the counts of every generation add up slot by slot.
+#[derive(Debug, Clone)]
 pub(super) struct Layout {
-    /// One per distinct route prefix, then [`UNROUTED`].
+    /// One per distinct route prefix, in the order first configured.
     pub(super) routes: Vec<RouteLabels>,
-    /// Route id → index in `routes` (a prefix given twice shares the first one's).
+    /// Exchanges answered before a route was chosen.
+    pub(super) unrouted: RouteLabels,
+    /// Route id of this generation → index in `routes` (a prefix given twice shares the
+    /// first one's).
     route_of: Vec<usize>,
     tunnel_histogram: usize,
     dead_peers: usize,
     rejected: usize,
     /// One per distinct group name (a name given twice shares the first one's).
     pub(super) groups: Vec<GroupLabels>,
-    /// Every distinct upstream server, and the first slot of their idle gauges (one each,
-    /// in this order).
-    pub(super) servers: Vec<SocketAddr>,
-    pool_idle: usize,
+    /// Every distinct upstream server, with the slot of its idle gauge.
+    pub(super) servers: Vec<(SocketAddr, usize)>,
     /// Slots in a worker's block.
     pub(super) len: usize,
+}
+
+/// The distinct protocol names of an `allow_upgrade` list, in order.
+fn protocol_names(allowed: &[String]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for name in allowed.iter().map(|p| protocol_name(p)) {
+        if !names.iter().any(|known| known.eq_ignore_ascii_case(name)) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 impl Layout {
     pub(super) fn new(config: &ServerConfig) -> Layout {
         let mut len = 0;
-        let mut routes: Vec<RouteLabels> = Vec::new();
-        let mut route_of = Vec::with_capacity(config.core.routes.len());
-        let mut add = |routes: &mut Vec<RouteLabels>, prefix: &str, allowed: &[String]| {
-            let mut protocols: Vec<String> = Vec::new();
-            for protocol in allowed.iter().map(|p| protocol_name(p)) {
-                if !protocols.iter().any(|p| p.eq_ignore_ascii_case(protocol)) {
-                    protocols.push(protocol.to_string());
+        let mut take = |slots: usize| {
+            len += slots;
+            len - slots
+        };
+        let unrouted = RouteLabels {
+            prefix: UNROUTED.to_string(),
+            protocols: Vec::new(),
+            base: take(TUNNELS),
+            other: take(TUNNEL_STRIDE),
+        };
+        let tunnel_histogram = take(histogram_slots(&TUNNEL_BOUNDS));
+        let dead_peers = take(SIDES.len());
+        let rejected = take(REJECTED_STATUSES.len() + 1);
+        let empty = Layout {
+            routes: Vec::new(),
+            unrouted,
+            route_of: Vec::new(),
+            tunnel_histogram,
+            dead_peers,
+            rejected,
+            groups: Vec::new(),
+            servers: Vec::new(),
+            len,
+        };
+        empty.extended(config)
+    }
+
+    /// This layout with the labels of `config` that it lacks added (new slots at the
+    /// end), and `config`'s routes mapped to their labels.
+    pub(super) fn extended(&self, config: &ServerConfig) -> Layout {
+        let mut layout = self.clone();
+        let mut take = |slots: usize| {
+            layout.len += slots;
+            layout.len - slots
+        };
+        layout.route_of = Vec::with_capacity(config.core.routes.len());
+        for route in &config.core.routes {
+            let index = match layout.routes.iter().position(|r| r.prefix == route.prefix) {
+                Some(known) => known,
+                None => {
+                    layout.routes.push(RouteLabels {
+                        prefix: route.prefix.clone(),
+                        protocols: Vec::new(),
+                        base: take(TUNNELS),
+                        other: take(TUNNEL_STRIDE),
+                    });
+                    layout.routes.len() - 1
+                }
+            };
+            let labels = &mut layout.routes[index];
+            for name in protocol_names(&route.allow_upgrade) {
+                if !labels
+                    .protocols
+                    .iter()
+                    .any(|(known, _)| known.eq_ignore_ascii_case(name))
+                {
+                    labels
+                        .protocols
+                        .push((name.to_string(), take(TUNNEL_STRIDE)));
                 }
             }
-            let route = RouteLabels {
-                prefix: prefix.to_string(),
-                protocols,
-                base: len,
-            };
-            len += route.len();
-            routes.push(route);
-            routes.len() - 1
-        };
-        for route in &config.core.routes {
-            let index = match routes.iter().position(|r| r.prefix == route.prefix) {
-                Some(first) => first,
-                None => add(&mut routes, &route.prefix, &route.allow_upgrade),
-            };
-            route_of.push(index);
+            layout.route_of.push(index);
         }
-        // Last, so that `route` finds it; never shared (no prefix of a route that can
-        // match a request is `none`: they start with `/`).
-        add(&mut routes, UNROUTED, &[]);
-        let tunnel_histogram = len;
-        len += histogram_slots(&TUNNEL_BOUNDS);
-        let dead_peers = len;
-        len += SIDES.len();
-        let rejected = len;
-        len += REJECTED_STATUSES.len() + 1;
-
-        let mut servers: Vec<SocketAddr> = Vec::new();
-        let mut groups: Vec<GroupLabels> = Vec::new();
         for group in &config.upstreams {
-            let at = match groups.iter().position(|g| g.name == group.name) {
+            let at = match layout.groups.iter().position(|g| g.name == group.name) {
                 Some(at) => at,
                 None => {
-                    groups.push(GroupLabels {
+                    layout.groups.push(GroupLabels {
                         name: group.name.clone(),
                         servers: Vec::new(),
                         pooled: Vec::new(),
                     });
-                    groups.len() - 1
+                    layout.groups.len() - 1
                 }
             };
             for &server in &group.servers {
-                let pooled = match servers.iter().position(|&s| s == server) {
+                let pooled = match layout.servers.iter().position(|&(s, _)| s == server) {
                     Some(index) => index,
                     None => {
-                        servers.push(server);
-                        servers.len() - 1
+                        layout.servers.push((server, take(1)));
+                        layout.servers.len() - 1
                     }
                 };
-                let labels = &mut groups[at];
+                let labels = &mut layout.groups[at];
                 if !labels.pooled.contains(&pooled) {
                     labels.pooled.push(pooled);
                 }
                 if !labels.servers.iter().any(|&(s, _)| s == server) {
-                    labels.servers.push((server, len));
-                    len += 1;
+                    labels.servers.push((server, take(1)));
                 }
             }
         }
-        let pool_idle = len;
-        len += servers.len();
-        Layout {
-            routes,
-            route_of,
-            tunnel_histogram,
-            dead_peers,
-            rejected,
-            groups,
-            servers,
-            pool_idle,
-            len,
-        }
+        layout
     }
 
-    /// The labels of route `route` (an unknown id, or `None`, is [`UNROUTED`]).
+    /// The labels of route `route` of this generation (an unknown id, or `None`, is
+    /// [`UNROUTED`]).
     pub(super) fn route(&self, route: Option<RouteId>) -> &RouteLabels {
-        let index = route
-            .and_then(|route| self.route_of.get(route).copied())
-            .unwrap_or(self.routes.len() - 1);
-        &self.routes[index]
+        route
+            .and_then(|route| self.route_of.get(route))
+            .map_or(&self.unrouted, |&index| &self.routes[index])
     }
 
     pub(super) fn tunnel_histogram(&self) -> usize {
@@ -353,11 +385,11 @@ impl Layout {
 
     /// The slot of server index `server`'s idle gauge.
     pub(super) fn pool_idle(&self, server: usize) -> usize {
-        self.pool_idle + server
+        self.servers[server].1
     }
 
     /// The index of `server` in [`Layout::servers`].
     pub(super) fn server_index(&self, server: SocketAddr) -> Option<usize> {
-        self.servers.iter().position(|&s| s == server)
+        self.servers.iter().position(|&(s, _)| s == server)
     }
 }

@@ -16,7 +16,9 @@ mod tests;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use switchyard_core::{CloseReason, Event, Side};
 
@@ -55,22 +57,59 @@ use layout::Layout;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Metrics {
-    layout: Arc<Layout>,
-    /// One per worker, indexed by [`EventContext::worker`].
-    blocks: Box<[Block]>,
+    /// The counts of the newest configuration generation (its layout covers every
+    /// label of every generation so far).
+    current: ArcSwap<Counts>,
+    /// The counts of every generation, summed at each scrape.
+    generations: Mutex<Vec<Arc<Counts>>>,
+    workers: usize,
     /// The server's count of open client connections, read at each scrape.
     connections: Arc<Tracker>,
-    /// The configuration generation serving new connections (1 until reloads exist).
+    /// The configuration generation serving new connections (1: the one bound).
     generation: AtomicU64,
     /// Reloads that succeeded and that failed.
     reloads: [AtomicU64; 2],
 }
 
+/// The counters one configuration generation's connections count into: a block per
+/// worker, laid out by the generation's [`Layout`]. Connections keep their
+/// generation's counts for their whole life, as they keep its routes.
+pub(crate) struct Counts {
+    layout: Arc<Layout>,
+    /// One per worker, indexed by [`EventContext::worker`].
+    blocks: Box<[Block]>,
+}
+
+impl Counts {
+    fn new(layout: Layout, workers: usize) -> Counts {
+        let blocks = (0..workers.max(1))
+            .map(|_| Block::new(layout.len))
+            .collect();
+        Counts {
+            layout: Arc::new(layout),
+            blocks,
+        }
+    }
+
+    fn block(&self, worker: usize) -> Option<&Block> {
+        self.blocks.get(worker)
+    }
+}
+
+impl std::fmt::Debug for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counts")
+            .field("workers", &self.blocks.len())
+            .field("slots_per_worker", &self.layout.len)
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
-            .field("workers", &self.blocks.len())
-            .field("slots_per_worker", &self.layout.len)
+            .field("workers", &self.workers)
+            .field("generation", &self.generation())
             .finish()
     }
 }
@@ -84,17 +123,51 @@ impl Metrics {
     /// Metrics for `config` served by `workers` threads; `connections` is the server's
     /// count of open client connections.
     pub(crate) fn new(config: &ServerConfig, workers: usize, connections: Arc<Tracker>) -> Self {
-        let layout = Layout::new(config);
-        let blocks = (0..workers.max(1))
-            .map(|_| Block::new(layout.len))
-            .collect();
+        let counts = Arc::new(Counts::new(Layout::new(config), workers));
         Metrics {
-            layout: Arc::new(layout),
-            blocks,
+            current: ArcSwap::new(counts.clone()),
+            generations: Mutex::new(vec![counts]),
+            workers,
             connections,
             generation: AtomicU64::new(1),
             reloads: Default::default(),
         }
+    }
+
+    /// The counts of the generation bound first, for its connections.
+    pub(crate) fn first_generation(&self) -> GenerationMetrics {
+        GenerationMetrics {
+            counts: self.current.load_full(),
+        }
+    }
+
+    /// Counts for a new generation serving `config`, numbered `generation`: the layout
+    /// gains `config`'s labels (a new route is counted under its own prefix from its
+    /// first request), and new connections' pools and connect errors count there.
+    pub(crate) fn publish(&self, config: &ServerConfig, generation: u64) -> GenerationMetrics {
+        let layout = self.current.load().layout.extended(config);
+        let counts = Arc::new(Counts::new(layout, self.workers));
+        self.generations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(counts.clone());
+        self.current.store(counts.clone());
+        self.generation.store(generation, Ordering::Relaxed);
+        self.reloads[0].fetch_add(1, Ordering::Relaxed);
+        GenerationMetrics { counts }
+    }
+
+    /// A reload was refused (the new configuration was invalid or could not be bound).
+    pub(crate) fn reload_failed(&self) {
+        self.reloads[1].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every generation's counts (for the encoder).
+    fn all_generations(&self) -> Vec<Arc<Counts>> {
+        self.generations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The runtime's counts of worker `worker`, for the code that runs on its thread.
@@ -105,10 +178,6 @@ impl Metrics {
         }
     }
 
-    fn block(&self, worker: usize) -> Option<&Block> {
-        self.blocks.get(worker)
-    }
-
     /// Adds one observation of `duration` to the histogram at `base` with `bounds`.
     fn observe(block: &Block, base: usize, bounds: &[u64], duration: std::time::Duration) {
         block.add(base + layout::bucket(bounds, duration), 1);
@@ -116,8 +185,29 @@ impl Metrics {
     }
 }
 
+/// Counts into the newest generation's counters (the server itself gives each
+/// generation's connections a sink of their own generation's).
 impl EventSink for Metrics {
     fn event(&self, context: &EventContext, event: &Event) {
+        self.current.load().count(context, event);
+    }
+}
+
+/// The event sink of one generation's connections: counts into that generation's
+/// counters, with its routes' labels.
+#[derive(Debug, Clone)]
+pub(crate) struct GenerationMetrics {
+    counts: Arc<Counts>,
+}
+
+impl EventSink for GenerationMetrics {
+    fn event(&self, context: &EventContext, event: &Event) {
+        self.counts.count(context, event);
+    }
+}
+
+impl Counts {
+    fn count(&self, context: &EventContext, event: &Event) {
         let Some(block) = self.block(context.worker) else {
             return;
         };
@@ -172,43 +262,45 @@ pub(crate) struct WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    /// A connect to `server` of the group named `group` failed or timed out.
+    /// A connect to `server` of the group named `group` failed or timed out (counted in
+    /// the newest generation, whose layout has every group and server so far).
     pub(crate) fn connect_failed(&self, group: &str, server: SocketAddr) {
-        let metrics = &self.metrics;
+        let counts = self.metrics.current.load();
         if let (Some(block), Some(slot)) = (
-            metrics.block(self.worker),
-            metrics.layout.connect_error(group, server),
+            counts.block(self.worker),
+            counts.layout.connect_error(group, server),
         ) {
             block.add(slot, 1);
         }
     }
 
-    /// This worker's pool now holds `idle` connections to `server`.
+    /// This worker's pool now holds `idle` connections to `server`. Gauges are read from
+    /// the newest generation only (see [`Metrics::encode`]).
     pub(crate) fn pool_idle(&self, server: SocketAddr, idle: usize) {
-        let metrics = &self.metrics;
+        let counts = self.metrics.current.load();
         if let (Some(block), Some(index)) = (
-            metrics.block(self.worker),
-            metrics.layout.server_index(server),
+            counts.block(self.worker),
+            counts.layout.server_index(server),
         ) {
-            block.set(metrics.layout.pool_idle(index), idle as u64);
+            block.set(counts.layout.pool_idle(index), idle as u64);
         }
     }
 
     /// This worker's pool now holds exactly these idle connections (`(server, count)`;
     /// a server not named holds none).
     pub(crate) fn pool_idle_all(&self, idle: impl IntoIterator<Item = (SocketAddr, usize)>) {
-        let metrics = &self.metrics;
-        let Some(block) = metrics.block(self.worker) else {
+        let counts = self.metrics.current.load();
+        let Some(block) = counts.block(self.worker) else {
             return;
         };
-        let mut counts = vec![0u64; metrics.layout.servers.len()];
+        let mut per_server = vec![0u64; counts.layout.servers.len()];
         for (server, count) in idle {
-            if let Some(index) = metrics.layout.server_index(server) {
-                counts[index] += count as u64;
+            if let Some(index) = counts.layout.server_index(server) {
+                per_server[index] += count as u64;
             }
         }
-        for (index, count) in counts.into_iter().enumerate() {
-            block.set(metrics.layout.pool_idle(index), count);
+        for (index, count) in per_server.into_iter().enumerate() {
+            block.set(counts.layout.pool_idle(index), count);
         }
     }
 }

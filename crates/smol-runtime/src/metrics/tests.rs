@@ -441,9 +441,20 @@ fn the_text_is_well_formed_families_with_unique_series() {
 /// slot is inside a worker's block.
 #[test]
 fn every_slot_of_the_layout_is_distinct_and_in_bounds() {
-    let layout = Layout::new(&config());
+    every_slot_is_distinct_and_in_bounds(&Layout::new(&config()));
+    // A reload's layout: a new route, a protocol added to a known one, a new server.
+    let mut reloaded = config();
+    reloaded.core.routes[0].allow_upgrade.push("foo".into());
+    reloaded.core.routes.push(Route::new("/new/"));
+    reloaded.route_upstream.push(0);
+    reloaded.upstreams[0].servers.push(addr("127.0.0.1:9100"));
+    let extended = Layout::new(&config()).extended(&reloaded);
+    every_slot_is_distinct_and_in_bounds(&extended);
+}
+
+fn every_slot_is_distinct_and_in_bounds(layout: &Layout) {
     let mut slots = Vec::new();
-    for route in &layout.routes {
+    for route in layout.routes.iter().chain([&layout.unrouted]) {
         slots.extend((0..layout::STATUS_CLASSES.len()).map(|class| route.requests(class)));
         let histogram = route.request_histogram();
         slots.extend(histogram..histogram + layout::histogram_slots(&layout::REQUEST_BOUNDS));
@@ -480,7 +491,81 @@ fn a_prefix_given_twice_is_one_route_label() {
     config.route_upstream.push(0);
     let layout = Layout::new(&config);
     let prefixes: Vec<&str> = layout.routes.iter().map(|r| r.prefix.as_str()).collect();
-    assert_eq!(prefixes, ["/", "/chat/", layout::UNROUTED]);
+    assert_eq!(prefixes, ["/", "/chat/"]);
     assert_eq!(layout.route(Some(2)).prefix, "/chat/");
     assert_eq!(layout.route(Some(99)).prefix, layout::UNROUTED);
+}
+
+/// Route 1 is `/chat/` in the first generation and `/new/` in the second: each
+/// generation's events count under its own routes' prefixes, the counts of both add up,
+/// and a route the reload removed keeps its series.
+#[test]
+fn each_generation_counts_under_its_own_routes_and_the_counts_add_up() {
+    let (metrics, _) = metrics();
+    let first = metrics.first_generation();
+    let mut reloaded = config();
+    reloaded.core.routes[1] = Route::new("/new/");
+    let second = metrics.publish(&reloaded, 2);
+    first.event(&on(0), &exchange(Some(1), 200, Duration::ZERO));
+    first.event(&on(1), &exchange(Some(0), 200, Duration::ZERO));
+    second.event(&on(0), &exchange(Some(1), 404, Duration::ZERO));
+    second.event(&on(1), &exchange(Some(0), 200, Duration::ZERO));
+    first.event(&on(0), &opened(1, "websocket"));
+    let text = metrics.encode();
+    expect(
+        &text,
+        "switchyard_http_requests_total{route=\"/chat/\",code=\"2xx\"}",
+        "1",
+    );
+    expect(
+        &text,
+        "switchyard_http_requests_total{route=\"/new/\",code=\"4xx\"}",
+        "1",
+    );
+    expect(
+        &text,
+        "switchyard_http_requests_total{route=\"/new/\",code=\"2xx\"}",
+        "0",
+    );
+    expect(
+        &text,
+        "switchyard_http_requests_total{route=\"/\",code=\"2xx\"}",
+        "2",
+    );
+    expect(
+        &text,
+        "switchyard_tunnels_open{route=\"/chat/\",protocol=\"websocket\"}",
+        "1",
+    );
+    expect(&text, "switchyard_config_generation", "2");
+    expect(
+        &text,
+        "switchyard_config_reloads_total{result=\"success\"}",
+        "1",
+    );
+    metrics.reload_failed();
+    let text = metrics.encode();
+    expect(
+        &text,
+        "switchyard_config_reloads_total{result=\"failure\"}",
+        "1",
+    );
+    expect(&text, "switchyard_config_generation", "2");
+}
+
+/// The pools write their idle gauges into the newest generation's counts after a
+/// reload; the scrape reads them there only, so a gauge written before is not added.
+#[test]
+fn pool_gauges_are_read_from_the_newest_generation_only() {
+    let (metrics, _) = metrics();
+    let worker = metrics.worker(0);
+    worker.pool_idle(addr("127.0.0.1:9000"), 3);
+    metrics.publish(&config(), 2);
+    worker.pool_idle(addr("127.0.0.1:9000"), 2);
+    let text = metrics.encode();
+    expect(
+        &text,
+        "switchyard_upstream_pool_idle{upstream=\"default\"}",
+        "2",
+    );
 }
