@@ -50,6 +50,14 @@ struct Entry {
     stop: Arc<Signal>,
 }
 
+impl Entry {
+    /// Whether a configured `addr` names this listener: its address as configured, or
+    /// as bound (a port 0 that a configuration now names by the port it got).
+    fn is(&self, addr: SocketAddr) -> bool {
+        self.configured == addr || self.local == addr
+    }
+}
+
 /// Every address listened on, in the order configured.
 #[derive(Debug)]
 pub(crate) struct ListenerSet {
@@ -129,7 +137,7 @@ impl ListenerSet {
     pub(crate) fn prepare(&self, addrs: &[SocketAddr]) -> io::Result<Prepared> {
         let mut added = Vec::new();
         for &configured in addrs {
-            let known = self.entries.iter().any(|e| e.configured == configured);
+            let known = self.entries.iter().any(|e| e.is(configured));
             let twice = added.iter().any(|&(seen, _, _)| seen == configured);
             if !known && !twice {
                 let (local, sockets) = bind_address(configured, self.workers)?;
@@ -137,7 +145,7 @@ impl ListenerSet {
             }
         }
         let removed = (0..self.entries.len())
-            .filter(|&index| !addrs.contains(&self.entries[index].configured))
+            .filter(|&index| !addrs.iter().any(|&addr| self.entries[index].is(addr)))
             .collect();
         Ok(Prepared { added, removed })
     }
