@@ -94,6 +94,11 @@ pub struct ProxyArgs {
     /// How long open tunnels may continue after SIGTERM/SIGINT [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_any_duration)]
     pub shutdown_grace: Option<Duration>,
+    /// After a reload (SIGHUP), how long connections accepted before it may live before
+    /// they are drained (tunnels get Close 1001); `off` or `0s`: until they end
+    /// [default: off].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_or_off_text)]
+    pub drain_timeout: Option<DurationOrOff>,
     /// Most client connections served at once [default: 10000].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
@@ -134,6 +139,7 @@ impl ProxyArgs {
             max_body_bytes: self.max_body_bytes,
             workers: self.workers,
             shutdown_grace: self.shutdown_grace,
+            drain_timeout: self.drain_timeout.map(|t| t.0),
             max_connections: self.max_connections,
         }
     }

@@ -25,6 +25,9 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// How long open tunnels may continue after a shutdown signal.
     pub shutdown_grace: Option<ConfigDuration>,
+    /// After a reload (SIGHUP), how long connections of the configuration before may
+    /// live; `off`: until they end.
+    pub drain_timeout: Option<DurationOrOff>,
     /// Most client connections served at once.
     pub max_connections: Option<usize>,
     /// Settings every route starts from.

@@ -39,7 +39,7 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Cli, Command, DemoArgs, ProxyArgs};
 use crate::error::ConfigError;
 use crate::settings::{Overrides, Settings};
-use switchyard_smol::Server;
+use switchyard_smol::{ReloadHandle, Server};
 
 /// Exit status for a bad flag or config file (clap uses the same).
 pub const EXIT_USAGE: u8 = 2;
@@ -82,7 +82,7 @@ fn run_proxy(args: &ProxyArgs) -> ExitCode {
         return usage_error(err);
     }
     match Settings::load(&args.overrides()) {
-        Ok(settings) => serve(&settings, "", |_| {}),
+        Ok(settings) => serve(&settings, Some(args.overrides()), "", |_| {}),
         Err(err) => usage_error(err),
     }
 }
@@ -125,7 +125,7 @@ fn demo(args: &DemoArgs) -> ExitCode {
         Err(err) => return usage_error(err),
     };
     let hint = " (pick another address with --listen, e.g. 127.0.0.1:8081)";
-    serve(&settings, hint, move |addrs| {
+    serve(&settings, None, hint, move |addrs| {
         let Some(&proxy) = addrs.first() else { return };
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(demo::instructions(proxy, origin).as_bytes());
@@ -142,9 +142,15 @@ fn demo(args: &DemoArgs) -> ExitCode {
 }
 
 /// Binds, runs until SIGTERM/SIGINT and a graceful shutdown, and returns the exit status.
-/// `on_ready` is called with the bound addresses once clients can connect; `bind_hint` is
-/// appended to a bind error.
-fn serve(settings: &Settings, bind_hint: &str, on_ready: impl FnOnce(&[SocketAddr])) -> ExitCode {
+/// On SIGHUP the settings are loaded again from `reload_flags` (the config file they name,
+/// then the flags) and published as a new generation. `on_ready` is called with the
+/// bound addresses once clients can connect; `bind_hint` is appended to a bind error.
+fn serve(
+    settings: &Settings,
+    reload_flags: Option<Overrides>,
+    bind_hint: &str,
+    on_ready: impl FnOnce(&[SocketAddr]),
+) -> ExitCode {
     // Before binding: the bind warns when max_connections does not fit in the limit.
     raise_descriptor_limit();
     let server = match Server::bind(settings.server_config()) {
@@ -153,37 +159,40 @@ fn serve(settings: &Settings, bind_hint: &str, on_ready: impl FnOnce(&[SocketAdd
         Err(err) => return failure(format!("{err}{bind_hint}")),
     };
     let handle = server.shutdown_handle();
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ]) {
+    let reload = server.reload_handle();
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(signals) => signals,
         Err(err) => return failure(format!("cannot install signal handlers: {err}")),
     };
     let grace = settings.shutdown_grace;
     std::thread::spawn(move || {
-        let mut signals = signals.forever();
-        if let Some(signal) = signals.next() {
-            handle.shutdown();
-            let name = if signal == signal_hook::consts::SIGINT {
-                "SIGINT"
-            } else {
-                "SIGTERM"
-            };
-            tracing::info!(
-                "{name}: stopping gracefully (no new connections, requests in flight finish, tunnels get {}); a second Ctrl-C exits at once",
-                duration::format_duration(grace)
-            );
-        }
-        // A repeated SIGTERM is common (supervisors and `timeout` signal both the process
-        // and its group) and must not cut the grace short; a second Ctrl-C is a person
-        // who does not want to wait.
-        for signal in signals {
-            if signal == signal_hook::consts::SIGINT {
-                tracing::warn!("second SIGINT: exiting now");
-                std::process::exit(i32::from(EXIT_FAILURE));
+        let mut stopping = false;
+        for signal in signals.forever() {
+            match signal {
+                SIGHUP => reload_settings(reload_flags.as_ref(), &reload),
+                SIGTERM | SIGINT if !stopping => {
+                    stopping = true;
+                    handle.shutdown();
+                    let name = if signal == SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    };
+                    tracing::info!(
+                        "{name}: stopping gracefully (no new connections, requests in flight finish, tunnels get {}); a second Ctrl-C exits at once",
+                        duration::format_duration(grace)
+                    );
+                }
+                // A repeated SIGTERM is common (supervisors and `timeout` signal both the
+                // process and its group) and must not cut the grace short; a second
+                // Ctrl-C is a person who does not want to wait.
+                SIGINT => {
+                    tracing::warn!("second SIGINT: exiting now");
+                    std::process::exit(i32::from(EXIT_FAILURE));
+                }
+                _ => tracing::debug!(signal, "already shutting down"),
             }
-            tracing::debug!(signal, "already shutting down");
         }
     });
 
@@ -211,6 +220,34 @@ fn serve(settings: &Settings, bind_hint: &str, on_ready: impl FnOnce(&[SocketAdd
             ExitCode::SUCCESS
         }
         Err(err) => failure(format!("proxy failed: {err}")),
+    }
+}
+
+/// SIGHUP: loads the settings again (the file named by `flags`, then the flags, which
+/// still win) and publishes them. A file that does not load, or settings the runtime
+/// refuses, change nothing; the one error line says why (`file:line: ...` for the
+/// file, as `switchyard check` prints it). The runtime logs the published generation.
+fn reload_settings(flags: Option<&Overrides>, reload: &ReloadHandle) {
+    let Some(flags) = flags.filter(|flags| flags.config.is_some()) else {
+        tracing::warn!("SIGHUP: no --config file to read again, nothing changed");
+        return;
+    };
+    let refused = |err: &dyn std::fmt::Display| {
+        tracing::error!(
+            "reload failed, still running configuration generation {}: {err}",
+            reload.generation()
+        );
+    };
+    match Settings::load(flags) {
+        Ok(settings) => {
+            if let Err(err) = reload.reload(settings.server_config()) {
+                refused(&err);
+            }
+        }
+        Err(err) => {
+            reload.count_failure();
+            refused(&err);
+        }
     }
 }
 

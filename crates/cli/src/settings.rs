@@ -64,6 +64,8 @@ pub struct Overrides {
     pub workers: Option<usize>,
     /// `--shutdown-grace`.
     pub shutdown_grace: Option<Duration>,
+    /// `--drain-timeout`; `Some(None)` is `off`.
+    pub drain_timeout: Option<Option<Duration>>,
     /// `--max-connections`.
     pub max_connections: Option<usize>,
 }
@@ -87,6 +89,9 @@ pub struct Settings {
     pub workers: usize,
     /// How long tunnels may continue after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// After a reload, how long the connections of the generation before may live;
+    /// `None`: until they end.
+    pub drain_timeout: Option<Duration>,
     /// Most client connections at once.
     pub max_connections: usize,
     /// Idle upstream connections kept per server.
@@ -439,6 +444,10 @@ impl Settings {
                 .shutdown_grace
                 .or(file.shutdown_grace.map(|d| d.0))
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            drain_timeout: flags
+                .drain_timeout
+                .or(file.drain_timeout.map(|d| d.0))
+                .unwrap_or(None),
             max_connections,
             pool_max_idle_per_server: file
                 .pool
@@ -474,6 +483,7 @@ impl Settings {
                 idle_timeout: self.pool_idle_timeout,
             },
             events: std::sync::Arc::new(AccessLog),
+            drain_timeout: self.drain_timeout,
         }
     }
 }

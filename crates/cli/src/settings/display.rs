@@ -34,10 +34,11 @@ impl fmt::Display for Settings {
         }
         writeln!(
             f,
-            "workers            {}   max_connections {}   shutdown_grace {}",
+            "workers            {}   max_connections {}   shutdown_grace {}   drain_timeout {}",
             self.workers,
             self.max_connections,
-            format_duration(self.shutdown_grace)
+            format_duration(self.shutdown_grace),
+            format_duration_or_off(self.drain_timeout)
         )?;
         writeln!(
             f,

@@ -219,3 +219,48 @@ fn admin_listen_must_not_be_a_listen_address() {
     };
     assert!(build(ADMIN, &flags).is_ok());
 }
+
+const MINIMAL: &str = r#"listen = ["127.0.0.1:8080"]
+[upstreams.a]
+servers = ["127.0.0.1:9000"]
+[[routes]]
+prefix = "/"
+upstream = "a"
+"#;
+
+#[test]
+fn drain_timeout_is_off_by_default_set_at_the_top_level_and_the_flag_wins() {
+    let none = Overrides::default();
+    let settings = build(MINIMAL, &none).unwrap();
+    assert_eq!(settings.drain_timeout, None);
+    assert_eq!(settings.server_config().drain_timeout, None);
+    let text = format!("drain_timeout = \"30s\"\n{MINIMAL}");
+    let settings = build(&text, &none).unwrap();
+    assert_eq!(settings.drain_timeout, Some(secs(30)));
+    assert_eq!(settings.server_config().drain_timeout, Some(secs(30)));
+    assert!(
+        settings.to_string().contains("drain_timeout 30s"),
+        "{settings}"
+    );
+    let off = Overrides {
+        drain_timeout: Some(None),
+        ..Overrides::default()
+    };
+    let settings = build(&text, &off).unwrap();
+    assert_eq!(settings.drain_timeout, None);
+    assert!(
+        settings.to_string().contains("drain_timeout off"),
+        "{settings}"
+    );
+    let text = format!("drain_timeout = \"off\"\n{MINIMAL}");
+    assert_eq!(build(&text, &none).unwrap().drain_timeout, None);
+}
+
+#[test]
+fn a_bad_drain_timeout_names_the_line_and_off() {
+    let text = format!("drain_timeout = \"soon\"\n{MINIMAL}");
+    let err = build(&text, &Overrides::default()).unwrap_err().to_string();
+    assert!(err.starts_with("switchyard.toml:1:"), "{err}");
+    assert!(err.contains("drain_timeout"), "{err}");
+    assert!(err.contains("off"), "{err}");
+}
