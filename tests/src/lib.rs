@@ -34,6 +34,7 @@
 //! | `limits.rs` | 414, 431, 413, 404, `max_connections` |
 //! | `load.rs` | 200 concurrent tunnels × 50 messages, nothing lost |
 //! | `shutdown.rs` | graceful shutdown finishes requests and gives tunnels their grace |
+//! | `reload.rs` | a reload switches a route's upstream while a tunnel opened before keeps echoing from the old one; an invalid configuration changes nothing; listeners added and removed; `drain_timeout` ends an old generation's tunnel with Close 1001; the generation and reload metrics, and a new route's own label |
 //! | `metrics.rs` | `/metrics` parsed by a Prometheus text parser, every value checked against the traffic sent (requests, a refused request, a failed connect, a byte tunnel, a frame-aware WebSocket's messages) |
 //! | `docs.rs` | every relative link in the documents resolves, every path the architecture names exists |
 //!

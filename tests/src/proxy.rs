@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use switchyard_smol::{Server, ServerConfig, ShutdownHandle};
+use switchyard_smol::{
+    ReloadError, ReloadHandle, ReloadReport, Server, ServerConfig, ShutdownHandle,
+};
 
 /// How long [`Proxy::shutdown`] waits for the server to return after asking it to stop.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(15);
@@ -16,6 +18,7 @@ pub struct Proxy {
     addr: SocketAddr,
     admin: Option<SocketAddr>,
     handle: Option<ShutdownHandle>,
+    reload: ReloadHandle,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -27,15 +30,11 @@ impl Proxy {
 
     /// A proxy with one route `/` to `origin`, after `configure` has adjusted the config.
     pub fn start_with(origin: SocketAddr, configure: impl FnOnce(&mut ServerConfig)) -> Proxy {
-        let mut config = ServerConfig::simple("127.0.0.1:0".parse().expect("an address"), origin);
-        // Tests close their tunnels before dropping the proxy; a short grace bounds the
-        // drop of one that failed half-way.
-        config.shutdown_grace = Duration::from_secs(1);
-        configure(&mut config);
-        let server = Server::bind(config).expect("bind the proxy");
+        let server = Server::bind(Proxy::config(origin, configure)).expect("bind the proxy");
         let addr = server.local_addrs()[0];
         let admin = server.admin_addr();
         let handle = server.shutdown_handle();
+        let reload = server.reload_handle();
         let thread = std::thread::spawn(move || {
             let _ = server.run();
         });
@@ -43,8 +42,35 @@ impl Proxy {
             addr,
             admin,
             handle: Some(handle),
+            reload,
             thread: Some(thread),
         }
+    }
+
+    /// The configuration [`Proxy::start_with`] binds: one route `/` to `origin`, a
+    /// short shutdown grace, then `configure`.
+    pub fn config(origin: SocketAddr, configure: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
+        let mut config = ServerConfig::simple("127.0.0.1:0".parse().expect("an address"), origin);
+        // Tests close their tunnels before dropping the proxy; a short grace bounds the
+        // drop of one that failed half-way.
+        config.shutdown_grace = Duration::from_secs(1);
+        configure(&mut config);
+        config
+    }
+
+    /// Reloads the running proxy with [`Proxy::config`]`(origin, configure)` (its
+    /// listen address `127.0.0.1:0` is the listener it has).
+    pub fn reload_with(
+        &self,
+        origin: SocketAddr,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Result<ReloadReport, ReloadError> {
+        self.reload.reload(Proxy::config(origin, configure))
+    }
+
+    /// The handle that reloads the running proxy.
+    pub fn reload_handle(&self) -> &ReloadHandle {
+        &self.reload
     }
 
     /// The address clients connect to.
