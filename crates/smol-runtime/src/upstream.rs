@@ -534,6 +534,24 @@ mod tests {
     }
 
     #[test]
+    fn a_group_carried_over_by_a_reload_keeps_the_failure_marks_of_its_remaining_servers() {
+        let before = Group::new("g".into(), vec![addr(1), addr(2)]);
+        let now = Instant::now();
+        before.record(addr(1), false, now);
+        let after = Group::carrying("g".into(), vec![addr(3), addr(1)], Some(&before));
+        assert_eq!(after.rotation(now), [addr(3), addr(1)]);
+        assert_eq!(
+            after.rotation(now),
+            [addr(3), addr(1)],
+            "the failed server is still tried last"
+        );
+        // What the old generation's connections see counts for the new one too.
+        before.record(addr(1), true, now);
+        assert_eq!(after.rotation(now), [addr(3), addr(1)]);
+        assert_eq!(after.rotation(now), [addr(1), addr(3)]);
+    }
+
+    #[test]
     fn a_successful_connect_clears_the_failure() {
         let group = Group::new("g".into(), vec![addr(1), addr(2)]);
         let now = Instant::now();

@@ -25,14 +25,7 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let current = self.current.load_full();
         let layout = current.layout.clone();
-        let mut totals = vec![0u64; layout.len];
-        for counts in self.all_generations() {
-            for block in counts.blocks.iter() {
-                for (slot, total) in totals.iter_mut().enumerate().take(counts.layout.len) {
-                    *total += block.get(slot);
-                }
-            }
-        }
+        let mut totals = self.totals(layout.len);
         for index in 0..layout.servers.len() {
             let slot = layout.pool_idle(index);
             totals[slot] = current.blocks.iter().map(|block| block.get(slot)).sum();

@@ -61,7 +61,7 @@ pub struct Metrics {
     /// label of every generation so far).
     current: ArcSwap<Counts>,
     /// The counts of every generation, summed at each scrape.
-    generations: Mutex<Vec<Arc<Counts>>>,
+    past: Arc<Mutex<Past>>,
     workers: usize,
     /// The server's count of open client connections, read at each scrape.
     connections: Arc<Tracker>,
@@ -69,6 +69,48 @@ pub struct Metrics {
     generation: AtomicU64,
     /// Reloads that succeeded and that failed.
     reloads: [AtomicU64; 2],
+}
+
+/// Every generation's counts: those that may still count, and the sums of those whose
+/// connections have all ended (folded, so that many reloads cost no memory or scrape
+/// time beyond one vector).
+#[derive(Debug, Default)]
+struct Past {
+    live: Vec<Arc<Counts>>,
+    folded: Vec<u64>,
+}
+
+impl Past {
+    /// Adds every slot of `counts` into `totals` (at least as long as its layout).
+    fn add(counts: &Counts, totals: &mut [u64]) {
+        for block in counts.blocks.iter() {
+            for (slot, total) in totals.iter_mut().enumerate().take(counts.layout.len) {
+                *total += block.get(slot);
+            }
+        }
+    }
+
+    /// Every slot summed over every generation, for a layout of `len` slots.
+    fn totals(&self, len: usize) -> Vec<u64> {
+        let mut totals = self.folded.clone();
+        totals.resize(len.max(totals.len()), 0);
+        for counts in &self.live {
+            Past::add(counts, &mut totals);
+        }
+        totals.truncate(len);
+        totals
+    }
+
+    /// Moves `counts` from the live ones into the folded sums (once).
+    fn fold(&mut self, counts: &Arc<Counts>) {
+        let Some(at) = self.live.iter().position(|live| Arc::ptr_eq(live, counts)) else {
+            return;
+        };
+        let counts = self.live.remove(at);
+        let len = counts.layout.len.max(self.folded.len());
+        self.folded.resize(len, 0);
+        Past::add(&counts, &mut self.folded);
+    }
 }
 
 /// The counters one configuration generation's connections count into: a block per
@@ -124,9 +166,13 @@ impl Metrics {
     /// count of open client connections.
     pub(crate) fn new(config: &ServerConfig, workers: usize, connections: Arc<Tracker>) -> Self {
         let counts = Arc::new(Counts::new(Layout::new(config), workers));
+        let past = Past {
+            live: vec![counts.clone()],
+            folded: Vec::new(),
+        };
         Metrics {
-            current: ArcSwap::new(counts.clone()),
-            generations: Mutex::new(vec![counts]),
+            current: ArcSwap::new(counts),
+            past: Arc::new(Mutex::new(past)),
             workers,
             connections,
             generation: AtomicU64::new(1),
@@ -134,10 +180,11 @@ impl Metrics {
         }
     }
 
-    /// The counts of the generation bound first, for its connections.
+    /// The counts of the generation bound first, for its connections (taken once).
     pub(crate) fn first_generation(&self) -> GenerationMetrics {
         GenerationMetrics {
             counts: self.current.load_full(),
+            past: self.past.clone(),
         }
     }
 
@@ -147,14 +194,14 @@ impl Metrics {
     pub(crate) fn publish(&self, config: &ServerConfig, generation: u64) -> GenerationMetrics {
         let layout = self.current.load().layout.extended(config);
         let counts = Arc::new(Counts::new(layout, self.workers));
-        self.generations
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(counts.clone());
+        lock(&self.past).live.push(counts.clone());
         self.current.store(counts.clone());
         self.generation.store(generation, Ordering::Relaxed);
         self.reloads[0].fetch_add(1, Ordering::Relaxed);
-        GenerationMetrics { counts }
+        GenerationMetrics {
+            counts,
+            past: self.past.clone(),
+        }
     }
 
     /// A reload was refused (the new configuration was invalid or could not be bound).
@@ -162,12 +209,11 @@ impl Metrics {
         self.reloads[1].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Every generation's counts (for the encoder).
-    fn all_generations(&self) -> Vec<Arc<Counts>> {
-        self.generations
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+    /// Every counter summed over every generation, for a layout of `len` slots (for
+    /// the encoder). Under the lock a generation's counts are either live or folded,
+    /// never both or neither, so no counter is seen going down.
+    fn totals(&self, len: usize) -> Vec<u64> {
+        lock(&self.past).totals(len)
     }
 
     /// The runtime's counts of worker `worker`, for the code that runs on its thread.
@@ -193,11 +239,23 @@ impl EventSink for Metrics {
     }
 }
 
+fn lock(past: &Mutex<Past>) -> std::sync::MutexGuard<'_, Past> {
+    past.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The event sink of one generation's connections: counts into that generation's
-/// counters, with its routes' labels.
-#[derive(Debug, Clone)]
+/// counters, with its routes' labels. Dropped with the generation, once its last
+/// connection has ended: then its counts are folded into the sums of the past.
+#[derive(Debug)]
 pub(crate) struct GenerationMetrics {
     counts: Arc<Counts>,
+    past: Arc<Mutex<Past>>,
+}
+
+impl Drop for GenerationMetrics {
+    fn drop(&mut self) {
+        lock(&self.past).fold(&self.counts);
+    }
 }
 
 impl EventSink for GenerationMetrics {

@@ -569,3 +569,29 @@ fn pool_gauges_are_read_from_the_newest_generation_only() {
         "2",
     );
 }
+
+/// Once a generation's last connection has ended (its sink is dropped), its counts are
+/// folded into the sums: the series keep their values, and the generation's counters
+/// are no longer kept.
+#[test]
+fn an_ended_generations_counts_are_folded_and_keep_their_values() {
+    let (metrics, _) = metrics();
+    let first = metrics.first_generation();
+    first.event(&on(0), &exchange(Some(1), 200, Duration::ZERO));
+    first.event(&on(1), &opened(1, "websocket"));
+    let second = metrics.publish(&config(), 2);
+    second.event(&on(0), &exchange(Some(1), 200, Duration::ZERO));
+    drop(first);
+    assert_eq!(super::lock(&metrics.past).live.len(), 1, "folded");
+    let text = metrics.encode();
+    expect(
+        &text,
+        "switchyard_http_requests_total{route=\"/chat/\",code=\"2xx\"}",
+        "2",
+    );
+    expect(
+        &text,
+        "switchyard_tunnels_open{route=\"/chat/\",protocol=\"websocket\"}",
+        "1",
+    );
+}
