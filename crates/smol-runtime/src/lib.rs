@@ -125,6 +125,7 @@ mod signal;
 #[cfg(test)]
 mod test_support;
 mod upstream;
+mod worker;
 
 pub use events::{EventContext, EventSink};
 pub use generation::{ReloadError, ReloadHandle, ReloadReport};

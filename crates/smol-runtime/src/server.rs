@@ -11,14 +11,15 @@
 //! 0's executor with a socket of its own (see `admin/`).
 //!
 //! Each accept takes the newest configuration generation (`generation.rs`); a reload
-//! reaches the workers through an inbox each (`listeners.rs`): new listening sockets,
-//! the servers their pools may keep, and (worker 0) old generations to drain.
+//! reaches the workers through an inbox each (`listeners.rs`, served in `worker.rs`):
+//! new listening sockets, the servers their pools may keep, and (worker 0) old
+//! generations to drain.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,15 +28,16 @@ use futures_lite::{future, FutureExt};
 
 use crate::admin::Admin;
 use crate::backend::{self, Io, Timer};
-use crate::driver::{self, Shared};
+use crate::driver;
 use crate::events::EventContext;
 use crate::generation::{Generations, ReloadError, ReloadHandle, ReloadReport};
 use crate::limits::{self, DescriptorBudget};
 use crate::listeners::{Command, Listener, ListenerSet};
 use crate::metrics::Metrics;
 use crate::shortage;
-use crate::signal::{ConnectionGuard, Signal, Tracker};
+use crate::signal::{Signal, Tracker};
 use crate::upstream::Pool;
+use crate::worker::{Stops, Worker};
 use crate::{EventSink, PoolConfig, ServerConfig};
 
 /// Connections accepted before the accept loop lets the other tasks run.
@@ -332,155 +334,6 @@ pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListen
     Ok(TcpListener::from(socket))
 }
 
-/// What one worker thread serves: its listening sockets, and those reloads add.
-struct Worker {
-    /// Its number, for the events (0: the thread that called `run`).
-    index: usize,
-    listeners: Vec<Listener>,
-    /// One per listener, dropped when its accept loop ends.
-    accept_guards: Vec<ConnectionGuard>,
-    inbox: async_channel::Receiver<Command>,
-    /// Held until the inbox is closed and emptied (a socket waiting in it is closed).
-    inbox_guard: ConnectionGuard,
-    /// Counts the accept loops running (each holds a guard until it ends).
-    accepting: Arc<Tracker>,
-    generations: Arc<Generations>,
-    pool: PoolConfig,
-    tracker: Arc<Tracker>,
-    max_connections: usize,
-    /// The metrics, when the admin listener is on: the pool counts into them.
-    metrics: Option<Arc<Metrics>>,
-}
-
-impl Worker {
-    /// Accepts on every listener of this worker (one task each, so that a wake-up of
-    /// anything else never retries an `accept`), spawning connections on `executor`,
-    /// and prunes the worker's upstream pool, until shutdown; every listener is closed
-    /// when this returns.
-    async fn serve(self, executor: &Rc<LocalExecutor<'static>>) {
-        let Worker {
-            index,
-            listeners,
-            accept_guards,
-            inbox,
-            inbox_guard,
-            accepting,
-            generations,
-            pool,
-            tracker,
-            max_connections,
-            metrics,
-        } = self;
-        let stopping = generations.stopping.clone();
-        let metrics = metrics.map(|metrics| metrics.worker(index));
-        let pool = Rc::new(Pool::with_metrics(pool, metrics));
-        executor
-            .spawn(prune_pool(pool.clone(), stopping.clone()))
-            .detach();
-        let accept_on = |listener: Listener, guard: ConnectionGuard| {
-            let Listener { socket, stop } = listener;
-            let socket = match Io::listener(socket) {
-                Ok(socket) => socket,
-                Err(error) => {
-                    tracing::error!(%error, "cannot register a listener");
-                    return None;
-                }
-            };
-            let accept = accept_loop(
-                socket,
-                Stops {
-                    server: stopping.clone(),
-                    listener: stop,
-                },
-                generations.clone(),
-                pool.clone(),
-                tracker.clone(),
-                // The task holds the executor it spawns on until the loop ends (at
-                // shutdown, before the executor is dropped).
-                executor.clone(),
-                max_connections,
-                index,
-            );
-            Some(executor.spawn(async move {
-                accept.await;
-                drop(guard);
-            }))
-        };
-        let mut loops: Vec<_> = listeners
-            .into_iter()
-            .zip(accept_guards)
-            .filter_map(|(listener, guard)| accept_on(listener, guard))
-            .collect();
-        // What reloads send, until shutdown.
-        loop {
-            let next = async { Some(inbox.recv().await.ok()) };
-            let Some(command) = future::or(next, stopped(&stopping)).await else {
-                break;
-            };
-            match command {
-                Some(Command::Listen(listener)) => {
-                    loops.extend(accept_on(listener, accepting.enter()));
-                }
-                Some(Command::Servers(servers)) => pool.retain_servers(servers),
-                Some(Command::Retire { generation, after }) => {
-                    executor
-                        .spawn(retire(generation, after, stopping.clone()))
-                        .detach();
-                }
-                // Every sender is gone: no reload can come.
-                None => stopping.wait().await,
-            }
-        }
-        // Sockets of a reload that came too late close here.
-        inbox.close();
-        while inbox.try_recv().is_ok() {}
-        drop(inbox_guard);
-        for accept in loops {
-            accept.await;
-        }
-    }
-}
-
-/// Drains the connections of an old `generation` once `after` has passed (unless the
-/// server shuts down first, which drains them itself, or they have all ended).
-async fn retire(generation: Weak<Shared>, after: Duration, stopping: Arc<Signal>) {
-    let expired = async {
-        Timer::after(after).await;
-        true
-    };
-    let stopped = async {
-        stopping.wait().await;
-        false
-    };
-    if !future::or(expired, stopped).await {
-        return;
-    }
-    if let Some(generation) = generation.upgrade() {
-        // Each of its connections holds one reference; `generation` is the other.
-        let connections = Arc::strong_count(&generation) - 1;
-        tracing::info!(
-            generation = generation.generation,
-            connections,
-            "drain_timeout passed: draining the connections of an old configuration generation"
-        );
-        generation.shutdown.fire();
-    }
-}
-
-/// What stops an accept loop: the server's shutdown, or a reload removing its address.
-struct Stops {
-    server: Arc<Signal>,
-    listener: Arc<Signal>,
-}
-
-impl Stops {
-    /// Completes with `None` once either fired (the other arm of a race yields `Some`).
-    async fn stopped<T>(&self) -> Option<T> {
-        future::or(self.server.wait(), self.listener.wait()).await;
-        None
-    }
-}
-
 pub(crate) fn validate(config: &ServerConfig) -> io::Result<()> {
     let invalid = |message: String| Err(io::Error::new(io::ErrorKind::InvalidInput, message));
     if config.listen.is_empty() {
@@ -516,7 +369,7 @@ pub(crate) fn validate(config: &ServerConfig) -> io::Result<()> {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: Io<TcpListener>,
     stops: Stops,
     generations: Arc<Generations>,
@@ -638,32 +491,6 @@ fn is_per_connection(error: &io::Error) -> bool {
             | io::ErrorKind::Interrupted
             | io::ErrorKind::WouldBlock
     )
-}
-
-/// Closes pooled upstream connections that idled too long, until shutdown; then all.
-async fn prune_pool(pool: Rc<Pool>, shutdown: Arc<Signal>) {
-    let interval = pool.prune_interval();
-    loop {
-        let tick = async {
-            Timer::after(interval).await;
-            true
-        };
-        let stop = async {
-            shutdown.wait().await;
-            false
-        };
-        if !future::or(tick, stop).await {
-            pool.clear();
-            return;
-        }
-        pool.prune();
-    }
-}
-
-/// Completes with `None` once shutdown began (the other arm of a race yields `Some`).
-async fn stopped<T>(shutdown: &Signal) -> Option<T> {
-    shutdown.wait().await;
-    None
 }
 
 #[cfg(test)]
