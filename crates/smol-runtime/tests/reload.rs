@@ -5,7 +5,8 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -302,4 +303,44 @@ fn settings_fixed_at_bind_are_named_and_a_reload_after_shutdown_is_refused() {
     server.run().unwrap();
     let error = reload.reload(config(any_port(), origin.addr)).unwrap_err();
     assert!(matches!(error, ReloadError::ShuttingDown), "{error}");
+}
+
+/// A client connecting in a loop while the configuration is reloaded twenty times
+/// (alternating upstreams, each reload once the client was served since the last) sees
+/// every connection accepted and answered: a kept listener has no accept gap, and a
+/// swap of generations loses no connection.
+#[test]
+fn connections_made_across_many_reloads_are_all_served() {
+    let (a, b) = (Origin::start("a"), Origin::start("b"));
+    let proxy = Running::start(config(any_port(), a.addr));
+    let addr = proxy.addrs[0];
+    let served = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (served, stop) = (served.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                answers.push(Client::connect(addr).get("/"));
+                served.fetch_add(1, Ordering::SeqCst);
+            }
+            answers
+        })
+    };
+    for round in 0..20 {
+        let before = served.load(Ordering::SeqCst);
+        let deadline = Instant::now() + LIMIT;
+        while served.load(Ordering::SeqCst) == before {
+            assert!(Instant::now() < deadline, "the client stalled");
+            thread::yield_now();
+        }
+        let upstream = if round % 2 == 0 { b.addr } else { a.addr };
+        proxy.reload.reload(config(any_port(), upstream)).unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let answers = client.join().expect("every connection was answered");
+    assert!(answers.len() >= 20, "{} connections", answers.len());
+    assert!(answers.iter().any(|body| body == "a"));
+    assert!(answers.iter().any(|body| body == "b"));
+    assert_eq!(proxy.reload.generation(), 21);
 }
