@@ -262,3 +262,49 @@ fn sighup_adds_and_removes_listeners_and_the_admin_metrics_count_reloads() {
         "{metrics}"
     );
 }
+
+/// Sends `text` through `ws` and expects it back (the demo origin echoes).
+fn echoes(ws: &mut tungstenite::WebSocket<TcpStream>, text: &str) {
+    ws.send(tungstenite::Message::text(text)).unwrap();
+    match ws.read().unwrap() {
+        tungstenite::Message::Text(echo) => assert_eq!(echo.as_str(), text),
+        other => panic!("expected the echo of {text:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_tunnel_opened_before_sighup_keeps_echoing_until_drain_timeout_closes_it_with_1001() {
+    let echo = switchyard::demo::start_origin().unwrap();
+    let b = origin("b");
+    let listen = free_port();
+    let path = config_file("reload-tunnel.toml", &file(listen, echo));
+    let mut proxy = Running::start(&["--config", path.to_str().unwrap()]);
+    let addr = proxy.listening_addr();
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    let (mut ws, _) = tungstenite::client(format!("ws://{addr}/ws"), stream).unwrap();
+    echoes(&mut ws, "before");
+
+    // The route now goes to `b`; the old generation's connections may live 1s more.
+    write(
+        &path,
+        &format!("drain_timeout = \"1s\"\n{}", file(listen, b)),
+    );
+    signal(proxy.child.id(), "HUP");
+    proxy.wait_for_log("configuration reloaded: generation 2");
+    assert_eq!(Client::connect(addr).get("/"), "b");
+    echoes(&mut ws, "after the reload");
+
+    let close = loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(frame)) => break frame.expect("a close code"),
+            Ok(tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_)) => continue,
+            other => panic!("expected the drain's Close, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.code), 1001, "{close:?}");
+    let line = proxy.wait_for_log("drain_timeout passed");
+    assert!(line.contains("generation=1"), "{line}");
+    signal(proxy.child.id(), "TERM");
+    assert_eq!(proxy.wait_exit().code(), Some(0));
+}
