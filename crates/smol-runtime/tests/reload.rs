@@ -344,3 +344,59 @@ fn connections_made_across_many_reloads_are_all_served() {
     assert!(answers.iter().any(|body| body == "b"));
     assert_eq!(proxy.reload.generation(), 21);
 }
+
+/// When `drain_timeout` passes, a request of the old generation still waiting for its
+/// response is not cut: the response arrives whole, then the connection closes.
+#[test]
+fn a_request_in_flight_when_drain_timeout_passes_finishes() {
+    let held = TcpListener::bind(any_port()).unwrap();
+    let held_addr = held.local_addr().unwrap();
+    let (answer, answer_now) = mpsc::channel::<()>();
+    let (got, request_arrived) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        let (stream, _) = held.accept().unwrap();
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        read_head(&mut reader).expect("the request");
+        got.send(()).unwrap();
+        answer_now.recv_timeout(LIMIT).unwrap();
+        let mut writer = stream;
+        writer
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
+            .unwrap();
+    });
+    let origin = Origin::start("origin");
+    let mut first = config(any_port(), held_addr);
+    first
+        .core
+        .routes
+        .push(switchyard_core::Route::new("/idle/"));
+    first.upstreams[0].servers = vec![held_addr];
+    first.upstreams.push(switchyard_smol::UpstreamGroup {
+        name: "idle".into(),
+        servers: vec![origin.addr],
+    });
+    first.route_upstream = vec![0, 1];
+    let proxy = Running::start(first);
+    let mut idle = Client::connect(proxy.addrs[0]);
+    assert_eq!(idle.get("/idle/"), "origin");
+    let mut in_flight = Client::connect(proxy.addrs[0]);
+    in_flight
+        .writer
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    request_arrived.recv_timeout(LIMIT).unwrap();
+
+    let mut next = config(any_port(), origin.addr);
+    next.drain_timeout = Some(Duration::from_millis(100));
+    proxy.reload.reload(next).unwrap();
+    // The drain happened: the idle connection of the old generation is closed.
+    assert!(idle.closed_by_proxy());
+    answer.send(()).unwrap();
+    let head = read_head(&mut in_flight.reader).expect("the response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = [0u8; 4];
+    in_flight.reader.read_exact(&mut body).unwrap();
+    assert_eq!(&body, b"late");
+    assert!(in_flight.closed_by_proxy(), "kept alive after the drain");
+}
