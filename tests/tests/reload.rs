@@ -165,15 +165,9 @@ fn drain_timeout_ends_an_old_generations_tunnel_with_close_1001() {
     echoes(&mut new, "two");
     echoes(&mut old, "three");
 
-    let close = loop {
-        match old.read() {
-            Ok(Message::Close(frame)) => break frame.expect("a close code"),
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            other => panic!("expected the drain's Close, got {other:?}"),
-        }
-    };
+    let code = close_code(&mut old);
     let elapsed = reloaded.elapsed();
-    assert_eq!(close.code, CloseCode::Away, "{close:?}");
+    assert_eq!(code, CloseCode::Away);
     assert!(
         elapsed >= drain,
         "drained after {elapsed:?}, before {drain:?}"
@@ -257,4 +251,38 @@ fn metrics_count_generations_and_reloads_and_a_new_route_under_its_own_label() {
     // A removed route's series stay with their last values.
     assert_eq!(requests("/old/"), "1");
     assert_eq!(requests("/"), "1");
+}
+
+/// Reads until the proxy's Close and returns its code.
+fn close_code(ws: &mut Ws) -> CloseCode {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => return frame.expect("a close code").code,
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            other => panic!("expected the drain's Close, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn with_drain_timeout_a_removed_listeners_tunnel_gets_close_1001() {
+    let echo = Origin::ws_echo();
+    let proxy = Proxy::start_with(echo.addr(), |_| {});
+    let (kept, removed) = (free_port(), proxy.addr());
+    proxy
+        .reload_with(echo.addr(), |config| config.listen = vec![removed, kept])
+        .unwrap();
+    let (mut old, _) = ws_connect(removed, "/");
+    echoes(&mut old, "one");
+    proxy
+        .reload_with(echo.addr(), |config| {
+            config.listen = vec![kept];
+            config.drain_timeout = Some(Duration::from_millis(200));
+        })
+        .unwrap();
+    wait_refused(removed);
+    let (mut new, _) = ws_connect(kept, "/");
+    assert_eq!(close_code(&mut old), CloseCode::Away);
+    echoes(&mut new, "the new generation's tunnel goes on");
+    ws_close(&mut new);
 }
