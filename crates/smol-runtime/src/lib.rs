@@ -112,6 +112,7 @@ mod shortage;
 mod signal;
 #[cfg(test)]
 mod test_support;
+mod tunnels;
 mod upstream;
 
 pub use events::{EventContext, EventSink};

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use futures_lite::{future, FutureExt};
 
-use crate::admin::Admin;
+use crate::admin::{Admin, Status};
 use crate::backend::{self, Io, Timer};
 use crate::driver::{self, Shared};
 use crate::events::EventContext;
@@ -29,6 +29,7 @@ use crate::limits::{self, DescriptorBudget};
 use crate::metrics::Metrics;
 use crate::shortage;
 use crate::signal::{ConnectionGuard, Signal, Tracker};
+use crate::tunnels::Registry;
 use crate::upstream::{Group, Pool};
 use crate::{EventSink, PoolConfig, ServerConfig};
 
@@ -107,10 +108,17 @@ impl Server {
             }
         }
         let tracker = Arc::new(Tracker::default());
+        let groups: Arc<[Group]> = config
+            .upstreams
+            .iter()
+            .map(|group| Group::new(group.name.clone(), group.servers.clone()))
+            .collect();
         let admin = match config.admin_listen {
             Some(addr) => {
-                let metrics = Metrics::new(&config, workers, tracker.clone());
-                Some(Admin::bind(addr, Arc::new(metrics))?)
+                let metrics = Arc::new(Metrics::new(&config, workers, tracker.clone()));
+                let tunnels = Arc::new(Registry::new(workers));
+                let status = Status::new(metrics, tunnels, groups.clone());
+                Some(Admin::bind(addr, Arc::new(status))?)
             }
             None => None,
         };
@@ -123,15 +131,12 @@ impl Server {
         limits::warn_if_short(&budget);
         let shared = Shared {
             core: Arc::new(config.core),
-            groups: config
-                .upstreams
-                .into_iter()
-                .map(|group| Group::new(group.name, group.servers))
-                .collect(),
+            groups,
             route_upstream: config.route_upstream,
             shutdown: Arc::new(Signal::default()),
             grace: config.shutdown_grace,
             events,
+            tunnels: admin.as_ref().map(Admin::tunnels),
         };
         Ok(Server {
             listeners,

@@ -41,12 +41,15 @@ const WAITS_BEFORE_YIELD: u8 = 32;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) core: Arc<Config>,
-    pub(crate) groups: Vec<Group>,
+    /// Shared with the admin listener, which shows their servers' state.
+    pub(crate) groups: Arc<[Group]>,
     pub(crate) route_upstream: Vec<usize>,
     pub(crate) shutdown: Arc<Signal>,
     pub(crate) grace: Duration,
     /// Where every event of the core goes.
     pub(crate) events: Arc<dyn EventSink>,
+    /// The live tunnel list of `/status.json`, when the admin listener is on.
+    pub(crate) tunnels: Option<Arc<crate::tunnels::Registry>>,
 }
 
 /// Serves one client connection until the core closes it; `pool` is the worker's, and
@@ -77,6 +80,7 @@ pub(crate) async fn serve(
         timer: Timer::never(),
         armed: None,
         waits: 0,
+        tunnel: None,
     };
     driver.run().await;
 }
@@ -116,6 +120,8 @@ struct Driver<'a> {
     armed: Option<Instant>,
     /// Waits in a row that completed without sleeping (see [`WAITS_BEFORE_YIELD`]).
     waits: u8,
+    /// The tunnel's entry in the live tunnel list, while it is open and the list is kept.
+    tunnel: Option<crate::tunnels::TunnelHandle>,
 }
 
 impl Driver<'_> {
@@ -237,7 +243,10 @@ impl Driver<'_> {
             }
             // The core is closed now (`is_closed`): the loop ends.
             Output::Close => {}
-            Output::Event(event) => self.shared.events.event(&self.context, &event),
+            Output::Event(event) => {
+                self.track_tunnel(&event);
+                self.shared.events.event(&self.context, &event);
+            }
             // An action this driver does not know (a newer core): ending the connection
             // is the only safe answer.
             other => {
@@ -339,11 +348,12 @@ mod tests {
         stream.set_nonblocking(true).unwrap();
         let shared = Shared {
             core: Arc::new(Config::default()),
-            groups: Vec::new(),
+            groups: Arc::new([]),
             route_upstream: Vec::new(),
             shutdown: Arc::new(Signal::default()),
             grace: Duration::from_secs(1),
             events: Arc::new(crate::AccessLog),
+            tunnels: None,
         };
         let pool = Pool::new(PoolConfig::default());
         let size = crate::backend::block_on(async {

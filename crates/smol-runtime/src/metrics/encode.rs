@@ -250,6 +250,27 @@ impl Collector for Snapshot {
         )?;
         family(
             &mut encoder,
+            "switchyard_ws_violations",
+            "Frames of frame-aware WebSocket tunnels that broke a rule (never forwarded; the tunnel closed with 1002), by route prefix, side that sent it and rule.",
+            MetricType::Counter,
+            named_routes.iter().flat_map(|r| {
+                layout::SIDES.iter().enumerate().flat_map(move |(side, side_name)| {
+                    (0..=layout::VIOLATION_RULES.len()).filter_map(move |rule| {
+                        let value = self.get(r.violations(side, rule));
+                        (rule < layout::VIOLATION_RULES.len() || value > 0).then(|| {
+                            let labels = labels([
+                                route(&r.prefix),
+                                ("side", Cow::Borrowed(*side_name)),
+                                ("rule", Cow::Borrowed(layout::rule_label(rule))),
+                            ]);
+                            (labels, Value::Counter(value))
+                        })
+                    })
+                })
+            }),
+        )?;
+        family(
+            &mut encoder,
             "switchyard_connections_open",
             "Client connections open now.",
             MetricType::Gauge,
@@ -290,6 +311,16 @@ impl Collector for Snapshot {
                     .sum();
                 let labels = labels([("upstream", Cow::Borrowed(group.name.as_str()))]);
                 (labels, Value::Gauge(idle))
+            }),
+        )?;
+        family(
+            &mut encoder,
+            "switchyard_upstream_connections_open",
+            "Upstream connections in use by client connections now (a request or a tunnel; pooled ones are switchyard_upstream_pool_idle), by server.",
+            MetricType::Gauge,
+            layout.servers.iter().enumerate().map(|(index, server)| {
+                let labels = labels([("server", Cow::Owned(server.to_string()))]);
+                (labels, Value::Gauge(self.get(layout.upstream_open(index))))
             }),
         )?;
         family(

@@ -11,6 +11,7 @@
 mod block;
 mod encode;
 mod layout;
+mod summary;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +26,7 @@ use crate::signal::Tracker;
 use crate::ServerConfig;
 use block::Block;
 use layout::Layout;
+pub(crate) use summary::ServerTotals;
 
 /// The metrics of a [`Server`](crate::Server) whose
 /// [`admin_listen`](crate::ServerConfig::admin_listen) is set: what its admin listener
@@ -158,6 +160,14 @@ impl EventSink for Metrics {
                 }
             }
             Event::Rejected(error) => block.add(self.layout.rejected(error.status_hint()), 1),
+            Event::WebSocketViolation { side, rule } => {
+                let route = self.layout.route(context.tunnel_route);
+                let side = match side {
+                    Side::Client => 0,
+                    Side::Upstream => 1,
+                };
+                block.add(route.violations(side, layout::rule_slot(rule)), 1);
+            }
             _ => {}
         }
     }
@@ -180,6 +190,26 @@ impl WorkerMetrics {
             metrics.layout.connect_error(group, server),
         ) {
             block.add(slot, 1);
+        }
+    }
+
+    /// The slot of `server`'s connections in use, for [`WorkerMetrics::upstream_in_use`].
+    pub(crate) fn upstream_slot(&self, server: SocketAddr) -> Option<usize> {
+        let layout = &self.metrics.layout;
+        layout
+            .server_index(server)
+            .map(|index| layout.upstream_open(index))
+    }
+
+    /// A connection counted at `slot` ([`WorkerMetrics::upstream_slot`]) was handed to a
+    /// client connection (`opened`) or ended its use there: given back to the pool or
+    /// closed.
+    pub(crate) fn upstream_in_use(&self, slot: usize, opened: bool) {
+        if let Some(block) = self.metrics.block(self.worker) {
+            // Wrapping: one worker's slot could only dip below 0 by closing what another
+            // opened, which cannot happen (a connection stays on its worker); the
+            // scrape's sum is exact either way.
+            block.add(slot, if opened { 1 } else { u64::MAX });
         }
     }
 
@@ -213,10 +243,25 @@ impl WorkerMetrics {
     }
 }
 
-/// Reads the generation and reload counts (for the encoder).
+/// The configuration generation and the reloads: set by whoever reloads the
+/// configuration, read by `/metrics` (`switchyard_config_generation`,
+/// `switchyard_config_reloads_total`) and `/status.json` (`generation`).
 impl Metrics {
-    fn generation(&self) -> u64 {
+    /// The configuration generation new connections use: 1 for the configuration the
+    /// server was bound with.
+    pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Publishes `generation` as the one new connections use.
+    pub fn set_generation(&self, generation: u64) {
+        self.generation.store(generation, Ordering::Relaxed);
+    }
+
+    /// Counts one reload, that succeeded or failed.
+    pub fn count_reload(&self, succeeded: bool) {
+        let counter = &self.reloads[usize::from(!succeeded)];
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     fn reloads(&self) -> [u64; 2] {
