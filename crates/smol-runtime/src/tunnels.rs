@@ -256,6 +256,15 @@ mod tests {
         drop(bytes);
     }
 
+    /// What the live list adds to an open tunnel: its entry (behind an `Arc`'s two
+    /// counts) and a slot of its worker's list; the protocol's name is a few bytes more.
+    #[test]
+    fn an_entry_stays_small() {
+        let entry = std::mem::size_of::<Entry>();
+        println!("Entry {entry} bytes");
+        assert!(entry <= 136, "Entry is {entry} bytes");
+    }
+
     #[test]
     fn a_worker_index_past_the_last_uses_the_last_list_instead_of_panicking() {
         let core = Arc::new(Config::default());
