@@ -1,7 +1,8 @@
 //! `/status.json` read as the status page reads it: WebSocket tunnels with known
 //! messages, requests, an upstream server that refuses connections, then the document
 //! parsed and every figure checked against what was sent; the bound of 1,000 listed
-//! tunnels and their order; what else the admin listener refuses.
+//! tunnels and their order; a WebSocket violation counted on its tunnel's route; what
+//! else the admin listener refuses.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -9,7 +10,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchyard_core::Route;
-use switchyard_e2e::{wait_until, ws_close, ws_connect, Conn, Origin, Proxy, Reply};
+use switchyard_e2e::{
+    encode_frame, wait_until, ws_close, ws_connect, ws_connect_raw, Conn, Origin, Proxy, Reply,
+};
 use switchyard_smol::UpstreamGroup;
 use tungstenite::Message;
 
@@ -295,4 +298,35 @@ fn the_status_page_is_one_self_contained_html_file_and_other_requests_are_refuse
     // Nothing the admin listener answered reached the upstream.
     origin.set_nonblocking(true).unwrap();
     assert!(origin.accept().is_err(), "the origin was reached");
+}
+
+#[test]
+fn a_websocket_violation_counts_on_the_tunnels_route_in_the_metrics_and_the_status() {
+    let echo = Origin::ws_echo();
+    let proxy = Proxy::start_with(echo.addr(), |config| {
+        config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let admin = proxy.admin_addr().unwrap();
+    let (mut client, _) = ws_connect_raw(proxy.addr(), "");
+    // A client frame without a mask: never forwarded, Close 1002 to both sides.
+    client.write_all(&encode_frame(1, b"hi", None));
+    client.read_to_end().expect("the proxy closes");
+    let series = "switchyard_ws_violations_total{route=\"/\",side=\"client\",rule=\"client_frame_unmasked\"} ";
+    let count = || {
+        let (_, _, body) = admin_get(admin, "GET", "/metrics");
+        let text = String::from_utf8(body).unwrap();
+        let line = text.lines().find_map(|line| line.strip_prefix(series));
+        line.map(str::to_string)
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the violation to be counted",
+        || count().as_deref() == Some("1"),
+    );
+    let document = status(admin);
+    assert_eq!(
+        number(find(&document["routes"], "route", "/"), "ws_violations"),
+        1
+    );
+    assert_eq!(number(&document, "tunnels_open"), 0);
 }
