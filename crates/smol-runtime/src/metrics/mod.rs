@@ -254,6 +254,28 @@ impl Metrics {
     }
 
     /// Publishes `generation` as the one new connections use.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchyard_smol::{Server, ServerConfig};
+    ///
+    /// let mut config = ServerConfig::simple(
+    ///     "127.0.0.1:0".parse().unwrap(),
+    ///     "127.0.0.1:9000".parse().unwrap(),
+    /// );
+    /// config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    /// let server = Server::bind(config)?;
+    /// let metrics = server.metrics().expect("the admin listener is on");
+    /// assert_eq!(metrics.generation(), 1);
+    /// // A reload that validated its configuration and published it:
+    /// metrics.set_generation(2);
+    /// metrics.count_reload(true);
+    /// let text = metrics.encode();
+    /// assert!(text.contains("switchyard_config_generation 2\n"));
+    /// assert!(text.contains("switchyard_config_reloads_total{result=\"success\"} 1\n"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn set_generation(&self, generation: u64) {
         self.generation.store(generation, Ordering::Relaxed);
     }
