@@ -6,13 +6,18 @@
 #   portable`, column "switchyard (async-io)") against the Linux reactor (epoll, splice);
 # - switchyard-raw: the same binary with `ws_validate = false` in `[defaults]` (a config
 #   file in the temp dir), so WebSocket tunnels are plain byte tunnels, against the
-#   frame-aware default (column "switchyard ÷ switchyard-raw").
+#   frame-aware default (column "switchyard ÷ switchyard-raw");
+# - switchyard-admin: the same binary with `--admin-listen` and a scraper that fetches
+#   /metrics and /status.json every second for as long as it runs, against the admin
+#   listener off (column "admin on ÷ off").
 #
 #   benches/compare.sh                    # 1 worker each, then 2 workers each
 #   WORKERS=1 DURATION=2 benches/compare.sh
 #   PROXIES="switchyard switchyard-portable" benches/compare.sh   # the two reactors only
 #   PROXIES="switchyard switchyard-raw" FIGURES="tput msgs" benches/compare.sh
 #                                         # frame-aware tunnels against byte tunnels
+#   PROXIES="switchyard switchyard-admin" FIGURES="msgs rps" ROUNDS=5 benches/compare.sh
+#                                         # the admin listener on, scraped, against off
 #
 # Environment (all optional):
 #   WORKERS="1 2"       worker counts to run (nginx worker_processes, HAProxy nbthread,
@@ -20,7 +25,8 @@
 #   DURATION=3          seconds per measurement
 #   ROUNDS=3            measurements per figure and proxy (the median is shown)
 #   TUNNELS=5000 HOLD=3 idle-tunnel figure: tunnels held, seconds held
-#   PROXIES="nginx haproxy switchyard switchyard-portable"   (and/or switchyard-raw)
+#   PROXIES="nginx haproxy switchyard switchyard-portable"   (and/or switchyard-raw,
+#                       switchyard-admin)
 #   FIGURES="tput msgs hs rps big"        figures to take (rps and big need wrk)
 #   NICE=0              run every process under `nice -n $NICE` (shared machines)
 #   KEEP=1              keep the temp dir (configs, logs) and print its path
@@ -30,9 +36,10 @@
 # saying so first. The portable build goes to its own target directory (`portable/`
 # under the workspace's), so that neither build undoes the other.
 # Everything listens on 127.0.0.1: origin 19000, nginx 18081, HAProxy 18082,
-# switchyard 18083, switchyard (async-io) 18084, switchyard-raw 18085 (override with
-# ORIGIN_PORT, NGINX_PORT, HAPROXY_PORT, SWITCHYARD_PORT, SWITCHYARD_PORTABLE_PORT,
-# SWITCHYARD_RAW_PORT).
+# switchyard 18083, switchyard (async-io) 18084, switchyard-raw 18085, switchyard-admin
+# 18086 and its admin listener 18096 (override with ORIGIN_PORT, NGINX_PORT,
+# HAPROXY_PORT, SWITCHYARD_PORT, SWITCHYARD_PORTABLE_PORT, SWITCHYARD_RAW_PORT,
+# SWITCHYARD_ADMIN_PORT, ADMIN_LISTEN_PORT).
 set -euo pipefail
 
 WORKERS=${WORKERS:-"1 2"}
@@ -46,7 +53,8 @@ NICE=${NICE:-0}
 ORIGIN_PORT=${ORIGIN_PORT:-19000}
 declare -A PORT=([nginx]=${NGINX_PORT:-18081} [haproxy]=${HAPROXY_PORT:-18082}
     [switchyard]=${SWITCHYARD_PORT:-18083} [switchyard-portable]=${SWITCHYARD_PORTABLE_PORT:-18084}
-    [switchyard-raw]=${SWITCHYARD_RAW_PORT:-18085})
+    [switchyard-raw]=${SWITCHYARD_RAW_PORT:-18085} [switchyard-admin]=${SWITCHYARD_ADMIN_PORT:-18086})
+ADMIN_LISTEN_PORT=${ADMIN_LISTEN_PORT:-18096}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[compare] %s\n' "$*" >&2; }
@@ -83,12 +91,14 @@ TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/
 LOADGEN=$TARGET_DIR/release/loadgen
 declare -A BINARY=([switchyard]=$TARGET_DIR/release/switchyard
     [switchyard-portable]=$TARGET_DIR/portable/release/switchyard
-    [switchyard-raw]=$TARGET_DIR/release/switchyard)
-if { measured switchyard || measured switchyard-raw; } &&
+    [switchyard-raw]=$TARGET_DIR/release/switchyard
+    [switchyard-admin]=$TARGET_DIR/release/switchyard)
+if { measured switchyard || measured switchyard-raw || measured switchyard-admin; } &&
     ! cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p switchyard; then
     log "switchyard does not build: measuring the others only"
     drop_proxy switchyard
     drop_proxy switchyard-raw
+    drop_proxy switchyard-admin
 fi
 if measured switchyard-portable; then
     log "building switchyard with --features portable (release, into $TARGET_DIR/portable)"
@@ -126,6 +136,7 @@ source "$LIB/tables.sh"
 
 require_free "$ORIGIN_PORT"
 for proxy in $PROXIES; do require_free "${PORT[$proxy]}"; done
+if measured switchyard-admin; then require_free "$ADMIN_LISTEN_PORT"; fi
 
 nice -n "$NICE" "$LOADGEN" origin --listen "127.0.0.1:$ORIGIN_PORT" &>"$TMP/origin.out" &
 PIDS+=("$!")

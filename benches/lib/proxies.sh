@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Sourced by compare.sh: the proxies' configs, and starting and stopping them.
-# Uses compare.sh's TMP, NOFILE, NICE, ORIGIN_PORT, PORT, BINARY, PIDS and log.
+# Uses compare.sh's TMP, NOFILE, NICE, ORIGIN_PORT, PORT, ADMIN_LISTEN_PORT, BINARY,
+# PIDS and log.
 
 run() { nice -n "$NICE" "$@"; }
 
@@ -102,7 +103,14 @@ EOF
     echo "$file"
 }
 
-declare -A PROXY_PID
+declare -A PROXY_PID SCRAPER_PID
+
+scrape_every_second() { # port: what a Prometheus server and an open status page do
+    while sleep 1; do
+        curl -s -o /dev/null "http://127.0.0.1:$1/metrics" || true
+        curl -s -o /dev/null "http://127.0.0.1:$1/status.json" || true
+    done
+}
 
 start_proxy() { # name workers
     local name=$1 workers=$2 port=${PORT[$1]}
@@ -110,9 +118,10 @@ start_proxy() { # name workers
     # `nice` execs the proxy, so $! is the proxy's own pid (the root of its process tree).
     nginx) nice -n "$NICE" nginx -c "$(nginx_conf "$workers" "$port")" &>"$TMP/nginx.out" & ;;
     haproxy) nice -n "$NICE" haproxy -db -f "$(haproxy_conf "$workers" "$port")" &>"$TMP/haproxy.out" & ;;
-    switchyard | switchyard-portable | switchyard-raw)
+    switchyard | switchyard-portable | switchyard-raw | switchyard-admin)
         local args=(--listen "127.0.0.1:$port" --upstream "127.0.0.1:$ORIGIN_PORT"
             --workers "$workers" --max-connections "$NOFILE" --log warn)
+        [[ $name == switchyard-admin ]] && args+=(--admin-listen "127.0.0.1:$ADMIN_LISTEN_PORT")
         if [[ $name == switchyard-raw ]]; then
             args+=(--config "$(switchyard_raw_conf)")
             # A config the binary refuses would otherwise show only as a port that never answers.
@@ -127,9 +136,19 @@ start_proxy() { # name workers
     PROXY_PID[$name]=$!
     PIDS+=("$!")
     wait_http "$port"
+    if [[ $name == switchyard-admin ]]; then
+        scrape_every_second "$ADMIN_LISTEN_PORT" &
+        SCRAPER_PID[$name]=$!
+        PIDS+=("$!")
+    fi
 }
 
 stop_proxy() { # name
+    if [[ -n ${SCRAPER_PID[$1]:-} ]]; then
+        kill "${SCRAPER_PID[$1]}" 2>/dev/null || true
+        wait "${SCRAPER_PID[$1]}" 2>/dev/null || true
+        unset "SCRAPER_PID[$1]"
+    fi
     kill "${PROXY_PID[$1]}" 2>/dev/null || true
     wait "${PROXY_PID[$1]}" 2>/dev/null || true
 }

@@ -21,6 +21,7 @@ quotient() { # a b -> a ÷ b
 VARIANTS=(
     "switchyard-portable|switchyard (async-io)|async-io ÷ epoll|switchyard-portable|switchyard|all"
     "switchyard-raw|switchyard (ws_validate = false)|switchyard ÷ switchyard-raw|switchyard|switchyard-raw|tput msgs p99 idle cpu_tput cpu_msgs"
+    "switchyard-admin|switchyard (admin on, scraped every second)|admin on ÷ off|switchyard-admin|switchyard|all"
 )
 variant_heads() { # -> VHEAD, QHEAD (the titles of the measured variants' columns), VRULE
     VHEAD="" QHEAD="" VRULE=""

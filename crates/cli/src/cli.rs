@@ -45,8 +45,8 @@ pub struct ProxyArgs {
     /// Address to accept clients on, IP:PORT (repeatable).
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
     pub listen: Vec<SocketAddr>,
-    /// Serve /metrics, /healthz and /readyz on this IP:PORT, an address of its own
-    /// [default: off].
+    /// Serve /metrics, /status, /status.json, /healthz and /readyz on this IP:PORT, an
+    /// address of its own [default: off].
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
     pub admin_listen: Option<SocketAddr>,
     /// Upstream server for the route `/`, IP:PORT (repeatable: used round-robin).

@@ -19,7 +19,8 @@ pub struct FileConfig {
     /// Addresses to accept client connections on.
     #[serde(default)]
     pub listen: Vec<Spanned<String>>,
-    /// Where the admin endpoints (`/metrics`, `/healthz`, `/readyz`) are served.
+    /// Where the admin endpoints (`/metrics`, `/status`, `/status.json`, `/healthz`,
+    /// `/readyz`) are served.
     pub admin_listen: Option<Spanned<String>>,
     /// Executor threads.
     pub workers: Option<usize>,

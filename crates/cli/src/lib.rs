@@ -202,7 +202,9 @@ fn serve(
     }
     // Worded unlike the line above, which tests and scripts look for.
     if let Some(admin) = server.admin_addr() {
-        tracing::info!("admin endpoints on http://{admin}: /metrics /healthz /readyz");
+        tracing::info!(
+            "admin endpoints on http://{admin}: /metrics /status /status.json /healthz /readyz"
+        );
     }
     for (route, &upstream) in settings.core.routes.iter().zip(&settings.route_upstream) {
         let (name, servers) = &settings.upstreams[upstream];

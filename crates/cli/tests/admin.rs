@@ -35,7 +35,7 @@ fn check_shows_the_admin_listener_from_the_flag_and_from_the_file() {
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
     assert!(
         out.stdout
-            .contains("\nadmin              127.0.0.1:9100   /metrics /healthz /readyz\n"),
+            .contains("\nadmin              127.0.0.1:9100   /metrics /status /status.json /healthz /readyz\n"),
         "{}",
         out.stdout
     );

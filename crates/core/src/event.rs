@@ -117,6 +117,20 @@ pub struct TunnelRecord {
     pub websocket: Option<WebSocketRecord>,
 }
 
+/// What an open tunnel has carried so far
+/// ([`Connection::tunnel_traffic`](crate::Connection::tunnel_traffic)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelTraffic {
+    /// Bytes read from the client (to the upstream).
+    pub bytes_client_to_upstream: u64,
+    /// Bytes read from the upstream (to the client).
+    pub bytes_upstream_to_client: u64,
+    /// Data messages whose final frame's header was seen, `(from the client, from the
+    /// upstream)`, in a frame-aware WebSocket tunnel; `None` in a byte tunnel, which
+    /// knows no frames.
+    pub messages: Option<(u64, u64)>,
+}
+
 /// The frames of a frame-aware WebSocket tunnel, for its access-log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WebSocketRecord {

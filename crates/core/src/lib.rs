@@ -122,7 +122,7 @@ pub use config::{
 };
 pub use connection::Connection;
 pub use error::{ErrorKind, Misuse, ProtocolError};
-pub use event::{AccessRecord, CloseReason, Event, TunnelRecord, WebSocketRecord};
+pub use event::{AccessRecord, CloseReason, Event, TunnelRecord, TunnelTraffic, WebSocketRecord};
 pub use headers::{is_hop_by_hop, HOP_BY_HOP};
 pub use io::{Input, Output, Side};
 pub use state::StateKind;

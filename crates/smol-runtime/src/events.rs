@@ -18,12 +18,23 @@ pub struct EventContext {
     pub worker: usize,
     /// The client's address.
     pub client: SocketAddr,
+    /// The route of the connection's tunnel, from its [`Event::TunnelOpened`] on (the
+    /// events of a tunnel that carry none, such as [`Event::WebSocketViolation`], happen
+    /// on it); `None` before.
+    ///
+    /// [`Event::TunnelOpened`]: switchyard_core::Event::TunnelOpened
+    /// [`Event::WebSocketViolation`]: switchyard_core::Event::WebSocketViolation
+    pub tunnel_route: Option<switchyard_core::RouteId>,
 }
 
 impl EventContext {
     /// The context of an event of `client`'s connection, served by `worker`.
     pub fn new(worker: usize, client: SocketAddr) -> Self {
-        EventContext { worker, client }
+        EventContext {
+            worker,
+            client,
+            tunnel_route: None,
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::admin::Status;
 use crate::driver::Shared;
 use crate::listeners::{Command, ListenerSet};
 use crate::metrics::Metrics;
@@ -91,6 +92,9 @@ pub(crate) struct Generations {
     /// The sink given at bind (a reloaded configuration's `events` is not used).
     events: Arc<dyn EventSink>,
     metrics: Option<Arc<Metrics>>,
+    /// What `/status.json` shows, when the admin listener is on: every generation feeds
+    /// its live tunnel list, and it shows the newest generation's upstream groups.
+    status: Option<Arc<Status>>,
 }
 
 /// Builds generation `number` from `config`; groups of the same name as in `previous`
@@ -102,8 +106,9 @@ fn build(
     events: Arc<dyn EventSink>,
     stopping: Arc<Signal>,
     grace: Duration,
+    status: Option<&Arc<Status>>,
 ) -> Shared {
-    let groups = config
+    let groups: Arc<[Group]> = config
         .upstreams
         .iter()
         .map(|group| {
@@ -111,6 +116,9 @@ fn build(
             Group::carrying(group.name.clone(), group.servers.clone(), before)
         })
         .collect();
+    if let Some(status) = status {
+        status.set_upstreams(groups.clone());
+    }
     Shared {
         core: Arc::new(config.core.clone()),
         groups,
@@ -120,6 +128,7 @@ fn build(
         grace,
         events,
         generation: number,
+        tunnels: status.map(|status| status.tunnels().clone()),
     }
 }
 
@@ -131,6 +140,7 @@ impl Generations {
         inboxes: Vec<async_channel::Sender<Command>>,
         events: Arc<dyn EventSink>,
         metrics: Option<Arc<Metrics>>,
+        status: Option<Arc<Status>>,
     ) -> Generations {
         let stopping = Arc::new(Signal::default());
         let sink = generation_sink(&events, metrics.as_deref().map(Metrics::first_generation));
@@ -141,6 +151,7 @@ impl Generations {
             sink,
             stopping.clone(),
             config.shutdown_grace,
+            status.as_ref(),
         );
         Generations {
             current: ArcSwap::new(Arc::new(first)),
@@ -153,6 +164,7 @@ impl Generations {
             fixed: Fixed::of(config),
             events,
             metrics,
+            status,
         }
     }
 
@@ -227,6 +239,7 @@ impl Generations {
             sink,
             self.stopping.clone(),
             previous.grace,
+            self.status.as_ref(),
         );
         let servers: HashSet<SocketAddr> = next.groups.iter().flat_map(Group::addrs).collect();
         let servers_removed: Vec<SocketAddr> = {

@@ -66,12 +66,16 @@
 //!
 //! With [`ServerConfig::admin_listen`] set, the server counts into [`Metrics`] (fed every
 //! event after [`ServerConfig::events`], and the runtime's own counts: open connections,
-//! failed upstream connects, idle pooled connections), each worker into counters of its
-//! own, summed when read. Its admin listener, on worker 0's executor and a socket of its
-//! own, answers `GET` (and `HEAD`) of `/metrics` (the Prometheus text format),
-//! `/healthz` (200 while the process runs) and `/readyz` (200 while accepting, 503 from
-//! the moment a shutdown starts), 405 for other methods there, 404 for other paths and
-//! 400 for what is not HTTP/1.1; it holds no upstream and reaches none.
+//! failed upstream connects, upstream connections in use, idle pooled connections), each
+//! worker into counters of its own, summed when read, and keeps a live list of the open
+//! tunnels (each publishes its bytes and messages after every read). Its admin listener,
+//! on worker 0's executor and a socket of its own, answers `GET` (and `HEAD`) of
+//! `/metrics` (the Prometheus text format), `/status.json` (the open tunnels, the
+//! longest-lived 1,000 listed, per-route and per-upstream-server summaries, the
+//! configuration generation), `/status` (a page that shows it), `/healthz` (200 while the
+//! process runs) and `/readyz` (200 while accepting, 503 from the moment a shutdown
+//! starts), 405 for other methods there, 404 for other paths and 400 for what is not
+//! HTTP/1.1; it holds no upstream connection and reaches none.
 //!
 //! # Reloading
 //!
@@ -124,6 +128,7 @@ mod shortage;
 mod signal;
 #[cfg(test)]
 mod test_support;
+mod tunnels;
 mod upstream;
 mod worker;
 
@@ -217,7 +222,8 @@ pub struct ServerConfig {
     /// Where the events of every connection go. Default: the [`AccessLog`]. A pair of
     /// sinks feeds both (`Arc::new((AccessLog, metrics))`).
     pub events: Arc<dyn EventSink>,
-    /// Where the admin listener serves `/metrics`, `/healthz` and `/readyz` (see
+    /// Where the admin listener serves `/metrics`, `/status`, `/status.json`, `/healthz`
+    /// and `/readyz` (see
     /// [`Server::admin_addr`]); `None` (the default) serves none and collects no
     /// metrics. Never one of the `listen` addresses.
     pub admin_listen: Option<SocketAddr>,

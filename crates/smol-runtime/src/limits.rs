@@ -34,6 +34,8 @@ const PER_WORKER: u64 = 0;
 const BACKEND_RESERVE: u64 = 0;
 #[cfg(any(not(target_os = "linux"), feature = "portable"))]
 const BACKEND_RESERVE: u64 = 2;
+/// The admin listener's socket and the connections it serves at once.
+const ADMIN: u64 = 1 + crate::admin::MAX_CONNECTIONS as u64;
 /// Where the hard limit is unlimited, macOS refuses a soft limit above `OPEN_MAX`.
 const OPEN_MAX: u64 = 10_240;
 
@@ -131,7 +133,8 @@ pub struct DescriptorBudget {
     /// distinct upstream server, in each worker's pool.
     pub idle_upstream: u64,
     /// Listening sockets (one per address per worker), each worker's reactor and spare
-    /// splice pipes, and a reserve for the process.
+    /// splice pipes, the admin listener's socket and its connections (when
+    /// `admin_listen` is set), and a reserve for the process.
     pub fixed: u64,
 }
 
@@ -156,7 +159,12 @@ impl DescriptorBudget {
                 .saturating_mul(workers),
             fixed: (config.listen.len() as u64 + PER_WORKER)
                 .saturating_mul(workers)
-                .saturating_add(PROCESS_RESERVE + BACKEND_RESERVE),
+                .saturating_add(PROCESS_RESERVE + BACKEND_RESERVE)
+                .saturating_add(if config.admin_listen.is_some() {
+                    ADMIN
+                } else {
+                    0
+                }),
         }
     }
 
@@ -278,6 +286,21 @@ mod tests {
 
         config.pool.max_idle_per_server = 0;
         assert_eq!(DescriptorBudget::new(&config, 3).idle_upstream, 0);
+    }
+
+    #[test]
+    fn the_admin_listener_counts_its_socket_and_its_connections() {
+        let mut config = config();
+        let without = DescriptorBudget::new(&config, 2);
+        config.admin_listen = Some("127.0.0.1:9100".parse().unwrap());
+        let with = DescriptorBudget::new(&config, 2);
+        assert_eq!(
+            with.fixed,
+            without.fixed + 17,
+            "a socket and 16 connections"
+        );
+        assert_eq!(with.connections, without.connections);
+        assert_eq!(with.total(), without.total() + 17);
     }
 
     #[test]

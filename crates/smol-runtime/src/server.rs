@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use futures_lite::{future, FutureExt};
 
-use crate::admin::Admin;
+use crate::admin::{Admin, Status};
 use crate::backend::{self, Io, Timer};
 use crate::driver;
 use crate::events::EventContext;
@@ -36,6 +36,7 @@ use crate::listeners::{Command, Listener, ListenerSet};
 use crate::metrics::Metrics;
 use crate::shortage;
 use crate::signal::{Signal, Tracker};
+use crate::tunnels::Registry;
 use crate::upstream::Pool;
 use crate::worker::{Stops, Worker};
 use crate::{EventSink, PoolConfig, ServerConfig};
@@ -103,8 +104,11 @@ impl Server {
         let tracker = Arc::new(Tracker::default());
         let admin = match config.admin_listen {
             Some(addr) => {
-                let metrics = Metrics::new(&config, workers, tracker.clone());
-                Some(Admin::bind(addr, Arc::new(metrics))?)
+                let metrics = Arc::new(Metrics::new(&config, workers, tracker.clone()));
+                let tunnels = Arc::new(Registry::new(workers));
+                // Each generation shows its upstream groups there once built.
+                let status = Status::new(metrics, tunnels, Arc::new([]));
+                Some(Admin::bind(addr, Arc::new(status))?)
             }
             None => None,
         };
@@ -119,6 +123,7 @@ impl Server {
             senders,
             config.events.clone(),
             metrics,
+            admin.as_ref().map(|admin| admin.status().clone()),
         );
         Ok(Server {
             listeners,

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,6 +98,20 @@ impl Group {
             .collect()
     }
 
+    /// Each server, and how much longer it counts as failed (tried after the others)
+    /// when a connect to it failed in the last [`FAIL_TIMEOUT`]; `None` when healthy.
+    pub(crate) fn health(&self, now: Instant) -> Vec<(SocketAddr, Option<Duration>)> {
+        let now = self.millis(now);
+        self.servers
+            .iter()
+            .map(|server| {
+                let until = server.failed_until.load(Ordering::Relaxed);
+                let failed = (until > now).then(|| Duration::from_millis(until - now));
+                (server.addr, failed)
+            })
+            .collect()
+    }
+
     fn record(&self, addr: SocketAddr, ok: bool, now: Instant) {
         let until = if ok {
             0
@@ -140,7 +155,7 @@ pub(crate) async fn connect(
         // Counts a failure, also when the caller gives up on the dial (the core's
         // connect deadline) and drops this future.
         let mut attempt = DialAttempt {
-            metrics: pool.metrics.as_ref(),
+            metrics: pool.metrics.as_deref(),
             group: &group.name,
             server,
             failed: true,
@@ -183,6 +198,34 @@ pub(crate) async fn connect(
     None
 }
 
+/// An upstream connection in use by a client connection (a request or a tunnel), counted
+/// in `switchyard_upstream_connections_open` and `/status.json` from its creation until
+/// it is dropped: given back to the pool or closed, whichever way the connection ends.
+#[derive(Debug)]
+pub(crate) struct InUse {
+    counted: Option<(Rc<WorkerMetrics>, usize)>,
+}
+
+impl InUse {
+    /// Counts a connection to `server`, taken from `pool` or dialed for it.
+    pub(crate) fn new(pool: &Pool, server: SocketAddr) -> InUse {
+        let counted = pool.metrics.as_ref().and_then(|metrics| {
+            let slot = metrics.upstream_slot(server)?;
+            metrics.upstream_in_use(slot, true);
+            Some((metrics.clone(), slot))
+        });
+        InUse { counted }
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if let Some((metrics, slot)) = &self.counted {
+            metrics.upstream_in_use(*slot, false);
+        }
+    }
+}
+
 /// One dial of an upstream server, counted as a connect error unless it succeeded.
 struct DialAttempt<'a> {
     metrics: Option<&'a WorkerMetrics>,
@@ -211,7 +254,9 @@ pub(crate) struct Pool {
     /// generation may still use one).
     servers: RefCell<Option<std::collections::HashSet<SocketAddr>>>,
     /// The worker's counts, told how many connections idle per server after each change.
-    metrics: Option<WorkerMetrics>,
+    /// An `Rc`: each connection in use holds one ([`InUse`]), and counting one more must
+    /// not touch memory the other workers share.
+    metrics: Option<Rc<WorkerMetrics>>,
 }
 
 #[derive(Debug)]
@@ -233,7 +278,7 @@ impl Pool {
             config,
             idle: RefCell::new(HashMap::new()),
             servers: RefCell::new(None),
-            metrics,
+            metrics: metrics.map(Rc::new),
         }
     }
 

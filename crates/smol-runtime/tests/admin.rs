@@ -103,7 +103,14 @@ fn the_endpoints_answer_get_and_head_and_everything_else_is_refused() {
         assert_eq!(refused.status, 405, "{method}");
         assert_eq!(refused.field("allow"), Some("GET, HEAD"));
     }
-    for path in ["/", "/status", "/metrics/x", "/../metrics", "/healthz/"] {
+    for path in [
+        "/",
+        "/stat",
+        "/metrics/x",
+        "/../metrics",
+        "/healthz/",
+        "/status/x",
+    ] {
         assert_eq!(get(admin, path).status, 404, "{path}");
     }
     for garbage in [

@@ -29,7 +29,10 @@ impl fmt::Display for Settings {
         let fw = &self.core.forwarding;
         writeln!(f, "listen             {}", join(&self.listen))?;
         match self.admin_listen {
-            Some(admin) => writeln!(f, "admin              {admin}   /metrics /healthz /readyz")?,
+            Some(admin) => writeln!(
+                f,
+                "admin              {admin}   /metrics /status /status.json /healthz /readyz"
+            )?,
             None => writeln!(f, "admin              off")?,
         }
         writeln!(

@@ -164,7 +164,7 @@ fn admin_listen_comes_from_the_file_the_flag_wins_and_check_shows_it() {
     assert_eq!(settings.server_config().admin_listen, Some(from_file));
     assert_eq!(
         admin_line(&settings),
-        "admin              127.0.0.1:9100   /metrics /healthz /readyz"
+        "admin              127.0.0.1:9100   /metrics /status /status.json /healthz /readyz"
     );
 
     let flag: SocketAddr = "127.0.0.1:9200".parse().unwrap();

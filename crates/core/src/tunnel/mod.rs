@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use crate::config::{RouteId, Timeouts};
 use crate::connection::Connection;
 use crate::error::{ErrorKind, ProtocolError};
-use crate::event::{CloseReason, Event, TunnelRecord};
+use crate::event::{CloseReason, Event, TunnelRecord, TunnelTraffic};
 use crate::head::Head;
 use crate::headers::{self, ClientConnection};
 use crate::io::{Output, Side};
@@ -336,6 +336,24 @@ impl Connection {
             Phase::Tunnel(tunnel) => tunnel.passthrough(from),
             _ => 0,
         }
+    }
+
+    /// What the open tunnel has carried so far (bytes read from each side, and data
+    /// messages in a frame-aware WebSocket tunnel); `None` outside a tunnel. A few loads:
+    /// cheap enough to ask after every read, for a live status page.
+    pub fn tunnel_traffic(&self) -> Option<TunnelTraffic> {
+        let Phase::Tunnel(tunnel) = &self.phase else {
+            return None;
+        };
+        let messages = tunnel.ws.as_ref().map(|ws| {
+            let count = |side: Side| ws.tracker(side).stats().messages;
+            (count(Side::Client), count(Side::Upstream))
+        });
+        Some(TunnelTraffic {
+            bytes_client_to_upstream: tunnel.bytes_from[Side::Client.index()],
+            bytes_upstream_to_client: tunnel.bytes_from[Side::Upstream.index()],
+            messages,
+        })
     }
 
     /// The adapter read `bytes` from `from` and is writing them to the other side (at

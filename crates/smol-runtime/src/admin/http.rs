@@ -19,6 +19,10 @@ pub(super) enum Endpoint {
     Health,
     /// `/readyz`: 200 while accepting, 503 once a shutdown began.
     Ready,
+    /// `/status.json`: the open tunnels, routes and upstream servers.
+    StatusJson,
+    /// `/status`: the page that shows `/status.json`.
+    StatusPage,
 }
 
 impl Endpoint {
@@ -27,6 +31,8 @@ impl Endpoint {
             "/metrics" => Some(Endpoint::Metrics),
             "/healthz" => Some(Endpoint::Health),
             "/readyz" => Some(Endpoint::Ready),
+            "/status.json" => Some(Endpoint::StatusJson),
+            "/status" => Some(Endpoint::StatusPage),
             _ => None,
         }
     }
@@ -130,8 +136,13 @@ fn classify(request: &httparse::Request<'_, '_>) -> Answer {
 }
 
 /// The whole response for `answer` (head and body, `Connection: close`); `ready` says
-/// whether the server still accepts, `metrics` writes the metrics' text.
-pub(super) fn respond(answer: Answer, ready: bool, metrics: impl FnOnce() -> String) -> Vec<u8> {
+/// whether the server still accepts, `render` writes the body of `/metrics`,
+/// `/status.json` and `/status`.
+pub(super) fn respond(
+    answer: Answer,
+    ready: bool,
+    render: impl FnOnce(Endpoint) -> String,
+) -> Vec<u8> {
     const TEXT: &str = "text/plain; charset=utf-8";
     let (status, content_type, body, head_only) = match answer {
         Answer::Serve {
@@ -139,7 +150,9 @@ pub(super) fn respond(answer: Answer, ready: bool, metrics: impl FnOnce() -> Str
             head_only,
         } => {
             let (status, content_type, body) = match endpoint {
-                Endpoint::Metrics => (200, crate::Metrics::CONTENT_TYPE, metrics()),
+                Endpoint::Metrics => (200, crate::Metrics::CONTENT_TYPE, render(endpoint)),
+                Endpoint::StatusJson => (200, "application/json", render(endpoint)),
+                Endpoint::StatusPage => (200, "text/html; charset=utf-8", render(endpoint)),
                 Endpoint::Health => (200, TEXT, "ok\n".to_string()),
                 Endpoint::Ready if ready => (200, TEXT, "ready\n".to_string()),
                 Endpoint::Ready => (503, TEXT, "shutting down\n".to_string()),
@@ -171,7 +184,8 @@ pub(super) fn respond(answer: Answer, ready: bool, metrics: impl FnOnce() -> Str
 }
 
 fn not_found() -> String {
-    "not found; the admin endpoints are /metrics, /healthz and /readyz\n".to_string()
+    "not found; the admin endpoints are /metrics, /status, /status.json, /healthz and /readyz\n"
+        .to_string()
 }
 
 fn reason(status: u16) -> &'static str {
@@ -211,6 +225,8 @@ mod tests {
             ("/metrics", Endpoint::Metrics),
             ("/healthz", Endpoint::Health),
             ("/readyz", Endpoint::Ready),
+            ("/status.json", Endpoint::StatusJson),
+            ("/status", Endpoint::StatusPage),
         ] {
             let head = format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n");
             assert_eq!(complete(&head), get(endpoint), "{head:?}");
@@ -231,14 +247,18 @@ mod tests {
     #[test]
     fn other_methods_on_known_paths_are_405_and_other_paths_404() {
         for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "BREW"] {
-            let head = format!("{method} /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
-            assert_eq!(complete(&head), Answer::MethodNotAllowed, "{head:?}");
+            for path in ["/metrics", "/status", "/status.json"] {
+                let head = format!("{method} {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+                assert_eq!(complete(&head), Answer::MethodNotAllowed, "{head:?}");
+            }
         }
         for target in [
             "/",
             "/metrics/",
             "/Metrics",
-            "/status",
+            "/status/",
+            "/status.html",
+            "/Status",
             "*",
             "http://a/metrics",
         ] {
@@ -288,7 +308,7 @@ mod tests {
 
     #[test]
     fn answers_say_their_length_and_close() {
-        let (head, body) = split(&respond(get(Endpoint::Metrics), true, || "m 1\n".into()));
+        let (head, body) = split(&respond(get(Endpoint::Metrics), true, |_| "m 1\n".into()));
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(
             head.contains("\r\nContent-Type: text/plain; version=0.0.4"),
@@ -302,11 +322,11 @@ mod tests {
             endpoint: Endpoint::Metrics,
             head_only: true,
         };
-        let (head, body) = split(&respond(head_only, true, || "m 1\n".into()));
+        let (head, body) = split(&respond(head_only, true, |_| "m 1\n".into()));
         assert!(head.contains("\r\nContent-Length: 4\r\n"), "{head}");
         assert_eq!(body, "", "HEAD has no body");
 
-        let (head, _) = split(&respond(Answer::MethodNotAllowed, true, String::new));
+        let (head, _) = split(&respond(Answer::MethodNotAllowed, true, |_| String::new()));
         assert!(head.starts_with("HTTP/1.1 405 "), "{head}");
         assert!(head.contains("\r\nAllow: GET, HEAD\r\n"), "{head}");
         for (request, status) in [
@@ -315,7 +335,9 @@ mod tests {
             (Answer::HeadTooLarge, "431"),
             (Answer::Timeout, "408"),
         ] {
-            let (head, _) = split(&respond(request, true, || unreachable!("no metrics")));
+            let (head, _) = split(&respond(request, true, |_| {
+                unreachable!("no body to render")
+            }));
             assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
             assert!(!head.contains("Allow"), "{head}");
         }
@@ -324,7 +346,7 @@ mod tests {
     #[test]
     fn readiness_is_503_once_shutting_down_while_health_stays_200() {
         let status = |endpoint, ready| {
-            let (head, _) = split(&respond(get(endpoint), ready, String::new));
+            let (head, _) = split(&respond(get(endpoint), ready, |_| String::new()));
             head[9..12].to_string()
         };
         assert_eq!(status(Endpoint::Ready, true), "200");

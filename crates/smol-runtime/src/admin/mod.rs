@@ -1,13 +1,16 @@
-//! The admin listener: `/metrics`, `/healthz` and `/readyz` on an address of its own,
+//! The admin listener: `/metrics`, `/status`, `/status.json`, `/healthz` and `/readyz`
+//! on an address of its own,
 //! served by worker 0's executor (one task per connection, at most
 //! [`MAX_CONNECTIONS`] at once), until the server stops.
 //!
-//! It holds the metrics and the shutdown signal, nothing else of the server's: no
-//! upstream group, no pool, no route, so nothing it answers can reach an upstream.
+//! It holds the metrics, the live tunnel list, the upstream groups' failure marks (read
+//! only) and the shutdown signal, nothing else of the server's: no pool, no socket of a
+//! connection, so nothing it answers can reach an upstream.
 //! Every connection gets one answer and is closed; a request head must arrive within
 //! [`HEADER_TIMEOUT`] and fit in [`http::MAX_HEAD`] bytes.
 
 mod http;
+mod status;
 
 use std::io::{self, IoSlice};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,9 +24,10 @@ use futures_lite::future;
 use crate::backend::{Io, Timer};
 use crate::metrics::Metrics;
 use crate::signal::{Signal, Tracker};
+pub(crate) use status::Status;
 
 /// Admin connections served at once; more wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 16;
+pub(crate) const MAX_CONNECTIONS: usize = 16;
 /// How long a client has to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long writing an answer may take.
@@ -37,18 +41,18 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// descriptor left).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// The admin listener, bound, and the metrics it serves.
+/// The admin listener, bound, and what it serves.
 #[derive(Debug)]
 pub(crate) struct Admin {
     listener: TcpListener,
     addr: SocketAddr,
-    metrics: Arc<Metrics>,
+    status: Arc<Status>,
 }
 
 impl Admin {
     /// Binds `addr` (a socket of its own: never `SO_REUSEPORT`, so it cannot share a
     /// proxy listener's port).
-    pub(crate) fn bind(addr: SocketAddr, metrics: Arc<Metrics>) -> io::Result<Admin> {
+    pub(crate) fn bind(addr: SocketAddr, status: Arc<Status>) -> io::Result<Admin> {
         let cannot = |e: io::Error| {
             io::Error::new(
                 e.kind(),
@@ -59,7 +63,7 @@ impl Admin {
         Ok(Admin {
             addr: listener.local_addr()?,
             listener,
-            metrics,
+            status,
         })
     }
 
@@ -69,7 +73,12 @@ impl Admin {
     }
 
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+        self.status.metrics()
+    }
+
+    /// What `/status.json` and `/status` show.
+    pub(crate) fn status(&self) -> &Arc<Status> {
+        &self.status
     }
 
     /// Accepts and answers admin connections, each on a task of `spawner`, until that
@@ -85,7 +94,7 @@ impl Admin {
         };
         tracing::debug!(addr = %self.addr, "admin listener serving");
         let state = Rc::new(State {
-            metrics: self.metrics,
+            status: self.status,
             shutdown,
         });
         let open = Arc::new(Tracker::default());
@@ -126,7 +135,7 @@ impl Admin {
 
 /// What every admin connection reads.
 struct State {
-    metrics: Arc<Metrics>,
+    status: Arc<Status>,
     shutdown: Arc<Signal>,
 }
 
@@ -156,7 +165,11 @@ async fn exchange(stream: Io<TcpStream>, state: &State) {
     };
     // Read at the moment of answering: 503 from the instant a shutdown begins.
     let ready = !state.shutdown.is_set();
-    let response = http::respond(answer, ready, || state.metrics.encode());
+    let response = http::respond(answer, ready, |endpoint| match endpoint {
+        http::Endpoint::Metrics => state.status.metrics().encode(),
+        http::Endpoint::StatusJson => state.status.json(),
+        _ => status::PAGE.to_string(),
+    });
     let write = async { Some(write_all(&stream, &response).await) };
     let expired = async {
         Timer::after(WRITE_TIMEOUT).await;

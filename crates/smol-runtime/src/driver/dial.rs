@@ -19,7 +19,10 @@ impl Driver<'_> {
             server,
             reused,
             bytes_read,
+            in_use,
         } = upstream;
+        // No longer in use, whether pooled or closed.
+        drop(in_use);
         // A pooled connection that ended before answering anything makes the core retry
         // once, and that retry should not meet another stale pooled connection.
         self.next_fresh = !reusable && reused && bytes_read == 0;
@@ -86,6 +89,7 @@ impl Driver<'_> {
                     server,
                     reused,
                     bytes_read: 0,
+                    in_use: upstream::InUse::new(self.pool, server),
                 });
                 self.feed(Input::UpstreamConnected { reused }, now);
             }

@@ -43,7 +43,8 @@ const WAITS_BEFORE_YIELD: u8 = 32;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) core: Arc<Config>,
-    pub(crate) groups: Vec<Group>,
+    /// Shared with the admin listener, which shows their servers' state.
+    pub(crate) groups: Arc<[Group]>,
     pub(crate) route_upstream: Vec<usize>,
     /// Fired when this generation's connections must drain: at the server's shutdown,
     /// or once `drain_timeout` has passed since a reload replaced the generation.
@@ -55,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) events: Arc<dyn EventSink>,
     /// This generation's number (1: the configuration bound).
     pub(crate) generation: u64,
+    /// The live tunnel list of `/status.json`, when the admin listener is on.
+    pub(crate) tunnels: Option<Arc<crate::tunnels::Registry>>,
 }
 
 impl Shared {
@@ -97,6 +100,7 @@ pub(crate) async fn serve(
         timer: Timer::never(),
         armed: None,
         waits: 0,
+        tunnel: None,
     };
     driver.run().await;
 }
@@ -136,6 +140,8 @@ struct Driver<'a> {
     armed: Option<Instant>,
     /// Waits in a row that completed without sleeping (see [`WAITS_BEFORE_YIELD`]).
     waits: u8,
+    /// The tunnel's entry in the live tunnel list, while it is open and the list is kept.
+    tunnel: Option<crate::tunnels::TunnelHandle>,
 }
 
 impl Driver<'_> {
@@ -257,7 +263,10 @@ impl Driver<'_> {
             }
             // The core is closed now (`is_closed`): the loop ends.
             Output::Close => {}
-            Output::Event(event) => self.shared.events.event(&self.context, &event),
+            Output::Event(event) => {
+                self.track_tunnel(&event);
+                self.shared.events.event(&self.context, &event);
+            }
             // An action this driver does not know (a newer core): ending the connection
             // is the only safe answer.
             other => {
@@ -359,13 +368,14 @@ mod tests {
         stream.set_nonblocking(true).unwrap();
         let shared = Shared {
             core: Arc::new(Config::default()),
-            groups: Vec::new(),
+            groups: Arc::new([]),
             route_upstream: Vec::new(),
             shutdown: Arc::new(Signal::default()),
             stopping: Arc::new(Signal::default()),
             grace: Duration::from_secs(1),
             events: Arc::new(crate::AccessLog),
             generation: 1,
+            tunnels: None,
         };
         let pool = Pool::new(PoolConfig::default());
         let size = crate::backend::block_on(async {

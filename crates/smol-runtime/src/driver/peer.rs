@@ -104,6 +104,8 @@ pub(super) struct Upstream {
     /// Response bytes read so far: a reused connection that closes before sending any
     /// makes the core's retry dial a fresh one.
     pub(super) bytes_read: u64,
+    /// Counts the connection as in use while it lives.
+    pub(super) in_use: crate::upstream::InUse,
 }
 
 impl Driver<'_> {
@@ -144,6 +146,7 @@ impl Driver<'_> {
     pub(super) fn read(&mut self, side: Side, now: Instant) {
         if self.in_tunnel() {
             self.read_tunnel(side, now);
+            self.count_tunnel_traffic();
         } else {
             self.read_http(side, now);
         }

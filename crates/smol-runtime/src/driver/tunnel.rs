@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use switchyard_core::websocket::MAX_CONTROL_PAYLOAD;
-use switchyard_core::{Input, Side};
+use switchyard_core::{Event, Input, Side};
 
 use super::peer::is_transient;
 use super::Driver;
@@ -209,6 +209,45 @@ impl Driver<'_> {
             Err(error) => {
                 tracing::debug!(client = %self.context.client, ?side, %error, "read failed");
                 self.eof(side, now);
+            }
+        }
+    }
+}
+
+// The live tunnel list (`/status.json`): entered when the tunnel opens, its counts
+// published after each read, left when it closes. Apart from the data path above: the
+// only cost there is one call after each read, which does nothing without the list.
+impl Driver<'_> {
+    /// Enters or leaves the live tunnel list at the tunnel's open and close events, and
+    /// names the tunnel's route in the events' context.
+    pub(super) fn track_tunnel(&mut self, event: &Event) {
+        match event {
+            Event::TunnelOpened { route, protocol } => {
+                self.context.tunnel_route = Some(*route);
+                let Some(registry) = &self.shared.tunnels else {
+                    return;
+                };
+                self.tunnel = Some(registry.open(crate::tunnels::Opened {
+                    worker: self.context.worker,
+                    client: self.context.client,
+                    core: &self.shared.core,
+                    route: *route,
+                    protocol,
+                    now: Instant::now(),
+                    traffic: self.conn.tunnel_traffic().unwrap_or_default(),
+                }));
+            }
+            Event::TunnelClosed(_) => self.tunnel = None,
+            _ => {}
+        }
+    }
+
+    /// Publishes the tunnel's bytes and messages so far, after a read.
+    #[inline]
+    pub(super) fn count_tunnel_traffic(&self) {
+        if let Some(handle) = &self.tunnel {
+            if let Some(traffic) = self.conn.tunnel_traffic() {
+                handle.update(&traffic);
             }
         }
     }

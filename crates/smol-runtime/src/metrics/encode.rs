@@ -23,13 +23,7 @@ impl Metrics {
     /// the same series in each); the pools' idle gauges are read from the newest
     /// generation's, where the pools write since the last reload.
     pub fn encode(&self) -> String {
-        let current = self.current.load_full();
-        let layout = current.layout.clone();
-        let mut totals = self.totals(layout.len);
-        for index in 0..layout.servers.len() {
-            let slot = layout.pool_idle(index);
-            totals[slot] = current.blocks.iter().map(|block| block.get(slot)).sum();
-        }
+        let (layout, totals) = self.snapshot();
         let snapshot = Snapshot {
             layout,
             totals,
@@ -47,6 +41,23 @@ impl Metrics {
             tracing::error!(%error, "encoding the metrics failed");
         }
         text
+    }
+}
+
+impl Metrics {
+    /// The newest layout and every slot's value under it: counters summed over every
+    /// generation's counts (a slot means the same series in each), the pools' idle
+    /// gauges read from the newest generation's, where the pools write since the last
+    /// reload.
+    pub(super) fn snapshot(&self) -> (Arc<Layout>, Vec<u64>) {
+        let current = self.current.load_full();
+        let layout = current.layout.clone();
+        let mut totals = self.totals(layout.len);
+        for index in 0..layout.servers.len() {
+            let slot = layout.pool_idle(index);
+            totals[slot] = current.blocks.iter().map(|block| block.get(slot)).sum();
+        }
+        (layout, totals)
     }
 }
 
@@ -260,6 +271,27 @@ impl Collector for Snapshot {
         )?;
         family(
             &mut encoder,
+            "switchyard_ws_violations",
+            "Frames of frame-aware WebSocket tunnels that broke a rule (never forwarded; the tunnel closed with 1002), by route prefix, side that sent it and rule.",
+            MetricType::Counter,
+            named_routes.iter().flat_map(|r| {
+                layout::SIDES.iter().enumerate().flat_map(move |(side, side_name)| {
+                    (0..=layout::VIOLATION_RULES.len()).filter_map(move |rule| {
+                        let value = self.get(r.violations(side, rule));
+                        (rule < layout::VIOLATION_RULES.len() || value > 0).then(|| {
+                            let labels = labels([
+                                route(&r.prefix),
+                                ("side", Cow::Borrowed(*side_name)),
+                                ("rule", Cow::Borrowed(layout::rule_label(rule))),
+                            ]);
+                            (labels, Value::Counter(value))
+                        })
+                    })
+                })
+            }),
+        )?;
+        family(
+            &mut encoder,
             "switchyard_connections_open",
             "Client connections open now.",
             MetricType::Gauge,
@@ -300,6 +332,16 @@ impl Collector for Snapshot {
                     .sum();
                 let labels = labels([("upstream", Cow::Borrowed(group.name.as_str()))]);
                 (labels, Value::Gauge(idle))
+            }),
+        )?;
+        family(
+            &mut encoder,
+            "switchyard_upstream_connections_open",
+            "Upstream connections in use by client connections now (a request or a tunnel; pooled ones are switchyard_upstream_pool_idle), by server.",
+            MetricType::Gauge,
+            layout.servers.iter().enumerate().map(|(index, (server, _))| {
+                let labels = labels([("server", Cow::Owned(server.to_string()))]);
+                (labels, Value::Gauge(self.get(layout.upstream_open(index))))
             }),
         )?;
         family(

@@ -75,6 +75,35 @@ pub(super) const DIRECTIONS: [&str; 2] = ["client_to_upstream", "upstream_to_cli
 /// See [`DIRECTIONS`].
 pub(super) const SIDES: [&str; 2] = ["client", "upstream"];
 
+/// Label values of `rule` in `switchyard_ws_violations_total`: every
+/// [`Violation::rule`](switchyard_core::websocket::Violation::rule) of the core, in slot
+/// order; one more slot (`other`) takes a rule added to the core later.
+pub(super) const VIOLATION_RULES: [&str; 10] = [
+    "client_frame_unmasked",
+    "upstream_frame_masked",
+    "reserved_opcode",
+    "reserved_bits",
+    "control_frame_too_long",
+    "control_frame_fragmented",
+    "continuation_without_message",
+    "data_frame_inside_message",
+    "length_top_bit_set",
+    "close_code_truncated",
+];
+
+/// The slot of `rule` among [`VIOLATION_RULES`] (and `other`).
+pub(super) fn rule_slot(rule: &str) -> usize {
+    VIOLATION_RULES
+        .iter()
+        .position(|&known| known == rule)
+        .unwrap_or(VIOLATION_RULES.len())
+}
+
+/// The label value of a rule slot.
+pub(super) fn rule_label(slot: usize) -> &'static str {
+    VIOLATION_RULES.get(slot).copied().unwrap_or(OTHER)
+}
+
 /// Statuses of `switchyard_rejected_requests_total` with a slot each (the core's status
 /// hints are all among them); one more slot (`other`) takes anything else.
 pub(super) const REJECTED_STATUSES: std::ops::RangeInclusive<u16> = 400..=599;
@@ -84,7 +113,10 @@ const REQUESTS: usize = 0;
 const REQUEST_HISTOGRAM: usize = REQUESTS + STATUS_CLASSES.len();
 const BYTES: usize = REQUEST_HISTOGRAM + histogram_slots(&REQUEST_BOUNDS);
 const MESSAGES: usize = BYTES + DIRECTIONS.len();
-const TUNNELS: usize = MESSAGES + DIRECTIONS.len();
+const VIOLATIONS: usize = MESSAGES + DIRECTIONS.len();
+/// A side's violation slots: one per rule, and `other`.
+const RULE_STRIDE: usize = VIOLATION_RULES.len() + 1;
+const TUNNELS: usize = VIOLATIONS + SIDES.len() * RULE_STRIDE;
 /// A protocol's slots: tunnels opened, then tunnels closed by reason (and `other`).
 const TUNNEL_STRIDE: usize = 1 + CLOSE_REASONS.len() + 1;
 
@@ -166,6 +198,12 @@ impl RouteLabels {
         self.base + MESSAGES + direction
     }
 
+    /// WebSocket violations of `side` (0: client, 1: upstream) against the rule in slot
+    /// `rule`.
+    pub(super) fn violations(&self, side: usize, rule: usize) -> usize {
+        self.base + VIOLATIONS + side * RULE_STRIDE + rule
+    }
+
     /// The first slot of the protocol in slot `protocol` (its tunnels opened); the
     /// reasons' slots follow (see [`RouteLabels::closed`]).
     pub(super) fn opened(&self, protocol: usize) -> usize {
@@ -230,7 +268,8 @@ pub(super) struct Layout {
     rejected: usize,
     /// One per distinct group name (a name given twice shares the first one's).
     pub(super) groups: Vec<GroupLabels>,
-    /// Every distinct upstream server, with the slot of its idle gauge.
+    /// Every distinct upstream server, with the first of its two slots: its idle
+    /// gauge, then its connections in use.
     pub(super) servers: Vec<(SocketAddr, usize)>,
     /// Slots in a worker's block.
     pub(super) len: usize,
@@ -329,7 +368,7 @@ impl Layout {
                 let pooled = match layout.servers.iter().position(|&(s, _)| s == server) {
                     Some(index) => index,
                     None => {
-                        layout.servers.push((server, take(1)));
+                        layout.servers.push((server, take(2)));
                         layout.servers.len() - 1
                     }
                 };
@@ -386,6 +425,12 @@ impl Layout {
     /// The slot of server index `server`'s idle gauge.
     pub(super) fn pool_idle(&self, server: usize) -> usize {
         self.servers[server].1
+    }
+
+    /// The slot of server index `server`'s connections in use (a gauge each worker moves
+    /// up and down by one).
+    pub(super) fn upstream_open(&self, server: usize) -> usize {
+        self.servers[server].1 + 1
     }
 
     /// The index of `server` in [`Layout::servers`].

@@ -11,6 +11,7 @@
 mod block;
 mod encode;
 mod layout;
+mod summary;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +28,7 @@ use crate::signal::Tracker;
 use crate::ServerConfig;
 use block::Block;
 use layout::Layout;
+pub(crate) use summary::ServerTotals;
 
 /// The metrics of a [`Server`](crate::Server) whose
 /// [`admin_listen`](crate::ServerConfig::admin_listen) is set: what its admin listener
@@ -85,7 +87,9 @@ impl Past {
     fn add(counts: &Counts, totals: &mut [u64]) {
         for block in counts.blocks.iter() {
             for (slot, total) in totals.iter_mut().enumerate().take(counts.layout.len) {
-                *total += block.get(slot);
+                // Wrapping, as the blocks add: an in-use gauge's slot may hold a
+                // generation's negative share.
+                *total = total.wrapping_add(block.get(slot));
             }
         }
     }
@@ -306,6 +310,14 @@ impl Counts {
                 }
             }
             Event::Rejected(error) => block.add(self.layout.rejected(error.status_hint()), 1),
+            Event::WebSocketViolation { side, rule } => {
+                let route = self.layout.route(context.tunnel_route);
+                let side = match side {
+                    Side::Client => 0,
+                    Side::Upstream => 1,
+                };
+                block.add(route.violations(side, layout::rule_slot(rule)), 1);
+            }
             _ => {}
         }
     }
@@ -329,6 +341,29 @@ impl WorkerMetrics {
             counts.layout.connect_error(group, server),
         ) {
             block.add(slot, 1);
+        }
+    }
+
+    /// The slot of `server`'s connections in use, for [`WorkerMetrics::upstream_in_use`]
+    /// (a slot keeps its meaning in every later generation's layout).
+    pub(crate) fn upstream_slot(&self, server: SocketAddr) -> Option<usize> {
+        let counts = self.metrics.current.load();
+        let layout = &counts.layout;
+        layout
+            .server_index(server)
+            .map(|index| layout.upstream_open(index))
+    }
+
+    /// A connection counted at `slot` ([`WorkerMetrics::upstream_slot`]) was handed to a
+    /// client connection (`opened`) or ended its use there: given back to the pool or
+    /// closed. Counted in the newest generation; a scrape sums every generation's, so
+    /// an opening and its ending may fall in different ones.
+    pub(crate) fn upstream_in_use(&self, slot: usize, opened: bool) {
+        let counts = self.metrics.current.load();
+        if let Some(block) = counts.block(self.worker) {
+            // Wrapping: a slot of one generation or worker can dip below 0 by ending
+            // what was counted in another; the scrape's wrapping sum is exact.
+            block.add(slot, if opened { 1 } else { u64::MAX });
         }
     }
 
@@ -363,9 +398,13 @@ impl WorkerMetrics {
     }
 }
 
-/// Reads the generation and reload counts (for the encoder).
+/// The configuration generation and the reloads: set by a reload
+/// ([`ReloadHandle`](crate::ReloadHandle)), read by `/metrics` (`switchyard_config_generation`,
+/// `switchyard_config_reloads_total`) and `/status.json` (`generation`).
 impl Metrics {
-    fn generation(&self) -> u64 {
+    /// The configuration generation new connections use: 1 for the configuration the
+    /// server was bound with.
+    pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
     }
 

@@ -426,10 +426,12 @@ fn the_text_is_well_formed_families_with_unique_series() {
         "switchyard_tunnel_duration_seconds",
         "switchyard_ws_messages_total",
         "switchyard_ws_dead_peers_total",
+        "switchyard_ws_violations_total",
         "switchyard_connections_open",
         "switchyard_rejected_requests_total",
         "switchyard_upstream_connect_errors_total",
         "switchyard_upstream_pool_idle",
+        "switchyard_upstream_connections_open",
         "switchyard_config_generation",
         "switchyard_config_reloads_total",
     ];
@@ -459,6 +461,11 @@ fn every_slot_is_distinct_and_in_bounds(layout: &Layout) {
         let histogram = route.request_histogram();
         slots.extend(histogram..histogram + layout::histogram_slots(&layout::REQUEST_BOUNDS));
         slots.extend((0..2).flat_map(|d| [route.bytes(d), route.messages(d)]));
+        for side in 0..layout::SIDES.len() {
+            slots.extend(
+                (0..=layout::VIOLATION_RULES.len()).map(|rule| route.violations(side, rule)),
+            );
+        }
         for protocol in 0..route.protocol_slots() {
             slots.push(route.opened(protocol));
             slots.extend(
@@ -478,6 +485,7 @@ fn every_slot_is_distinct_and_in_bounds(layout: &Layout) {
         slots.extend(group.servers.iter().map(|&(_, slot)| slot));
     }
     slots.extend((0..layout.servers.len()).map(|server| layout.pool_idle(server)));
+    slots.extend((0..layout.servers.len()).map(|server| layout.upstream_open(server)));
     let distinct: HashSet<usize> = slots.iter().copied().collect();
     assert_eq!(distinct.len(), slots.len(), "two series share a slot");
     assert_eq!(slots.len(), layout.len, "every slot is used");
