@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -21,6 +22,8 @@ pub struct FileConfig {
     pub listen: Vec<Spanned<String>>,
     /// Where the admin endpoints (`/metrics`, `/healthz`, `/readyz`) are served.
     pub admin_listen: Option<Spanned<String>>,
+    /// The Unix socket for zero-downtime upgrades.
+    pub upgrade_socket: Option<PathBuf>,
     /// Executor threads.
     pub workers: Option<usize>,
     /// How long open tunnels may continue after a shutdown signal.

@@ -36,6 +36,8 @@ pub struct Overrides {
     pub listen: Vec<SocketAddr>,
     /// `--admin-listen`, replacing the file's `admin_listen`.
     pub admin_listen: Option<SocketAddr>,
+    /// `--upgrade-socket`, replacing the file's `upgrade_socket`.
+    pub upgrade_socket: Option<PathBuf>,
     /// `--upstream`: one group serving the route `/`.
     pub upstream: Vec<SocketAddr>,
     /// `--header-timeout`.
@@ -77,6 +79,9 @@ pub struct Settings {
     pub listen: Vec<SocketAddr>,
     /// Where the admin endpoints are served; `None`: nowhere.
     pub admin_listen: Option<SocketAddr>,
+    /// The Unix socket on which a running process hands its listening sockets to its
+    /// successor; `None`: no handover.
+    pub upgrade_socket: Option<PathBuf>,
     /// The core's configuration (routes, deadlines, limits, forwarding).
     pub core: Config,
     /// Upstream groups: name and servers.
@@ -426,6 +431,7 @@ impl Settings {
             source: None,
             listen,
             admin_listen,
+            upgrade_socket: flags.upgrade_socket.clone().or(file.upgrade_socket.clone()),
             core: Config {
                 routes,
                 timeouts,
@@ -474,6 +480,7 @@ impl Settings {
                 idle_timeout: self.pool_idle_timeout,
             },
             events: std::sync::Arc::new(AccessLog),
+            upgrade_socket: self.upgrade_socket.clone(),
         }
     }
 }

@@ -182,10 +182,11 @@ impl Connection {
             return;
         }
         self.drain = Some(grace);
-        let now = self.now;
+        let first_head_by = self.now + grace.min(FIRST_REQUEST_UNDER_DRAIN);
         match &mut self.phase {
             Phase::ReadingHead(reading) if !reading.started() && self.client_buf.is_empty() => {
-                if !reading.wait_first_head_until(now + grace.min(FIRST_REQUEST_UNDER_DRAIN)) {
+                let fresh = reading.wait_first_head_until(first_head_by);
+                if !fresh {
                     self.close(CloseReason::Shutdown)
                 }
             }

@@ -86,6 +86,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -95,9 +96,11 @@ mod backend;
 mod buffer;
 mod driver;
 mod events;
+mod handover;
 #[cfg(test)]
 mod idle_tests;
 mod limits;
+mod listeners;
 mod log;
 mod metrics;
 // The backend (see `backend.rs`): the Linux reactor with splice, or async-io.
@@ -207,6 +210,13 @@ pub struct ServerConfig {
     /// [`Server::admin_addr`]); `None` (the default) serves none and collects no
     /// metrics. Never one of the `listen` addresses.
     pub admin_listen: Option<SocketAddr>,
+    /// A Unix socket path for zero-downtime upgrades (`None`, the default: none). The
+    /// server answers on it while it runs; a server bound with the same path while one
+    /// runs takes that one's listening sockets over (their accept queues with them),
+    /// binds only what it lacks, and once it runs tells the old one to drain as on
+    /// [`ShutdownHandle::shutdown`]. Without it, a second server can still bind the
+    /// same addresses (every listener has `SO_REUSEPORT`).
+    pub upgrade_socket: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -227,6 +237,7 @@ impl ServerConfig {
             pool: PoolConfig::default(),
             events: Arc::new(AccessLog),
             admin_listen: None,
+            upgrade_socket: None,
         }
     }
 }

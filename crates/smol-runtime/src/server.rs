@@ -11,7 +11,8 @@
 //! 0's executor with a socket of its own (see `admin/`).
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -25,7 +26,9 @@ use crate::admin::Admin;
 use crate::backend::{self, Io, Timer};
 use crate::driver::{self, Shared};
 use crate::events::EventContext;
+use crate::handover::UpgradeSocket;
 use crate::limits::{self, DescriptorBudget};
+use crate::listeners;
 use crate::metrics::Metrics;
 use crate::shortage;
 use crate::signal::{ConnectionGuard, Signal, Tracker};
@@ -56,6 +59,8 @@ pub struct Server {
     tracker: Arc<Tracker>,
     /// The admin listener and the metrics it serves, when `admin_listen` is set.
     admin: Option<Admin>,
+    /// The upgrade socket, when `upgrade_socket` is set.
+    upgrade: Option<UpgradeSocket>,
 }
 
 /// Starts a graceful shutdown of a [`Server`] from anywhere (a signal handler thread, a
@@ -89,23 +94,21 @@ impl Server {
             0 => thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let mut listeners: Vec<Vec<TcpListener>> = (0..workers)
-            .map(|_| Vec::with_capacity(config.listen.len()))
-            .collect();
         let budget = DescriptorBudget::new(&config, workers);
-        let mut local_addrs = Vec::with_capacity(config.listen.len());
-        for &addr in &config.listen {
-            let cannot =
-                |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
-            let first = listen(addr, workers > 1).map_err(cannot)?;
-            // Port 0 resolved: the other workers' sockets join the same port.
-            let bound = first.local_addr()?;
-            local_addrs.push(bound);
-            listeners[0].push(first);
-            for worker in &mut listeners[1..] {
-                worker.push(listen(bound, true).map_err(cannot)?);
-            }
-        }
+        // A running process's sockets, when it serves the upgrade socket, before any bind.
+        let mut upgrade = config
+            .upgrade_socket
+            .as_deref()
+            .map(UpgradeSocket::bind)
+            .transpose()?;
+        let inherited = upgrade
+            .as_mut()
+            .map(UpgradeSocket::take_inherited)
+            .unwrap_or_default();
+        let listeners::Bound {
+            per_worker: listeners,
+            local_addrs,
+        } = listeners::bind(&config.listen, workers, inherited)?;
         let tracker = Arc::new(Tracker::default());
         let admin = match config.admin_listen {
             Some(addr) => {
@@ -142,6 +145,7 @@ impl Server {
             max_connections: config.max_connections,
             tracker,
             admin,
+            upgrade,
         })
     }
 
@@ -181,7 +185,13 @@ impl Server {
             max_connections,
             tracker,
             admin,
+            upgrade,
         } = self;
+        // Before the listeners move to their workers.
+        let upgrade_sockets = upgrade
+            .as_ref()
+            .map(|_| duplicate(&listeners))
+            .transpose()?;
         let metrics = admin.as_ref().map(|admin| admin.metrics().clone());
         // Counts the accept loops still running (every listener still open).
         let accepting = Arc::new(Tracker::default());
@@ -226,11 +236,22 @@ impl Server {
             }
         }
         tracing::debug!(listen = ?local_addrs, workers, "serving");
+        let upgrade = upgrade
+            .zip(upgrade_sockets)
+            .and_then(|(socket, listeners)| {
+                socket
+                    .serve(listeners, shared.shutdown.clone())
+                    .map_err(|error| tracing::warn!(%error, "upgrade socket: cannot serve it"))
+                    .ok()
+            });
 
         let executor = Rc::new(LocalExecutor::new());
         let drained = backend::block_on(executor.run(async {
             let coordinate = async {
                 shared.shutdown.wait().await;
+                if let Some(service) = upgrade {
+                    service.stop();
+                }
                 let deadline = Instant::now() + shared.grace + SHUTDOWN_SLACK;
                 // The accept loops end promptly, closing every listener, before this
                 // waits for the connections.
@@ -287,36 +308,6 @@ impl Server {
         tracing::debug!("all connections closed, stopped");
         Ok(())
     }
-}
-
-/// Binds a listening socket on `addr` (`SO_REUSEADDR`, `TCP_NODELAY`, and `SO_REUSEPORT`
-/// when several workers each bind one).
-pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    use rustix::net::{self, sockopt, AddressFamily, SocketFlags, SocketType};
-    let family = match addr {
-        SocketAddr::V4(_) => AddressFamily::INET,
-        SocketAddr::V6(_) => AddressFamily::INET6,
-    };
-    #[cfg(target_os = "linux")]
-    let socket = net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
-    // Not every system has SOCK_CLOEXEC (macOS does not).
-    #[cfg(not(target_os = "linux"))]
-    let socket = {
-        let socket = net::socket_with(family, SocketType::STREAM, SocketFlags::empty(), None)?;
-        rustix::io::fcntl_setfd(&socket, rustix::io::FdFlags::CLOEXEC)?;
-        socket
-    };
-    sockopt::set_socket_reuseaddr(&socket, true)?;
-    if reuse_port {
-        sockopt::set_socket_reuseport(&socket, true)?;
-    }
-    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one system call
-    // here instead of one per connection.
-    sockopt::set_tcp_nodelay(&socket, true)?;
-    net::bind(&socket, &addr)?;
-    // As large as the system allows (net.core.somaxconn).
-    net::listen(&socket, -1)?;
-    Ok(TcpListener::from(socket))
 }
 
 /// What one worker thread serves: its listening sockets.
@@ -384,6 +375,17 @@ impl Worker {
             accept.await;
         }
     }
+}
+
+/// Duplicates of every listening socket, for handing them over to a successor: taken
+/// before the sockets are registered (a registered socket is never duplicated, see
+/// `reactor/`), and dropped when shutdown begins, with the listeners' own close.
+fn duplicate(listeners: &[Vec<TcpListener>]) -> io::Result<Vec<OwnedFd>> {
+    listeners
+        .iter()
+        .flatten()
+        .map(|listener| listener.try_clone().map(OwnedFd::from))
+        .collect()
 }
 
 fn validate(config: &ServerConfig) -> io::Result<()> {
@@ -478,20 +480,28 @@ async fn accept_loop(
                     }
                 };
                 let Some(guard) = guard else {
+                    // Shutting down: served anyway, as the queue's others are below.
+                    let guard = tracker.enter();
+                    spawn_connection(
+                        &executor,
+                        &shared,
+                        &pool,
+                        stream,
+                        client_addr,
+                        guard,
+                        worker,
+                    );
                     break;
                 };
-                let shared = shared.clone();
-                let pool = pool.clone();
-                let task = async move {
-                    let _guard = guard;
-                    let context = EventContext::new(worker, client_addr);
-                    let serve = driver::serve(&shared, &pool, stream, context);
-                    let served = AssertUnwindSafe(serve).catch_unwind().await;
-                    if served.is_err() {
-                        tracing::error!(%client_addr, "connection task panicked");
-                    }
-                };
-                executor.spawn(task).detach();
+                spawn_connection(
+                    &executor,
+                    &shared,
+                    &pool,
+                    stream,
+                    client_addr,
+                    guard,
+                    worker,
+                );
             }
             Some(Err(error)) if shortage::out_of_descriptors(&error) => {
                 // Idle upstream connections are descriptors this worker can give back
@@ -526,9 +536,64 @@ async fn accept_loop(
             }
         }
     }
-    if let Ok(addr) = listener.local_addr() {
-        tracing::debug!(%addr, "stopped accepting");
+    // Closing a listener resets the connections still in its queue (with
+    // `SO_REUSEPORT`, the kernel went on queueing new ones on it until now): they are
+    // accepted and served first, drained like the others. Ones arriving between the
+    // last accept and the close are the gap that handing the sockets over closes.
+    let mut queued = 0usize;
+    loop {
+        match listener.accept_queued() {
+            Ok(Some((stream, client_addr))) => {
+                let Ok(stream) = Io::stream(stream, true) else {
+                    continue;
+                };
+                queued += 1;
+                let guard = tracker.enter();
+                spawn_connection(
+                    &executor,
+                    &shared,
+                    &pool,
+                    stream,
+                    client_addr,
+                    guard,
+                    worker,
+                );
+            }
+            Ok(None) => break,
+            Err(error) if is_per_connection(&error) => {}
+            Err(error) => {
+                tracing::warn!(%error, "accept failed while emptying the queue");
+                break;
+            }
+        }
     }
+    if let Ok(addr) = listener.local_addr() {
+        tracing::debug!(%addr, queued, "stopped accepting");
+    }
+}
+
+/// Serves one accepted connection in a task of its own, counted by `guard`.
+fn spawn_connection(
+    executor: &LocalExecutor<'static>,
+    shared: &Arc<Shared>,
+    pool: &Rc<Pool>,
+    stream: Io<TcpStream>,
+    client_addr: SocketAddr,
+    guard: ConnectionGuard,
+    worker: usize,
+) {
+    let shared = shared.clone();
+    let pool = pool.clone();
+    let task = async move {
+        let _guard = guard;
+        let context = EventContext::new(worker, client_addr);
+        let serve = driver::serve(&shared, &pool, stream, context);
+        let served = AssertUnwindSafe(serve).catch_unwind().await;
+        if served.is_err() {
+            tracing::error!(%client_addr, "connection task panicked");
+        }
+    };
+    executor.spawn(task).detach();
 }
 
 /// Errors that concern one failed handshake, not the listener or the process (running
@@ -567,21 +632,4 @@ async fn prune_pool(pool: Rc<Pool>, shutdown: Arc<Signal>) {
 async fn stopped<T>(shutdown: &Signal) -> Option<T> {
     shutdown.wait().await;
     None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accepted_connections_inherit_tcp_nodelay_from_the_listener() {
-        let listener = listen("127.0.0.1:0".parse().unwrap(), false).unwrap();
-        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (accepted, _) = listener.accept().unwrap();
-        assert!(
-            accepted.nodelay().unwrap(),
-            "the accepted socket has Nagle on"
-        );
-        drop(client);
-    }
 }

@@ -32,6 +32,9 @@ impl fmt::Display for Settings {
             Some(admin) => writeln!(f, "admin              {admin}   /metrics /healthz /readyz")?,
             None => writeln!(f, "admin              off")?,
         }
+        if let Some(path) = &self.upgrade_socket {
+            writeln!(f, "upgrade_socket     {}", path.display())?;
+        }
         writeln!(
             f,
             "workers            {}   max_connections {}   shutdown_grace {}",

@@ -55,7 +55,7 @@ impl Admin {
                 format!("cannot listen on {addr} (admin_listen): {e}"),
             )
         };
-        let listener = crate::server::listen(addr, false).map_err(cannot)?;
+        let listener = crate::listeners::listen(addr, false).map_err(cannot)?;
         Ok(Admin {
             addr: listener.local_addr()?,
             listener,
