@@ -21,7 +21,8 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
 /// Client threads connecting in a loop: several, so that connections are queued in the
-/// listeners' backlogs at the instant the old process stops accepting.
+/// listeners' backlogs at the instant the old process stops accepting
+/// (`measure_swaps` takes `SWAP_CLIENTS`).
 const CLIENTS: usize = 4;
 /// Any one connection's whole exchange; a failure past it is a failure, not a hang.
 const EXCHANGE_LIMIT: Duration = Duration::from_secs(5);
@@ -130,9 +131,13 @@ impl Tally {
 
 impl Load {
     fn start(addr: SocketAddr) -> Load {
+        Load::with_clients(addr, CLIENTS)
+    }
+
+    fn with_clients(addr: SocketAddr, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicUsize::new(0));
-        let threads = (0..CLIENTS)
+        let threads = (0..clients)
             .map(|client| {
                 let (stop, done) = (stop.clone(), done.clone());
                 thread::spawn(move || {
@@ -149,7 +154,7 @@ impl Load {
                             failures.push(failure);
                         }
                         done.fetch_add(1, Ordering::Relaxed);
-                        n += CLIENTS;
+                        n += clients;
                     }
                     failures
                 })
@@ -236,7 +241,7 @@ enum Swap {
 
 /// Runs one swap from A to B under the client loop and returns what the loop saw, with
 /// A's and B's logs. B is stopped at the end.
-fn swap(origin: SocketAddr, how: Swap, workers: (usize, usize)) -> Tally {
+fn swap(origin: SocketAddr, how: Swap, workers: (usize, usize), clients: usize) -> Tally {
     let socket = upgrade_socket(&format!("swap-{:?}-{}-{}.sock", how, workers.0, workers.1));
     let socket_text = socket.display().to_string();
     let handover: Vec<&str> = match how {
@@ -245,7 +250,7 @@ fn swap(origin: SocketAddr, how: Swap, workers: (usize, usize)) -> Tally {
     };
     let mut a = start(&args("127.0.0.1:0", origin, workers.0, &handover), true);
     let addr = a.listening_addr();
-    let load = Load::start(addr);
+    let load = Load::with_clients(addr, clients);
     load.wait_for(200);
     let mut b = start(
         &args(&addr.to_string(), origin, workers.1, &handover),
@@ -345,7 +350,7 @@ fn a_handover_loses_no_connection_and_the_old_tunnel_drains_with_1001() {
 #[test]
 fn a_handover_to_fewer_workers_loses_no_connection() {
     let origin = switchyard::demo::start_origin().unwrap();
-    let tally = swap(origin, Swap::Handover, (3, 1));
+    let tally = swap(origin, Swap::Handover, (3, 1), CLIENTS);
     assert_eq!(tally.failures, Vec::new(), "of {}", tally.connections);
 }
 
@@ -356,7 +361,7 @@ fn a_handover_to_fewer_workers_loses_no_connection() {
 #[test]
 fn a_second_process_binds_the_same_address_and_the_first_drains_on_sigterm() {
     let origin = switchyard::demo::start_origin().unwrap();
-    let tally = swap(origin, Swap::ReusePortThenSigterm, (1, 1));
+    let tally = swap(origin, Swap::ReusePortThenSigterm, (1, 1), CLIENTS);
     assert!(tally.connections >= 400, "{}", tally.connections);
     let refused = tally.count(|f| *f == Failure::Refused);
     assert_eq!(
@@ -375,10 +380,13 @@ fn a_second_process_binds_the_same_address_and_the_first_drains_on_sigterm() {
 #[ignore = "a measurement: prints the failed connections of many swaps"]
 fn measure_swaps() {
     let origin = switchyard::demo::start_origin().unwrap();
-    let rounds: usize = std::env::var("SWAP_ROUNDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10);
+    let setting = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+    };
+    let (rounds, clients) = (setting("SWAP_ROUNDS", 10), setting("SWAP_CLIENTS", CLIENTS));
     let mut kinds = vec![Swap::ReusePortThenSigterm];
     if std::env::var_os("SWITCHYARD_OLD_BINARY").is_none() {
         kinds.push(Swap::Handover);
@@ -386,7 +394,7 @@ fn measure_swaps() {
     for how in kinds {
         let (mut connections, mut refused, mut reset, mut other) = (0, 0, 0, 0);
         for _ in 0..rounds {
-            let tally = swap(origin, how, (2, 2));
+            let tally = swap(origin, how, (2, 2), clients);
             connections += tally.connections;
             refused += tally.count(|f| *f == Failure::Refused);
             reset += tally.count(|f| *f == Failure::Reset);
@@ -400,7 +408,7 @@ fn measure_swaps() {
             }
         }
         println!(
-            "{how:?}: {rounds} swaps, {connections} connections: {refused} refused, {reset} reset, {other} other failures"
+            "{how:?}: {rounds} swaps, {clients} clients, {connections} connections: {refused} refused, {reset} reset, {other} other failures"
         );
     }
 }

@@ -426,3 +426,6 @@ fn hand_over(stream: &UnixStream, listeners: &[OwnedFd]) -> io::Result<u32> {
     expect(stream, Kind::Ready)?;
     Ok(pid)
 }
+
+#[cfg(test)]
+mod tests;
