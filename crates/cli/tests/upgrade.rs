@@ -3,7 +3,9 @@
 //!
 //! `measure_swaps` (ignored; run it with `--ignored --nocapture`) repeats the swaps and
 //! prints how many connections failed, for `docs/DECISIONS.md`; with
-//! `SWITCHYARD_OLD_BINARY` set, that binary plays the old process.
+//! `SWITCHYARD_OLD_BINARY` set, that binary plays the old process (`SWAP_HANDOVER` if
+//! it has the upgrade socket); `SWAP_ROUNDS` and `SWAP_CLIENTS` set the swaps and the
+//! client threads.
 
 mod common;
 
@@ -239,16 +241,25 @@ enum Swap {
     ReusePortThenSigterm,
 }
 
-/// Runs one swap from A to B under the client loop and returns what the loop saw, with
-/// A's and B's logs. B is stopped at the end.
-fn swap(origin: SocketAddr, how: Swap, workers: (usize, usize), clients: usize) -> Tally {
+/// What a swap measured: the client loop's tally, and how many connections the old
+/// process found still queued when it stopped accepting (and served instead of
+/// resetting them).
+struct Swapped {
+    tally: Tally,
+    queued_at_stop: usize,
+}
+
+/// Runs one swap from A to B under the client loop. B is stopped at the end.
+fn swap(origin: SocketAddr, how: Swap, workers: (usize, usize), clients: usize) -> Swapped {
     let socket = upgrade_socket(&format!("swap-{:?}-{}-{}.sock", how, workers.0, workers.1));
     let socket_text = socket.display().to_string();
     let handover: Vec<&str> = match how {
         Swap::Handover => vec!["--upgrade-socket", &socket_text],
         Swap::ReusePortThenSigterm => vec![],
     };
-    let mut a = start(&args("127.0.0.1:0", origin, workers.0, &handover), true);
+    let mut old_args = handover.clone();
+    old_args.extend(["--log", "info,switchyard_smol::server=debug"]);
+    let mut a = start(&args("127.0.0.1:0", origin, workers.0, &old_args), true);
     let addr = a.listening_addr();
     let load = Load::with_clients(addr, clients);
     load.wait_for(200);
@@ -274,7 +285,23 @@ fn swap(origin: SocketAddr, how: Swap, workers: (usize, usize), clients: usize) 
     );
     signal(b.child.id(), "TERM");
     assert_eq!(b.wait_exit().code(), Some(0), "{}", b.seen().join("\n"));
-    tally
+    let queued_at_stop = a
+        .seen()
+        .iter()
+        .filter(|line| line.contains("stopped accepting"))
+        .filter_map(|line| {
+            line.split("queued=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    Swapped {
+        tally,
+        queued_at_stop,
+    }
 }
 
 /// The loop: thousands of connections (requests and WebSockets) across a
@@ -350,7 +377,7 @@ fn a_handover_loses_no_connection_and_the_old_tunnel_drains_with_1001() {
 #[test]
 fn a_handover_to_fewer_workers_loses_no_connection() {
     let origin = switchyard::demo::start_origin().unwrap();
-    let tally = swap(origin, Swap::Handover, (3, 1), CLIENTS);
+    let tally = swap(origin, Swap::Handover, (3, 1), CLIENTS).tally;
     assert_eq!(tally.failures, Vec::new(), "of {}", tally.connections);
 }
 
@@ -361,7 +388,7 @@ fn a_handover_to_fewer_workers_loses_no_connection() {
 #[test]
 fn a_second_process_binds_the_same_address_and_the_first_drains_on_sigterm() {
     let origin = switchyard::demo::start_origin().unwrap();
-    let tally = swap(origin, Swap::ReusePortThenSigterm, (1, 1), CLIENTS);
+    let tally = swap(origin, Swap::ReusePortThenSigterm, (1, 1), CLIENTS).tally;
     assert!(tally.connections >= 400, "{}", tally.connections);
     let refused = tally.count(|f| *f == Failure::Refused);
     assert_eq!(
@@ -387,14 +414,21 @@ fn measure_swaps() {
             .unwrap_or(default)
     };
     let (rounds, clients) = (setting("SWAP_ROUNDS", 10), setting("SWAP_CLIENTS", CLIENTS));
+    // An old binary may predate the upgrade socket: then only the SIGTERM swap, unless
+    // SWAP_HANDOVER says it has one.
     let mut kinds = vec![Swap::ReusePortThenSigterm];
-    if std::env::var_os("SWITCHYARD_OLD_BINARY").is_none() {
+    if std::env::var_os("SWITCHYARD_OLD_BINARY").is_none()
+        || std::env::var_os("SWAP_HANDOVER").is_some()
+    {
         kinds.push(Swap::Handover);
     }
     for how in kinds {
         let (mut connections, mut refused, mut reset, mut other) = (0, 0, 0, 0);
+        let mut queued = 0;
         for _ in 0..rounds {
-            let tally = swap(origin, how, (2, 2), clients);
+            let swapped = swap(origin, how, (2, 2), clients);
+            queued += swapped.queued_at_stop;
+            let tally = swapped.tally;
             connections += tally.connections;
             refused += tally.count(|f| *f == Failure::Refused);
             reset += tally.count(|f| *f == Failure::Reset);
@@ -408,7 +442,7 @@ fn measure_swaps() {
             }
         }
         println!(
-            "{how:?}: {rounds} swaps, {clients} clients, {connections} connections: {refused} refused, {reset} reset, {other} other failures"
+            "{how:?}: {rounds} swaps, {clients} clients, {connections} connections: {refused} refused, {reset} reset, {other} other failures; {queued} found queued at the old process's stop"
         );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -47,16 +47,11 @@ fn get(proxy: SocketAddr) -> String {
     response
 }
 
-fn config(
-    listen: SocketAddr,
-    origin: SocketAddr,
-    workers: usize,
-    socket: &PathBuf,
-) -> ServerConfig {
+fn config(listen: SocketAddr, origin: SocketAddr, workers: usize, socket: &Path) -> ServerConfig {
     let mut config = ServerConfig::simple(listen, origin);
     config.workers = workers;
     config.shutdown_grace = Duration::from_secs(1);
-    config.upgrade_socket = Some(socket.clone());
+    config.upgrade_socket = Some(socket.to_owned());
     config
 }
 

@@ -29,7 +29,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -268,6 +268,9 @@ impl UpgradeSocket {
         // Left over by a process of this id that died between bind and rename.
         let _ = fs::remove_file(&temporary);
         let listener = UnixListener::bind(&temporary).map_err(cannot)?;
+        // Whoever may connect may take the listeners and stop this process: its user
+        // only, whatever the umask (connecting needs write permission).
+        fs::set_permissions(&temporary, fs::Permissions::from_mode(0o600)).map_err(cannot)?;
         Ok(UpgradeSocket {
             path: path.to_owned(),
             temporary: Temporary(Some(temporary)),
@@ -398,6 +401,10 @@ fn answer_upgrades(
                 continue;
             }
         };
+        if let Err(error) = same_user(&stream) {
+            tracing::warn!(%error, "upgrade socket: request refused");
+            continue;
+        }
         match hand_over(&stream, listeners) {
             Ok(pid) => {
                 tracing::info!(
@@ -410,6 +417,30 @@ fn answer_upgrades(
             Err(error) => tracing::warn!(%error, "upgrade: a successor failed, serving on"),
         }
     }
+}
+
+/// Refuses a requester running as another user (the file's permissions already should;
+/// this holds when they were loosened). Linux only: elsewhere the permissions decide.
+fn same_user(stream: &UnixStream) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let peer = rustix::net::sockopt::socket_peercred(stream)?;
+        let ours = rustix::process::geteuid();
+        if peer.uid != ours && !ours.is_root() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "process {} runs as user {}, not {}",
+                    peer.pid.as_raw_nonzero(),
+                    peer.uid.as_raw(),
+                    ours.as_raw()
+                ),
+            ));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
+    Ok(())
 }
 
 /// Sends `listeners` to the process at the other end of `stream` and waits for it to
