@@ -403,6 +403,34 @@ fn a_second_process_binds_the_same_address_and_the_first_drains_on_sigterm() {
     );
 }
 
+/// A client that connected just before the old process began to drain sends its
+/// request a moment later (over a real network, up to a round trip after the
+/// handshake): it is answered, not closed unasked.
+#[test]
+fn a_client_connected_before_the_drain_may_still_send_its_request() {
+    let origin = switchyard::demo::start_origin().unwrap();
+    let mut a = start(&args("127.0.0.1:0", origin, 1, &[]), false);
+    let addr = a.listening_addr();
+    let mut early = connect(addr).unwrap();
+    signal(a.child.id(), "TERM");
+    // Logged once the listeners are closed; the early connection is the one counted.
+    a.wait_for_log("shutting down connections=1");
+    early
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nearly")
+        .unwrap();
+    let mut response = Vec::new();
+    early.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    assert!(
+        response.contains("\r\nconnection: close\r\n")
+            || response.contains("\r\nConnection: close\r\n"),
+        "{response}"
+    );
+    assert!(response.ends_with("\r\n\r\nearly"), "{response}");
+    assert_eq!(a.wait_exit().code(), Some(0));
+}
+
 #[test]
 #[ignore = "a measurement: prints the failed connections of many swaps"]
 fn measure_swaps() {
