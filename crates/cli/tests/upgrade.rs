@@ -304,15 +304,37 @@ fn swap(origin: SocketAddr, how: Swap, workers: (usize, usize), clients: usize) 
     }
 }
 
+/// The status of `GET path` on the admin listener.
+fn admin_status(admin: &str, path: &str) -> u16 {
+    let mut stream = connect(admin.parse().unwrap()).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response[9..12].parse().unwrap()
+}
+
 /// The loop: thousands of connections (requests and WebSockets) across a
 /// handover from 2 workers to 3, none refused, reset or failed; and a WebSocket open on
 /// the old process echoes through the swap and ends with Close 1001 after its grace.
+/// The admin listener is handed over too: once the new process serves, it alone
+/// answers `/readyz` (200), while the old one drains.
 #[test]
 fn a_handover_loses_no_connection_and_the_old_tunnel_drains_with_1001() {
     let origin = switchyard::demo::start_origin().unwrap();
     let socket = upgrade_socket("handover.sock");
     let socket_text = socket.display().to_string();
-    let upgrade = ["--upgrade-socket", socket_text.as_str()];
+    // A port of its own, the same for both processes (port 0 would differ).
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let upgrade = [
+        "--upgrade-socket",
+        socket_text.as_str(),
+        "--admin-listen",
+        admin.as_str(),
+    ];
     let mut a = start(&args("127.0.0.1:0", origin, 2, &upgrade), false);
     let addr = a.listening_addr();
     a.wait_for_log("upgrade socket at ");
@@ -336,6 +358,13 @@ fn a_handover_loses_no_connection_and_the_old_tunnel_drains_with_1001() {
     let handed_over = Instant::now();
     a.wait_for_log("took over the listening sockets; draining");
     echo("during the drain");
+    for _ in 0..20 {
+        assert_eq!(
+            admin_status(&admin, "/readyz"),
+            200,
+            "only the new process answers"
+        );
+    }
     load.wait_for(500);
     echo("still draining");
 

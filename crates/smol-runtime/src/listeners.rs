@@ -62,6 +62,18 @@ pub(crate) fn bind(
     })
 }
 
+/// Takes the socket bound to `addr` out of `inherited`, if there is one (the admin
+/// listener's: one socket, not one per worker).
+pub(crate) fn take(
+    inherited: &mut Vec<(SocketAddr, TcpListener)>,
+    addr: SocketAddr,
+) -> Option<TcpListener> {
+    let index = inherited
+        .iter()
+        .position(|(bound, _)| addr.port() != 0 && *bound == addr)?;
+    Some(inherited.swap_remove(index).1)
+}
+
 /// Binds a proxy listening socket on `addr`, with `SO_REUSEPORT` (see the module docs).
 pub(crate) fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
     listen(addr, true)

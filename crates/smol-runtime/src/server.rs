@@ -101,10 +101,13 @@ impl Server {
             .as_deref()
             .map(UpgradeSocket::bind)
             .transpose()?;
-        let inherited = upgrade
+        let mut inherited = upgrade
             .as_mut()
             .map(UpgradeSocket::take_inherited)
             .unwrap_or_default();
+        let admin_inherited = config
+            .admin_listen
+            .and_then(|addr| listeners::take(&mut inherited, addr));
         let listeners::Bound {
             per_worker: listeners,
             local_addrs,
@@ -112,8 +115,11 @@ impl Server {
         let tracker = Arc::new(Tracker::default());
         let admin = match config.admin_listen {
             Some(addr) => {
-                let metrics = Metrics::new(&config, workers, tracker.clone());
-                Some(Admin::bind(addr, Arc::new(metrics))?)
+                let metrics = Arc::new(Metrics::new(&config, workers, tracker.clone()));
+                Some(match admin_inherited {
+                    Some(listener) => Admin::on(listener, metrics)?,
+                    None => Admin::bind(addr, metrics)?,
+                })
             }
             None => None,
         };
@@ -190,8 +196,11 @@ impl Server {
         // Before the listeners move to their workers.
         let upgrade_sockets = upgrade
             .as_ref()
-            .map(|_| duplicate(&listeners))
+            .map(|_| duplicate(&listeners, admin.as_ref()))
             .transpose()?;
+        // Set when a successor took the sockets over: the admin listener stops at once
+        // (the successor answers on it), the rest drains.
+        let handed_over = Arc::new(Signal::default());
         let metrics = admin.as_ref().map(|admin| admin.metrics().clone());
         // Counts the accept loops still running (every listener still open).
         let accepting = Arc::new(Tracker::default());
@@ -240,7 +249,7 @@ impl Server {
             .zip(upgrade_sockets)
             .and_then(|(socket, listeners)| {
                 socket
-                    .serve(listeners, shared.shutdown.clone())
+                    .serve(listeners, handed_over.clone(), shared.shutdown.clone())
                     .map_err(|error| tracing::warn!(%error, "upgrade socket: cannot serve it"))
                     .ok()
             });
@@ -276,8 +285,10 @@ impl Server {
                     // Weak: the listener's task must not keep its executor alive (the
                     // executor, dropped at the end, drops the task and closes the socket).
                     let spawner = Rc::downgrade(&executor);
+                    let handed_over = handed_over.clone();
+                    let serve = admin.serve(shared.shutdown.clone(), spawner);
                     executor
-                        .spawn(admin.serve(shared.shutdown.clone(), spawner))
+                        .spawn(future::or(serve, async move { handed_over.wait().await }))
                         .detach();
                 }
                 own.serve(&executor).await;
@@ -380,11 +391,14 @@ impl Worker {
 /// Duplicates of every listening socket, for handing them over to a successor: taken
 /// before the sockets are registered (a registered socket is never duplicated, see
 /// `reactor/`), and dropped when shutdown begins, with the listeners' own close.
-fn duplicate(listeners: &[Vec<TcpListener>]) -> io::Result<Vec<OwnedFd>> {
+fn duplicate(listeners: &[Vec<TcpListener>], admin: Option<&Admin>) -> io::Result<Vec<OwnedFd>> {
+    let admin = admin.map(Admin::duplicate).transpose()?;
     listeners
         .iter()
         .flatten()
-        .map(|listener| listener.try_clone().map(OwnedFd::from))
+        .map(TcpListener::try_clone)
+        .chain(admin.map(Ok))
+        .map(|listener| listener.map(OwnedFd::from))
         .collect()
 }
 

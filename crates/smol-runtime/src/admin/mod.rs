@@ -56,11 +56,22 @@ impl Admin {
             )
         };
         let listener = crate::listeners::listen(addr, false).map_err(cannot)?;
+        Admin::on(listener, metrics)
+    }
+
+    /// Serves on `listener`, taken over from a running process (see `handover/`).
+    pub(crate) fn on(listener: TcpListener, metrics: Arc<Metrics>) -> io::Result<Admin> {
         Ok(Admin {
             addr: listener.local_addr()?,
             listener,
             metrics,
         })
+    }
+
+    /// A duplicate of the listening socket, to hand it to a successor; taken before
+    /// [`Admin::serve`] registers it.
+    pub(crate) fn duplicate(&self) -> io::Result<TcpListener> {
+        self.listener.try_clone()
     }
 
     /// The bound address (port 0 resolved).

@@ -291,10 +291,12 @@ impl UpgradeSocket {
     /// Called once this server accepts: puts its socket at the path (atomically, in
     /// place of the old process's), tells the old process to drain, and answers
     /// upgrade requests from then on with `listeners` (duplicates of this server's
-    /// listening sockets). A request that completes fires `shutdown`.
+    /// listening sockets). A request that completes fires `handed_over`, then
+    /// `shutdown`.
     pub(crate) fn serve(
         self,
         listeners: Vec<OwnedFd>,
+        handed_over: Arc<Signal>,
         shutdown: Arc<Signal>,
     ) -> io::Result<UpgradeService> {
         let UpgradeSocket {
@@ -323,7 +325,9 @@ impl UpgradeSocket {
         let (wake, woken) = UnixStream::pair()?;
         thread::Builder::new()
             .name("switchyard-upgrade".into())
-            .spawn(move || answer_upgrades(&listener, &woken, &listeners, &shutdown))?;
+            .spawn(move || {
+                answer_upgrades(&listener, &woken, &listeners, &handed_over, &shutdown)
+            })?;
         Ok(UpgradeService {
             path,
             identity,
@@ -375,6 +379,7 @@ fn answer_upgrades(
     listener: &UnixListener,
     woken: &UnixStream,
     listeners: &[OwnedFd],
+    handed_over: &Signal,
     shutdown: &Signal,
 ) {
     use rustix::event::{poll, PollFd, PollFlags};
@@ -411,6 +416,7 @@ fn answer_upgrades(
                     pid,
                     "upgrade: process {pid} took over the listening sockets; draining"
                 );
+                handed_over.fire();
                 shutdown.fire();
                 return;
             }

@@ -33,7 +33,7 @@ fn no_running_process_means_no_takeover_and_a_stale_file_is_replaced() {
     assert!(Takeover::ask(&path).unwrap().is_none(), "stale file");
     let socket = UpgradeSocket::bind(&path).unwrap();
     let service = socket
-        .serve(Vec::new(), Arc::new(Signal::default()))
+        .serve(Vec::new(), Arc::default(), Arc::default())
         .unwrap();
     assert!(UnixStream::connect(&path).is_ok(), "served at the path");
     service.stop();
@@ -54,7 +54,7 @@ fn the_sockets_and_their_queued_connections_are_handed_over() {
     let shutdown = Arc::new(Signal::default());
     let service = UpgradeSocket::bind(&path)
         .unwrap()
-        .serve(duplicates, shutdown.clone())
+        .serve(duplicates, Arc::default(), shutdown.clone())
         .unwrap();
     let queued = std::net::TcpStream::connect(addr).unwrap();
 
@@ -72,7 +72,9 @@ fn the_sockets_and_their_queued_connections_are_handed_over() {
     let (_, peer) = accepted.expect("the queued connection");
     assert_eq!(peer, queued.local_addr().unwrap());
 
-    let successor = new.serve(Vec::new(), Arc::new(Signal::default())).unwrap();
+    let successor = new
+        .serve(Vec::new(), Arc::default(), Arc::default())
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !shutdown.is_set() {
         assert!(
@@ -147,7 +149,7 @@ fn a_successor_that_goes_away_before_ready_leaves_the_old_process_serving() {
     let shutdown = Arc::new(Signal::default());
     let service = UpgradeSocket::bind(&path)
         .unwrap()
-        .serve(duplicates, shutdown.clone())
+        .serve(duplicates, Arc::default(), shutdown.clone())
         .unwrap();
     let takeover = Takeover::ask(&path).unwrap().unwrap();
     assert_eq!(takeover.listeners.len(), 1);
