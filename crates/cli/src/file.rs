@@ -23,7 +23,7 @@ pub struct FileConfig {
     /// Where the admin endpoints (`/metrics`, `/healthz`, `/readyz`) are served.
     pub admin_listen: Option<Spanned<String>>,
     /// The Unix socket for zero-downtime upgrades.
-    pub upgrade_socket: Option<PathBuf>,
+    pub upgrade_socket: Option<Spanned<PathBuf>>,
     /// Executor threads.
     pub workers: Option<usize>,
     /// How long open tunnels may continue after a shutdown signal.

@@ -240,6 +240,18 @@ impl Settings {
             }
         }
 
+        let upgrade_socket = match (&flags.upgrade_socket, &file.upgrade_socket) {
+            (Some(flag), _) if flag.as_os_str().is_empty() => {
+                return Err(ConfigError::new("--upgrade-socket: empty path"))
+            }
+            (Some(flag), _) => Some(flag.clone()),
+            (None, Some(path)) if path.get_ref().as_os_str().is_empty() => {
+                return Err(at(path.span(), "upgrade_socket: empty path".into()))
+            }
+            (None, Some(path)) => Some(path.get_ref().clone()),
+            (None, None) => None,
+        };
+
         let timeouts = Timeouts {
             header: flags
                 .header_timeout
@@ -431,7 +443,7 @@ impl Settings {
             source: None,
             listen,
             admin_listen,
-            upgrade_socket: flags.upgrade_socket.clone().or(file.upgrade_socket.clone()),
+            upgrade_socket,
             core: Config {
                 routes,
                 timeouts,
