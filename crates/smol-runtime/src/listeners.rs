@@ -22,8 +22,11 @@ pub(crate) struct Bound {
 /// `listen` entry are used first: each one is a separate accept queue that must keep
 /// being accepted from, so all of them are spread over the workers (several on one
 /// worker when there are fewer workers than sockets); workers left without one bind a
-/// fresh socket, which joins the same port through `SO_REUSEPORT`. Inherited sockets
-/// of addresses not in `listen` are closed. Errors name the address.
+/// fresh socket, which joins the same port through `SO_REUSEPORT`, but listens only
+/// once [`start`] is called: until this server accepts, the old process serves the
+/// address, and a socket listening already would take a share of its connections and
+/// hold them unanswered. Inherited sockets of addresses not in `listen` are closed.
+/// Errors name the address.
 pub(crate) fn bind(
     listen: &[SocketAddr],
     workers: usize,
@@ -40,12 +43,14 @@ pub(crate) fn bind(
             .into_iter()
             .partition(|(bound, _)| addr.port() != 0 && *bound == addr);
         inherited = rest;
+        let served_already = !taken.is_empty();
         let mut sockets = taken.into_iter().map(|(_, socket)| socket);
         let mut bound = None;
         for worker in 0..workers.max(sockets.len()) {
+            // Port 0 resolved by the first socket: the others join the same port.
             let socket = match sockets.next() {
                 Some(socket) => socket,
-                // Port 0 resolved by the first socket: the others join the same port.
+                None if served_already => bind_only(addr, true).map_err(cannot)?,
                 None => listen_on(bound.unwrap_or(addr)).map_err(cannot)?,
             };
             bound.get_or_insert(socket.local_addr()?);
@@ -74,6 +79,15 @@ pub(crate) fn take(
     Some(inherited.swap_remove(index).1)
 }
 
+/// Makes every socket of `per_worker` listen: the ones [`bind`] left bound only. A socket
+/// listening already only has its backlog set again, to the same maximum.
+pub(crate) fn start(per_worker: &[Vec<TcpListener>]) -> io::Result<()> {
+    for socket in per_worker.iter().flatten() {
+        rustix::net::listen(socket, -1)?;
+    }
+    Ok(())
+}
+
 /// Binds a proxy listening socket on `addr`, with `SO_REUSEPORT` (see the module docs).
 pub(crate) fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
     listen(addr, true)
@@ -82,6 +96,15 @@ pub(crate) fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Binds a listening socket on `addr` (`SO_REUSEADDR`, `TCP_NODELAY`, and `SO_REUSEPORT`
 /// when `reuse_port`: the admin listener has none, so that a second one cannot share it).
 pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    let socket = bind_only(addr, reuse_port)?;
+    // As large as the system allows (net.core.somaxconn).
+    rustix::net::listen(&socket, -1)?;
+    Ok(socket)
+}
+
+/// A socket bound to `addr` as [`listen`] binds it, not listening yet: no connection
+/// reaches it (the kernel spreads connections only over listening sockets).
+fn bind_only(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     use rustix::net::{self, sockopt, AddressFamily, SocketFlags, SocketType};
     let family = match addr {
         SocketAddr::V4(_) => AddressFamily::INET,
@@ -104,8 +127,6 @@ pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListen
     // here instead of one per connection.
     sockopt::set_tcp_nodelay(&socket, true)?;
     net::bind(&socket, &addr)?;
-    // As large as the system allows (net.core.somaxconn).
-    net::listen(&socket, -1)?;
     Ok(TcpListener::from(socket))
 }
 
@@ -153,9 +174,19 @@ mod tests {
         assert_eq!(fewer.local_addrs, addrs);
         let counts: Vec<usize> = fewer.per_worker.iter().map(Vec::len).collect();
         assert_eq!(counts, vec![4, 2]);
-        // More workers: three inherited sockets per address, two fresh ones.
+        // More workers: three inherited sockets per address, two fresh ones, which take
+        // no connection before the server starts.
         let more = bind(&addrs, 5, inherited(&old)).unwrap();
         assert!(more.per_worker.iter().all(|w| w.len() == 2));
+        let listening = |bound: &Bound| -> Vec<bool> {
+            let sockets = bound.per_worker.iter().flatten();
+            sockets
+                .map(|s| rustix::net::sockopt::socket_acceptconn(s).unwrap())
+                .collect()
+        };
+        assert_eq!(listening(&more).iter().filter(|l| !**l).count(), 4);
+        start(&more.per_worker).unwrap();
+        assert!(listening(&more).iter().all(|l| *l));
         let old_ports: Vec<u16> = addrs.iter().map(SocketAddr::port).collect();
         for socket in more.per_worker.iter().flatten() {
             assert!(old_ports.contains(&socket.local_addr().unwrap().port()));

@@ -193,6 +193,9 @@ impl Server {
             admin,
             upgrade,
         } = self;
+        // Sockets bound only, beside ones taken over, join the port now that this
+        // server accepts.
+        listeners::start(&listeners)?;
         // Before the listeners move to their workers.
         let upgrade_sockets = upgrade
             .as_ref()
