@@ -26,7 +26,7 @@ use crate::admin::Admin;
 use crate::backend::{self, Io, Timer};
 use crate::driver::{self, Shared};
 use crate::events::EventContext;
-use crate::handover::UpgradeSocket;
+use crate::handover::{Offered, UpgradeSocket};
 use crate::limits::{self, DescriptorBudget};
 use crate::listeners;
 use crate::metrics::Metrics;
@@ -199,7 +199,7 @@ impl Server {
         // Before the listeners move to their workers.
         let upgrade_sockets = upgrade
             .as_ref()
-            .map(|_| duplicate(&listeners, admin.as_ref()))
+            .map(|_| duplicate(&listeners, admin.as_ref()).map(Offered::new))
             .transpose()?;
         // Set when a successor took the sockets over: the admin listener stops at once
         // (the successor answers on it), the rest drains.

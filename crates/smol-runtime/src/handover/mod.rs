@@ -32,7 +32,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -183,6 +183,33 @@ fn listening_socket(fd: OwnedFd) -> io::Result<(SocketAddr, TcpListener)> {
     Ok((addr, listener))
 }
 
+/// The listening sockets a server offers a successor: duplicates of every proxy
+/// listener and the admin listener's, taken before they are registered with a reactor.
+/// Shared with the upgrade socket's thread, so that a server whose listeners change
+/// while it runs (added or removed at a reload) replaces the set, and a removed
+/// listener's socket is not kept open (and queueing connections) by its duplicate.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Offered(Arc<Mutex<Vec<OwnedFd>>>);
+
+impl Offered {
+    pub(crate) fn new(listeners: Vec<OwnedFd>) -> Offered {
+        Offered(Arc::new(Mutex::new(listeners)))
+    }
+
+    /// From now on, offers `listeners` instead.
+    pub(crate) fn replace(&self, listeners: Vec<OwnedFd>) {
+        let old = std::mem::replace(&mut *self.lock(), listeners);
+        drop(old);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<OwnedFd>> {
+        // A panic while the set was held leaves it whole: descriptors only.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// What a new process got from the running one: its listening sockets, and the
 /// connection on which it says `R` once it serves.
 #[derive(Debug)]
@@ -295,7 +322,7 @@ impl UpgradeSocket {
     /// `shutdown`.
     pub(crate) fn serve(
         self,
-        listeners: Vec<OwnedFd>,
+        listeners: Offered,
         handed_over: Arc<Signal>,
         shutdown: Arc<Signal>,
     ) -> io::Result<UpgradeService> {
@@ -323,6 +350,7 @@ impl UpgradeSocket {
             }
         }
         let (wake, woken) = UnixStream::pair()?;
+        let offered = listeners.clone();
         thread::Builder::new()
             .name("switchyard-upgrade".into())
             .spawn(move || {
@@ -332,6 +360,7 @@ impl UpgradeSocket {
             path,
             identity,
             wake,
+            offered,
         })
     }
 }
@@ -357,6 +386,7 @@ pub(crate) struct UpgradeService {
     identity: Option<(u64, u64)>,
     /// Hung up to stop the thread.
     wake: UnixStream,
+    offered: Offered,
 }
 
 impl UpgradeService {
@@ -366,6 +396,9 @@ impl UpgradeService {
     /// being answered at that moment finishes first (within [`PEER_TIMEOUT`]).
     pub(crate) fn stop(self) {
         drop(self.wake);
+        // At once, not when the thread ends (it may be answering a request): closing
+        // the listeners must close their sockets.
+        self.offered.replace(Vec::new());
         // Here, not in the thread: the process may exit before the thread runs again.
         let current = fs::metadata(&self.path).map(|m| (m.dev(), m.ino())).ok();
         if current.is_some() && current == self.identity {
@@ -378,7 +411,7 @@ impl UpgradeService {
 fn answer_upgrades(
     listener: &UnixListener,
     woken: &UnixStream,
-    listeners: &[OwnedFd],
+    listeners: &Offered,
     handed_over: &Signal,
     shutdown: &Signal,
 ) {
@@ -410,7 +443,10 @@ fn answer_upgrades(
             tracing::warn!(%error, "upgrade socket: request refused");
             continue;
         }
-        match hand_over(&stream, listeners) {
+        let offered = listeners.lock();
+        let handed = hand_over(&stream, &offered);
+        drop(offered);
+        match handed {
             Ok(pid) => {
                 tracing::info!(
                     pid,

@@ -33,7 +33,7 @@ fn no_running_process_means_no_takeover_and_a_stale_file_is_replaced() {
     assert!(Takeover::ask(&path).unwrap().is_none(), "stale file");
     let socket = UpgradeSocket::bind(&path).unwrap();
     let service = socket
-        .serve(Vec::new(), Arc::default(), Arc::default())
+        .serve(Offered::default(), Arc::default(), Arc::default())
         .unwrap();
     assert!(UnixStream::connect(&path).is_ok(), "served at the path");
     service.stop();
@@ -54,7 +54,7 @@ fn the_sockets_and_their_queued_connections_are_handed_over() {
     let shutdown = Arc::new(Signal::default());
     let service = UpgradeSocket::bind(&path)
         .unwrap()
-        .serve(duplicates, Arc::default(), shutdown.clone())
+        .serve(Offered::new(duplicates), Arc::default(), shutdown.clone())
         .unwrap();
     let queued = std::net::TcpStream::connect(addr).unwrap();
 
@@ -73,7 +73,7 @@ fn the_sockets_and_their_queued_connections_are_handed_over() {
     assert_eq!(peer, queued.local_addr().unwrap());
 
     let successor = new
-        .serve(Vec::new(), Arc::default(), Arc::default())
+        .serve(Offered::default(), Arc::default(), Arc::default())
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !shutdown.is_set() {
@@ -149,7 +149,7 @@ fn a_successor_that_goes_away_before_ready_leaves_the_old_process_serving() {
     let shutdown = Arc::new(Signal::default());
     let service = UpgradeSocket::bind(&path)
         .unwrap()
-        .serve(duplicates, Arc::default(), shutdown.clone())
+        .serve(Offered::new(duplicates), Arc::default(), shutdown.clone())
         .unwrap();
     let takeover = Takeover::ask(&path).unwrap().unwrap();
     assert_eq!(takeover.listeners.len(), 1);
@@ -160,4 +160,20 @@ fn a_successor_that_goes_away_before_ready_leaves_the_old_process_serving() {
     assert!(!shutdown.is_set());
     drop(again);
     service.stop();
+}
+
+#[test]
+fn stopping_lets_go_of_the_offered_sockets_so_closing_a_listener_closes_it() {
+    let path = temporary_path("stop.sock");
+    let listener = listeners::listen_on("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let offered = Offered::new(vec![listener.try_clone().unwrap().into()]);
+    let service = UpgradeSocket::bind(&path)
+        .unwrap()
+        .serve(offered, Arc::default(), Arc::default())
+        .unwrap();
+    service.stop();
+    drop(listener);
+    let refused = std::net::TcpStream::connect(addr).unwrap_err();
+    assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
 }
