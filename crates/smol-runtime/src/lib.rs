@@ -73,6 +73,16 @@
 //! the moment a shutdown starts), 405 for other methods there, 404 for other paths and
 //! 400 for what is not HTTP/1.1; it holds no upstream and reaches none.
 //!
+//! # Upgrades
+//!
+//! Every listener has `SO_REUSEPORT`, so a second server can bind the same addresses.
+//! With [`ServerConfig::upgrade_socket`] set, a server serves that Unix socket while it
+//! runs; a server bound with the same path receives the running one's listening
+//! sockets over it (`SCM_RIGHTS`: the same sockets, so their accept queues are shared
+//! and nothing queued is lost), binds only what it lacks, and once it runs tells the old
+//! one, which drains as on [`ShutdownHandle::shutdown`]. A listener that stops
+//! accepting first accepts what is already queued.
+//!
 //! # Descriptor limits
 //!
 //! [`Server::bind`] warns once when `max_connections` cannot fit in the open-file limit
