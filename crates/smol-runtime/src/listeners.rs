@@ -6,7 +6,9 @@
 //! serves, and the kernel spreads new connections over both until this one stops.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+
+use crate::backend::Io;
 
 /// For each worker, its listening sockets, and the address each `listen` entry is bound
 /// to (a port 0 resolved), in the order of `listen`.
@@ -77,6 +79,35 @@ pub(crate) fn take(
         .iter()
         .position(|(bound, _)| addr.port() != 0 && *bound == addr)?;
     Some(inherited.swap_remove(index).1)
+}
+
+/// Accepts what is still queued on `listener`, about to close, handing each connection
+/// to `serve`; returns how many. Closing a listener resets the connections still in its
+/// queue (with `SO_REUSEPORT`, the kernel went on queueing new ones on it until now), so
+/// they are served, drained like the others. Ones arriving between the last accept and
+/// the close are the gap that handing the sockets over closes (`handover/`).
+pub(crate) fn take_queued(
+    listener: &Io<TcpListener>,
+    mut serve: impl FnMut(Io<TcpStream>, SocketAddr),
+) -> usize {
+    let mut queued = 0;
+    loop {
+        match listener.accept_queued() {
+            Ok(Some((stream, client_addr))) => {
+                let Ok(stream) = Io::stream(stream, true) else {
+                    continue;
+                };
+                queued += 1;
+                serve(stream, client_addr);
+            }
+            Ok(None) => return queued,
+            Err(error) if crate::server::is_per_connection(&error) => {}
+            Err(error) => {
+                tracing::warn!(%error, "accept failed while emptying the queue");
+                return queued;
+            }
+        }
+    }
 }
 
 /// Makes every socket of `per_worker` listen: the ones [`bind`] left bound only. A socket

@@ -1,9 +1,10 @@
-//! Listeners, the worker threads and their accept loops, and graceful shutdown.
+//! The worker threads and their accept loops, and graceful shutdown.
 //!
 //! Every worker thread runs its own executor (driving the reactor itself when it has
-//! nothing else to do) and accepts from its own listening socket per address: with
-//! several workers, each address is bound once per worker with `SO_REUSEPORT`, so the
-//! kernel spreads new connections over the workers (Linux does; see `docs/DECISIONS.md`
+//! nothing else to do) and accepts from its own listening socket per address: each
+//! address is bound once per worker with `SO_REUSEPORT` (`listeners.rs`, which also
+//! takes sockets over from a running process: `handover/`), so the kernel spreads new
+//! connections over the workers (Linux does; see `docs/DECISIONS.md`
 //! for other systems), and a connection stays on the thread that accepted it, its
 //! sockets registered with that thread's reactor (see `backend.rs`). Each worker keeps its own upstream keep-alive pool; only the
 //! upstream groups, the connection count and the
@@ -12,7 +13,6 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -199,7 +199,7 @@ impl Server {
         // Before the listeners move to their workers.
         let upgrade_sockets = upgrade
             .as_ref()
-            .map(|_| duplicate(&listeners, admin.as_ref()).map(Offered::new))
+            .map(|_| Offered::duplicates(&listeners, admin.as_ref().map(Admin::listener)))
             .transpose()?;
         // Set when a successor took the sockets over: the admin listener stops at once
         // (the successor answers on it), the rest drains.
@@ -391,20 +391,6 @@ impl Worker {
     }
 }
 
-/// Duplicates of every listening socket, for handing them over to a successor: taken
-/// before the sockets are registered (a registered socket is never duplicated, see
-/// `reactor/`), and dropped when shutdown begins, with the listeners' own close.
-fn duplicate(listeners: &[Vec<TcpListener>], admin: Option<&Admin>) -> io::Result<Vec<OwnedFd>> {
-    let admin = admin.map(Admin::duplicate).transpose()?;
-    listeners
-        .iter()
-        .flatten()
-        .map(TcpListener::try_clone)
-        .chain(admin.map(Ok))
-        .map(|listener| listener.map(OwnedFd::from))
-        .collect()
-}
-
 fn validate(config: &ServerConfig) -> io::Result<()> {
     let invalid = |message: String| Err(io::Error::new(io::ErrorKind::InvalidInput, message));
     if config.listen.is_empty() {
@@ -449,6 +435,17 @@ async fn accept_loop(
     worker: usize,
 ) {
     let shutdown = shared.shutdown.clone();
+    let start_serving = |stream, client_addr, guard| {
+        spawn_connection(
+            &executor,
+            &shared,
+            &pool,
+            stream,
+            client_addr,
+            guard,
+            worker,
+        )
+    };
     let mut accepts = 0usize;
     loop {
         if max_connections > 0 && tracker.active() >= max_connections {
@@ -499,26 +496,10 @@ async fn accept_loop(
                 let Some(guard) = guard else {
                     // Shutting down: served anyway, as the queue's others are below.
                     let guard = tracker.enter();
-                    spawn_connection(
-                        &executor,
-                        &shared,
-                        &pool,
-                        stream,
-                        client_addr,
-                        guard,
-                        worker,
-                    );
+                    start_serving(stream, client_addr, guard);
                     break;
                 };
-                spawn_connection(
-                    &executor,
-                    &shared,
-                    &pool,
-                    stream,
-                    client_addr,
-                    guard,
-                    worker,
-                );
+                start_serving(stream, client_addr, guard);
             }
             Some(Err(error)) if shortage::out_of_descriptors(&error) => {
                 // Idle upstream connections are descriptors this worker can give back
@@ -553,37 +534,10 @@ async fn accept_loop(
             }
         }
     }
-    // Closing a listener resets the connections still in its queue (with
-    // `SO_REUSEPORT`, the kernel went on queueing new ones on it until now): they are
-    // accepted and served first, drained like the others. Ones arriving between the
-    // last accept and the close are the gap that handing the sockets over closes.
-    let mut queued = 0usize;
-    loop {
-        match listener.accept_queued() {
-            Ok(Some((stream, client_addr))) => {
-                let Ok(stream) = Io::stream(stream, true) else {
-                    continue;
-                };
-                queued += 1;
-                let guard = tracker.enter();
-                spawn_connection(
-                    &executor,
-                    &shared,
-                    &pool,
-                    stream,
-                    client_addr,
-                    guard,
-                    worker,
-                );
-            }
-            Ok(None) => break,
-            Err(error) if is_per_connection(&error) => {}
-            Err(error) => {
-                tracing::warn!(%error, "accept failed while emptying the queue");
-                break;
-            }
-        }
-    }
+    // Served over `max_connections` if need be: the alternative is a reset.
+    let queued = listeners::take_queued(&listener, |stream, client_addr| {
+        start_serving(stream, client_addr, tracker.enter())
+    });
     if let Ok(addr) = listener.local_addr() {
         tracing::debug!(%addr, queued, "stopped accepting");
     }
@@ -615,7 +569,7 @@ fn spawn_connection(
 
 /// Errors that concern one failed handshake, not the listener or the process (running
 /// out of file descriptors, EMFILE/ENFILE, is not one: see `shortage`).
-fn is_per_connection(error: &io::Error) -> bool {
+pub(crate) fn is_per_connection(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::ConnectionAborted

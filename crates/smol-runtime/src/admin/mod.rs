@@ -68,10 +68,10 @@ impl Admin {
         })
     }
 
-    /// A duplicate of the listening socket, to hand it to a successor; taken before
+    /// The listening socket, to offer a duplicate of it to a successor before
     /// [`Admin::serve`] registers it.
-    pub(crate) fn duplicate(&self) -> io::Result<TcpListener> {
-        self.listener.try_clone()
+    pub(crate) fn listener(&self) -> &TcpListener {
+        &self.listener
     }
 
     /// The bound address (port 0 resolved).

@@ -196,6 +196,17 @@ impl Offered {
         Offered(Arc::new(Mutex::new(listeners)))
     }
 
+    /// Duplicates of every socket of `per_worker` and of `admin`, taken before they are
+    /// registered (a registered socket is never duplicated: see `reactor/`).
+    pub(crate) fn duplicates(
+        per_worker: &[Vec<TcpListener>],
+        admin: Option<&TcpListener>,
+    ) -> io::Result<Offered> {
+        let sockets = per_worker.iter().flatten().chain(admin);
+        let duplicates = sockets.map(|socket| socket.try_clone().map(OwnedFd::from));
+        Ok(Offered::new(duplicates.collect::<io::Result<_>>()?))
+    }
+
     /// From now on, offers `listeners` instead.
     pub(crate) fn replace(&self, listeners: Vec<OwnedFd>) {
         let old = std::mem::replace(&mut *self.lock(), listeners);
