@@ -67,10 +67,17 @@ impl Kind {
     }
 }
 
+/// The errors name no path: [`UpgradeSocket::bind`] adds it, the old process's log
+/// says where it is.
 fn protocol_error(what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// A send or receive timeout (`SO_SNDTIMEO`, `SO_RCVTIMEO`) expired.
+fn not_answering() -> io::Error {
     io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("upgrade socket: {what}"),
+        io::ErrorKind::TimedOut,
+        format!("the other process did not answer within {PEER_TIMEOUT:?}"),
     )
 }
 
@@ -91,12 +98,17 @@ fn send(
     let mut sent = 0;
     while sent < RECORD {
         // The descriptors go with the first bytes; a short write sends the rest bare.
-        let n = rustix::net::sendmsg(
+        let n = match rustix::net::sendmsg(
             stream,
             &[IoSlice::new(&record[sent..])],
             &mut control,
             SendFlags::empty(),
-        )?;
+        ) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => return Err(not_answering()),
+            Err(error) => return Err(error.into()),
+        };
         control.clear();
         sent += n;
     }
@@ -118,12 +130,8 @@ fn receive(stream: &UnixStream) -> io::Result<(Kind, u32, Vec<OwnedFd>)> {
         let mut iov = [IoSliceMut::new(&mut record[got..])];
         let received = match rustix::net::recvmsg(stream, &mut iov, &mut control, flags) {
             Ok(received) => received,
-            Err(rustix::io::Errno::AGAIN) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "upgrade socket: the other process did not answer",
-                ))
-            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => return Err(not_answering()),
             Err(error) => return Err(error.into()),
         };
         for message in control.drain() {
@@ -137,7 +145,7 @@ fn receive(stream: &UnixStream) -> io::Result<(Kind, u32, Vec<OwnedFd>)> {
         if received.bytes == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                "upgrade socket: the other process hung up",
+                "the other process hung up",
             ));
         }
         got += received.bytes;
@@ -454,15 +462,13 @@ fn answer_upgrades(
             tracing::warn!(%error, "upgrade socket: request refused");
             continue;
         }
-        let offered = listeners.lock();
-        let handed = hand_over(&stream, &offered);
-        drop(offered);
+        // Copies, so that `stop` never waits for a conversation in progress.
+        let offered: io::Result<Vec<OwnedFd>> =
+            listeners.lock().iter().map(OwnedFd::try_clone).collect();
+        let handed = offered.and_then(|offered| hand_over(&stream, &offered));
         match handed {
             Ok(pid) => {
-                tracing::info!(
-                    pid,
-                    "upgrade: process {pid} took over the listening sockets; draining"
-                );
+                tracing::info!("upgrade: process {pid} took over the listening sockets; draining");
                 handed_over.fire();
                 shutdown.fire();
                 return;
