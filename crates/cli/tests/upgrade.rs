@@ -401,6 +401,51 @@ fn a_handover_loses_no_connection_and_the_old_tunnel_drains_with_1001() {
     assert!(!socket.exists(), "B removed its upgrade socket on exit");
 }
 
+/// A new process that takes the sockets but then cannot serve (one of its addresses is
+/// held by another program) exits 1; the old one hears it, serves on without a failed
+/// connection, and hands over to the next attempt.
+#[test]
+fn a_failed_successor_leaves_the_old_process_serving() {
+    let origin = switchyard::demo::start_origin().unwrap();
+    let socket = upgrade_socket("failed.sock");
+    let socket_text = socket.display().to_string();
+    let upgrade = ["--upgrade-socket", socket_text.as_str()];
+    let mut a = start(&args("127.0.0.1:0", origin, 2, &upgrade), false);
+    let addr = a.listening_addr();
+    a.wait_for_log("upgrade socket at ");
+    let load = Load::start(addr);
+    load.wait_for(100);
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let mut both = upgrade.to_vec();
+    both.extend(["--listen", taken.as_str()]);
+    let mut failed = start(&args(&addr.to_string(), origin, 2, &both), false);
+    assert_eq!(
+        failed.wait_exit().code(),
+        Some(1),
+        "{}",
+        failed.seen().join("\n")
+    );
+    let error = failed.wait_for_log("error: ");
+    assert!(
+        error.contains(&format!("cannot listen on {taken}")),
+        "{error}"
+    );
+    a.wait_for_log("upgrade: a successor failed, serving on");
+    load.wait_for(200);
+    assert!(socket.exists(), "A still owns the upgrade socket");
+
+    let mut b = start(&args(&addr.to_string(), origin, 2, &upgrade), false);
+    b.wait_for_log("took over the listening sockets");
+    assert_eq!(a.wait_exit().code(), Some(0), "{}", a.seen().join("\n"));
+    load.wait_for(200);
+    let tally = load.finish();
+    assert_eq!(tally.failures, Vec::new(), "of {}", tally.connections);
+    signal(b.child.id(), "TERM");
+    assert_eq!(b.wait_exit().code(), Some(0), "{}", b.seen().join("\n"));
+}
+
 /// The new process may have fewer workers than the old one had sockets per address:
 /// every socket taken over is still accepted from.
 #[test]

@@ -236,6 +236,8 @@ pub(crate) struct Takeover {
     stream: UnixStream,
     /// Every listening socket of the old process, with its address.
     pub(crate) listeners: Vec<(SocketAddr, TcpListener)>,
+    /// How many there were (for the log, once they are taken).
+    received: usize,
 }
 
 impl Takeover {
@@ -281,7 +283,11 @@ impl Takeover {
                 (kind, ..) => return Err(protocol_error(format!("unexpected {kind:?}"))),
             }
         }
-        Ok(Some(Takeover { stream, listeners }))
+        Ok(Some(Takeover {
+            stream,
+            received: listeners.len(),
+            listeners,
+        }))
     }
 
     /// Tells the old process that this one accepts now: it stops accepting and drains.
@@ -357,14 +363,15 @@ impl UpgradeSocket {
         let identity = fs::metadata(&path).map(|m| (m.dev(), m.ino())).ok();
         tracing::info!("upgrade socket at {}", path.display());
         if let Some(takeover) = takeover {
-            let taken = takeover.listeners.len();
+            let sockets = takeover.received;
             match takeover.ready() {
                 Ok(()) => tracing::info!(
+                    sockets,
                     "upgrade: took over the listening sockets of the running process; it drains now"
                 ),
                 // It went away; its sockets are ours now anyway.
                 Err(error) => {
-                    tracing::warn!(%error, taken, "upgrade: the old process did not hear it may stop")
+                    tracing::warn!(%error, sockets, "upgrade: the old process did not hear it may stop")
                 }
             }
         }
