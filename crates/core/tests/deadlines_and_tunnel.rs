@@ -454,3 +454,30 @@ fn a_failed_write_to_the_upstream_before_a_response_is_502() {
     assert_eq!(status(&sim), 502);
     assert!(sim.is_closed());
 }
+
+proptest::proptest! {
+    /// Under a drain, a fresh connection's first request is answered when it arrives
+    /// before 1 s and before the grace is over, whatever the grace; otherwise the
+    /// connection closes with `shutdown` at that instant, having written nothing.
+    #[test]
+    fn a_fresh_connection_under_a_drain_is_answered_only_within_its_wait(
+        grace_ms in 0u64..3_000,
+        delay_ms in 0u64..3_000,
+    ) {
+        let grace = Duration::from_millis(grace_ms);
+        let delay = Duration::from_millis(delay_ms);
+        let mut sim = sim();
+        sim.input(Input::Drain { grace }).unwrap();
+        sim.advance(delay);
+        let wait = grace.min(SEC);
+        if delay < wait {
+            proptest::prop_assert!(!sim.is_closed());
+            sim.client_sends(get("/").as_bytes());
+            sim.upstream_sends(ok("x").as_bytes());
+            proptest::prop_assert!(sim.client_received.starts_with(b"HTTP/1.1 200"));
+        } else {
+            proptest::prop_assert!(sim.client_received.is_empty());
+        }
+        proptest::prop_assert_eq!(closed_with(&sim), Some(CloseReason::Shutdown));
+    }
+}
