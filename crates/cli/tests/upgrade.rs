@@ -4,8 +4,8 @@
 //! `measure_swaps` (ignored; run it with `--ignored --nocapture`) repeats the swaps and
 //! prints how many connections failed, for `docs/DECISIONS.md`; with
 //! `SWITCHYARD_OLD_BINARY` set, that binary plays the old process (`SWAP_HANDOVER` if
-//! it has the upgrade socket); `SWAP_ROUNDS` and `SWAP_CLIENTS` set the swaps and the
-//! client threads.
+//! it has the upgrade socket), with `SWITCHYARD_BINARY` set, that one plays both (or
+//! the new one); `SWAP_ROUNDS` and `SWAP_CLIENTS` set the swaps and the client threads.
 
 mod common;
 
@@ -203,13 +203,18 @@ fn upgrade_socket(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// `switchyard` (or the binary `SWITCHYARD_OLD_BINARY` names, as the old process when
-/// `old`) with `args`, logging at debug for the upgrade's lines.
+/// `switchyard` with `args`; the binary `SWITCHYARD_OLD_BINARY` names as the old process
+/// when `old`, or the one `SWITCHYARD_BINARY` names (a release build, say).
 fn start(args: &[String], old: bool) -> Running {
-    let mut command = match std::env::var_os("SWITCHYARD_OLD_BINARY") {
-        Some(path) if old => Command::new(path),
-        _ => binary(),
+    let named = |variable| std::env::var_os(variable).map(Command::new);
+    let old_binary = if old {
+        named("SWITCHYARD_OLD_BINARY")
+    } else {
+        None
     };
+    let mut command = old_binary
+        .or_else(|| named("SWITCHYARD_BINARY"))
+        .unwrap_or_else(binary);
     command.args(args);
     Running::spawn(command)
 }
