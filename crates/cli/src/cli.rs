@@ -49,6 +49,10 @@ pub struct ProxyArgs {
     /// address of its own [default: off].
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
     pub admin_listen: Option<SocketAddr>,
+    /// Unix socket for zero-downtime upgrades: a process started with the same path
+    /// takes over this one's listening sockets, and this one drains [default: off].
+    #[arg(long, value_name = "PATH")]
+    pub upgrade_socket: Option<PathBuf>,
     /// Upstream server for the route `/`, IP:PORT (repeatable: used round-robin).
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
     pub upstream: Vec<SocketAddr>,
@@ -125,6 +129,7 @@ impl ProxyArgs {
             config: self.config.clone(),
             listen: self.listen.clone(),
             admin_listen: self.admin_listen,
+            upgrade_socket: self.upgrade_socket.clone(),
             upstream: self.upstream.clone(),
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,

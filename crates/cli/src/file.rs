@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -22,6 +23,8 @@ pub struct FileConfig {
     /// Where the admin endpoints (`/metrics`, `/status`, `/status.json`, `/healthz`,
     /// `/readyz`) are served.
     pub admin_listen: Option<Spanned<String>>,
+    /// The Unix socket for zero-downtime upgrades.
+    pub upgrade_socket: Option<Spanned<PathBuf>>,
     /// Executor threads.
     pub workers: Option<usize>,
     /// How long open tunnels may continue after a shutdown signal.

@@ -36,6 +36,8 @@ pub struct Overrides {
     pub listen: Vec<SocketAddr>,
     /// `--admin-listen`, replacing the file's `admin_listen`.
     pub admin_listen: Option<SocketAddr>,
+    /// `--upgrade-socket`, replacing the file's `upgrade_socket`.
+    pub upgrade_socket: Option<PathBuf>,
     /// `--upstream`: one group serving the route `/`.
     pub upstream: Vec<SocketAddr>,
     /// `--header-timeout`.
@@ -79,6 +81,9 @@ pub struct Settings {
     pub listen: Vec<SocketAddr>,
     /// Where the admin endpoints are served; `None`: nowhere.
     pub admin_listen: Option<SocketAddr>,
+    /// The Unix socket on which a running process hands its listening sockets to its
+    /// successor; `None`: no handover.
+    pub upgrade_socket: Option<PathBuf>,
     /// The core's configuration (routes, deadlines, limits, forwarding).
     pub core: Config,
     /// Upstream groups: name and servers.
@@ -239,6 +244,18 @@ impl Settings {
                 });
             }
         }
+
+        let upgrade_socket = match (&flags.upgrade_socket, &file.upgrade_socket) {
+            (Some(flag), _) if flag.as_os_str().is_empty() => {
+                return Err(ConfigError::new("--upgrade-socket: empty path"))
+            }
+            (Some(flag), _) => Some(flag.clone()),
+            (None, Some(path)) if path.get_ref().as_os_str().is_empty() => {
+                return Err(at(path.span(), "upgrade_socket: empty path".into()))
+            }
+            (None, Some(path)) => Some(path.get_ref().clone()),
+            (None, None) => None,
+        };
 
         let timeouts = Timeouts {
             header: flags
@@ -431,6 +448,7 @@ impl Settings {
             source: None,
             listen,
             admin_listen,
+            upgrade_socket,
             core: Config {
                 routes,
                 timeouts,
@@ -484,6 +502,7 @@ impl Settings {
             },
             events: std::sync::Arc::new(AccessLog),
             drain_timeout: self.drain_timeout,
+            upgrade_socket: self.upgrade_socket.clone(),
         }
     }
 }

@@ -14,6 +14,11 @@ use crate::io::{Output, Side};
 use crate::state::{Phase, StateKind, Step};
 use crate::timer::Deadline;
 
+/// Under a drain, how long a fresh connection may take to send its first request: a
+/// client that has just connected sends it within a round trip; one that sends nothing
+/// (a browser's speculative connection) must not hold a stopping process for long.
+pub(crate) const FIRST_REQUEST_UNDER_DRAIN: Duration = Duration::from_secs(1);
+
 impl Connection {
     /// A peer broke the protocol: answer with its status hint and close.
     pub(crate) fn reject(&mut self, error: ProtocolError) {
@@ -166,16 +171,24 @@ impl Connection {
         self.close(reason);
     }
 
-    /// Graceful drain: an idle connection closes now, an exchange in flight finishes
-    /// first (then [`Exchange::close_after`] says `Shutdown`), a tunnel gets `grace`.
+    /// Graceful drain: a kept-alive connection between requests closes now, an exchange
+    /// in flight finishes first (then [`Exchange::close_after`] says `Shutdown`), a
+    /// tunnel gets `grace`. A fresh connection that has not sent its first request yet
+    /// gets up to [`FIRST_REQUEST_UNDER_DRAIN`] (at most `grace`) to send it: its client
+    /// has a request on the way (it connected an instant ago, often while the listener
+    /// was being handed over), and closing would fail it with nothing to retry.
     pub(crate) fn on_drain(&mut self, grace: Duration) {
         if self.drain.is_some() {
             return;
         }
         self.drain = Some(grace);
+        let first_head_by = self.now + grace.min(FIRST_REQUEST_UNDER_DRAIN);
         match &mut self.phase {
             Phase::ReadingHead(reading) if !reading.started() && self.client_buf.is_empty() => {
-                self.close(CloseReason::Shutdown)
+                let fresh = reading.wait_first_head_until(first_head_by);
+                if !fresh {
+                    self.close(CloseReason::Shutdown)
+                }
             }
             Phase::Tunnel(tunnel) => tunnel.drain_by(self.now + grace),
             _ => {}
@@ -195,6 +208,8 @@ impl Connection {
                 let started = matches!(&self.phase, Phase::ReadingHead(r) if r.started());
                 if started || !self.client_buf.is_empty() {
                     self.answer_and_close(408, CloseReason::HeaderTimeout);
+                } else if self.drain.is_some() {
+                    self.close(CloseReason::Shutdown);
                 } else {
                     self.close(CloseReason::HeaderTimeout);
                 }

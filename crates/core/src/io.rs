@@ -99,7 +99,9 @@ pub enum Input {
     /// for one frame.
     MaskingKey([u8; 4]),
     /// Graceful drain: stop taking new requests, finish the exchange in flight, then
-    /// close. A tunnel is given `grace` before it is closed.
+    /// close. A tunnel is given `grace` before it is closed. A kept-alive connection
+    /// between requests closes at once; a fresh one that has not sent its first request
+    /// yet may still send it within 1 s (at most `grace`), and is answered.
     Drain {
         /// How long an open tunnel may continue.
         grace: Duration,

@@ -53,6 +53,23 @@ impl Reading {
         Reading::Idle { deadline }
     }
 
+    /// A fresh connection's first head, not begun, is now due by `deadline` at the
+    /// latest (a drain began); false when this is a kept-alive connection between
+    /// requests, which a drain closes at once.
+    pub(crate) fn wait_first_head_until(&mut self, deadline: Instant) -> bool {
+        match self {
+            Reading::Head {
+                deadline: due,
+                started: false,
+                ..
+            } => {
+                *due = (*due).min(deadline);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether bytes of a head have arrived.
     pub(crate) fn started(&self) -> bool {
         matches!(self, Reading::Head { started: true, .. })

@@ -347,9 +347,60 @@ fn shutdown_finishes_the_exchange_in_flight_then_closes() {
 }
 
 #[test]
-fn shutdown_closes_an_idle_connection_at_once() {
+fn shutdown_closes_a_kept_alive_connection_between_requests_at_once() {
+    let mut sim = sim();
+    sim.client_sends(get("/").as_bytes());
+    sim.upstream_sends(ok("x").as_bytes());
+    assert_eq!(sim.state(), StateKind::ReadingHead);
+    sim.input(Input::Drain { grace: 10 * SEC }).unwrap();
+    assert_eq!(closed_with(&sim), Some(CloseReason::Shutdown));
+}
+
+#[test]
+fn shutdown_lets_a_fresh_connection_send_its_first_request() {
     let mut sim = sim();
     sim.input(Input::Drain { grace: 10 * SEC }).unwrap();
+    assert!(
+        !sim.is_closed(),
+        "a client that just connected has a request on the way"
+    );
+    sim.advance(SEC / 2);
+    sim.client_sends(get("/").as_bytes());
+    sim.upstream_sends(ok("x").as_bytes());
+    assert!(sim.client_received.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(
+        header(&sim.client_received, "connection").as_deref(),
+        Some("close")
+    );
+    assert_eq!(closed_with(&sim), Some(CloseReason::Shutdown));
+}
+
+#[test]
+fn shutdown_gives_a_fresh_connection_one_second_for_its_first_request() {
+    let mut sim = sim();
+    sim.input(Input::Drain { grace: 10 * SEC }).unwrap();
+    sim.advance(SEC - Duration::from_millis(1));
+    assert!(!sim.is_closed());
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(closed_with(&sim), Some(CloseReason::Shutdown));
+    assert!(
+        sim.client_received.is_empty(),
+        "nothing was asked, nothing is answered"
+    );
+}
+
+#[test]
+fn shutdown_waits_for_a_fresh_connection_at_most_the_grace() {
+    let mut sim = sim();
+    sim.input(Input::Drain { grace: SEC / 4 }).unwrap();
+    sim.advance(SEC / 4);
+    assert_eq!(closed_with(&sim), Some(CloseReason::Shutdown));
+    let mut sim = sim_with(Config::default());
+    sim.input(Input::Drain {
+        grace: Duration::ZERO,
+    })
+    .unwrap();
+    sim.advance(Duration::ZERO);
     assert_eq!(closed_with(&sim), Some(CloseReason::Shutdown));
 }
 
@@ -402,4 +453,31 @@ fn a_failed_write_to_the_upstream_before_a_response_is_502() {
         .unwrap();
     assert_eq!(status(&sim), 502);
     assert!(sim.is_closed());
+}
+
+proptest::proptest! {
+    /// Under a drain, a fresh connection's first request is answered when it arrives
+    /// before 1 s and before the grace is over, whatever the grace; otherwise the
+    /// connection closes with `shutdown` at that instant, having written nothing.
+    #[test]
+    fn a_fresh_connection_under_a_drain_is_answered_only_within_its_wait(
+        grace_ms in 0u64..3_000,
+        delay_ms in 0u64..3_000,
+    ) {
+        let grace = Duration::from_millis(grace_ms);
+        let delay = Duration::from_millis(delay_ms);
+        let mut sim = sim();
+        sim.input(Input::Drain { grace }).unwrap();
+        sim.advance(delay);
+        let wait = grace.min(SEC);
+        if delay < wait {
+            proptest::prop_assert!(!sim.is_closed());
+            sim.client_sends(get("/").as_bytes());
+            sim.upstream_sends(ok("x").as_bytes());
+            proptest::prop_assert!(sim.client_received.starts_with(b"HTTP/1.1 200"));
+        } else {
+            proptest::prop_assert!(sim.client_received.is_empty());
+        }
+        proptest::prop_assert_eq!(closed_with(&sim), Some(CloseReason::Shutdown));
+    }
 }

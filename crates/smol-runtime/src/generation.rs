@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use arc_swap::ArcSwap;
 
 use crate::admin::Status;
 use crate::driver::Shared;
+use crate::handover::Offered;
 use crate::listeners::{Command, ListenerSet};
 use crate::metrics::Metrics;
 use crate::signal::Signal;
@@ -35,6 +37,7 @@ struct Fixed {
     max_connections: usize,
     pool: PoolConfig,
     admin_listen: Option<SocketAddr>,
+    upgrade_socket: Option<std::path::PathBuf>,
 }
 
 impl Fixed {
@@ -45,6 +48,7 @@ impl Fixed {
             max_connections: config.max_connections,
             pool: config.pool.clone(),
             admin_listen: config.admin_listen,
+            upgrade_socket: config.upgrade_socket.clone(),
         }
     }
 
@@ -65,6 +69,9 @@ impl Fixed {
         }
         if self.admin_listen != other.admin_listen {
             changed.push("admin_listen");
+        }
+        if self.upgrade_socket != other.upgrade_socket {
+            changed.push("upgrade_socket");
         }
         changed
     }
@@ -95,6 +102,9 @@ pub(crate) struct Generations {
     /// What `/status.json` shows, when the admin listener is on: every generation feeds
     /// its live tunnel list, and it shows the newest generation's upstream groups.
     status: Option<Arc<Status>>,
+    /// With an upgrade socket: the sockets offered to a successor, and a duplicate of
+    /// the admin listener's (which a reload does not change).
+    offered: Option<(Offered, Option<OwnedFd>)>,
 }
 
 /// Builds generation `number` from `config`; groups of the same name as in `previous`
@@ -141,7 +151,8 @@ impl Generations {
         events: Arc<dyn EventSink>,
         metrics: Option<Arc<Metrics>>,
         status: Option<Arc<Status>>,
-    ) -> Generations {
+        offered: Option<(Offered, Option<OwnedFd>)>,
+    ) -> io::Result<Generations> {
         let stopping = Arc::new(Signal::default());
         let sink = generation_sink(&events, metrics.as_deref().map(Metrics::first_generation));
         let first = build(
@@ -153,7 +164,7 @@ impl Generations {
             config.shutdown_grace,
             status.as_ref(),
         );
-        Generations {
+        let generations = Generations {
             current: ArcSwap::new(Arc::new(first)),
             reloadable: Mutex::new(Reloadable {
                 listeners,
@@ -165,7 +176,30 @@ impl Generations {
             events,
             metrics,
             status,
+            offered,
+        };
+        generations.offer(&generations.lock().listeners)?;
+        Ok(generations)
+    }
+
+    /// The set of sockets offered to a successor, when there is an upgrade socket.
+    pub(crate) fn offered(&self) -> Option<Offered> {
+        self.offered.as_ref().map(|(offered, _)| offered.clone())
+    }
+
+    /// Offers a successor the sockets of `listeners` (and the admin listener's), when
+    /// there is an upgrade socket: what a reload changes is offered from then on, and a
+    /// removed listener is not kept open by a duplicate.
+    fn offer(&self, listeners: &ListenerSet) -> io::Result<()> {
+        let Some((offered, admin)) = &self.offered else {
+            return Ok(());
+        };
+        let mut sockets = listeners.duplicates()?;
+        if let Some(admin) = admin {
+            sockets.push(admin.try_clone()?);
         }
+        offered.replace(sockets);
+        Ok(())
     }
 
     /// The generation new connections are accepted under.
@@ -256,6 +290,9 @@ impl Generations {
         self.current.store(Arc::new(next));
         // From here on every accept takes the new generation.
         let applied = reloadable.listeners.apply(prepared, &self.inboxes);
+        if let Err(error) = self.offer(&reloadable.listeners) {
+            tracing::warn!(%error, "upgrade socket: cannot offer the new listeners");
+        }
         for inbox in &self.inboxes {
             let _ = inbox.try_send(Command::Servers(servers.clone()));
         }

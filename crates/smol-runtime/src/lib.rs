@@ -87,6 +87,16 @@
 //! failure marks carry over; [`ServerConfig::drain_timeout`] bounds how long an old
 //! generation's connections live.
 //!
+//! # Upgrades
+//!
+//! Every listener has `SO_REUSEPORT`, so a second server can bind the same addresses.
+//! With [`ServerConfig::upgrade_socket`] set, a server serves that Unix socket while it
+//! runs; a server bound with the same path receives the running one's listening
+//! sockets over it (`SCM_RIGHTS`: the same sockets, so their accept queues are shared
+//! and nothing queued is lost), binds only what it lacks, and once it runs tells the old
+//! one, which drains as on [`ShutdownHandle::shutdown`]. A listener that stops
+//! accepting first accepts what is already queued.
+//!
 //! # Descriptor limits
 //!
 //! [`Server::bind`] warns once when `max_connections` cannot fit in the open-file limit
@@ -100,6 +110,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -110,6 +121,7 @@ mod buffer;
 mod driver;
 mod events;
 mod generation;
+mod handover;
 #[cfg(test)]
 mod idle_tests;
 mod limits;
@@ -126,6 +138,7 @@ mod reactor;
 mod server;
 mod shortage;
 mod signal;
+mod sockets;
 #[cfg(test)]
 mod test_support;
 mod tunnels;
@@ -233,6 +246,13 @@ pub struct ServerConfig {
     /// default): they live until they end. Read from the configuration a reload
     /// publishes (see [`ReloadHandle::reload`]).
     pub drain_timeout: Option<Duration>,
+    /// A Unix socket path for zero-downtime upgrades (`None`, the default: none). The
+    /// server answers on it while it runs; a server bound with the same path while one
+    /// runs takes that one's listening sockets over (their accept queues with them),
+    /// binds only what it lacks, and once it runs tells the old one to drain as on
+    /// [`ShutdownHandle::shutdown`]. Without it, a second server can still bind the
+    /// same addresses (every listener has `SO_REUSEPORT`).
+    pub upgrade_socket: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -254,6 +274,7 @@ impl ServerConfig {
             events: Arc::new(AccessLog),
             admin_listen: None,
             drain_timeout: None,
+            upgrade_socket: None,
         }
     }
 }

@@ -9,12 +9,13 @@
 use std::collections::HashSet;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::driver::Shared;
-use crate::server::listen;
 use crate::signal::Signal;
+use crate::sockets;
 
 /// What a reload asks of a worker.
 #[derive(Debug)]
@@ -48,6 +49,10 @@ struct Entry {
     /// As bound.
     local: SocketAddr,
     stop: Arc<Signal>,
+    /// Duplicates of its sockets, taken before any is registered, to hand over to a
+    /// successor (empty without an upgrade socket). Dropped with the entry, so a removed
+    /// address is closed for good.
+    duplicates: Vec<OwnedFd>,
 }
 
 impl Entry {
@@ -63,6 +68,8 @@ impl Entry {
 pub(crate) struct ListenerSet {
     entries: Vec<Entry>,
     workers: usize,
+    /// Whether the entries keep duplicates of their sockets (an upgrade socket is set).
+    offer: bool,
 }
 
 /// Addresses bound for a reload but not yet handed to the workers: dropping it closes
@@ -71,6 +78,8 @@ pub(crate) struct ListenerSet {
 pub(crate) struct Prepared {
     /// `(configured, bound, one socket per worker)`.
     added: Vec<(SocketAddr, SocketAddr, Vec<TcpListener>)>,
+    /// Duplicates of the added sockets, as [`Entry::duplicates`], in the same order.
+    duplicates: Vec<Vec<OwnedFd>>,
     /// Indexes of the entries to remove.
     removed: Vec<usize>,
 }
@@ -84,47 +93,88 @@ pub(crate) struct Applied {
     pub(crate) removed: Vec<SocketAddr>,
 }
 
-/// Binds `addr` once per worker: with several workers each socket has `SO_REUSEPORT`,
-/// and a port 0 is resolved by the first socket, which the others join.
+/// Binds `addr` once per worker, each socket with `SO_REUSEPORT`; a port 0 is resolved
+/// by the first socket, which the others join.
 fn bind_address(addr: SocketAddr, workers: usize) -> io::Result<(SocketAddr, Vec<TcpListener>)> {
     let cannot = |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
-    let first = listen(addr, workers > 1).map_err(cannot)?;
+    let first = sockets::listen_on(addr).map_err(cannot)?;
     let bound = first.local_addr()?;
     let mut sockets = Vec::with_capacity(workers);
     sockets.push(first);
     for _ in 1..workers {
-        sockets.push(listen(bound, true).map_err(cannot)?);
+        sockets.push(sockets::listen_on(bound).map_err(cannot)?);
     }
     Ok((bound, sockets))
 }
 
+/// Duplicates of `sockets` when `offer`, else none.
+fn duplicates<'a>(
+    offer: bool,
+    sockets: impl IntoIterator<Item = &'a TcpListener>,
+) -> io::Result<Vec<OwnedFd>> {
+    if !offer {
+        return Ok(Vec::new());
+    }
+    sockets
+        .into_iter()
+        .map(|socket| socket.try_clone().map(OwnedFd::from))
+        .collect()
+}
+
 impl ListenerSet {
-    /// Binds every address of `addrs` for `workers` workers; returns the set and, for
-    /// each worker, its sockets in the order of `addrs`.
+    /// Binds every address of `addrs` for `workers` workers, using the sockets of
+    /// `inherited` (taken over from a running process) first (see [`sockets::bind`]);
+    /// returns the set and, for each worker, its sockets in the order of `addrs`. With
+    /// `offer`, the set keeps duplicates of every socket for a successor
+    /// ([`ListenerSet::duplicates`]).
     pub(crate) fn bind(
         addrs: &[SocketAddr],
         workers: usize,
+        inherited: Vec<(SocketAddr, TcpListener)>,
+        offer: bool,
     ) -> io::Result<(ListenerSet, Vec<Vec<Listener>>)> {
-        let mut per_worker: Vec<Vec<Listener>> = (0..workers)
-            .map(|_| Vec::with_capacity(addrs.len()))
-            .collect();
-        let mut entries = Vec::with_capacity(addrs.len());
-        for &configured in addrs {
-            let (local, sockets) = bind_address(configured, workers)?;
-            let stop = Arc::new(Signal::default());
-            for (worker, socket) in per_worker.iter_mut().zip(sockets) {
-                worker.push(Listener {
-                    socket,
-                    stop: stop.clone(),
-                });
-            }
-            entries.push(Entry {
+        let bound = sockets::bind(addrs, workers, inherited)?;
+        let mut entries: Vec<Entry> = addrs
+            .iter()
+            .zip(&bound.local_addrs)
+            .map(|(&configured, &local)| Entry {
                 configured,
                 local,
-                stop,
-            });
+                stop: Arc::new(Signal::default()),
+                duplicates: Vec::new(),
+            })
+            .collect();
+        let mut per_worker = Vec::with_capacity(workers);
+        for sockets in bound.per_worker {
+            let mut listeners = Vec::with_capacity(sockets.len());
+            for socket in sockets {
+                let local = socket.local_addr()?;
+                let Some(entry) = entries.iter_mut().find(|entry| entry.local == local) else {
+                    continue;
+                };
+                entry.duplicates.extend(duplicates(offer, [&socket])?);
+                listeners.push(Listener {
+                    socket,
+                    stop: entry.stop.clone(),
+                });
+            }
+            per_worker.push(listeners);
         }
-        Ok((ListenerSet { entries, workers }, per_worker))
+        let set = ListenerSet {
+            entries,
+            workers,
+            offer,
+        };
+        Ok((set, per_worker))
+    }
+
+    /// Duplicates of every listening socket, for a successor taking them over.
+    pub(crate) fn duplicates(&self) -> io::Result<Vec<OwnedFd>> {
+        self.entries
+            .iter()
+            .flat_map(|entry| &entry.duplicates)
+            .map(OwnedFd::try_clone)
+            .collect()
     }
 
     /// The bound addresses, in the order configured.
@@ -136,18 +186,24 @@ impl ListenerSet {
     /// one cannot be bound.
     pub(crate) fn prepare(&self, addrs: &[SocketAddr]) -> io::Result<Prepared> {
         let mut added = Vec::new();
+        let mut duplicated = Vec::new();
         for &configured in addrs {
             let known = self.entries.iter().any(|e| e.is(configured));
             let twice = added.iter().any(|&(seen, _, _)| seen == configured);
             if !known && !twice {
                 let (local, sockets) = bind_address(configured, self.workers)?;
+                duplicated.push(duplicates(self.offer, &sockets)?);
                 added.push((configured, local, sockets));
             }
         }
         let removed = (0..self.entries.len())
             .filter(|&index| !addrs.iter().any(|&addr| self.entries[index].is(addr)))
             .collect();
-        Ok(Prepared { added, removed })
+        Ok(Prepared {
+            added,
+            duplicates: duplicated,
+            removed,
+        })
     }
 
     /// Hands the new sockets to the workers (one each, through `inboxes`, indexed by
@@ -164,7 +220,9 @@ impl ListenerSet {
             entry.stop.fire();
             applied.removed.insert(0, entry.local);
         }
-        for (configured, local, sockets) in prepared.added {
+        for ((configured, local, sockets), duplicates) in
+            prepared.added.into_iter().zip(prepared.duplicates)
+        {
             let stop = Arc::new(Signal::default());
             for (inbox, socket) in inboxes.iter().zip(sockets) {
                 let listener = Listener {
@@ -178,6 +236,7 @@ impl ListenerSet {
                 configured,
                 local,
                 stop,
+                duplicates,
             });
             applied.added.push(local);
         }
@@ -195,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_kept_address_keeps_its_sockets_and_a_new_one_is_bound_per_worker() {
-        let (mut set, per_worker) = ListenerSet::bind(&[any_port()], 2).unwrap();
+        let (mut set, per_worker) = ListenerSet::bind(&[any_port()], 2, Vec::new(), false).unwrap();
         assert_eq!(per_worker.len(), 2);
         let kept = set.local_addrs()[0];
         let spare = TcpListener::bind(any_port()).unwrap();
@@ -224,7 +283,7 @@ mod tests {
 
     #[test]
     fn a_removed_address_is_stopped_and_a_failed_bind_changes_nothing() {
-        let (mut set, per_worker) = ListenerSet::bind(&[any_port()], 1).unwrap();
+        let (mut set, per_worker) = ListenerSet::bind(&[any_port()], 1, Vec::new(), false).unwrap();
         let taken = TcpListener::bind(any_port()).unwrap();
         let busy = taken.local_addr().unwrap();
         // Without SO_REUSEPORT on `taken`, binding its address fails.

@@ -1,9 +1,10 @@
 //! Listeners, the worker threads and their accept loops, and graceful shutdown.
 //!
 //! Every worker thread runs its own executor (driving the reactor itself when it has
-//! nothing else to do) and accepts from its own listening socket per address: with
-//! several workers, each address is bound once per worker with `SO_REUSEPORT`, so the
-//! kernel spreads new connections over the workers (Linux does; see `docs/DECISIONS.md`
+//! nothing else to do) and accepts from its own listening socket per address: each
+//! address is bound once per worker with `SO_REUSEPORT` (`sockets.rs`, which also takes
+//! sockets over from a running process: `handover/`), so the kernel spreads new
+//! connections over the workers (Linux does; see `docs/DECISIONS.md`
 //! for other systems), and a connection stays on the thread that accepted it, its
 //! sockets registered with that thread's reactor (see `backend.rs`). Each worker keeps its own upstream keep-alive pool; only the
 //! upstream groups, the connection count and the
@@ -16,7 +17,7 @@
 //! generations to drain.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,14 +29,16 @@ use futures_lite::{future, FutureExt};
 
 use crate::admin::{Admin, Status};
 use crate::backend::{self, Io, Timer};
-use crate::driver;
+use crate::driver::{self, Shared};
 use crate::events::EventContext;
 use crate::generation::{Generations, ReloadError, ReloadHandle, ReloadReport};
+use crate::handover::{Offered, UpgradeSocket};
 use crate::limits::{self, DescriptorBudget};
 use crate::listeners::{Command, Listener, ListenerSet};
 use crate::metrics::Metrics;
 use crate::shortage;
-use crate::signal::{Signal, Tracker};
+use crate::signal::{ConnectionGuard, Signal, Tracker};
+use crate::sockets;
 use crate::tunnels::Registry;
 use crate::upstream::Pool;
 use crate::worker::{Stops, Worker};
@@ -66,6 +69,10 @@ pub struct Server {
     tracker: Arc<Tracker>,
     /// The admin listener and the metrics it serves, when `admin_listen` is set.
     admin: Option<Admin>,
+    /// The upgrade socket, when `upgrade_socket` is set.
+    upgrade: Option<UpgradeSocket>,
+    /// What a successor taking the listeners over gets, with the upgrade socket.
+    offered: Option<Offered>,
 }
 
 /// Starts a graceful shutdown of a [`Server`] from anywhere (a signal handler thread, a
@@ -100,15 +107,42 @@ impl Server {
             n => n,
         };
         let budget = DescriptorBudget::new(&config, workers);
-        let (listener_set, listeners) = ListenerSet::bind(&config.listen, workers)?;
+        // A running process's sockets, when it serves the upgrade socket, before any bind.
+        let mut upgrade = config
+            .upgrade_socket
+            .as_deref()
+            .map(UpgradeSocket::bind)
+            .transpose()?;
+        let mut inherited = upgrade
+            .as_mut()
+            .map(UpgradeSocket::take_inherited)
+            .unwrap_or_default();
+        let admin_inherited = config
+            .admin_listen
+            .and_then(|addr| sockets::take(&mut inherited, addr));
+        let (listener_set, listeners) =
+            ListenerSet::bind(&config.listen, workers, inherited, upgrade.is_some())?;
         let tracker = Arc::new(Tracker::default());
         let admin = match config.admin_listen {
             Some(addr) => {
                 let metrics = Arc::new(Metrics::new(&config, workers, tracker.clone()));
                 let tunnels = Arc::new(Registry::new(workers));
                 // Each generation shows its upstream groups there once built.
-                let status = Status::new(metrics, tunnels, Arc::new([]));
-                Some(Admin::bind(addr, Arc::new(status))?)
+                let status = Arc::new(Status::new(metrics, tunnels, Arc::new([])));
+                Some(match admin_inherited {
+                    Some(listener) => Admin::on(listener, status)?,
+                    None => Admin::bind(addr, status)?,
+                })
+            }
+            None => None,
+        };
+        // Duplicates of every listening socket, taken before any is registered; a
+        // reload that changes the listeners replaces them.
+        let offered = match &upgrade {
+            Some(_) => {
+                let admin = admin.as_ref().map(|admin| admin.listener().try_clone());
+                let admin = admin.transpose()?.map(std::os::fd::OwnedFd::from);
+                Some((Offered::new(Vec::new()), admin))
             }
             None => None,
         };
@@ -124,16 +158,19 @@ impl Server {
             config.events.clone(),
             metrics,
             admin.as_ref().map(|admin| admin.status().clone()),
-        );
+            offered,
+        )?;
         Ok(Server {
             listeners,
             inboxes,
+            offered: generations.offered(),
             generations: Arc::new(generations),
             pool: config.pool,
             workers,
             max_connections: config.max_connections,
             tracker,
             admin,
+            upgrade,
         })
     }
 
@@ -188,7 +225,21 @@ impl Server {
             max_connections,
             tracker,
             admin,
+            upgrade,
+            offered,
         } = self;
+        // Sockets bound only, beside ones taken over, join the port now that this
+        // server accepts.
+        sockets::start(listeners.iter().flatten().map(|listener| &listener.socket))?;
+        // Set when a successor took the sockets over: the admin listener stops at once
+        // (the successor answers on it), the rest drains.
+        let handed_over = Arc::new(Signal::default());
+        let upgrade = upgrade.zip(offered).and_then(|(socket, offered)| {
+            socket
+                .serve(offered, handed_over.clone(), generations.stopping.clone())
+                .map_err(|error| tracing::warn!(%error, "upgrade socket: cannot serve it"))
+                .ok()
+        });
         let metrics = admin.as_ref().map(|admin| admin.metrics().clone());
         // Counts the accept loops still running (every listener still open).
         let accepting = Arc::new(Tracker::default());
@@ -248,6 +299,9 @@ impl Server {
         let drained = backend::block_on(executor.run(async {
             let coordinate = async {
                 stopping.wait().await;
+                if let Some(service) = upgrade {
+                    service.stop();
+                }
                 generations.drain_all();
                 let grace = generations.current().grace;
                 let deadline = Instant::now() + grace + SHUTDOWN_SLACK;
@@ -274,8 +328,10 @@ impl Server {
                     // Weak: the listener's task must not keep its executor alive (the
                     // executor, dropped at the end, drops the task and closes the socket).
                     let spawner = Rc::downgrade(&executor);
+                    let handed_over = handed_over.clone();
+                    let serve = admin.serve(stopping.clone(), spawner);
                     executor
-                        .spawn(admin.serve(stopping.clone(), spawner))
+                        .spawn(future::or(serve, async move { handed_over.wait().await }))
                         .detach();
                 }
                 own.serve(&executor).await;
@@ -307,36 +363,6 @@ impl Server {
         tracing::debug!("all connections closed, stopped");
         Ok(())
     }
-}
-
-/// Binds a listening socket on `addr` (`SO_REUSEADDR`, `TCP_NODELAY`, and `SO_REUSEPORT`
-/// when several workers each bind one).
-pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    use rustix::net::{self, sockopt, AddressFamily, SocketFlags, SocketType};
-    let family = match addr {
-        SocketAddr::V4(_) => AddressFamily::INET,
-        SocketAddr::V6(_) => AddressFamily::INET6,
-    };
-    #[cfg(target_os = "linux")]
-    let socket = net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
-    // Not every system has SOCK_CLOEXEC (macOS does not).
-    #[cfg(not(target_os = "linux"))]
-    let socket = {
-        let socket = net::socket_with(family, SocketType::STREAM, SocketFlags::empty(), None)?;
-        rustix::io::fcntl_setfd(&socket, rustix::io::FdFlags::CLOEXEC)?;
-        socket
-    };
-    sockopt::set_socket_reuseaddr(&socket, true)?;
-    if reuse_port {
-        sockopt::set_socket_reuseport(&socket, true)?;
-    }
-    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one system call
-    // here instead of one per connection.
-    sockopt::set_tcp_nodelay(&socket, true)?;
-    net::bind(&socket, &addr)?;
-    // As large as the system allows (net.core.somaxconn).
-    net::listen(&socket, -1)?;
-    Ok(TcpListener::from(socket))
 }
 
 pub(crate) fn validate(config: &ServerConfig) -> io::Result<()> {
@@ -384,6 +410,11 @@ pub(crate) async fn accept_loop(
     max_connections: usize,
     worker: usize,
 ) {
+    let start_serving = |stream, client_addr, guard| {
+        // The generation of its accept, for the connection's whole life.
+        let shared = generations.current();
+        spawn_connection(&executor, shared, &pool, stream, client_addr, guard, worker)
+    };
     let mut accepts = 0usize;
     loop {
         if max_connections > 0 && tracker.active() >= max_connections {
@@ -432,21 +463,11 @@ pub(crate) async fn accept_loop(
                     }
                 };
                 let Some(guard) = guard else {
+                    // Shutting down: served anyway, as the queue's others are below.
+                    start_serving(stream, client_addr, tracker.enter());
                     break;
                 };
-                // The generation of its accept, for the connection's whole life.
-                let shared = generations.current();
-                let pool = pool.clone();
-                let task = async move {
-                    let _guard = guard;
-                    let context = EventContext::new(worker, client_addr);
-                    let serve = driver::serve(&shared, &pool, stream, context);
-                    let served = AssertUnwindSafe(serve).catch_unwind().await;
-                    if served.is_err() {
-                        tracing::error!(%client_addr, "connection task panicked");
-                    }
-                };
-                executor.spawn(task).detach();
+                start_serving(stream, client_addr, guard);
             }
             Some(Err(error)) if shortage::out_of_descriptors(&error) => {
                 // Idle upstream connections are descriptors this worker can give back
@@ -481,14 +502,42 @@ pub(crate) async fn accept_loop(
             }
         }
     }
+    // Served over `max_connections` if need be: the alternative is a reset.
+    let queued = sockets::take_queued(&listener, |stream, client_addr| {
+        start_serving(stream, client_addr, tracker.enter())
+    });
     if let Ok(addr) = listener.local_addr() {
-        tracing::debug!(%addr, "stopped accepting");
+        tracing::debug!(%addr, queued, "stopped accepting");
     }
+}
+
+/// Serves one accepted connection under `shared` in a task of its own, counted by
+/// `guard`.
+fn spawn_connection(
+    executor: &LocalExecutor<'static>,
+    shared: Arc<Shared>,
+    pool: &Rc<Pool>,
+    stream: Io<TcpStream>,
+    client_addr: SocketAddr,
+    guard: ConnectionGuard,
+    worker: usize,
+) {
+    let pool = pool.clone();
+    let task = async move {
+        let _guard = guard;
+        let context = EventContext::new(worker, client_addr);
+        let serve = driver::serve(&shared, &pool, stream, context);
+        let served = AssertUnwindSafe(serve).catch_unwind().await;
+        if served.is_err() {
+            tracing::error!(%client_addr, "connection task panicked");
+        }
+    };
+    executor.spawn(task).detach();
 }
 
 /// Errors that concern one failed handshake, not the listener or the process (running
 /// out of file descriptors, EMFILE/ENFILE, is not one: see `shortage`).
-fn is_per_connection(error: &io::Error) -> bool {
+pub(crate) fn is_per_connection(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::ConnectionAborted
@@ -496,21 +545,4 @@ fn is_per_connection(error: &io::Error) -> bool {
             | io::ErrorKind::Interrupted
             | io::ErrorKind::WouldBlock
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accepted_connections_inherit_tcp_nodelay_from_the_listener() {
-        let listener = listen("127.0.0.1:0".parse().unwrap(), false).unwrap();
-        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (accepted, _) = listener.accept().unwrap();
-        assert!(
-            accepted.nodelay().unwrap(),
-            "the accepted socket has Nagle on"
-        );
-        drop(client);
-    }
 }

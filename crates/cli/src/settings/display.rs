@@ -35,6 +35,9 @@ impl fmt::Display for Settings {
             )?,
             None => writeln!(f, "admin              off")?,
         }
+        if let Some(path) = &self.upgrade_socket {
+            writeln!(f, "upgrade_socket     {}", path.display())?;
+        }
         writeln!(
             f,
             "workers            {}   max_connections {}   shutdown_grace {}   drain_timeout {}",

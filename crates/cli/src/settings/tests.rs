@@ -228,6 +228,15 @@ prefix = "/"
 upstream = "a"
 "#;
 
+const UPGRADE: &str = r#"listen = ["127.0.0.1:8080"]
+upgrade_socket = "/run/switchyard/upgrade.sock"
+[upstreams.a]
+servers = ["127.0.0.1:9000"]
+[[routes]]
+prefix = "/"
+upstream = "a"
+"#;
+
 #[test]
 fn drain_timeout_is_off_by_default_set_at_the_top_level_and_the_flag_wins() {
     let none = Overrides::default();
@@ -263,4 +272,45 @@ fn a_bad_drain_timeout_names_the_line_and_off() {
     assert!(err.starts_with("switchyard.toml:1:"), "{err}");
     assert!(err.contains("drain_timeout"), "{err}");
     assert!(err.contains("off"), "{err}");
+}
+
+#[test]
+fn upgrade_socket_comes_from_the_file_the_flag_wins_and_check_shows_it() {
+    let settings = build(UPGRADE, &Overrides::default()).unwrap();
+    let from_file = std::path::PathBuf::from("/run/switchyard/upgrade.sock");
+    assert_eq!(settings.upgrade_socket.as_ref(), Some(&from_file));
+    assert_eq!(settings.server_config().upgrade_socket, Some(from_file));
+    let shown = settings.to_string();
+    assert!(
+        shown.contains("\nupgrade_socket     /run/switchyard/upgrade.sock\n"),
+        "{shown}"
+    );
+
+    let flag = std::path::PathBuf::from("/tmp/other.sock");
+    let flags = Overrides {
+        upgrade_socket: Some(flag.clone()),
+        ..Overrides::default()
+    };
+    assert_eq!(build(UPGRADE, &flags).unwrap().upgrade_socket, Some(flag));
+
+    let without = UPGRADE.replace("upgrade_socket = \"/run/switchyard/upgrade.sock\"\n", "");
+    let settings = build(&without, &Overrides::default()).unwrap();
+    assert_eq!(settings.upgrade_socket, None, "off by default");
+    assert!(!settings.to_string().contains("upgrade_socket"));
+}
+
+#[test]
+fn an_empty_upgrade_socket_names_the_file_and_line() {
+    let text = UPGRADE.replace("/run/switchyard/upgrade.sock", "");
+    let err = build(&text, &Overrides::default()).unwrap_err().to_string();
+    assert!(
+        err.starts_with("switchyard.toml:2: upgrade_socket: empty path"),
+        "{err}"
+    );
+    let flags = Overrides {
+        upgrade_socket: Some(std::path::PathBuf::new()),
+        ..Overrides::default()
+    };
+    let err = build(UPGRADE, &flags).unwrap_err().to_string();
+    assert!(err.contains("--upgrade-socket: empty path"), "{err}");
 }

@@ -59,12 +59,23 @@ impl Admin {
                 format!("cannot listen on {addr} (admin_listen): {e}"),
             )
         };
-        let listener = crate::server::listen(addr, false).map_err(cannot)?;
+        let listener = crate::sockets::listen(addr, false).map_err(cannot)?;
+        Admin::on(listener, status)
+    }
+
+    /// Serves on `listener`, taken over from a running process (see `handover/`).
+    pub(crate) fn on(listener: TcpListener, status: Arc<Status>) -> io::Result<Admin> {
         Ok(Admin {
             addr: listener.local_addr()?,
             listener,
             status,
         })
+    }
+
+    /// The listening socket, to offer a duplicate of it to a successor before
+    /// [`Admin::serve`] registers it.
+    pub(crate) fn listener(&self) -> &TcpListener {
+        &self.listener
     }
 
     /// The bound address (port 0 resolved).

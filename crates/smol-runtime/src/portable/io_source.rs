@@ -194,6 +194,22 @@ impl Io<TcpListener> {
         }
     }
 
+    /// A connection already in the accept queue, if any, without waiting, for emptying
+    /// the queue before the listener closes.
+    pub(crate) fn accept_queued(&self) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+        match self.inner.get_ref().accept() {
+            Ok((stream, addr)) => {
+                stream.set_nonblocking(true)?;
+                Ok(Some((stream, addr)))
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                self.readable.set(false);
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// The address the listener is bound to.
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().local_addr()

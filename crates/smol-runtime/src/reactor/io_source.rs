@@ -273,6 +273,28 @@ impl Io<TcpListener> {
         }
     }
 
+    /// A connection already in the accept queue, if any, without waiting: asks the
+    /// kernel whatever the recorded readiness says (one arriving since the reactor's
+    /// last look counts), for emptying the queue before the listener closes.
+    pub(crate) fn accept_queued(&self) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+        use rustix::net::{acceptfrom_with, SocketFlags};
+        loop {
+            match acceptfrom_with(&self.inner, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
+                Ok((socket, Some(addr))) => {
+                    if let Ok(addr) = SocketAddr::try_from(addr) {
+                        return Ok(Some((TcpStream::from(socket), addr)));
+                    }
+                }
+                Ok((_, None)) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    self.with_slot(|slot| slot.readable = false);
+                    return Ok(None);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
     /// The address the listener is bound to.
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
