@@ -101,3 +101,58 @@ fn a_server_bound_on_the_upgrade_socket_takes_the_sockets_and_the_old_one_drains
         "the last server removed its upgrade socket"
     );
 }
+
+#[test]
+fn after_a_reload_a_removed_listener_is_closed_and_an_added_one_is_handed_over() {
+    let origin = origin();
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-smol-upgrade-reload-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("upgrade.sock");
+
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let old = Server::bind(config(any, origin, 2, &socket)).unwrap();
+    let first = old.local_addrs()[0];
+    let reload = old.reload_handle();
+    let old_done = run(old);
+    assert!(get(first).ends_with("\r\n\r\nok"));
+
+    // A second address (a free port: a port 0 would name the first listener again),
+    // then the first one removed.
+    let free = TcpListener::bind(any).unwrap().local_addr().unwrap();
+    let mut both = config(first, origin, 2, &socket);
+    both.listen.push(free);
+    let added = reload.reload(both).unwrap().listeners_added;
+    assert_eq!(added.len(), 1);
+    let second = added[0];
+    assert!(get(second).ends_with("\r\n\r\nok"));
+    let report = reload.reload(config(second, origin, 2, &socket)).unwrap();
+    assert_eq!(report.listeners_removed, [first]);
+    // Closed for good: no duplicate kept for a successor holds it open. The workers stop
+    // their accept loops through their inboxes, so this may take a moment.
+    let refused = (0..200).any(|_| {
+        let refused = TcpStream::connect(first).is_err();
+        if !refused {
+            thread::sleep(Duration::from_millis(10));
+        }
+        refused
+    });
+    assert!(refused, "the removed listener still accepts connections");
+
+    // A successor takes the address the reload added over, and the old server drains.
+    let new = Server::bind(config(second, origin, 1, &socket)).unwrap();
+    assert_eq!(new.local_addrs(), vec![second]);
+    let stop_new = new.shutdown_handle();
+    let new_done = run(new);
+    old_done
+        .recv_timeout(LIMIT)
+        .expect("the old server drained once the new one ran")
+        .unwrap();
+    for _ in 0..10 {
+        assert!(get(second).ends_with("\r\n\r\nok"));
+    }
+    stop_new.shutdown();
+    new_done.recv_timeout(LIMIT).unwrap().unwrap();
+}
