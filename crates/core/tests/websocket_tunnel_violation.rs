@@ -225,3 +225,24 @@ fn a_violation_by_the_other_side_too_ends_the_wait() {
     );
     assert_eq!(sim.close_reason(), Some(CloseReason::ProtocolError));
 }
+
+#[test]
+fn the_other_side_found_dead_by_its_ping_timeout_ends_the_wait_with_1002() {
+    let mut sim = ws_tunnel(pinging(SEC, SEC / 2));
+    sim.answer_pings(Side::Client, true);
+    // 1 s: the proxy pings the silent upstream; 1.2 s: the client breaks a rule.
+    sim.advance(SEC);
+    assert_eq!(proxy_pings(&sim.frames_received(Side::Upstream)).len(), 1);
+    sim.advance(SEC / 5);
+    sim.client_sends(&wrongly_masked(Side::Client, b"x"));
+    assert!(sim
+        .frames_received(Side::Client)
+        .iter()
+        .all(|f| f.header.opcode != Opcode::Close));
+    // 1.5 s: the upstream's ping timeout, well within the 1 s wait.
+    sim.advance(SEC * 3 / 10 - MS);
+    assert!(!sim.is_closed());
+    sim.advance(MS);
+    assert_proxy_1002(&sim, Side::Client, Side::Client);
+    assert_eq!(sim.close_reason(), Some(CloseReason::ProtocolError));
+}
