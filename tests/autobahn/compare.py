@@ -126,13 +126,26 @@ def verdict_counts(outcomes: dict[str, Outcome]) -> str:
     return text
 
 
-def compare(direct_dir: Path, proxied_dir: Path, table: Path | None, show_all: bool) -> int:
+@dataclass
+class Counts:
+    """How many cases a comparison passed and failed."""
+
+    passed: int = 0
+    failed: int = 0
+
+
+def compare(
+    direct_dir: Path, proxied_dir: Path, table: Path | None, show_all: bool, counts: Counts | None = None
+) -> int:
     try:
         direct = load_outcomes(direct_dir)
         proxied = load_outcomes(proxied_dir)
     except ReportError as err:
         print(f"autobahn: {err}", file=sys.stderr)
-        print("0 passed, 1 failed")
+        if counts is None:
+            print("0 passed, 1 failed")
+        else:
+            counts.failed = 1
         return 2
 
     case_ids = sorted(direct.keys() | proxied.keys(), key=case_sort_key)
@@ -166,7 +179,11 @@ def compare(direct_dir: Path, proxied_dir: Path, table: Path | None, show_all: b
     else:
         proxied_text = "proxied identical"
     print(f"autobahn: {len(case_ids)} cases, direct {verdict_counts(direct)}, {proxied_text}")
-    print(f"{len(case_ids) - len(differing)} passed, {len(differing)} failed")
+    passed, failed = len(case_ids) - len(differing), len(differing)
+    if counts is None:
+        print(f"{passed} passed, {failed} failed")
+    else:
+        counts.passed, counts.failed = passed, failed
     return 1 if differing else 0
 
 

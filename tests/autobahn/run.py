@@ -2,6 +2,8 @@
 
 Pass 1: kosoku (fuzzing client) -> echo server.
 Pass 2: kosoku -> switchyard -> the same echo server.
+With --byte-tunnel, pass 3: kosoku -> switchyard with ws_validate = false
+(byte-tunnel.toml) -> the same echo server, compared with the same pass 1.
 
 Everything listens on 127.0.0.1 on free ports; every process started here runs
 in its own process group and is ended when the run ends, however it ends. The
@@ -131,9 +133,8 @@ def start_echo_server(stack: ExitStack, results: Path) -> tuple[subprocess.Popen
 
 
 def start_proxy(
-    stack: ExitStack, binary: Path, upstream: int, extra: list[str], results: Path
+    stack: ExitStack, binary: Path, upstream: int, extra: list[str], output: Path
 ) -> tuple[subprocess.Popen[bytes], int]:
-    output = results / "switchyard.log"
     # The port is probed free and then handed over, so another process may take it
     # in between: a proxy that exits at start-up is tried again on a fresh port.
     for _attempt in range(3):
@@ -190,6 +191,9 @@ def main() -> int:
     parser.add_argument("--parallelism", type=int, default=2, help="cases run at once by kosoku")
     parser.add_argument("--timeout", type=float, default=None,
                         help="deadline for the whole run in seconds [default: 900, with --all 2400]")
+    parser.add_argument("--byte-tunnel", action="store_true",
+                        help="also a pass through switchyard with ws_validate = false (byte-tunnel.toml), "
+                             "compared with the same direct run")
     parser.add_argument("proxy_args", nargs="*", help="extra switchyard arguments (after --)")
     args = parser.parse_args()
 
@@ -203,6 +207,9 @@ def main() -> int:
     else:
         scope = "the CI subset (12.x/13.x only at sizes .1-.4 and .11; --all for every case)"
     deadline = Deadline(args.timeout or (2400 if args.all else 900))
+    passes = [("proxied", args.proxy_args)]
+    if args.byte_tunnel:
+        passes.append(("byte-tunnel", [*args.proxy_args, "--config", str(HERE / "byte-tunnel.toml")]))
 
     results: Path = args.results
     shutil.rmtree(results, ignore_errors=True)
@@ -217,21 +224,39 @@ def main() -> int:
             signal.signal(signal.SIGINT, raise_terminated)
             echo, echo_port = start_echo_server(stack, results)
             log(f"echo server on 127.0.0.1:{echo_port}")
-            direct_seconds = run_cases("direct", echo_port, results, selection, args.parallelism, deadline)
-            proxy, proxy_port = start_proxy(stack, args.proxy, echo_port, args.proxy_args, results)
-            proxied_seconds = run_cases("proxied", proxy_port, results, selection, args.parallelism, deadline)
-            for name, process in (("switchyard", proxy), ("echo server", echo)):
-                if process.poll() is not None:
-                    raise RunError(f"{name} exited during the run (status {process.returncode})")
+            seconds = {"direct": run_cases("direct", echo_port, results, selection, args.parallelism, deadline)}
+            for label, extra in passes:
+                with ExitStack() as proxy_stack:
+                    output = results / ("switchyard.log" if label == "proxied" else f"switchyard-{label}.log")
+                    proxy, proxy_port = start_proxy(proxy_stack, args.proxy, echo_port, extra, output)
+                    seconds[label] = run_cases(label, proxy_port, results, selection, args.parallelism, deadline)
+                    if proxy.poll() is not None:
+                        raise RunError(f"switchyard exited during the {label} run (status {proxy.returncode})")
+            if echo.poll() is not None:
+                raise RunError(f"the echo server exited during the run (status {echo.returncode})")
     except (RunError, compare.ReportError) as err:
         log(f"error: {err}")
         print("0 passed, 1 failed")
         return 2
 
-    log(f"time: direct {direct_seconds:.1f}s, proxied {proxied_seconds:.1f}s")
-    return compare.compare(
-        results / "direct", results / "proxied", results / "comparison.txt", show_all=False
-    )
+    log("time: " + ", ".join(f"{label} {elapsed:.1f}s" for label, elapsed in seconds.items()))
+    if len(passes) == 1:
+        return compare.compare(
+            results / "direct", results / "proxied", results / "comparison.txt", show_all=False
+        )
+    # One comparison per proxied pass; the last line adds them up (a case counts once
+    # per pass).
+    status, passed, failed = 0, 0, 0
+    for label, _extra in passes:
+        print(f"autobahn: direct against {label}")
+        counts = compare.Counts()
+        status = max(status, compare.compare(
+            results / "direct", results / label, results / f"comparison-{label}.txt",
+            show_all=False, counts=counts,
+        ))
+        passed, failed = passed + counts.passed, failed + counts.failed
+    print(f"{passed} passed, {failed} failed")
+    return status
 
 
 if __name__ == "__main__":

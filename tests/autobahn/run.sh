@@ -8,6 +8,8 @@
 # --debug        use the debug build of switchyard (default: release)
 # --all          every case (default: all but the 9.x, 12.x and 13.x cases)
 # --case GLOB    only these cases (repeatable), e.g. --case '5.*'
+# --byte-tunnel  also a pass with ws_validate = false (byte-tunnel.toml) against the
+#                same direct run: both modes for one direct pass
 # --timeout S    deadline for the whole run in seconds
 # -- ARGS        passed to switchyard, e.g. -- --config tests/autobahn/raw.toml
 #

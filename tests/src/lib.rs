@@ -21,7 +21,7 @@
 //! | `websocket.rs` | echo, 4 MiB messages, back-to-back frames, frames in the same write as a handshake or a 101, `Connection: keep-alive, Upgrade`, hop-by-hop removal in the handshake, ping, fragments, half-close |
 //! | `websocket_pings.rs` | with the proxy's pings on: a quiet but alive tunnel outlives `read_timeout` and never shows a Pong it did not ask for; a peer that stops answering gets the other side Close 1001 within `ping_interval + ping_timeout`; a Ping due while a frame trickles in waits for its end |
 //! | `websocket_fragments.rs` | fragmented messages with the peer's and the proxy's Pings between fragments, reassembled by tungstenite |
-//! | `websocket_validation.rs` | a frame breaking RFC 6455 gets Close 1002 both ways and is never forwarded; permessage-deflate with and without agreement; byte-exact with validation off |
+//! | `websocket_validation.rs` | a frame breaking RFC 6455 is never forwarded and gets Close 1002 both ways, the offender's after the other side's answers; permessage-deflate with and without agreement; byte-exact with validation off |
 //! | `websocket_close.rs` | the drain's Close 1001 both ways, with peers that answer and peers that do not; Close 1001 for a peer that left without one |
 //! | `websocket_demo.rs` | a browser's session (Chromium's handshake) through the demo origin with pings on |
 //! | `websocket_records.rs` | the tunnel record's frame counts and the violation event, through an `EventSink` |

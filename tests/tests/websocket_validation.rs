@@ -1,9 +1,11 @@
 //! Frame validation in WebSocket tunnels, against raw peers: a frame that breaks RFC 6455
-//! gets Close 1002 on both sides and is never forwarded; permessage-deflate's RSV1 passes
+//! is never forwarded and gets Close 1002 on both sides, the offender's last, after the
+//! other side's answers to what it had been sent; permessage-deflate's RSV1 passes
 //! when the 101 negotiated it and is a violation when it did not; with validation and
 //! pings off the tunnel is byte-exact, as a plain byte tunnel.
 
 use std::io::Write;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use flate2::write::{DeflateDecoder, DeflateEncoder};
@@ -17,7 +19,8 @@ use switchyard_e2e::{
 const MASK: Option<[u8; 4]> = Some(PEER_MASK);
 /// FIN and RSV1 (RFC 7692: the message is compressed).
 const FIN_RSV1: u8 = 0x80 | 0x40;
-/// After a violation the proxy closes once both Closes are flushed, or after 1 s.
+/// After a violation the offender's Close waits for the other side's answers: until that
+/// side's Close or EOF, or 1 s.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// What a loaded machine may add to a deadline before the test calls it late.
 const SLACK: Duration = Duration::from_millis(1500);
@@ -58,12 +61,17 @@ fn frames_until_eof(client: &mut switchyard_e2e::Conn) -> Vec<Frame> {
     frames
 }
 
+/// The proxy's own Close 1002 (its reason names the offender; the peers' here have none).
 fn assert_proxy_close_1002(frame: Option<&Frame>, masked: bool, towards: &str) {
     let frame = frame.unwrap_or_else(|| panic!("no Close towards the {towards}"));
     assert_eq!(
         (frame.opcode, frame.close_code()),
         (opcode::CLOSE, Some(1002)),
         "towards the {towards}: {frame:?}"
+    );
+    assert!(
+        frame.close_reason().starts_with("protocol error by the"),
+        "the proxy's own Close towards the {towards}: {frame:?}"
     );
     assert_eq!(
         frame.mask.is_some(),
@@ -72,14 +80,15 @@ fn assert_proxy_close_1002(frame: Option<&Frame>, masked: bool, towards: &str) {
     );
 }
 
-/// Sends `bytes` from a client that offered `offer`, to an upstream whose 101 carries
-/// `agreed`, and checks the proxy's answer to the violation in them: the client gets
-/// Close 1002 and then EOF; the upstream gets the frames in `forwarded`, byte for byte,
-/// then Close 1002 (masked) and then EOF; the tunnel record says `protocol_error`.
+/// Sends `bytes` from a client that offered `offer`, to an echoing upstream whose 101
+/// carries `agreed`, and checks the proxy's answer to the violation in them: the upstream
+/// gets the frames in `forwarded`, byte for byte, then Close 1002 (masked) and then EOF;
+/// the client gets the upstream's echo of each, then (the upstream's Close absorbed) the
+/// proxy's Close 1002 and EOF; the tunnel record says `protocol_error`.
 fn assert_client_violation(offer: &str, agreed: &'static str, bytes: &[u8], forwarded: &[&[u8]]) {
     let events = Events::default();
     let origin = Origin::ws_scripted(agreed, |conn| {
-        let _ = RawPeer::server(conn).serve_until_close(false, |_| {});
+        let _ = RawPeer::server(conn).serve_until_close(true, |_| {});
     });
     let proxy = Proxy::start_with(origin.addr(), |config| events.install(config));
     let (mut client, _) = ws_connect_raw(proxy.addr(), offer);
@@ -88,12 +97,20 @@ fn assert_client_violation(offer: &str, agreed: &'static str, bytes: &[u8], forw
     client.write_all(bytes);
     let frames = frames_until_eof(&mut client);
     let ended_after = started.elapsed();
-    assert_proxy_close_1002(frames.first(), false, "client");
     assert_eq!(
         frames.len(),
-        1,
-        "the client got more than the Close: {frames:?}"
+        forwarded.len() + 1,
+        "the client got {frames:?}"
     );
+    for (echo, sent) in frames.iter().zip(forwarded) {
+        let (sent, _) = switchyard_e2e::parse_frame(sent).expect("a frame");
+        assert_eq!(
+            (echo.opcode, &echo.payload),
+            (sent.opcode, &sent.payload),
+            "the upstream's echo, before the Close"
+        );
+    }
+    assert_proxy_close_1002(frames.last(), false, "client");
     assert!(
         ended_after < CLOSE_WAIT + SLACK,
         "the client connection ended after {ended_after:?}"
@@ -115,7 +132,7 @@ fn assert_client_violation(offer: &str, agreed: &'static str, bytes: &[u8], forw
 }
 
 #[test]
-fn unmasked_client_frame_gets_close_1002_on_both_sides_and_never_reaches_the_upstream() {
+fn unmasked_client_frame_never_reaches_the_upstream_and_the_echo_before_it_reaches_the_client() {
     let valid = encode_frame(opcode::TEXT, b"a valid frame first", MASK);
     // One write: the proxy must cut between the valid frame and the unmasked one.
     let mut bytes = valid.clone();
@@ -123,48 +140,99 @@ fn unmasked_client_frame_gets_close_1002_on_both_sides_and_never_reaches_the_ups
     assert_client_violation("", "", &bytes, &[&valid]);
 }
 
+/// An upstream that sends a valid frame and a masked one in one write, then reads until
+/// the proxy's Close: each frame it gets, with when, and `None` at its EOF; the instant
+/// just before the write comes first.
+fn masked_upstream(valid: &[u8]) -> (Origin, mpsc::Receiver<(Option<Frame>, Instant)>) {
+    let (frames_tx, frames_rx) = mpsc::channel();
+    let valid = valid.to_vec();
+    let origin = Origin::ws_scripted("", move |conn| {
+        let mut bytes = valid.clone();
+        bytes.extend(encode_frame(opcode::TEXT, b"masked", MASK));
+        let _ = frames_tx.send((None, Instant::now()));
+        conn.write_all(&bytes);
+        let mut peer = RawPeer::server(conn);
+        let _ = peer.serve_until_close(false, |frame| {
+            let _ = frames_tx.send((Some(frame.clone()), Instant::now()));
+        });
+        let _ = frames_tx.send((None, Instant::now()));
+    });
+    (origin, frames_rx)
+}
+
+/// The frames `frames_rx` reports up to the upstream's EOF, and the instant before the
+/// upstream's violation.
+fn upstream_frames(
+    frames_rx: &mpsc::Receiver<(Option<Frame>, Instant)>,
+) -> (Vec<(Frame, Instant)>, Instant) {
+    let next = || {
+        frames_rx
+            .recv_timeout(IO_TIMEOUT)
+            .expect("the upstream's report")
+    };
+    let (_, violated) = next();
+    let mut frames = Vec::new();
+    while let (Some(frame), at) = next() {
+        frames.push((frame, at));
+    }
+    (frames, violated)
+}
+
 #[test]
-fn masked_upstream_frame_gets_close_1002_on_both_sides_and_never_reaches_the_client() {
+fn masked_upstream_frame_never_reaches_the_client_and_the_clients_reply_reaches_the_upstream() {
     let events = Events::default();
     let valid = encode_frame(opcode::TEXT, b"a valid frame first", None);
-    let origin = {
-        let valid = valid.clone();
-        Origin::ws_scripted("", move |conn| {
-            let mut bytes = valid.clone();
-            bytes.extend(encode_frame(opcode::TEXT, b"masked", MASK));
-            conn.write_all(&bytes);
-            let _ = RawPeer::server(conn).serve_until_close(false, |_| {});
-        })
-    };
+    let (origin, frames_rx) = masked_upstream(&valid);
     let proxy = Proxy::start_with(origin.addr(), |config| events.install(config));
     let (mut client, _) = ws_connect_raw(proxy.addr(), "");
 
-    let started = Instant::now();
-    let frames = frames_until_eof(&mut client);
-    let ended_after = started.elapsed();
-    assert_eq!(frames.len(), 2, "the client got {frames:?}");
-    assert_eq!(
-        frames[0].raw, valid,
-        "the valid frame before the masked one"
-    );
-    assert_proxy_close_1002(frames.get(1), false, "client");
-    assert!(
-        ended_after < CLOSE_WAIT + SLACK,
-        "the client connection ended after {ended_after:?}"
-    );
+    let first = client.read_frame().expect("read").expect("a frame");
+    assert_eq!(first.raw, valid, "the valid frame before the masked one");
+    let close = client.read_frame().expect("read").expect("a Close");
+    assert_proxy_close_1002(Some(&close), false, "client");
+    // The client answers what it got, then closes: its answer reaches the upstream, its
+    // Close is absorbed and the upstream gets the proxy's 1002 instead.
+    let reply = encode_frame(opcode::TEXT, b"a reply on its way", MASK);
+    client.write_all(&reply);
+    client.write_all(&encode_frame(opcode::CLOSE, &1002u16.to_be_bytes(), MASK));
+    assert_eq!(frames_until_eof(&mut client), [], "nothing after the Close");
 
-    wait_until(IO_TIMEOUT, "the proxy to close the upstream", || {
-        origin.ended() == 1
-    });
-    let frames = origin.ws_frames();
-    assert_eq!(frames.len(), 1, "the upstream got {frames:?}");
-    assert_proxy_close_1002(frames.first(), true, "upstream");
+    let (frames, _) = upstream_frames(&frames_rx);
+    assert_eq!(frames.len(), 2, "the upstream got {frames:?}");
+    assert_eq!(
+        frames[0].0.raw, reply,
+        "the client's reply, before the Close"
+    );
+    assert_proxy_close_1002(Some(&frames[1].0), true, "upstream");
     let record = events.wait_for_tunnel_record(IO_TIMEOUT);
     assert_eq!(record.reason.as_str(), "protocol_error");
 }
 
 #[test]
-fn rsv1_frame_without_negotiated_deflate_gets_close_1002_on_both_sides() {
+fn an_upstream_that_broke_a_rule_gets_its_close_1002_a_second_after_a_silent_client() {
+    let valid = encode_frame(opcode::TEXT, b"a valid frame first", None);
+    let (origin, frames_rx) = masked_upstream(&valid);
+    let proxy = Proxy::start(origin.addr());
+    let (mut client, _) = ws_connect_raw(proxy.addr(), "");
+
+    let frames = frames_until_eof(&mut client);
+    assert_eq!(frames.len(), 2, "the client got {frames:?}");
+    assert_eq!(frames[0].raw, valid);
+    assert_proxy_close_1002(frames.get(1), false, "client");
+
+    let (frames, violated) = upstream_frames(&frames_rx);
+    assert_eq!(frames.len(), 1, "the upstream got {frames:?}");
+    let (close, at) = &frames[0];
+    assert_proxy_close_1002(Some(close), true, "upstream");
+    let waited = at.duration_since(violated);
+    assert!(
+        waited >= CLOSE_WAIT && waited < CLOSE_WAIT + SLACK,
+        "the upstream's Close came {waited:?} after its violation"
+    );
+}
+
+#[test]
+fn rsv1_frame_without_negotiated_deflate_gets_close_1002_on_both_sides_after_the_echo() {
     let valid = encode_frame(opcode::TEXT, b"uncompressed", MASK);
     let mut bytes = valid.clone();
     bytes.extend(encode_raw_frame(

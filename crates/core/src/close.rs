@@ -235,11 +235,9 @@ impl Connection {
             Deadline::PingDue(side) => self.on_ping_due(side),
             Deadline::PingTimeout(side) => self.on_unresponsive(side),
             Deadline::WebSocketEnding => {
-                let reason = match &self.phase {
-                    Phase::Tunnel(tunnel) => tunnel.ending_reason(),
-                    _ => None,
-                };
-                self.close(reason.unwrap_or(CloseReason::Shutdown));
+                if let Some(reason) = self.on_ending_wait_over() {
+                    self.close(reason);
+                }
             }
         }
     }

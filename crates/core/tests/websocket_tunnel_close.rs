@@ -201,6 +201,8 @@ fn a_violation_in_the_handshakes_leftover_closes_both_sides_with_1002() {
     sim.client_sends(&request);
     sim.upstream_sends(ws_101().as_bytes());
     assert_eq!(last_frame(&sim, Side::Upstream).close_code(), Some(1002));
+    assert!(sim.frames_received(Side::Client).is_empty());
+    sim.send_close(Side::Upstream, 1002, "");
     assert_eq!(last_frame(&sim, Side::Client).close_code(), Some(1002));
     assert_eq!(sim.close_reason(), Some(CloseReason::ProtocolError));
 }

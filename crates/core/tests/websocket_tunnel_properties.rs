@@ -3,7 +3,8 @@
 //! for the proxy's Pings, and the receiver always sees whole frames; (b) the proxy's own
 //! frames are masked iff they go upstream, each with a key of its own; (c) on the virtual
 //! clock a silent peer is dead exactly `ws_ping_interval + ws_ping_timeout` after its
-//! last byte.
+//! last byte; (d) after a violation, everything the other side still sends before its
+//! Close reaches the offender byte-identical, then one Close 1002 of the proxy's.
 
 mod common;
 
@@ -13,7 +14,7 @@ use common::ws::*;
 use proptest::prelude::*;
 use switchyard_core::sim::Sim;
 use switchyard_core::websocket::{encode, Extensions, FrameParser, Opcode, Rules};
-use switchyard_core::{CloseReason, Input, Side};
+use switchyard_core::{CloseReason, Config, Input, Side};
 
 /// A valid stream of frames `from` sends: control frames (never of 8 bytes, which would
 /// look like the proxy's) between fragments of data messages, every message finished.
@@ -206,5 +207,66 @@ proptest! {
         sim.advance(MS);
         prop_assert_eq!(sim.close_reason(), Some(reason));
         prop_assert_eq!(last_frame(&sim, silent.other()).close_code(), Some(1001));
+    }
+
+    /// (d) A side breaks a rule while the other side is anywhere in a valid stream
+    /// towards it: the rest of that stream, split anywhere and sent within the wait,
+    /// reaches the offender byte for byte, followed by exactly one frame: the proxy's
+    /// Close 1002, right after the other side's Close (never forwarded) or EOF, or exactly
+    /// 1 s after the violation if it says nothing more.
+    #[test]
+    fn after_a_violation_the_other_sides_answers_reach_the_offender_before_its_1002(
+        offender_client in any::<bool>(),
+        specs in specs(),
+        before in any::<usize>(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        delays in proptest::collection::vec(0u64..70, 12),
+        ending in 0u8..3,
+    ) {
+        let offender = if offender_client { Side::Client } else { Side::Upstream };
+        let other = offender.other();
+        let mut sim = ws_tunnel(Config::default());
+        let answers = stream(other, &specs);
+        let before = before % (answers.len() + 1);
+        sim.sends(other, &answers[..before]);
+        let mut write = sim.frame_from(offender, true, Opcode::Text, b"last").to_vec();
+        let bad = encode::frame(offender, true, Opcode::Binary, b"bad", [1, 2, 3, 4]);
+        write.extend_from_slice(&bad);
+        sim.sends(offender, &write);
+        let violated_at = sim.now();
+        let to_other = sim.frames_received(other);
+        prop_assert_eq!(to_other.len(), 2);
+        prop_assert_eq!(to_other[1].close_code(), Some(1002));
+
+        let mut points: Vec<usize> = cuts.iter().map(|c| before + c % (answers.len() - before + 1)).collect();
+        points.extend([before, answers.len()]);
+        points.sort_unstable();
+        points.dedup();
+        for (i, piece) in points.windows(2).enumerate() {
+            sim.sends(other, &answers[piece[0]..piece[1]]);
+            prop_assert!(!sim.is_closed(), "closed with {:?}", sim.close_reason());
+            sim.advance(Duration::from_millis(delays[i]));
+        }
+        prop_assert_eq!(sim.tunnel_received(offender), &answers[..], "no Close yet");
+        match ending {
+            0 => sim.send_close(other, 1000, ""),
+            1 if other == Side::Client => sim.client_eof(),
+            1 => sim.upstream_eof(),
+            _ => {
+                sim.advance(violated_at + SEC - MS - sim.now());
+                prop_assert_eq!(sim.tunnel_received(offender), &answers[..], "early");
+                sim.advance(MS);
+            }
+        }
+        let received = sim.tunnel_received(offender);
+        prop_assert_eq!(&received[..answers.len()], &answers[..]);
+        let mut parser = FrameParser::new(other, Rules { validate: true, extensions: Extensions::None });
+        let (frames, used) = parser.parse_all(&received[answers.len()..]).map_err(|v| TestCaseError::fail(v.to_string()))?;
+        prop_assert_eq!(used, received.len() - answers.len());
+        prop_assert_eq!(frames.len(), 1, "one frame of the proxy's");
+        prop_assert_eq!(frames[0].header.opcode, Opcode::Close);
+        prop_assert_eq!(&frames[0].unmasked_payload()[..2], &1002u16.to_be_bytes());
+        prop_assert_eq!(frames[0].header.mask.is_some(), offender == Side::Upstream);
+        prop_assert_eq!(sim.close_reason(), Some(CloseReason::ProtocolError));
     }
 }

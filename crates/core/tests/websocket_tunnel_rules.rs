@@ -1,18 +1,24 @@
 //! Frame-aware WebSocket tunnels, the validation rules (issue 10; docs/DECISIONS.md
-//! "WebSocket tunnels"): one test per rule, each a Close 1002 both ways, the offending
-//! frame not forwarded, and an event naming the rule.
+//! "WebSocket tunnels"): one test per rule, each a Close 1002 both ways (the offender's
+//! after the other side's answers), the offending frame not forwarded, and an event
+//! naming the rule.
 
 mod common;
 
 use common::ws::*;
 use common::*;
+use switchyard_core::sim::SimFrame;
 use switchyard_core::websocket::{Opcode, RSV1};
 use switchyard_core::{CloseReason, Config, Event, Side};
 
-/// `from` sends the frames of `prelude` (forwarded), then `bad`: the other side receives
-/// the prelude's frames and Close 1002, `from` receives Close 1002, the event names
-/// `rule`, reading from `from` stops, and the tunnel closes with `ProtocolError`.
+/// `from` sends a message, the frames of `prelude` (forwarded), then `bad`: the event
+/// names `rule`, reading from `from` stops, nothing of `bad` is forwarded, and the other
+/// side receives the message, the prelude's frames and Close 1002. `from` gets nothing
+/// of the proxy's yet: the other side's echo still reaches it, then that side's Close is
+/// absorbed and `from` receives Close 1002 instead; the tunnel closes with
+/// `ProtocolError`.
 fn breaks_rule(config: Config, from: Side, prelude: &[Vec<u8>], bad: &[u8], rule: &'static str) {
+    let other = from.other();
     let mut sim = ws_tunnel(config);
     sim.send_frame(from, Opcode::Text, b"ok");
     for frame in prelude {
@@ -25,23 +31,37 @@ fn breaks_rule(config: Config, from: Side, prelude: &[Vec<u8>], bad: &[u8], rule
         "events: {:?}",
         sim.events()
     );
-    let forwarded = sim.frames_received(from.other());
+    assert!(!sim.connection().wants_read(from));
+    let forwarded = sim.frames_received(other);
     assert_eq!(forwarded.len(), prelude.len() + 2, "{forwarded:?}");
     assert_eq!(forwarded[0].payload, b"ok");
     assert_eq!(
-        sim.partial_frame_received(from.other()),
+        sim.partial_frame_received(other),
         0,
         "nothing of it forwarded"
     );
-    for side in [Side::Client, Side::Upstream] {
-        let close = last_frame(&sim, side);
-        assert_eq!(close.close_code(), Some(1002), "towards {side:?}");
-        assert!(close.close_reason().contains("protocol error"));
-        assert_eq!(close.header.mask.is_some(), side == Side::Upstream);
-    }
-    assert!(!sim.connection().wants_read(from) || sim.is_closed());
+    assert_proxy_close(&forwarded[forwarded.len() - 1], other);
+    assert_eq!(sim.frames_received(from), [], "the offender's Close waits");
+
+    sim.send_frame(other, Opcode::Text, b"ok");
+    assert!(!sim.is_closed());
+    sim.send_close(other, 1002, "");
+    let received = sim.frames_received(from);
+    assert_eq!(
+        opcodes(&received),
+        [Opcode::Text, Opcode::Close],
+        "the echo first"
+    );
+    assert_proxy_close(&received[1], from);
     assert_eq!(sim.close_reason(), Some(CloseReason::ProtocolError));
     assert_eq!(tunnel_record(&sim).reason, CloseReason::ProtocolError);
+}
+
+/// A Close 1002 of the proxy's own towards `to`, masked iff `to` is the upstream.
+fn assert_proxy_close(close: &SimFrame, to: Side) {
+    assert_eq!(close.close_code(), Some(1002), "towards {to:?}");
+    assert!(close.close_reason().contains("protocol error"), "{close:?}");
+    assert_eq!(close.header.mask.is_some(), to == Side::Upstream);
 }
 
 fn rule(from: Side, bad: &[u8], rule: &'static str) {
@@ -126,7 +146,7 @@ fn a_violation_split_across_reads_is_found_before_any_of_it_is_forwarded() {
     // whole; until then its bytes are held, not forwarded.
     let bad = raw_frame(Side::Client, true, 0, Opcode::Ping, &[1; 200]);
     for (sent, byte) in bad.iter().enumerate() {
-        if sim.is_closed() {
+        if !sim.connection().wants_read(Side::Client) {
             assert_eq!(sent, 8, "refused at the header's last byte");
             break;
         }
@@ -139,6 +159,9 @@ fn a_violation_split_across_reads_is_found_before_any_of_it_is_forwarded() {
         "only the proxy's Close"
     );
     assert_eq!(last_frame(&sim, Side::Upstream).close_code(), Some(1002));
+    // The upstream never answers: the client's Close comes when the wait is over.
+    sim.advance(SEC);
+    assert_eq!(last_frame(&sim, Side::Client).close_code(), Some(1002));
     assert_eq!(sim.close_reason(), Some(CloseReason::ProtocolError));
 }
 

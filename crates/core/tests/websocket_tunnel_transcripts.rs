@@ -172,14 +172,18 @@ fn transcript_1002_on_an_unmasked_client_frame() {
     let mut sim = ws_tunnel(Config::default());
     sim.upstream_sends_frame(Opcode::Text, b"welcome");
     sim.client_sends(&raw_frame(Side::Upstream, true, 0, Opcode::Text, b"oops"));
+    // The upstream's answer to what it had, then its Close (absorbed).
+    sim.upstream_sends_frame(Opcode::Text, b"late");
+    sim.send_close(Side::Upstream, 1002, "");
     assert_eq!(
         transcript(&sim),
         [
             "client <- Text(\"welcome\")",
             "event violation Client client_frame_unmasked",
-            "client <- Close(1002 \"protocol error by the client: client frame unmasked\")",
             "upstream <- Close(1002 \"protocol error by the client: client frame unmasked\") masked",
             "need-masking-key",
+            "client <- Text(\"late\")",
+            "client <- Close(1002 \"protocol error by the client: client frame unmasked\")",
             "event tunnel-closed ProtocolError",
             "release reusable=false",
             "event closed ProtocolError",

@@ -1,10 +1,12 @@
 //! Bytes a frame-aware tunnel is shown ([`Input::TunnelData`](crate::Input::TunnelData)),
 //! run through the direction's tracker: forwarded as slices of the read buffer, except an
-//! absorbed Pong, whatever follows a violation, and a direction being discarded.
+//! absorbed Pong, whatever follows a violation, and a direction being discarded. A
+//! violation closes towards the other side first and towards the offender once the
+//! other side's answers are over.
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::frames::{CloseWhy, EndingKind, Frames, CLOSE_WAIT};
+use super::frames::{Answers, CloseWhy, Ending, EndingKind, Frames, CLOSE_WAIT};
 use super::Sink;
 use crate::connection::Connection;
 use crate::event::Event;
@@ -22,11 +24,12 @@ impl Connection {
     }
 
     /// Runs `data` from `from` through its tracker, forwarding what may be forwarded; a
-    /// violation stops the direction and closes both sides with 1002.
+    /// violation stops the direction and closes both sides with 1002, the offender last.
     pub(crate) fn follow_shown(&mut self, from: Side, data: BytesMut) {
         let Some((tunnel, mut sink)) = self.tunnel_sink() else {
             return;
         };
+        let other_eof = tunnel.eof[from.other().index()];
         let Some(ws) = tunnel.ws.as_deref_mut() else {
             return;
         };
@@ -35,7 +38,8 @@ impl Connection {
                 side: from,
                 rule: violation.rule(),
             }));
-            ws.violation(from, violation, sink.now);
+            let other_closed = ws.peer_closed(from.other(), other_eof);
+            ws.violation(from, violation, other_closed, sink.now);
         }
     }
 }
@@ -79,8 +83,15 @@ impl Frames {
                 Step::ControlFrame { header, consumed } => {
                     let carried = Bytes::copy_from_slice(tracker.carried());
                     let payload = tracker.control_payload();
-                    let absorbed = header.opcode == Opcode::Pong
-                        && payload.is_some_and(|p| self.take_pong(from, &p, sink.now));
+                    let absorbed = match header.opcode {
+                        Opcode::Pong => payload.is_some_and(|p| self.take_pong(from, &p, sink.now)),
+                        Opcode::Close => self.absorbs_close_from(from),
+                        _ => false,
+                    };
+                    if header.opcode == Opcode::Close && self.awaits_answers_from(from) {
+                        // Its answers end with it; the offender's Close goes next.
+                        self.end_answers(sink.now);
+                    }
                     let forward = keep && !absorbed;
                     if forward && !carried.is_empty() {
                         self.flush_run(to, &mut data, &mut run, sink);
@@ -121,15 +132,47 @@ impl Frames {
         }
     }
 
-    /// `from` broke a rule at `now`: reading from it stops, both sides are owed Close 1002
-    /// (each written once its direction allows), and the tunnel closes once they are
-    /// flushed, or 1 s from now.
-    pub(crate) fn violation(&mut self, from: Side, violation: Violation, now: std::time::Instant) {
+    /// `from` broke a rule at `now`: reading from it stops and the other side is owed
+    /// Close 1002 (written at its next frame boundary). Unless that side had closed
+    /// (`other_closed`) or the tunnel was ending already, what it still sends is forwarded
+    /// to `from` (its answers to what it was sent) until its Close, which is absorbed,
+    /// its EOF, or 1 s from now; then `from` is owed Close 1002 too, and the tunnel closes
+    /// once both are flushed, or 1 s after that.
+    pub(crate) fn violation(
+        &mut self,
+        from: Side,
+        violation: Violation,
+        other_closed: bool,
+        now: std::time::Instant,
+    ) {
         self.stopped[from.index()] = true;
+        // A violation by the side whose answers were awaited ends that wait.
+        self.end_answers(now);
         let why = CloseWhy::Violation(from, violation);
         let code = violation.close_code();
         self.queue_close(from.other(), code, why);
+        let fresh = matches!(
+            self.ending,
+            None | Some(Ending {
+                kind: EndingKind::PeerLeft(_),
+                ..
+            })
+        );
+        if fresh && !other_closed {
+            self.ending = Some(Ending {
+                kind: EndingKind::Violation {
+                    offender: from,
+                    answers: Answers::Awaited,
+                },
+                by: Some(now + CLOSE_WAIT),
+            });
+            return;
+        }
         self.queue_close(from, code, why);
-        self.begin(EndingKind::Violation, Some(now + CLOSE_WAIT));
+        let kind = EndingKind::Violation {
+            offender: from,
+            answers: Answers::None,
+        };
+        self.begin(kind, Some(now + CLOSE_WAIT));
     }
 }

@@ -110,6 +110,20 @@ pub(crate) struct Ending {
     pub by: Option<Instant>,
 }
 
+/// After a violation, what the other side still sends towards the offender: its answers
+/// to what it had already been sent, forwarded until its Close (absorbed: the offender
+/// gets the proxy's Close 1002 instead), its EOF, or the wait's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answers {
+    /// The other side had closed already: nothing is awaited or absorbed.
+    None,
+    /// Still forwarded; the offender's Close 1002 waits.
+    Awaited,
+    /// Over: the offender's Close 1002 was queued (a late Close of the other side's is
+    /// still absorbed).
+    Over,
+}
+
 /// Why a frame-aware tunnel is ending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EndingKind {
@@ -118,8 +132,9 @@ pub(crate) enum EndingKind {
     PeerLeft(Side),
     /// A write to the side failed.
     WriteFailed(Side),
-    /// A peer broke a rule: Close 1002 both ways.
-    Violation,
+    /// The `offender` broke a rule: the other side is sent Close 1002 at once, the
+    /// offender its own once the other side's answers are over (`answers`).
+    Violation { offender: Side, answers: Answers },
     /// The side did not answer the proxy's Ping.
     Unresponsive(Side),
     /// The grace of a graceful drain is over: Close 1001 both ways.
@@ -135,7 +150,7 @@ impl EndingKind {
             EndingKind::PeerLeft(Side::Upstream) | EndingKind::WriteFailed(Side::Upstream) => {
                 CloseReason::UpstreamClosed
             }
-            EndingKind::Violation => CloseReason::ProtocolError,
+            EndingKind::Violation { .. } => CloseReason::ProtocolError,
             EndingKind::Unresponsive(Side::Client) => CloseReason::ClientUnresponsive,
             EndingKind::Unresponsive(Side::Upstream) => CloseReason::UpstreamUnresponsive,
             EndingKind::Drain => CloseReason::Shutdown,
@@ -230,18 +245,73 @@ impl Frames {
     /// was sent, a Close from the other peer went that way already, or `to` cannot be
     /// written to. Returns whether it did.
     pub(crate) fn queue_close(&mut self, to: Side, code: CloseCode, why: CloseWhy) -> bool {
-        let peer_closed_towards = self.tracker(to.other()).stats().close_frames > 0;
         let towards = &self.towards[to.index()];
         if !self.can_write(to) || towards.close_sent || towards.close.is_some() {
             return false;
         }
-        if peer_closed_towards {
+        if self.peer_close_forwarded(to) {
             return false;
         }
         let towards = self.towards(to);
         towards.close = Some(OwnClose { code, why });
         towards.ping_due = false;
         true
+    }
+
+    /// Whether the other peer's Close frame went towards `to` (one Close each way): it
+    /// was seen, and not absorbed by a violation's ending.
+    pub(crate) fn peer_close_forwarded(&self, to: Side) -> bool {
+        self.tracker(to.other()).stats().close_frames > 0 && !self.absorbs_close_from(to.other())
+    }
+
+    /// Whether a Close frame from `from` is absorbed: the other side broke a rule while
+    /// `from` had not closed, so the offender gets the proxy's Close 1002, not `from`'s.
+    pub(crate) fn absorbs_close_from(&self, from: Side) -> bool {
+        matches!(
+            self.ending,
+            Some(Ending {
+                kind: EndingKind::Violation { offender, answers },
+                ..
+            }) if offender == from.other() && answers != Answers::None
+        )
+    }
+
+    /// Whether the tunnel is forwarding the answers of `from` to a side that broke a
+    /// rule, and the offender's Close waits for them to end.
+    pub(crate) fn awaits_answers_from(&self, from: Side) -> bool {
+        matches!(
+            self.ending,
+            Some(Ending {
+                kind: EndingKind::Violation {
+                    offender,
+                    answers: Answers::Awaited,
+                },
+                ..
+            }) if offender == from.other()
+        )
+    }
+
+    /// The answers awaited after a violation are over at `now` (the other side's Close,
+    /// its EOF, a side gone, the wait run out): the offender is owed Close 1002, and the
+    /// tunnel waits up to 1 s more for it to be written. Nothing when none are awaited.
+    pub(crate) fn end_answers(&mut self, now: Instant) {
+        let Some(Ending {
+            kind: EndingKind::Violation { offender, answers },
+            by,
+        }) = &mut self.ending
+        else {
+            return;
+        };
+        if *answers != Answers::Awaited {
+            return;
+        }
+        *answers = Answers::Over;
+        *by = Some(now + CLOSE_WAIT);
+        let offender = *offender;
+        if let Some(violation) = self.tracker(offender).violation() {
+            let why = CloseWhy::Violation(offender, violation);
+            self.queue_close(offender, violation.close_code(), why);
+        }
     }
 
     /// The tunnel is ending for `kind`, by `by` at the latest. An ending already under

@@ -6,7 +6,7 @@
 //! the slot of its side, and [`Connection::pump_websocket`], run after every input,
 //! writes it the first time both hold.
 
-use super::frames::{CloseWhy, EndingKind, Frames, CLOSE_WAIT};
+use super::frames::{Answers, CloseWhy, EndingKind, Frames, CLOSE_WAIT};
 use super::Sink;
 use crate::connection::Connection;
 use crate::event::CloseReason;
@@ -37,6 +37,11 @@ impl Connection {
             Some(EndingKind::PeerLeft(_)) if both_eof && flushed => Some(CloseReason::BothClosed),
             // Otherwise it ends when the wait runs out.
             None | Some(EndingKind::PeerLeft(_)) => None,
+            // The other side's answers still go to the offender.
+            Some(EndingKind::Violation {
+                answers: Answers::Awaited,
+                ..
+            }) => None,
             Some(EndingKind::Drain) => (flushed
                 && ws.peer_closed(Side::Client, eof[0])
                 && ws.peer_closed(Side::Upstream, eof[1]))
@@ -55,6 +60,27 @@ impl Connection {
                 ws.key = Some(key);
             }
         }
+    }
+
+    /// The wait of a frame-aware tunnel's ending ran out. After a violation whose other
+    /// side's answers were awaited, the offender is owed its Close 1002 now and the
+    /// tunnel waits up to 1 s more; otherwise returns the reason to close with.
+    pub(crate) fn on_ending_wait_over(&mut self) -> Option<CloseReason> {
+        let now = self.now;
+        let Some((tunnel, _)) = self.tunnel_sink() else {
+            return Some(CloseReason::Shutdown);
+        };
+        if let Some(ws) = tunnel.ws.as_deref_mut() {
+            if let Some(EndingKind::Violation {
+                answers: Answers::Awaited,
+                ..
+            }) = ws.ending.map(|ending| ending.kind)
+            {
+                ws.end_answers(now);
+                return None;
+            }
+        }
+        Some(tunnel.ending_reason().unwrap_or(CloseReason::Shutdown))
     }
 
     /// The frames of a frame-aware tunnel, if this is one.
@@ -79,6 +105,10 @@ impl Connection {
         };
         ws.towards(side).awaiting = false;
         ws.stopped[side.index()] = true;
+        if ws.awaits_answers_from(side) {
+            // A dead peer has no more answers; the offender gets its 1002.
+            ws.end_answers(now);
+        }
         if ws.tracker(side).at_frame_boundary() {
             let why = CloseWhy::StoppedAnswering(side);
             ws.queue_close(side.other(), CloseCode::GOING_AWAY, why);
@@ -98,6 +128,8 @@ impl Connection {
         let Some(ws) = tunnel.ws.as_deref_mut() else {
             return false;
         };
+        // A violation's offender gets its 1002, not the drain's 1001.
+        ws.end_answers(now);
         for to in [Side::Client, Side::Upstream] {
             ws.queue_close(to, CloseCode::GOING_AWAY, CloseWhy::Draining);
         }
@@ -128,6 +160,8 @@ impl Connection {
         }
         ws.gone[to.index()] = true;
         ws.stopped[to.index()] = true;
+        // Either peer gone ends a violation's wait: no more answers, or nobody to get them.
+        ws.end_answers(now);
         let towards = ws.towards(to);
         towards.close = None;
         towards.ping_due = false;
@@ -158,7 +192,7 @@ impl Frames {
             return;
         }
         if let Some(close) = self.towards[to.index()].close {
-            if self.tracker(to.other()).stats().close_frames > 0 {
+            if self.peer_close_forwarded(to) {
                 // The other peer's Close went that way first: one Close is enough.
                 self.towards(to).close = None;
                 return self.release_half_close(to, sink);
@@ -222,6 +256,10 @@ impl Frames {
     /// the other side is owed Close 1001; the half-close towards it follows that Close.
     pub(crate) fn peer_eof(&mut self, from: Side, sink: &mut Sink<'_>) {
         let to = from.other();
+        if self.awaits_answers_from(from) {
+            // No more answers: the offender gets its 1002 (and the half-close after it).
+            self.end_answers(sink.now);
+        }
         let tracker = self.tracker(from);
         if tracker.stats().close_frames == 0
             && tracker.at_frame_boundary()

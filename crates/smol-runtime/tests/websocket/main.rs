@@ -268,7 +268,7 @@ fn a_drain_sends_close_1001_to_both_sides() {
 }
 
 #[test]
-fn an_unmasked_client_frame_gets_close_1002_and_goes_no_further() {
+fn an_unmasked_client_frame_goes_no_further_and_gets_close_1002_after_the_echo() {
     let (origin, seen) = echo_origin();
     let proxy = Proxy::start(origin, WebSocketPolicy::default(), LIMIT);
     let masked_hello = frame(0x1, b"first", Some([1, 2, 3, 4]));
@@ -276,7 +276,13 @@ fn an_unmasked_client_frame_gets_close_1002_and_goes_no_further() {
     let (first, payload, masked) = read_frame(&mut reader);
     assert_eq!((first, &payload[..], masked), (0x81, &b"first"[..], false));
 
-    writer.write_all(&frame(0x1, b"unmasked", None)).unwrap();
+    // A valid frame and the unmasked one in one write: the origin's echo of the valid
+    // one still reaches the client, before the proxy's Close.
+    let mut write = frame(0x1, b"second", Some([5, 6, 7, 8]));
+    write.extend(frame(0x1, b"unmasked", None));
+    writer.write_all(&write).unwrap();
+    let (first, payload, masked) = read_frame(&mut reader);
+    assert_eq!((first, &payload[..], masked), (0x81, &b"second"[..], false));
     let (first, payload, masked) = read_frame(&mut reader);
     assert_eq!((first, masked), (0x88, false), "an unmasked Close");
     assert_eq!(close_code(&payload), 1002);
@@ -285,6 +291,7 @@ fn an_unmasked_client_frame_gets_close_1002_and_goes_no_further() {
     assert!(rest.is_empty(), "nothing after the Close: {rest:?}");
 
     assert_eq!(next_data(&seen), Message::text("first"));
+    assert_eq!(next_data(&seen), Message::text("second"));
     match next_data(&seen) {
         Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Protocol),
         other => panic!("the origin got {other:?}"),
