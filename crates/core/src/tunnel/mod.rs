@@ -8,12 +8,13 @@
 //! A WebSocket tunnel on a route that validates frames or sends pings is *frame-aware*:
 //! it also holds [`Frames`] (boxed, so a byte tunnel stays small), which follows both
 //! directions frame by frame. `data.rs` runs the bytes shown to the core through the
-//! trackers; `inject.rs` writes the proxy's own Pings and Closes at frame boundaries and
+//! trackers, `lent.rs` forwards a lent read's whole frames in place; `inject.rs` writes the proxy's own Pings and Closes at frame boundaries and
 //! ends the tunnel; `frames.rs` holds the state.
 
 mod data;
 mod frames;
 mod inject;
+mod lent;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
