@@ -184,15 +184,20 @@ impl Driver<'_> {
 
     fn feed(&mut self, input: Input, now: Instant) {
         if let Err(misuse) = self.conn.handle_input(input, now) {
-            match misuse {
-                // Already closed: the loop ends once the outputs are drained.
-                Misuse::Closed => {}
-                other => {
-                    tracing::warn!(client = %self.context.client, %other, "core rejected an input");
-                    // The driver's own bug (say, bytes past a frame-aware tunnel's
-                    // passthrough budget): loud in tests and debug builds.
-                    debug_assert!(false, "core rejected an input: {other}");
-                }
+            self.misused(misuse);
+        }
+    }
+
+    /// The core refused an input.
+    fn misused(&self, misuse: Misuse) {
+        match misuse {
+            // Already closed: the loop ends once the outputs are drained.
+            Misuse::Closed => {}
+            other => {
+                tracing::warn!(client = %self.context.client, %other, "core rejected an input");
+                // The driver's own bug (say, bytes past a frame-aware tunnel's
+                // passthrough budget): loud in tests and debug builds.
+                debug_assert!(false, "core rejected an input: {other}");
             }
         }
     }
