@@ -24,6 +24,9 @@ impl Connection {
         let Some(ws) = tunnel.ws.as_deref_mut() else {
             return;
         };
+        if ws.quiet(eof) {
+            return;
+        }
         for to in [Side::Client, Side::Upstream] {
             let pings = ws.pings_allowed(to, eof);
             ws.inject_towards(to, pings, &mut sink);

@@ -242,7 +242,9 @@ impl FrameTracker {
         if holds_payload(&header) {
             return None;
         }
-        if let Err(violation) = self.validator.check_prefix(&input[..len]) {
+        let checked = self.validator.check_header(&header);
+        debug_assert_eq!(checked, self.validator.check_prefix(&input[..len]));
+        if let Err(violation) = checked {
             self.violation = Some(violation);
             return Some(Step::Violation(violation));
         }
