@@ -360,8 +360,11 @@ impl Connection {
         // A buffer consumed to its end is still a view of the allocation it was read
         // into, which would stay alive while the connection idles: let it go.
         release_if_empty(&mut self.client_buf);
-        if let Phase::Exchange(ex) = &mut self.phase {
-            release_if_empty(&mut ex.upstream.buf);
+        match &mut self.phase {
+            Phase::Exchange(ex) => release_if_empty(&mut ex.upstream.buf),
+            // Nor the room for a split frame head, once none is split.
+            Phase::Tunnel(tunnel) => tunnel.shed(),
+            _ => {}
         }
     }
 
