@@ -374,7 +374,7 @@ impl Connection {
             Phase::ReadingHead(reading) => Some(reading.deadline()),
             Phase::Connecting { deadline, .. } => Some((Deadline::Connect, *deadline)),
             Phase::Exchange(ex) => ex.read_deadline.map(|at| (Deadline::Read, at)),
-            Phase::Tunnel(tunnel) => tunnel.deadline(),
+            Phase::Tunnel(tunnel) => tunnel.deadline(&self.config.routes[tunnel.route].timeouts),
             Phase::Closed => return None,
         };
         earlier(phase, self.writes.next())
@@ -387,7 +387,7 @@ impl Connection {
             Phase::Connecting { exchange: ex, .. } | Phase::Exchange(ex) => {
                 Some(self.config.routes[ex.route].timeouts.send)
             }
-            Phase::Tunnel(tunnel) => Some(tunnel.send_timeout),
+            Phase::Tunnel(tunnel) => Some(self.config.routes[tunnel.route].timeouts.send),
             Phase::ReadingHead(_) | Phase::Closed => None,
         }
     }

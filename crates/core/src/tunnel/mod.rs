@@ -1,8 +1,9 @@
 //! The `Tunnel` phase (docs/ARCHITECTURE.md §Protocol rules, "Tunnels"): what the core
 //! tracks while the adapter copies bytes both ways, from the validated `101` to the end.
 //!
-//! The tunnel owns its route and that route's deadlines (read, send, idle), so nothing in
-//! it depends on an exchange that is gone. Read and idle deadlines are derived from two
+//! The tunnel owns its route, whose deadlines (read, send, idle) it reads from the
+//! connection's configuration (which never changes under a connection), so nothing in it
+//! depends on an exchange that is gone and an idle tunnel does not carry copies of them. Read and idle deadlines are derived from two
 //! last-read instants rather than kept in a table, so reporting a read is two stores.
 //!
 //! A WebSocket tunnel on a route that validates frames or sends pings is *frame-aware*:
@@ -18,6 +19,7 @@ mod inject;
 mod lent;
 mod pings;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -40,7 +42,8 @@ use frames::Frames;
 pub(crate) struct Tunnel {
     pub route: RouteId,
     pub target: String,
-    pub protocol: String,
+    /// The upgrade's protocol; the usual `websocket` without an allocation of its own.
+    pub protocol: Cow<'static, str>,
     pub started: Instant,
     /// When each side was last read from (or the tunnel opened).
     last_read: [Instant; 2],
@@ -48,10 +51,6 @@ pub(crate) struct Tunnel {
     eof: [bool; 2],
     /// Bytes read from each side.
     pub bytes_from: [u64; 2],
-    read_timeout: Duration,
-    /// For the writes the adapter makes on the tunnel's behalf.
-    pub send_timeout: Duration,
-    idle_timeout: Option<Duration>,
     /// The end of the grace a graceful drain gives the tunnel.
     drain_deadline: Option<Instant>,
     /// A frame-aware WebSocket tunnel's frames; `None` for a byte tunnel.
@@ -86,14 +85,12 @@ impl Sink<'_> {
 }
 
 impl Tunnel {
-    /// A tunnel on `route` opened at `now`, with that route's `timeouts`.
-    pub(crate) fn new(
-        route: RouteId,
-        target: String,
-        protocol: String,
-        now: Instant,
-        timeouts: &Timeouts,
-    ) -> Self {
+    /// A tunnel on `route` opened at `now`.
+    pub(crate) fn new(route: RouteId, target: String, protocol: String, now: Instant) -> Self {
+        let protocol = match protocol.as_str() {
+            "websocket" => Cow::Borrowed("websocket"),
+            _ => Cow::Owned(protocol),
+        };
         Tunnel {
             route,
             target,
@@ -102,9 +99,6 @@ impl Tunnel {
             last_read: [now; 2],
             eof: [false; 2],
             bytes_from: [0; 2],
-            read_timeout: timeouts.read,
-            send_timeout: timeouts.send,
-            idle_timeout: timeouts.tunnel_idle,
             drain_deadline: None,
             ws: None,
         }
@@ -169,7 +163,7 @@ impl Tunnel {
 
     /// The read deadline: upstream silence while the upstream still sends; after the
     /// upstream's EOF, silence of the client (the one direction still open).
-    fn read_deadline(&self) -> Option<Instant> {
+    fn read_deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
         let side = if !self.eof[Side::Upstream.index()] {
             Side::Upstream
         } else if !self.eof[Side::Client.index()] {
@@ -177,21 +171,25 @@ impl Tunnel {
         } else {
             return None;
         };
-        Some(self.last_read[side.index()] + self.read_timeout)
+        Some(self.last_read[side.index()] + timeouts.read)
     }
 
-    fn idle_deadline(&self) -> Option<Instant> {
+    fn idle_deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
         let last = match &self.ws {
             Some(ws) => ws.last_forwarded,
             None => self.last_read[0].max(self.last_read[1]),
         };
-        self.idle_timeout.map(|t| last + t)
+        timeouts.tunnel_idle.map(|t| last + t)
     }
 
-    /// The earliest of the tunnel's own deadlines.
-    pub(crate) fn deadline(&self) -> Option<(Deadline, Instant)> {
-        let read = self.read_deadline().map(|at| (Deadline::TunnelRead, at));
-        let idle = self.idle_deadline().map(|at| (Deadline::TunnelIdle, at));
+    /// The earliest of the tunnel's own deadlines, with its route's `timeouts`.
+    pub(crate) fn deadline(&self, timeouts: &Timeouts) -> Option<(Deadline, Instant)> {
+        let read = self
+            .read_deadline(timeouts)
+            .map(|at| (Deadline::TunnelRead, at));
+        let idle = self
+            .idle_deadline(timeouts)
+            .map(|at| (Deadline::TunnelIdle, at));
         let drain = self.drain_deadline.map(|at| (Deadline::Drain, at));
         let frames = self
             .ws
@@ -204,7 +202,7 @@ impl Tunnel {
         TunnelRecord {
             route: self.route,
             target: self.target.clone(),
-            protocol: self.protocol.clone(),
+            protocol: self.protocol.to_string(),
             bytes_client_to_upstream: self.bytes_from[Side::Client.index()],
             bytes_upstream_to_client: self.bytes_from[Side::Upstream.index()],
             duration: now.saturating_duration_since(self.started),
@@ -253,15 +251,11 @@ impl Connection {
         };
         ex.status = 101;
         let route = &self.config.routes[ex.route];
-        let mut tunnel = Tunnel::new(
-            ex.route,
-            ex.target.clone(),
-            protocol,
-            self.now,
-            &route.timeouts,
-        );
+        let mut tunnel = Tunnel::new(ex.route, ex.target.clone(), protocol, self.now);
         tunnel.ws = frames_for(&tunnel.protocol, &route.websocket, &head, self.now);
         let client_eof = ex.client_eof;
+        // Only forwarded requests carry it, and a tunnel makes none.
+        self.client_text = None;
         // Taken whole, so that an idle tunnel keeps no receive buffer alive.
         let upstream_leftover = std::mem::take(&mut ex.upstream.buf);
         let client_leftover = std::mem::take(&mut self.client_buf);
@@ -271,7 +265,7 @@ impl Connection {
         self.send_client(bytes);
         self.out.push_back(Output::Event(Event::TunnelOpened {
             route: tunnel.route,
-            protocol: tunnel.protocol.clone(),
+            protocol: tunnel.protocol.to_string(),
         }));
         if let Some(grace) = self.drain {
             tunnel.drain_by(self.now + grace);
@@ -329,7 +323,7 @@ impl Connection {
             out: &mut self.out,
             writes: &mut self.writes,
             now: self.now,
-            send_timeout: tunnel.send_timeout,
+            send_timeout: self.config.routes[tunnel.route].timeouts.send,
         };
         Some((tunnel, sink))
     }
