@@ -6,14 +6,15 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::ws::*;
-use common::{ws_101, ws_request};
+use common::{byte_tunnels, ws_101, ws_request};
 use proptest::prelude::*;
 use switchyard_core::sim::Sim;
 use switchyard_core::websocket::{encode, Opcode};
-use switchyard_core::{Config, Output, Side, StateKind};
+use switchyard_core::{Config, Connection, Input, Misuse, Output, PeerInfo, Side, StateKind};
 
 /// The same tunnel twice from one instant: reads lent (`.0`) and given (`.1`).
 fn twin_tunnels(config: Config) -> (Sim, Sim) {
@@ -186,4 +187,46 @@ fn a_read_behind_a_held_header_follows_it() {
     );
     sim.client_sends(&frame[3..]);
     assert_eq!(&sim.upstream_received()[before..], &frame[..]);
+}
+
+/// Lending a read outside a frame-aware tunnel is the caller's mistake, said as such,
+/// and changes nothing: before a tunnel, and in a byte tunnel (whose reads all go past
+/// the core).
+#[test]
+fn a_lent_read_outside_a_frame_aware_tunnel_is_misuse() {
+    let now = Instant::now();
+    let misuse = |state| {
+        Err(Misuse::Unexpected {
+            state,
+            input: "handle_tunnel_read",
+        })
+    };
+    let config = Arc::new(byte_tunnels(Config::default()));
+    let mut conn = Connection::new(config, PeerInfo::default(), now);
+    let frame = b"\x81\x80abcd";
+    assert_eq!(
+        conn.handle_tunnel_read(Side::Client, frame, now),
+        misuse(StateKind::ReadingHead)
+    );
+    assert_eq!(conn.poll_output(), None);
+    let request = ws_request("/");
+    conn.handle_input(Input::ClientData(request.as_bytes().into()), now)
+        .unwrap();
+    while conn.poll_output().is_some() {}
+    conn.handle_input(Input::UpstreamConnected { reused: false }, now)
+        .unwrap();
+    while conn.poll_output().is_some() {}
+    conn.handle_input(Input::UpstreamData(ws_101().as_bytes().into()), now)
+        .unwrap();
+    while conn.poll_output().is_some() {}
+    assert_eq!(conn.state(), StateKind::Tunnel);
+    assert_eq!(
+        conn.handle_tunnel_read(Side::Client, frame, now),
+        misuse(StateKind::Tunnel)
+    );
+    assert_eq!(
+        conn.poll_output(),
+        None,
+        "nothing forwarded, nothing written"
+    );
 }
