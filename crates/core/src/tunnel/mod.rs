@@ -403,6 +403,6 @@ mod tests {
         println!("FrameTracker {tracker} bytes, Pings {pings} bytes");
         // Two trackers (the room for a split frame head out of line), the slots for the
         // proxy's own frames, how it is ending; the ping state is boxed apart.
-        assert!(frames <= 256, "Frames is {frames} bytes");
+        assert!(frames <= 224, "Frames is {frames} bytes");
     }
 }

@@ -101,8 +101,12 @@ impl Default for Rules {
 /// The rules of one direction, with the message state they depend on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Validator {
-    from: Side,
-    rules: Rules,
+    /// The side whose frames are checked; `None` when nothing is (`Rules::validate`
+    /// off), which is the only case where the side does not matter. One byte where the
+    /// side and the flag took two: a tunnel holds two validators, and every byte of an
+    /// idle tunnel counts.
+    checked: Option<Side>,
+    extensions: Extensions,
     /// A fragmented message has begun and its final frame has not been seen.
     in_message: bool,
 }
@@ -110,8 +114,8 @@ pub(crate) struct Validator {
 impl Validator {
     pub(crate) fn new(from: Side, rules: Rules) -> Self {
         Validator {
-            from,
-            rules,
+            checked: rules.validate.then_some(from),
+            extensions: rules.extensions,
             in_message: false,
         }
     }
@@ -124,9 +128,9 @@ impl Validator {
     /// header) decides. Rules are checked in header order, so the first one broken is
     /// the one reported. Idempotent: the same prefix gives the same answer.
     pub(crate) fn check_prefix(&self, prefix: &[u8]) -> Result<(), Violation> {
-        if !self.rules.validate {
+        let Some(from) = self.checked else {
             return Ok(());
-        }
+        };
         let Some(&first) = prefix.first() else {
             return Ok(());
         };
@@ -136,7 +140,7 @@ impl Validator {
         if let Opcode::Reserved(bits) = opcode {
             return Err(Violation::ReservedOpcode { opcode: bits });
         }
-        if rsv & !self.rules.extensions.allowed_rsv(opcode) != 0 {
+        if rsv & !self.extensions.allowed_rsv(opcode) != 0 {
             return Err(Violation::ReservedBits { rsv });
         }
         if opcode.is_control() && !fin {
@@ -152,7 +156,7 @@ impl Validator {
             return Ok(());
         };
         let masked = second & 0x80 != 0;
-        match (self.from, masked) {
+        match (from, masked) {
             (Side::Client, false) => return Err(Violation::UnmaskedClientFrame),
             (Side::Upstream, true) => return Err(Violation::MaskedUpstreamFrame),
             _ => {}
@@ -176,14 +180,14 @@ impl Validator {
     /// [`Validator::check_prefix`] of a whole header already parsed: the same rules in
     /// the same order, without parsing it again (the fast path of every data frame).
     pub(crate) fn check_header(&self, header: &FrameHeader) -> Result<(), Violation> {
-        if !self.rules.validate {
+        let Some(from) = self.checked else {
             return Ok(());
-        }
+        };
         let opcode = header.opcode;
         if let Opcode::Reserved(bits) = opcode {
             return Err(Violation::ReservedOpcode { opcode: bits });
         }
-        if header.rsv & !self.rules.extensions.allowed_rsv(opcode) != 0 {
+        if header.rsv & !self.extensions.allowed_rsv(opcode) != 0 {
             return Err(Violation::ReservedBits { rsv: header.rsv });
         }
         if opcode.is_control() && !header.fin {
@@ -195,7 +199,7 @@ impl Validator {
         if opcode.starts_message() && self.in_message {
             return Err(Violation::DataFrameInsideMessage);
         }
-        match (self.from, header.mask.is_some()) {
+        match (from, header.mask.is_some()) {
             (Side::Client, false) => return Err(Violation::UnmaskedClientFrame),
             (Side::Upstream, true) => return Err(Violation::MaskedUpstreamFrame),
             _ => {}

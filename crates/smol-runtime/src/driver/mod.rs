@@ -361,7 +361,7 @@ mod tests {
         // dialing and closing are boxed. Measured: 1152 bytes on the Linux reactor, 1136
         // on the portable backend (where no pipe can exist); the same in a frame-aware
         // WebSocket tunnel, whose frames the core keeps on the heap (a 200-byte tunnel
-        // and 240 bytes of frames).
+        // and 224 bytes of frames).
         let bound = if crate::backend::CAN_SPLICE {
             1700
         } else {
