@@ -9,8 +9,10 @@
 //!
 //! In a tunnel it asks [`Connection::tunnel_passthrough`] before each read: bytes within
 //! that budget are copied past the core ([`Input::TunnelActivity`]); at 0 (a WebSocket
-//! frame header, a control frame) the read is shown to the core ([`Input::TunnelData`]),
-//! which forwards it itself. [`Output::NeedMaskingKey`] is answered at once.
+//! frame header, a control frame) the read is lent to the core
+//! ([`Connection::handle_tunnel_read`]), which says how much of it to forward as it is
+//! and writes the rest of what it forwards as outputs. [`Output::NeedMaskingKey`] is
+//! answered at once.
 //!
 //! ```text
 //! cargo run -p switchyard-core --example event_loop -- \
@@ -507,13 +509,19 @@ impl Conn {
             return; // lingering: discard
         }
         if self.tunnel && budget == 0 {
-            self.feed(
-                Input::TunnelData {
-                    from: side,
-                    data: buf,
-                },
-                now,
-            );
+            // Lent to the core, which says how much of it goes on as it is (whole, valid
+            // frames: usually all), to be written before the outputs it queued.
+            match self.core.handle_tunnel_read(side, &buf, now) {
+                Ok(forward) => {
+                    if let Some(other) = self.peer(side.other()) {
+                        other.push(buf.split_to(forward).freeze());
+                    }
+                }
+                Err(misuse) if !self.core.is_closed() => {
+                    eprintln!("core refused a tunnel read: {misuse}");
+                }
+                Err(_) => {}
+            }
         } else if self.tunnel {
             // In the tunnel the loop copies bytes itself and tells the core how many.
             if let Some(other) = self.peer(side.other()) {

@@ -32,8 +32,10 @@ const BUFFER_LIMIT: usize = 64 * 1024;
 ///   [`wants_read`](Self::wants_read), [`tunnel_passthrough`](Self::tunnel_passthrough),
 ///   [`poll_timeout`](Self::poll_timeout).
 /// - Input: [`handle_input`](Self::handle_input) (bytes, EOFs, upstream connection
-///   results, flushes, tunnel activity, shutdown, time) and its shorthand
-///   [`handle_timeout`](Self::handle_timeout).
+///   results, flushes, tunnel activity, shutdown, time), its shorthand
+///   [`handle_timeout`](Self::handle_timeout), and
+///   [`handle_tunnel_read`](Self::handle_tunnel_read) (a frame-aware tunnel's read,
+///   lent).
 /// - Output: [`poll_output`](Self::poll_output).
 ///
 /// # The driving loop
@@ -56,10 +58,13 @@ const BUFFER_LIMIT: usize = 64 * 1024;
 /// 2. if `budget > 0`: read (or splice) at most `budget` bytes, queue them towards the
 ///    other side, feed `TunnelActivity { from, bytes }` (more than the budget is
 ///    [`Misuse::PassthroughExceeded`]);
-/// 3. if `budget == 0`: feed the bytes read as [`Input::TunnelData`]; the core consumes
-///    them all and writes what is to be forwarded as [`Output::ToClient`] /
-///    [`Output::ToUpstream`] slices of them, with its own Pings and Close frames between
-///    the peers' frames.
+/// 3. if `budget == 0`: lend the bytes read with
+///    [`handle_tunnel_read`](Self::handle_tunnel_read), write the first `n` it returns
+///    towards the other side from your own buffer, then perform the outputs (or give
+///    them as [`Input::TunnelData`], when owned buffers suit the caller better: the
+///    core then writes what is to be forwarded as [`Output::ToClient`] /
+///    [`Output::ToUpstream`] slices of them). Either way the core consumes them all and
+///    writes its own Pings and Close frames between the peers' frames.
 ///
 /// [`Output::NeedMaskingKey`] asks for [`Input::MaskingKey`], at once, from a CSPRNG: the
 /// key masks the core's next frame towards the upstream. Only after [`Input::Flushed`]
@@ -261,6 +266,44 @@ impl Connection {
         Ok(())
     }
 
+    /// In a frame-aware tunnel: shows the core `data`, read from `from` when
+    /// [`tunnel_passthrough`](Self::tunnel_passthrough)`(from)` was 0, by reference
+    /// instead of as an owned [`Input::TunnelData`], with the same effect. Returns how
+    /// many of the first bytes of `data` to write towards the other side as they are,
+    /// **before** performing the outputs this call queued (drain
+    /// [`poll_output`](Self::poll_output) afterwards, as after any input). Whatever else
+    /// of `data` is to be forwarded comes back as [`Output::ToClient`] /
+    /// [`Output::ToUpstream`] copies, exactly as `TunnelData` would give it.
+    ///
+    /// In the common case (the read starts at a frame boundary and holds whole, valid
+    /// frames) the whole read comes back as the number, and the core neither copies nor
+    /// allocates: the caller writes its own read buffer. Counts as a read from `from`.
+    ///
+    /// # Errors
+    /// [`Misuse`] after `Close` or outside a frame-aware tunnel; nothing is to be
+    /// forwarded then.
+    pub fn handle_tunnel_read(
+        &mut self,
+        from: Side,
+        data: &[u8],
+        now: Instant,
+    ) -> Result<usize, Misuse> {
+        if self.is_closed() {
+            return Err(Misuse::Closed);
+        }
+        self.now = self.now.max(now);
+        if !self.is_frame_aware() {
+            let state = self.state();
+            return Err(Misuse::Unexpected {
+                state,
+                input: "handle_tunnel_read",
+            });
+        }
+        let forward = self.on_tunnel_read(from, data);
+        self.drive();
+        Ok(forward)
+    }
+
     /// Takes `step` ([`Phase::take`]); true when the phase changed. A step the table does
     /// not allow is a bug in the core: loud in a debug build, and in a release build an
     /// [`Event::IllegalTransition`] and a close with [`CloseReason::InternalError`],
@@ -317,8 +360,11 @@ impl Connection {
         // A buffer consumed to its end is still a view of the allocation it was read
         // into, which would stay alive while the connection idles: let it go.
         release_if_empty(&mut self.client_buf);
-        if let Phase::Exchange(ex) = &mut self.phase {
-            release_if_empty(&mut ex.upstream.buf);
+        match &mut self.phase {
+            Phase::Exchange(ex) => release_if_empty(&mut ex.upstream.buf),
+            // Nor the room for a split frame head, once none is split.
+            Phase::Tunnel(tunnel) => tunnel.shed(),
+            _ => {}
         }
     }
 
@@ -328,7 +374,7 @@ impl Connection {
             Phase::ReadingHead(reading) => Some(reading.deadline()),
             Phase::Connecting { deadline, .. } => Some((Deadline::Connect, *deadline)),
             Phase::Exchange(ex) => ex.read_deadline.map(|at| (Deadline::Read, at)),
-            Phase::Tunnel(tunnel) => tunnel.deadline(),
+            Phase::Tunnel(tunnel) => tunnel.deadline(&self.config.routes[tunnel.route].timeouts),
             Phase::Closed => return None,
         };
         earlier(phase, self.writes.next())
@@ -341,7 +387,7 @@ impl Connection {
             Phase::Connecting { exchange: ex, .. } | Phase::Exchange(ex) => {
                 Some(self.config.routes[ex.route].timeouts.send)
             }
-            Phase::Tunnel(tunnel) => Some(tunnel.send_timeout),
+            Phase::Tunnel(tunnel) => Some(self.config.routes[tunnel.route].timeouts.send),
             Phase::ReadingHead(_) | Phase::Closed => None,
         }
     }

@@ -86,7 +86,9 @@ pub enum Input {
     /// [`Output::ToClient`] / [`Output::ToUpstream`] slices of `data` (zero copy), an
     /// absorbed Pong and everything after a protocol violation are dropped, and a partial
     /// header or control frame is kept until the next read. Counts as a read from
-    /// `from`, exactly as [`Input::TunnelActivity`] does.
+    /// `from`, exactly as [`Input::TunnelActivity`] does. The same read may instead be
+    /// lent, with no copy or allocation in the common case:
+    /// [`Connection::handle_tunnel_read`](crate::Connection::handle_tunnel_read).
     TunnelData {
         /// Where the bytes came from.
         from: Side,
@@ -139,7 +141,9 @@ pub enum Output {
     /// (and after [`Output::NeedMaskingKey`]). Before each read from a side, ask
     /// [`Connection::tunnel_passthrough`](crate::Connection::tunnel_passthrough) how many
     /// bytes may go past the core: copy or splice at most that many and report them with
-    /// [`Input::TunnelActivity`]; at 0, show the bytes read with [`Input::TunnelData`].
+    /// [`Input::TunnelActivity`]; at 0, lend the bytes read to
+    /// [`Connection::handle_tunnel_read`](crate::Connection::handle_tunnel_read) or show
+    /// them with [`Input::TunnelData`].
     StartTunnel {
         /// Bytes the client sent after its upgrade request, for the upstream.
         client_leftover: Bytes,

@@ -77,10 +77,12 @@
 //!   frames or sends pings, a `websocket` tunnel is followed frame by frame (headers
 //!   only). Before each read from a side, ask [`Connection::tunnel_passthrough`]: copy or
 //!   splice at most that many bytes and report them with [`Input::TunnelActivity`]; at 0,
-//!   show the bytes read with [`Input::TunnelData`] and write the
-//!   [`Output::ToClient`] / [`Output::ToUpstream`] slices the core answers with (it
-//!   forwards them itself, drops an absorbed Pong, writes its own Pings and Closes
-//!   between frames). Answer [`Output::NeedMaskingKey`] at once with
+//!   lend the bytes read with [`Connection::handle_tunnel_read`], write the first `n`
+//!   it returns (whole, valid frames: in the common case all of them, with no copy and
+//!   no allocation), then the [`Output::ToClient`] / [`Output::ToUpstream`] it queued
+//!   (the core drops an absorbed Pong and writes its own Pings and Closes between
+//!   frames); or give them as an owned [`Input::TunnelData`], which the core forwards
+//!   as slices. Answer [`Output::NeedMaskingKey`] at once with
 //!   [`Input::MaskingKey`] from a CSPRNG. [`websocket`] has the frame layer and the
 //!   rules.
 //!

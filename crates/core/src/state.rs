@@ -308,7 +308,6 @@ mod tests {
                 "/".into(),
                 "websocket".into(),
                 now,
-                &crate::config::Timeouts::default(),
             ))),
             StateKind::Closed => Phase::Closed,
         }

@@ -63,15 +63,6 @@ pub(crate) fn read_http(socket: &Io<TcpStream>) -> io::Result<BytesMut> {
     })
 }
 
-/// One read of at most `most` bytes (a few hundred at most: the buffer is zeroed) from
-/// `socket`, in a `BytesMut` of its own.
-pub(crate) fn read_small(socket: &Io<TcpStream>, most: usize) -> io::Result<BytesMut> {
-    let mut buffer = BytesMut::zeroed(most);
-    let n = socket.read(&mut buffer)?;
-    buffer.truncate(n);
-    Ok(buffer)
-}
-
 /// Buffers taken and not given back, across all threads (tests check that idle tunnels
 /// hold none).
 #[cfg(test)]

@@ -11,8 +11,9 @@
 //!   for no connection, and in a byte tunnel it writes no bytes;
 //! - in a frame-aware WebSocket tunnel (routes `/` and `/ping` validate frames, `/loose`
 //!   pings without validating, `/raw` is a byte tunnel) the harness moves bytes as a
-//!   driver does (raw within [`Connection::tunnel_passthrough`], shown with
-//!   [`Input::TunnelData`] at 0, keys answered to [`Output::NeedMaskingKey`] or withheld),
+//!   driver does (raw within [`Connection::tunnel_passthrough`], at 0 lent with
+//!   [`Connection::handle_tunnel_read`] or given as [`Input::TunnelData`], keys answered
+//!   to [`Output::NeedMaskingKey`] or withheld),
 //!   and everything written towards each side, the core's outputs and the raw bytes
 //!   together, parses as whole frames with [`FrameParser`] (valid ones, on a validating
 //!   route); a Ping or Close of the proxy's own starts at a frame boundary of that
@@ -225,6 +226,8 @@ pub struct Reached {
     pub frame_aware_tunnel: bool,
     /// Frames of the proxy's own (Pings, Closes) it wrote.
     pub proxy_frames: usize,
+    /// Lent tunnel reads of which the core forwarded a prefix in place.
+    pub lent_in_place: usize,
 }
 
 impl Driver {
@@ -565,9 +568,15 @@ impl Driver {
         while !bytes.is_empty() && !self.closed && self.conn.wants_read(from) {
             let budget = self.conn.tunnel_passthrough(from);
             if budget == 0 {
-                let data = BytesMut::from(bytes);
+                // Both ways a driver may show bytes, by the read's length: lent (the
+                // forwarded prefix written before the outputs) or given.
+                if bytes.len().is_multiple_of(2) {
+                    self.lend(from, bytes);
+                } else {
+                    let data = BytesMut::from(bytes);
+                    self.feed(Input::TunnelData { from, data }, self.now);
+                }
                 bytes = &[];
-                self.feed(Input::TunnelData { from, data }, self.now);
                 continue;
             }
             let raw = bytes
@@ -578,6 +587,25 @@ impl Driver {
             bytes = &bytes[raw..];
             self.feed(Input::TunnelActivity { from, bytes: raw }, self.now);
         }
+    }
+
+    /// A read lent to the core: its forwarded prefix is the caller's to write, first.
+    fn lend(&mut self, from: Side, bytes: &[u8]) {
+        let result = self.conn.handle_tunnel_read(from, bytes, self.now);
+        let forward = match result {
+            Ok(forward) => forward,
+            Err(misuse) => {
+                assert!(self.closed, "a legal tunnel read was refused: {misuse}");
+                0
+            }
+        };
+        assert!(forward <= bytes.len(), "more forwarded than lent");
+        if forward > 0 {
+            self.reached.lent_in_place += 1;
+            self.written(from.other(), &bytes[..forward], false);
+            self.unflushed[from.other() as usize] = true;
+        }
+        self.drain();
     }
 
     /// `bytes` were written towards `to` in a frame-aware tunnel: the stream must still

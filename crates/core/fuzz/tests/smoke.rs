@@ -21,7 +21,7 @@ fn bytes(seed: u64, len: usize) -> Vec<u8> {
 #[test]
 fn the_fuzz_target_holds_its_invariants_on_twenty_thousand_seeded_inputs() {
     let mut events_played = 0;
-    let (mut frame_aware, mut proxy_frames) = (0, 0);
+    let (mut frame_aware, mut proxy_frames, mut lent_in_place) = (0, 0, 0);
     for seed in 0..20_000u64 {
         let data = bytes(seed, 64 + (seed as usize % 1024));
         // One event after another until the bytes run out (a sequence as libFuzzer
@@ -50,6 +50,7 @@ fn the_fuzz_target_holds_its_invariants_on_twenty_thousand_seeded_inputs() {
         let reached = outcome.unwrap_or_else(|_| panic!("seed {seed}: {events:?}"));
         frame_aware += usize::from(reached.frame_aware_tunnel);
         proxy_frames += reached.proxy_frames;
+        lent_in_place += reached.lent_in_place;
     }
     // The generator must actually produce work, or the test proves nothing.
     assert!(
@@ -60,5 +61,12 @@ fn the_fuzz_target_holds_its_invariants_on_twenty_thousand_seeded_inputs() {
         frame_aware > 3_000 && proxy_frames > 1_000,
         "frame-aware tunnels in {frame_aware} runs, {proxy_frames} frames of the proxy's"
     );
-    println!("frame-aware tunnels in {frame_aware} runs, {proxy_frames} frames of the proxy's");
+    assert!(
+        lent_in_place > 500,
+        "only {lent_in_place} lent reads forwarded in place"
+    );
+    println!(
+        "frame-aware tunnels in {frame_aware} runs, {proxy_frames} frames of the proxy's, \
+         {lent_in_place} lent reads forwarded in place"
+    );
 }

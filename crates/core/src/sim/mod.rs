@@ -14,7 +14,8 @@
 //!
 //! In a frame-aware WebSocket tunnel the harness moves bytes the way a driver does: it
 //! asks [`Connection::tunnel_passthrough`] before each read, forwards that many raw
-//! ([`Input::TunnelActivity`]) and shows the rest ([`Input::TunnelData`]); it answers
+//! ([`Input::TunnelActivity`]) and shows the rest ([`Connection::handle_tunnel_read`],
+//! or [`Input::TunnelData`]: [`Sim::lend_tunnel_reads`]); it answers
 //! [`Output::NeedMaskingKey`] with a fresh deterministic key
 //! ([`Sim::answer_masking_keys`]). Scripted WebSocket peers send frames
 //! ([`Sim::send_frame`], [`Sim::send_fragment`], [`Sim::send_close`]), answer the Pings
@@ -101,6 +102,13 @@ pub struct Sim {
     pub answer_masking_keys: bool,
     /// Every masking key fed to the connection, in order.
     pub masking_keys_fed: Vec<[u8; 4]>,
+    /// In a frame-aware tunnel, the bytes the core must see are lent with
+    /// [`Connection::handle_tunnel_read`] (the default, as `switchyard-smol` does); when
+    /// false they are given as [`Input::TunnelData`]. Either way
+    /// [`outputs`](Self::outputs) shows what was written, in order: a lent read's
+    /// forwarded prefix as the [`Output::ToClient`] / [`Output::ToUpstream`] it stands
+    /// for.
+    pub lend_tunnel_reads: bool,
     /// Where the tunnel's bytes begin in what each side received (client, upstream).
     tunnel_start: [usize; 2],
     /// Each side answers the Pings it receives with a Pong.
@@ -138,6 +146,7 @@ impl Sim {
             stalled: [false; 2],
             answer_masking_keys: true,
             masking_keys_fed: Vec::new(),
+            lend_tunnel_reads: true,
             tunnel_start: [0; 2],
             answer_pings: [false; 2],
             pings_answered: [0; 2],

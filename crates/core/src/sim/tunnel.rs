@@ -1,9 +1,9 @@
 //! How [`Sim`] moves a peer's bytes in a tunnel: as a driver does.
 
-use bytes::BytesMut;
+use bytes::Bytes;
 
 use super::Sim;
-use crate::{Input, Side};
+use crate::{Input, Output, Side};
 
 impl Sim {
     /// Bytes `from` sends in the tunnel, moved as a driver moves them. In a byte tunnel:
@@ -27,9 +27,18 @@ impl Sim {
             first = false;
             let budget = self.conn.tunnel_passthrough(from);
             if budget == 0 && !rest.is_empty() {
-                let data = BytesMut::from(rest);
-                rest = &[];
-                self.feed(helper, Input::TunnelData { from, data });
+                let data = std::mem::take(&mut rest);
+                if self.lend_tunnel_reads {
+                    self.lend(helper, from, data);
+                } else {
+                    self.feed(
+                        helper,
+                        Input::TunnelData {
+                            from,
+                            data: data.into(),
+                        },
+                    );
+                }
                 continue;
             }
             let raw = rest
@@ -41,6 +50,31 @@ impl Sim {
             self.flushed(from.other());
             self.drain();
         }
+    }
+
+    /// A read lent to the core: its forwarded prefix is written (and recorded as the
+    /// output it stands for) before the outputs the call queued are played.
+    #[track_caller]
+    fn lend(&mut self, helper: &str, from: Side, data: &[u8]) {
+        let forward = match self.conn.handle_tunnel_read(from, data, self.now) {
+            Ok(forward) => forward,
+            Err(misuse) => panic!(
+                "Sim::{helper}: the connection refused a lent read of {} bytes ({misuse}), \
+                 in state {:?}; check Sim::is_closed first",
+                data.len(),
+                self.conn.state()
+            ),
+        };
+        if forward > 0 {
+            let prefix = Bytes::copy_from_slice(&data[..forward]);
+            self.outputs.push(match from.other() {
+                Side::Client => Output::ToClient(prefix),
+                Side::Upstream => Output::ToUpstream(prefix),
+            });
+            self.deliver(from.other(), &data[..forward]);
+            self.flushed(from.other());
+        }
+        self.drain();
     }
 
     /// What the harness writes to `to` itself (raw tunnel bytes).

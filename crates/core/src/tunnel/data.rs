@@ -34,12 +34,7 @@ impl Connection {
             return;
         };
         if let Some(violation) = ws.follow(from, data, &mut sink) {
-            sink.push(Output::Event(Event::WebSocketViolation {
-                side: from,
-                rule: violation.rule(),
-            }));
-            let other_closed = ws.peer_closed(from.other(), other_eof);
-            ws.violation(from, violation, other_closed, sink.now);
+            ws.report_violation(from, violation, other_eof, &mut sink);
         }
     }
 }
@@ -130,6 +125,24 @@ impl Frames {
             self.last_forwarded = sink.now;
             sink.write(to, bytes);
         }
+    }
+
+    /// `from` broke a rule: the event naming it, then [`Frames::violation`] (both the
+    /// owned and the lent path report a violation here); `other_eof` is whether the
+    /// other side's connection has ended.
+    pub(crate) fn report_violation(
+        &mut self,
+        from: Side,
+        violation: Violation,
+        other_eof: bool,
+        sink: &mut Sink<'_>,
+    ) {
+        sink.push(Output::Event(Event::WebSocketViolation {
+            side: from,
+            rule: violation.rule(),
+        }));
+        let other_closed = self.peer_closed(from.other(), other_eof);
+        self.violation(from, violation, other_closed, sink.now);
     }
 
     /// `from` broke a rule at `now`: reading from it stops and the other side is owed

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::pings::Pings;
 use crate::event::{CloseReason, WebSocketRecord};
 use crate::io::Side;
 use crate::timer::{earlier, Deadline};
@@ -21,18 +22,12 @@ pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(1);
 pub(crate) struct Frames {
     /// One per direction, indexed by the side the frames come from.
     pub trackers: [FrameTracker; 2],
-    ping_interval: Option<Duration>,
-    ping_timeout: Duration,
+    /// The proxy's Pings, on a route that sends them.
+    pub pings: Option<Box<Pings>>,
     /// The masking key for the next frame of the proxy's own towards the upstream.
     pub key: Option<[u8; 4]>,
     /// Indexed by the side the proxy writes to.
     pub towards: [Towards; 2],
-    /// The last Ping payload handed out (a per-connection counter).
-    ping_counter: u64,
-    pub pings_sent: u64,
-    pub pongs_received: u64,
-    pub last_rtt: Option<Duration>,
-    pub min_rtt: Option<Duration>,
     /// When a byte of the peers' own was last forwarded (`tunnel_idle_timeout` counts
     /// only those: an absorbed Pong is not traffic).
     pub last_forwarded: Instant,
@@ -56,10 +51,6 @@ pub(crate) struct Towards {
     pub half_close_deferred: bool,
     /// The half-close towards this side was emitted: nothing more can be written.
     pub shut: bool,
-    /// The last Ping sent to this side and not answered yet: its payload and when.
-    pub last_ping: Option<([u8; 8], Instant)>,
-    /// A Ping was sent and nothing at all has come from this side since.
-    pub awaiting: bool,
 }
 
 /// A Close frame of the proxy's own, waiting for its moment.
@@ -172,15 +163,9 @@ impl Frames {
                 FrameTracker::new(Side::Client, rules),
                 FrameTracker::new(Side::Upstream, rules),
             ],
-            ping_interval,
-            ping_timeout,
+            pings: ping_interval.map(|interval| Box::new(Pings::new(interval, ping_timeout))),
             key: None,
             towards: Default::default(),
-            ping_counter: 0,
-            pings_sent: 0,
-            pongs_received: 0,
-            last_rtt: None,
-            min_rtt: None,
             last_forwarded: now,
             ending: None,
             stopped: [false; 2],
@@ -225,7 +210,7 @@ impl Frames {
 
     /// Whether a Ping may be sent to `to` now, given which sides sent EOF.
     pub(crate) fn pings_allowed(&self, to: Side, eof: [bool; 2]) -> bool {
-        self.ping_interval.is_some()
+        self.pings.is_some()
             && !self.closing()
             && !eof[0]
             && !eof[1]
@@ -236,9 +221,10 @@ impl Frames {
     /// Something came from `from`: the wait for an answer is over, and a Ping that fell
     /// due for its silence is not needed any more.
     pub(crate) fn heard(&mut self, from: Side) {
-        let towards = self.towards(from);
-        towards.awaiting = false;
-        towards.ping_due = false;
+        self.towards(from).ping_due = false;
+        if let Some(pings) = &mut self.pings {
+            pings.awaiting[from.index()] = false;
+        }
     }
 
     /// Puts a Close of the proxy's own in the slot towards `to`, unless one is there or
@@ -327,28 +313,25 @@ impl Frames {
         }
     }
 
-    /// The payload of the next Ping: unique within the connection.
-    pub(crate) fn next_ping_payload(&mut self) -> [u8; 8] {
-        self.ping_counter += 1;
-        self.ping_counter.to_be_bytes()
-    }
-
     /// Whether a Pong from `from` carrying `payload` answers the proxy's last Ping to it;
     /// if so it is counted, with its round trip, and absorbed.
     pub(crate) fn take_pong(&mut self, from: Side, payload: &[u8], now: Instant) -> bool {
-        let towards = &mut self.towards[from.index()];
-        let Some((sent, at)) = towards.last_ping else {
-            return false;
-        };
-        if payload != sent {
-            return false;
-        }
-        towards.last_ping = None;
-        let rtt = now.saturating_duration_since(at);
-        self.pongs_received += 1;
-        self.last_rtt = Some(rtt);
-        self.min_rtt = Some(self.min_rtt.map_or(rtt, |min| min.min(rtt)));
-        true
+        self.pings
+            .as_mut()
+            .is_some_and(|pings| pings.take_pong(from, payload, now))
+    }
+
+    /// Whether `Connection::pump_websocket` has nothing to do after
+    /// an input: no frame of the proxy's own waits in a slot, no ending is under way and
+    /// neither side sent EOF. True after almost every read, so it is checked first.
+    pub(crate) fn quiet(&self, eof: [bool; 2]) -> bool {
+        self.ending.is_none()
+            && !eof[0]
+            && !eof[1]
+            && self
+                .towards
+                .iter()
+                .all(|towards| towards.close.is_none() && !towards.ping_due)
     }
 
     /// Whether every Close of the proxy's own was written (or dropped) and flushed.
@@ -376,16 +359,16 @@ impl Frames {
             .ending
             .and_then(|e| e.by)
             .map(|at| (Deadline::WebSocketEnding, at));
+        // Without pings (the default) none falls due or awaits an answer.
+        let Some(pings) = &self.pings else {
+            return next;
+        };
         for side in [Side::Client, Side::Upstream] {
-            let towards = &self.towards[side.index()];
-            let due = match (towards.awaiting, towards.last_ping, self.ping_interval) {
-                (true, Some((_, at)), _) => {
-                    Some((Deadline::PingTimeout(side), at + self.ping_timeout))
-                }
-                (false, _, Some(interval))
-                    if !towards.ping_due && self.pings_allowed(side, eof) =>
-                {
-                    Some((Deadline::PingDue(side), last_read[side.index()] + interval))
+            let i = side.index();
+            let due = match (pings.awaiting[i], pings.last_ping[i]) {
+                (true, Some((_, at))) => Some((Deadline::PingTimeout(side), at + pings.timeout)),
+                (false, _) if !self.towards[i].ping_due && self.pings_allowed(side, eof) => {
+                    Some((Deadline::PingDue(side), last_read[i] + pings.interval))
                 }
                 _ => None,
             };
@@ -398,10 +381,10 @@ impl Frames {
         WebSocketRecord {
             client: *self.tracker(Side::Client).stats(),
             upstream: *self.tracker(Side::Upstream).stats(),
-            pings_sent: self.pings_sent,
-            pongs_received: self.pongs_received,
-            last_ping_rtt: self.last_rtt,
-            min_ping_rtt: self.min_rtt,
+            pings_sent: self.pings.as_ref().map_or(0, |p| p.sent),
+            pongs_received: self.pings.as_ref().map_or(0, |p| p.pongs_received),
+            last_ping_rtt: self.pings.as_ref().and_then(|p| p.last_rtt),
+            min_ping_rtt: self.pings.as_ref().and_then(|p| p.min_rtt),
         }
     }
 }

@@ -24,6 +24,9 @@ impl Connection {
         let Some(ws) = tunnel.ws.as_deref_mut() else {
             return;
         };
+        if ws.quiet(eof) {
+            return;
+        }
         for to in [Side::Client, Side::Upstream] {
             let pings = ws.pings_allowed(to, eof);
             ws.inject_towards(to, pings, &mut sink);
@@ -103,7 +106,9 @@ impl Connection {
         let Some(ws) = self.frames_mut() else {
             return;
         };
-        ws.towards(side).awaiting = false;
+        if let Some(pings) = &mut ws.pings {
+            pings.awaiting[side.index()] = false;
+        }
         ws.stopped[side.index()] = true;
         if ws.awaits_answers_from(side) {
             // A dead peer has no more answers; the offender gets its 1002.
@@ -223,17 +228,18 @@ impl Frames {
         let Some(key) = self.take_key(to) else {
             return;
         };
-        let payload = self.next_ping_payload();
+        // Allowed only on a route that pings.
+        let Some(pings) = &mut self.pings else {
+            return;
+        };
+        let payload = pings.next_payload();
         // Eight bytes always fit a control frame.
         let Ok(frame) = encode::ping(to, &payload, key) else {
             return;
         };
+        pings.sent(to, payload, sink.now);
         self.write_own(to, frame, sink);
-        self.pings_sent += 1;
-        let towards = self.towards(to);
-        towards.ping_due = false;
-        towards.last_ping = Some((payload, sink.now));
-        towards.awaiting = true;
+        self.towards(to).ping_due = false;
     }
 
     /// The key for a frame towards `to`: none is needed towards the client; towards the

@@ -1,20 +1,25 @@
 //! The `Tunnel` phase (docs/ARCHITECTURE.md §Protocol rules, "Tunnels"): what the core
 //! tracks while the adapter copies bytes both ways, from the validated `101` to the end.
 //!
-//! The tunnel owns its route and that route's deadlines (read, send, idle), so nothing in
-//! it depends on an exchange that is gone. Read and idle deadlines are derived from two
+//! The tunnel owns its route, whose deadlines (read, send, idle) it reads from the
+//! connection's configuration (which never changes under a connection), so nothing in it
+//! depends on an exchange that is gone and an idle tunnel does not carry copies of them. Read and idle deadlines are derived from two
 //! last-read instants rather than kept in a table, so reporting a read is two stores.
 //!
 //! A WebSocket tunnel on a route that validates frames or sends pings is *frame-aware*:
 //! it also holds [`Frames`] (boxed, so a byte tunnel stays small), which follows both
 //! directions frame by frame. `data.rs` runs the bytes shown to the core through the
-//! trackers; `inject.rs` writes the proxy's own Pings and Closes at frame boundaries and
+//! trackers, `lent.rs` forwards a lent read's whole frames in place; `pings.rs` holds
+//! the proxy's Pings (on a route that sends them); `inject.rs` writes the proxy's own Pings and Closes at frame boundaries and
 //! ends the tunnel; `frames.rs` holds the state.
 
 mod data;
 mod frames;
 mod inject;
+mod lent;
+mod pings;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -30,14 +35,15 @@ use crate::io::{Output, Side};
 use crate::state::{Phase, Step};
 use crate::timer::{earlier, Deadline, WriteDeadlines};
 use crate::upgrade;
-use crate::websocket::{Extensions, Rules};
+use crate::websocket::{Extensions, FrameTracker, Rules};
 use frames::Frames;
 
 #[derive(Debug)]
 pub(crate) struct Tunnel {
     pub route: RouteId,
     pub target: String,
-    pub protocol: String,
+    /// The upgrade's protocol; the usual `websocket` without an allocation of its own.
+    pub protocol: Cow<'static, str>,
     pub started: Instant,
     /// When each side was last read from (or the tunnel opened).
     last_read: [Instant; 2],
@@ -45,10 +51,6 @@ pub(crate) struct Tunnel {
     eof: [bool; 2],
     /// Bytes read from each side.
     pub bytes_from: [u64; 2],
-    read_timeout: Duration,
-    /// For the writes the adapter makes on the tunnel's behalf.
-    pub send_timeout: Duration,
-    idle_timeout: Option<Duration>,
     /// The end of the grace a graceful drain gives the tunnel.
     drain_deadline: Option<Instant>,
     /// A frame-aware WebSocket tunnel's frames; `None` for a byte tunnel.
@@ -83,14 +85,12 @@ impl Sink<'_> {
 }
 
 impl Tunnel {
-    /// A tunnel on `route` opened at `now`, with that route's `timeouts`.
-    pub(crate) fn new(
-        route: RouteId,
-        target: String,
-        protocol: String,
-        now: Instant,
-        timeouts: &Timeouts,
-    ) -> Self {
+    /// A tunnel on `route` opened at `now`.
+    pub(crate) fn new(route: RouteId, target: String, protocol: String, now: Instant) -> Self {
+        let protocol = match protocol.as_str() {
+            "websocket" => Cow::Borrowed("websocket"),
+            _ => Cow::Owned(protocol),
+        };
         Tunnel {
             route,
             target,
@@ -99,9 +99,6 @@ impl Tunnel {
             last_read: [now; 2],
             eof: [false; 2],
             bytes_from: [0; 2],
-            read_timeout: timeouts.read,
-            send_timeout: timeouts.send,
-            idle_timeout: timeouts.tunnel_idle,
             drain_deadline: None,
             ws: None,
         }
@@ -112,6 +109,14 @@ impl Tunnel {
         self.bytes_from[from.index()] += bytes as u64;
         if let Some(ws) = &mut self.ws {
             ws.heard(from);
+        }
+    }
+
+    /// Lets the frame trackers give back the room for a split frame head, unless one is
+    /// split now (see [`FrameTracker::shed`](crate::websocket::FrameTracker::shed)).
+    pub(crate) fn shed(&mut self) {
+        if let Some(ws) = &mut self.ws {
+            ws.trackers.iter_mut().for_each(FrameTracker::shed);
         }
     }
 
@@ -158,7 +163,7 @@ impl Tunnel {
 
     /// The read deadline: upstream silence while the upstream still sends; after the
     /// upstream's EOF, silence of the client (the one direction still open).
-    fn read_deadline(&self) -> Option<Instant> {
+    fn read_deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
         let side = if !self.eof[Side::Upstream.index()] {
             Side::Upstream
         } else if !self.eof[Side::Client.index()] {
@@ -166,21 +171,25 @@ impl Tunnel {
         } else {
             return None;
         };
-        Some(self.last_read[side.index()] + self.read_timeout)
+        Some(self.last_read[side.index()] + timeouts.read)
     }
 
-    fn idle_deadline(&self) -> Option<Instant> {
+    fn idle_deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
         let last = match &self.ws {
             Some(ws) => ws.last_forwarded,
             None => self.last_read[0].max(self.last_read[1]),
         };
-        self.idle_timeout.map(|t| last + t)
+        timeouts.tunnel_idle.map(|t| last + t)
     }
 
-    /// The earliest of the tunnel's own deadlines.
-    pub(crate) fn deadline(&self) -> Option<(Deadline, Instant)> {
-        let read = self.read_deadline().map(|at| (Deadline::TunnelRead, at));
-        let idle = self.idle_deadline().map(|at| (Deadline::TunnelIdle, at));
+    /// The earliest of the tunnel's own deadlines, with its route's `timeouts`.
+    pub(crate) fn deadline(&self, timeouts: &Timeouts) -> Option<(Deadline, Instant)> {
+        let read = self
+            .read_deadline(timeouts)
+            .map(|at| (Deadline::TunnelRead, at));
+        let idle = self
+            .idle_deadline(timeouts)
+            .map(|at| (Deadline::TunnelIdle, at));
         let drain = self.drain_deadline.map(|at| (Deadline::Drain, at));
         let frames = self
             .ws
@@ -193,7 +202,7 @@ impl Tunnel {
         TunnelRecord {
             route: self.route,
             target: self.target.clone(),
-            protocol: self.protocol.clone(),
+            protocol: self.protocol.to_string(),
             bytes_client_to_upstream: self.bytes_from[Side::Client.index()],
             bytes_upstream_to_client: self.bytes_from[Side::Upstream.index()],
             duration: now.saturating_duration_since(self.started),
@@ -242,15 +251,11 @@ impl Connection {
         };
         ex.status = 101;
         let route = &self.config.routes[ex.route];
-        let mut tunnel = Tunnel::new(
-            ex.route,
-            ex.target.clone(),
-            protocol,
-            self.now,
-            &route.timeouts,
-        );
+        let mut tunnel = Tunnel::new(ex.route, ex.target.clone(), protocol, self.now);
         tunnel.ws = frames_for(&tunnel.protocol, &route.websocket, &head, self.now);
         let client_eof = ex.client_eof;
+        // Only forwarded requests carry it, and a tunnel makes none.
+        self.client_text = None;
         // Taken whole, so that an idle tunnel keeps no receive buffer alive.
         let upstream_leftover = std::mem::take(&mut ex.upstream.buf);
         let client_leftover = std::mem::take(&mut self.client_buf);
@@ -260,7 +265,7 @@ impl Connection {
         self.send_client(bytes);
         self.out.push_back(Output::Event(Event::TunnelOpened {
             route: tunnel.route,
-            protocol: tunnel.protocol.clone(),
+            protocol: tunnel.protocol.to_string(),
         }));
         if let Some(grace) = self.drain {
             tunnel.drain_by(self.now + grace);
@@ -318,7 +323,7 @@ impl Connection {
             out: &mut self.out,
             writes: &mut self.writes,
             now: self.now,
-            send_timeout: tunnel.send_timeout,
+            send_timeout: self.config.routes[tunnel.route].timeouts.send,
         };
         Some((tunnel, sink))
     }
@@ -411,6 +416,11 @@ mod tests {
         let frames = std::mem::size_of::<Frames>();
         println!("Tunnel {tunnel} bytes, Frames {frames} bytes");
         assert!(tunnel <= 200, "Tunnel is {tunnel} bytes");
-        assert!(frames <= 640, "Frames is {frames} bytes");
+        let tracker = std::mem::size_of::<FrameTracker>();
+        let pings = std::mem::size_of::<pings::Pings>();
+        println!("FrameTracker {tracker} bytes, Pings {pings} bytes");
+        // Two trackers (the room for a split frame head out of line), the slots for the
+        // proxy's own frames, how it is ending; the ping state is boxed apart.
+        assert!(frames <= 224, "Frames is {frames} bytes");
     }
 }

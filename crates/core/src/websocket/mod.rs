@@ -44,11 +44,16 @@
 //!   the direction is discarded): that many bytes may be copied or spliced unseen and
 //!   reported with [`Input::TunnelActivity`], which calls
 //!   [`FrameTracker::payload_forwarded`].
-//! - At 0 the driver shows what it read with `Input::TunnelData { from, data }` (owned,
-//!   like `ClientData`). The core forwards [`Step::Header`] / [`Step::Payload`] /
-//!   [`Step::ControlFrame`] bytes as `split_to().freeze()` slices of `data`, copies only
-//!   [`FrameTracker::carried`] bytes, drops an absorbed Pong and everything after a
-//!   [`Step::Violation`].
+//! - At 0 the driver lends what it read to `Connection::handle_tunnel_read(from, &data,
+//!   now)`. While every [`Step`] forwards its bytes and nothing is
+//!   [carried](FrameTracker::carried) from an earlier read, they form a prefix of
+//!   `data`, whose length is returned: the driver writes it from its own buffer before
+//!   the outputs. From an absorbed Pong on, and for a read behind a held partial head or
+//!   in a discarded direction, the rest is copied and goes the owned way. That is
+//!   `Input::TunnelData { from, data }` (owned, like `ClientData`): the core forwards
+//!   [`Step::Header`] / [`Step::Payload`] / [`Step::ControlFrame`] bytes as
+//!   `split_to().freeze()` slices of `data`, copies only [`FrameTracker::carried`]
+//!   bytes, drops an absorbed Pong and everything after a [`Step::Violation`].
 //! - The proxy's frames (Ping, Close 1001/1002/1011) towards `to` wait in a slot per side
 //!   until `trackers[to.other()]` is [at a frame
 //!   boundary](FrameTracker::at_frame_boundary) *and* everything written towards `to` was

@@ -139,8 +139,9 @@ impl std::error::Error for PayloadOverrun {}
 pub struct FrameTracker {
     validator: Validator,
     /// The raw bytes of the frame head being read: its header and, for a control frame,
-    /// its payload.
-    held: [u8; MAX_HELD],
+    /// its payload. Out of line, and only while there are some: most headers are whole
+    /// in one read and never held, and an idle tunnel has two trackers.
+    held: Option<Box<[u8; MAX_HELD]>>,
     held_len: u8,
     /// How many of the held bytes of the frame completed by the last step came from
     /// earlier calls (zero after any other step).
@@ -157,7 +158,7 @@ impl FrameTracker {
     pub fn new(from: Side, rules: Rules) -> Self {
         FrameTracker {
             validator: Validator::new(from, rules),
-            held: [0; MAX_HELD],
+            held: None,
             held_len: 0,
             carried_len: 0,
             complete: false,
@@ -196,7 +197,7 @@ impl FrameTracker {
         let carried = self.held_len;
         let mut consumed = 0;
         let (header, header_len) = loop {
-            let held = &self.held[..usize::from(self.held_len)];
+            let held = self.held();
             let needed = match FrameHeader::parse(held) {
                 HeaderStatus::Partial { needed } => needed,
                 HeaderStatus::Complete { header, len } => {
@@ -214,7 +215,8 @@ impl FrameTracker {
                 return Step::NeedMore;
             }
             let start = held.len();
-            self.held[start..start + take].copy_from_slice(&input[consumed..consumed + take]);
+            let room = self.held.get_or_insert_with(|| Box::new([0; MAX_HELD]));
+            room[start..start + take].copy_from_slice(&input[consumed..consumed + take]);
             // At most MAX_HELD (139) bytes are ever held.
             self.held_len += take as u8;
             consumed += take;
@@ -242,7 +244,9 @@ impl FrameTracker {
         if holds_payload(&header) {
             return None;
         }
-        if let Err(violation) = self.validator.check_prefix(&input[..len]) {
+        let checked = self.validator.check_header(&header);
+        debug_assert_eq!(checked, self.validator.check_prefix(&input[..len]));
+        if let Err(violation) = checked {
             self.violation = Some(violation);
             return Some(Step::Violation(violation));
         }
@@ -274,7 +278,9 @@ impl FrameTracker {
     /// bytes the step consumed. Empty after any other step, and whenever the whole head
     /// came in one call.
     pub fn carried(&self) -> &[u8] {
-        &self.held[..usize::from(self.carried_len)]
+        self.held
+            .as_deref()
+            .map_or(&[], |held| &held[..usize::from(self.carried_len)])
     }
 
     /// The unmasked payload of the control frame of the last [`Step::ControlFrame`];
@@ -283,7 +289,7 @@ impl FrameTracker {
         if !self.complete {
             return None;
         }
-        let held = &self.held[..usize::from(self.held_len)];
+        let held = self.held();
         let HeaderStatus::Complete { header, len } = FrameHeader::parse(held) else {
             return None;
         };
@@ -340,8 +346,7 @@ impl FrameTracker {
             Opcode::Close => {
                 self.stats.close_frames += 1;
                 // Empty unless the tracker holds the payload.
-                let held = &self.held[..usize::from(self.held_len)];
-                let payload = held.get(header_len..).unwrap_or_default();
+                let payload = self.held().get(header_len..).unwrap_or_default();
                 if let (None, &[high, low, ..]) = (self.stats.close_code, payload) {
                     let mut code = [high, low];
                     if let Some(key) = header.mask {
@@ -354,9 +359,38 @@ impl FrameTracker {
         }
     }
 
+    /// The bytes of the frame head held so far.
+    fn held(&self) -> &[u8] {
+        self.held
+            .as_deref()
+            .map_or(&[], |held| &held[..usize::from(self.held_len)])
+    }
+
+    /// Lets go of the room for a split frame head unless part of one is held (then it
+    /// is still needed). Like any call, it ends what [`carried`](Self::carried) and
+    /// [`control_payload`](Self::control_payload) give for the last step. The room is
+    /// taken again when a head is split across reads or a control frame is read; a
+    /// tunnel sheds after each read, so that an idle one keeps none.
+    pub fn shed(&mut self) {
+        self.carried_len = 0;
+        if self.complete {
+            self.complete = false;
+            self.held_len = 0;
+        }
+        if self.held_len == 0 {
+            self.held = None;
+        }
+    }
+
+    /// Whether the room for a split frame head is allocated.
+    #[cfg(test)]
+    pub(crate) fn holds_room(&self) -> bool {
+        self.held.is_some()
+    }
+
     /// The held bytes that belong to the header (what the rules look at).
     fn header_prefix(&self) -> &[u8] {
-        let held = &self.held[..usize::from(self.held_len)];
+        let held = self.held();
         match held.get(1) {
             Some(&second) => &held[..held.len().min(super::header::header_len(second))],
             None => held,
@@ -384,7 +418,7 @@ impl fmt::Debug for FrameTracker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FrameTracker")
             .field("validator", &self.validator)
-            .field("held", &&self.held[..usize::from(self.held_len)])
+            .field("held", &self.held())
             .field("complete", &self.complete)
             .field("payload_remaining", &self.payload_remaining)
             .field("violation", &self.violation)

@@ -101,8 +101,12 @@ impl Default for Rules {
 /// The rules of one direction, with the message state they depend on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Validator {
-    from: Side,
-    rules: Rules,
+    /// The side whose frames are checked; `None` when nothing is (`Rules::validate`
+    /// off), which is the only case where the side does not matter. One byte where the
+    /// side and the flag took two: a tunnel holds two validators, and every byte of an
+    /// idle tunnel counts.
+    checked: Option<Side>,
+    extensions: Extensions,
     /// A fragmented message has begun and its final frame has not been seen.
     in_message: bool,
 }
@@ -110,8 +114,8 @@ pub(crate) struct Validator {
 impl Validator {
     pub(crate) fn new(from: Side, rules: Rules) -> Self {
         Validator {
-            from,
-            rules,
+            checked: rules.validate.then_some(from),
+            extensions: rules.extensions,
             in_message: false,
         }
     }
@@ -124,9 +128,9 @@ impl Validator {
     /// header) decides. Rules are checked in header order, so the first one broken is
     /// the one reported. Idempotent: the same prefix gives the same answer.
     pub(crate) fn check_prefix(&self, prefix: &[u8]) -> Result<(), Violation> {
-        if !self.rules.validate {
+        let Some(from) = self.checked else {
             return Ok(());
-        }
+        };
         let Some(&first) = prefix.first() else {
             return Ok(());
         };
@@ -136,7 +140,7 @@ impl Validator {
         if let Opcode::Reserved(bits) = opcode {
             return Err(Violation::ReservedOpcode { opcode: bits });
         }
-        if rsv & !self.rules.extensions.allowed_rsv(opcode) != 0 {
+        if rsv & !self.extensions.allowed_rsv(opcode) != 0 {
             return Err(Violation::ReservedBits { rsv });
         }
         if opcode.is_control() && !fin {
@@ -152,7 +156,7 @@ impl Validator {
             return Ok(());
         };
         let masked = second & 0x80 != 0;
-        match (self.from, masked) {
+        match (from, masked) {
             (Side::Client, false) => return Err(Violation::UnmaskedClientFrame),
             (Side::Upstream, true) => return Err(Violation::MaskedUpstreamFrame),
             _ => {}
@@ -164,6 +168,46 @@ impl Validator {
         let HeaderStatus::Complete { header, .. } = FrameHeader::parse(prefix) else {
             return Ok(());
         };
+        if opcode.is_control() && header.payload_len > MAX_CONTROL_PAYLOAD as u64 {
+            return Err(Violation::ControlFrameTooLong);
+        }
+        if opcode == Opcode::Close && header.payload_len == 1 {
+            return Err(Violation::CloseCodeTruncated);
+        }
+        Ok(())
+    }
+
+    /// [`Validator::check_prefix`] of a whole header already parsed: the same rules in
+    /// the same order, without parsing it again (the fast path of every data frame).
+    pub(crate) fn check_header(&self, header: &FrameHeader) -> Result<(), Violation> {
+        let Some(from) = self.checked else {
+            return Ok(());
+        };
+        let opcode = header.opcode;
+        if let Opcode::Reserved(bits) = opcode {
+            return Err(Violation::ReservedOpcode { opcode: bits });
+        }
+        if header.rsv & !self.extensions.allowed_rsv(opcode) != 0 {
+            return Err(Violation::ReservedBits { rsv: header.rsv });
+        }
+        if opcode.is_control() && !header.fin {
+            return Err(Violation::FragmentedControlFrame);
+        }
+        if opcode == Opcode::Continuation && !self.in_message {
+            return Err(Violation::ContinuationWithoutMessage);
+        }
+        if opcode.starts_message() && self.in_message {
+            return Err(Violation::DataFrameInsideMessage);
+        }
+        match (from, header.mask.is_some()) {
+            (Side::Client, false) => return Err(Violation::UnmaskedClientFrame),
+            (Side::Upstream, true) => return Err(Violation::MaskedUpstreamFrame),
+            _ => {}
+        }
+        // Only the 64-bit form can carry it.
+        if header.payload_len >> 63 != 0 {
+            return Err(Violation::LengthTopBitSet);
+        }
         if opcode.is_control() && header.payload_len > MAX_CONTROL_PAYLOAD as u64 {
             return Err(Violation::ControlFrameTooLong);
         }
@@ -192,6 +236,7 @@ impl Validator {
 mod tests {
     use super::*;
     use crate::websocket::header::RSV1;
+    use proptest::strategy::Strategy;
 
     const FROM_CLIENT: Side = Side::Client;
     const FROM_UPSTREAM: Side = Side::Upstream;
@@ -389,5 +434,44 @@ mod tests {
             Violation::ReservedOpcode { opcode: 0xB }.to_string(),
             "reserved opcode 0xb"
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// A whole header checked as parsed (the fast path) or as bytes (the held path)
+        /// breaks the same rule, or none, in every message state and direction.
+        #[test]
+        fn a_parsed_header_is_checked_as_its_bytes_are(
+            first in proptest::prop_oneof![
+                1 => proptest::prelude::any::<u8>(),
+                // Mostly frames that get as far as the length rules.
+                3 => (
+                    proptest::prelude::any::<bool>(),
+                    proptest::sample::select(vec![0u8, 1, 2, 8, 9, 10]),
+                )
+                    .prop_map(|(fin, opcode)| u8::from(fin) << 7 | opcode),
+            ],
+            masked in proptest::prelude::any::<bool>(),
+            length in proptest::prop_oneof![0..126u8, proptest::strategy::Just(126), proptest::strategy::Just(127)],
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 12),
+            from_client in proptest::prelude::any::<bool>(),
+            deflate in proptest::prelude::any::<bool>(),
+            validate in proptest::prelude::any::<bool>(),
+            message in proptest::prelude::any::<bool>(),
+        ) {
+            let from = if from_client { FROM_CLIENT } else { FROM_UPSTREAM };
+            let extensions = if deflate { Extensions::PermessageDeflate } else { Extensions::None };
+            let mut validator = Validator::new(from, Rules { validate, extensions });
+            validator.in_message = message;
+            let mut bytes = vec![first, u8::from(masked) << 7 | length];
+            bytes.extend_from_slice(&rest);
+            if let HeaderStatus::Complete { header, len } = FrameHeader::parse(&bytes) {
+                proptest::prop_assert_eq!(
+                    validator.check_header(&header),
+                    validator.check_prefix(&bytes[..len])
+                );
+            }
+        }
     }
 }

@@ -210,15 +210,20 @@ impl Driver<'_> {
 
     fn feed(&mut self, input: Input, now: Instant) {
         if let Err(misuse) = self.conn.handle_input(input, now) {
-            match misuse {
-                // Already closed: the loop ends once the outputs are drained.
-                Misuse::Closed => {}
-                other => {
-                    tracing::warn!(client = %self.context.client, %other, "core rejected an input");
-                    // The driver's own bug (say, bytes past a frame-aware tunnel's
-                    // passthrough budget): loud in tests and debug builds.
-                    debug_assert!(false, "core rejected an input: {other}");
-                }
+            self.misused(misuse);
+        }
+    }
+
+    /// The core refused an input.
+    fn misused(&self, misuse: Misuse) {
+        match misuse {
+            // Already closed: the loop ends once the outputs are drained.
+            Misuse::Closed => {}
+            other => {
+                tracing::warn!(client = %self.context.client, %other, "core rejected an input");
+                // The driver's own bug (say, bytes past a frame-aware tunnel's
+                // passthrough budget): loud in tests and debug builds.
+                debug_assert!(false, "core rejected an input: {other}");
             }
         }
     }
@@ -388,7 +393,7 @@ mod tests {
         // dialing and closing are boxed. Measured: 1152 bytes on the Linux reactor, 1136
         // on the portable backend (where no pipe can exist); the same in a frame-aware
         // WebSocket tunnel, whose frames the core keeps on the heap (a 200-byte tunnel
-        // and 640 bytes of frames).
+        // and 224 bytes of frames).
         let bound = if crate::backend::CAN_SPLICE {
             1700
         } else {

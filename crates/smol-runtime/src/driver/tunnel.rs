@@ -6,9 +6,11 @@
 //! ([`Connection::tunnel_passthrough`](switchyard_core::Connection::tunnel_passthrough)):
 //! everything in a byte tunnel, the rest of the current frame's payload in a frame-aware
 //! one. Within that budget bytes are copied or spliced as in a byte tunnel and reported
-//! with [`Input::TunnelActivity`]; at 0 (a frame header, a control frame) the read is an
-//! HTTP-style one handed to the core as [`Input::TunnelData`], which forwards it itself
-//! as `ToClient` / `ToUpstream` slices of the read.
+//! with [`Input::TunnelActivity`]; at 0 (a frame header, a control frame) the read, into
+//! a pooled buffer too, is lent to the core
+//! ([`Connection::handle_tunnel_read`](switchyard_core::Connection::handle_tunnel_read)),
+//! which says how much of it to queue as it is (whole, valid frames: usually all) and
+//! writes anything else as outputs behind it.
 
 use std::time::Instant;
 
@@ -18,7 +20,7 @@ use switchyard_core::{Event, Input, Side};
 use super::peer::is_transient;
 use super::Driver;
 use crate::backend::{pipe_supported, Pipe};
-use crate::buffer::{self, give_buffer, take_buffer, Chunk, HTTP_READ_SIZE};
+use crate::buffer::{give_buffer, take_buffer, Chunk};
 
 /// A tunnel direction that splices keeps splicing while each splice moves at least this
 /// much; less sends it back to copying (see `pipe.rs`). A frame-aware direction also
@@ -174,29 +176,45 @@ impl Driver<'_> {
         }
     }
 
-    /// Frame-aware tunnel, at a frame header or control frame: one read shown to the
-    /// core, which forwards what it may as slices of it. Usually an HTTP-style read
-    /// (copied into a buffer of its size when small, handed over when large: many small
-    /// frames in one read); in a direction carrying bulk data, only a header's worth, so
-    /// that the payload behind it is spliced.
+    /// Frame-aware tunnel, at a frame header or control frame: one read into a pooled
+    /// buffer, lent to the core, which says how much of it goes on as it is (usually all
+    /// of it: whole, valid frames) and writes the rest of what it forwards, and its own
+    /// frames, as outputs behind it. Usually a whole buffer's worth (many small frames in
+    /// one read); in a direction carrying bulk data, only a header's worth, so that the
+    /// payload behind it is spliced.
     fn read_shown(&mut self, side: Side, now: Instant) {
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
         let bulk = peer.splice_reads && pipe_supported();
-        let result = if bulk {
-            buffer::read_small(&peer.stream, SHOWN_IN_BULK)
-        } else {
-            buffer::read_http(&peer.stream)
-        };
+        let mut buffer = take_buffer();
+        let wanted = if bulk { SHOWN_IN_BULK } else { buffer.len() };
+        let result = peer.stream.read(&mut buffer[..wanted]);
         match result {
-            Ok(data) if data.is_empty() => self.eof(side, now),
-            Ok(data) => {
+            Ok(0) => {
+                give_buffer(buffer);
+                self.eof(side, now);
+            }
+            Ok(n) => {
                 // A full read: a large frame's payload follows its header, and the reads
                 // within it splice.
-                let full = data.len() == HTTP_READ_SIZE;
-                peer.splice_reads = bulk || full;
-                self.feed(Input::TunnelData { from: side, data }, now);
+                peer.splice_reads = bulk || n == buffer.len();
+                let forward = match self.conn.handle_tunnel_read(side, &buffer[..n], now) {
+                    Ok(forward) => forward,
+                    Err(misuse) => {
+                        self.misused(misuse);
+                        0
+                    }
+                };
+                // Queued before the outputs that call left, which come after it.
+                match self.peer_mut(side.other()) {
+                    Some(other) if forward > 0 => other.push(Chunk::Pooled {
+                        buffer,
+                        start: 0,
+                        end: forward,
+                    }),
+                    _ => give_buffer(buffer),
+                }
                 // A header's worth that opened no large payload: small frames again,
                 // which full reads take many at a time.
                 if bulk && self.conn.tunnel_passthrough(side) < SPLICE_AT_LEAST as u64 {
@@ -205,8 +223,9 @@ impl Driver<'_> {
                     }
                 }
             }
-            Err(e) if is_transient(&e) => {}
+            Err(e) if is_transient(&e) => give_buffer(buffer),
             Err(error) => {
+                give_buffer(buffer);
                 tracing::debug!(client = %self.context.client, ?side, %error, "read failed");
                 self.eof(side, now);
             }
