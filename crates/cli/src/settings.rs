@@ -490,6 +490,7 @@ impl Settings {
                 .map(|(name, servers)| UpstreamGroup {
                     name: name.clone(),
                     servers: servers.clone(),
+                    ..Default::default()
                 })
                 .collect(),
             route_upstream: self.route_upstream.clone(),

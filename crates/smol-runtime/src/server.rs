@@ -293,6 +293,7 @@ impl Server {
                 }
             }
         }
+        crate::resolve::spawn_refresher(generations.clone())?;
         tracing::debug!(listen = ?generations.local_addrs(), workers, "serving");
 
         let executor = Rc::new(LocalExecutor::new());

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 
 use crate::backend::{Io, Timer};
+use crate::balance::{Balancer, Candidate};
 use crate::metrics::WorkerMetrics;
 use crate::PoolConfig;
 
@@ -20,13 +21,13 @@ use crate::PoolConfig;
 /// `max_fails=1 fail_timeout=10s`).
 const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An upstream group at run time: its servers, its round-robin position, and which
-/// servers failed recently.
+/// An upstream group at run time: its servers, its balancer, and which servers failed
+/// recently.
 #[derive(Debug)]
 pub(crate) struct Group {
     pub(crate) name: String,
     servers: Vec<Server>,
-    next: AtomicUsize,
+    balancer: Balancer,
     /// Origin of the `failed_until` clocks.
     epoch: Instant,
 }
@@ -34,41 +35,64 @@ pub(crate) struct Group {
 #[derive(Debug)]
 struct Server {
     addr: SocketAddr,
+    weight: u32,
     /// Milliseconds after `epoch` until which the server counts as failed; 0 when it
     /// does not. Shared with the same server of the same group in the generations
     /// before and after a reload, so a failure seen by either counts for both.
     failed_until: Arc<AtomicU64>,
+    /// Its connections in use (requests in flight and tunnels) across every worker and
+    /// generation, for least connections; shared like `failed_until`.
+    open: Arc<AtomicUsize>,
+}
+
+/// What a connection's choice of server depends on besides the group.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Choice {
+    /// The request's hash key ([`crate::Balance::key`]), if its group hashes one.
+    pub(crate) key: Option<u64>,
 }
 
 impl Group {
     #[cfg(test)]
     pub(crate) fn new(name: String, servers: Vec<SocketAddr>) -> Self {
-        Group::carrying(name, servers, None)
+        let config = crate::UpstreamGroup {
+            name,
+            servers,
+            ..crate::UpstreamGroup::default()
+        };
+        Group::carrying(&config, None)
     }
 
-    /// A group whose servers that were already in `previous` (the group of the same
-    /// name in the generation before) keep their failure marks, and whose round-robin
-    /// position continues from it.
-    pub(crate) fn carrying(
-        name: String,
-        servers: Vec<SocketAddr>,
-        previous: Option<&Group>,
-    ) -> Self {
+    /// The group `config` describes; its servers that were already in `previous` (the
+    /// group of the same name in the generation before) keep their failure marks and
+    /// connection counts, and its round-robin position continues from it.
+    pub(crate) fn carrying(config: &crate::UpstreamGroup, previous: Option<&Group>) -> Self {
         let carried = |addr: SocketAddr| {
-            previous
-                .and_then(|group| group.servers.iter().find(|server| server.addr == addr))
-                .map(|server| server.failed_until.clone())
+            previous.and_then(|group| group.servers.iter().find(|server| server.addr == addr))
         };
-        Group {
-            name,
-            servers: servers
-                .into_iter()
-                .map(|addr| Server {
+        let servers: Vec<Server> = config
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(index, &addr)| {
+                let before = carried(addr);
+                Server {
                     addr,
-                    failed_until: carried(addr).unwrap_or_default(),
-                })
-                .collect(),
-            next: AtomicUsize::new(previous.map_or(0, |group| group.next.load(Ordering::Relaxed))),
+                    weight: config.weight(index),
+                    failed_until: before.map(|s| s.failed_until.clone()).unwrap_or_default(),
+                    open: before.map(|s| s.open.clone()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        let weighted: Vec<(SocketAddr, u32)> = servers.iter().map(|s| (s.addr, s.weight)).collect();
+        Group {
+            name: config.name.clone(),
+            balancer: Balancer::new(
+                config.balance.clone(),
+                &weighted,
+                previous.map(|group| &group.balancer),
+            ),
+            servers,
             epoch: previous.map_or_else(Instant::now, |group| group.epoch),
         }
     }
@@ -78,23 +102,32 @@ impl Group {
         self.servers.iter().map(|server| server.addr)
     }
 
+    /// What the group balances by.
+    pub(crate) fn balance(&self) -> &crate::Balance {
+        self.balancer.balance()
+    }
+
     fn millis(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Every server once: those not failed recently in round-robin order, then the
-    /// failed ones (a last resort, not skipped).
-    fn rotation(&self, now: Instant) -> Vec<SocketAddr> {
-        let n = self.servers.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
+    /// Every server once, in the order the balancer tries them: those not failed
+    /// recently first, then the failed ones (a last resort, not skipped).
+    fn rotation(&self, now: Instant, choice: Choice) -> Vec<&Server> {
         let now = self.millis(now);
-        let ordered = (0..n).map(|k| &self.servers[(start + k) % n]);
-        let (healthy, failed): (Vec<&Server>, Vec<&Server>) =
-            ordered.partition(|server| server.failed_until.load(Ordering::Relaxed) <= now);
-        healthy
+        let candidates: Vec<Candidate> = self
+            .servers
+            .iter()
+            .map(|server| Candidate {
+                weight: server.weight,
+                open: server.open.load(Ordering::Relaxed),
+                usable: server.failed_until.load(Ordering::Relaxed) <= now,
+            })
+            .collect();
+        self.balancer
+            .order(&candidates, choice.key)
             .into_iter()
-            .chain(failed)
-            .map(|server| server.addr)
+            .map(|index| &self.servers[index])
             .collect()
     }
 
@@ -130,9 +163,11 @@ pub(crate) struct Dialed {
     pub(crate) stream: Io<TcpStream>,
     pub(crate) server: SocketAddr,
     pub(crate) reused: bool,
+    /// The server's count of connections in use, for [`InUse`].
+    pub(crate) open: Arc<AtomicUsize>,
 }
 
-/// Finds a connection to a server of `group`: the next server in round-robin order, from
+/// Finds a connection to a server of `group`: the balancer's choice for `choice`, from
 /// the pool when it holds a live one (unless `fresh`), else dialed with `connect_timeout`.
 /// A failed dial moves on to the next server; each server is tried at most once, and a
 /// server whose connect failed in the last [`FAIL_TIMEOUT`] only after the others.
@@ -141,14 +176,18 @@ pub(crate) async fn connect(
     pool: &Pool,
     fresh: bool,
     connect_timeout: Duration,
+    choice: Choice,
 ) -> Option<Dialed> {
-    for server in group.rotation(Instant::now()) {
+    for chosen in group.rotation(Instant::now(), choice) {
+        let server = chosen.addr;
+        let open = || chosen.open.clone();
         if !fresh {
             if let Some(stream) = pool.take(server) {
                 return Some(Dialed {
                     stream,
                     server,
                     reused: true,
+                    open: open(),
                 });
             }
         }
@@ -185,6 +224,7 @@ pub(crate) async fn connect(
                     stream,
                     server,
                     reused: false,
+                    open: open(),
                 });
             }
             Some(Err(error)) => {
@@ -199,27 +239,33 @@ pub(crate) async fn connect(
 }
 
 /// An upstream connection in use by a client connection (a request or a tunnel), counted
-/// in `switchyard_upstream_connections_open` and `/status.json` from its creation until
-/// it is dropped: given back to the pool or closed, whichever way the connection ends.
+/// in `switchyard_upstream_connections_open` and `/status.json` (per worker, summed when
+/// read) and in its server's count for least connections (one atomic shared by the
+/// workers: a choice cannot wait for a sum) from its creation until it is dropped: given
+/// back to the pool or closed, whichever way the connection ends.
 #[derive(Debug)]
 pub(crate) struct InUse {
     counted: Option<(Rc<WorkerMetrics>, usize)>,
+    open: Arc<AtomicUsize>,
 }
 
 impl InUse {
-    /// Counts a connection to `server`, taken from `pool` or dialed for it.
-    pub(crate) fn new(pool: &Pool, server: SocketAddr) -> InUse {
+    /// Counts a connection to `server`, taken from `pool` or dialed for it; `open` is
+    /// the server's shared count ([`Dialed::open`]).
+    pub(crate) fn new(pool: &Pool, server: SocketAddr, open: Arc<AtomicUsize>) -> InUse {
         let counted = pool.metrics.as_ref().and_then(|metrics| {
             let slot = metrics.upstream_slot(server)?;
             metrics.upstream_in_use(slot, true);
             Some((metrics.clone(), slot))
         });
-        InUse { counted }
+        open.fetch_add(1, Ordering::Relaxed);
+        InUse { counted, open }
     }
 }
 
 impl Drop for InUse {
     fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
         if let Some((metrics, slot)) = &self.counted {
             metrics.upstream_in_use(*slot, false);
         }
@@ -464,14 +510,19 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    fn order(group: &Group, now: Instant) -> Vec<SocketAddr> {
+        let rotation = group.rotation(now, Choice::default());
+        rotation.into_iter().map(|server| server.addr).collect()
+    }
+
     #[test]
     fn rotation_is_round_robin_and_tries_each_server_once() {
         let group = Group::new("g".into(), vec![addr(1), addr(2), addr(3)]);
         let now = Instant::now();
-        assert_eq!(group.rotation(now), [addr(1), addr(2), addr(3)]);
-        assert_eq!(group.rotation(now), [addr(2), addr(3), addr(1)]);
-        assert_eq!(group.rotation(now), [addr(3), addr(1), addr(2)]);
-        assert_eq!(group.rotation(now), [addr(1), addr(2), addr(3)]);
+        assert_eq!(order(&group, now), [addr(1), addr(2), addr(3)]);
+        assert_eq!(order(&group, now), [addr(2), addr(3), addr(1)]);
+        assert_eq!(order(&group, now), [addr(3), addr(1), addr(2)]);
+        assert_eq!(order(&group, now), [addr(1), addr(2), addr(3)]);
     }
 
     #[test]
@@ -479,10 +530,10 @@ mod tests {
         let group = Group::new("g".into(), vec![addr(1), addr(2), addr(3)]);
         let now = Instant::now();
         group.record(addr(1), false, now);
-        assert_eq!(group.rotation(now), [addr(2), addr(3), addr(1)]);
-        assert_eq!(group.rotation(now), [addr(2), addr(3), addr(1)]);
+        assert_eq!(order(&group, now), [addr(2), addr(3), addr(1)]);
+        assert_eq!(order(&group, now), [addr(2), addr(3), addr(1)]);
         let later = now + FAIL_TIMEOUT + Duration::from_millis(1);
-        assert_eq!(group.rotation(later), [addr(3), addr(1), addr(2)]);
+        assert_eq!(order(&group, later), [addr(3), addr(1), addr(2)]);
     }
 
     #[test]
@@ -561,7 +612,7 @@ mod tests {
 
             // The refused server is counted once; the other one takes the request.
             let group = Group::new("default".into(), vec![refused, origin]);
-            let dialed = connect(&group, &pool, true, Duration::from_secs(5)).await;
+            let dialed = connect(&group, &pool, true, Duration::from_secs(5), Choice::default()).await;
             assert_eq!(dialed.map(|d| d.server), Some(origin));
             let text = metrics.encode();
             let errors = |server: SocketAddr| {
@@ -583,17 +634,22 @@ mod tests {
         let before = Group::new("g".into(), vec![addr(1), addr(2)]);
         let now = Instant::now();
         before.record(addr(1), false, now);
-        let after = Group::carrying("g".into(), vec![addr(3), addr(1)], Some(&before));
-        assert_eq!(after.rotation(now), [addr(3), addr(1)]);
+        let config = crate::UpstreamGroup {
+            name: "g".into(),
+            servers: vec![addr(3), addr(1)],
+            ..crate::UpstreamGroup::default()
+        };
+        let after = Group::carrying(&config, Some(&before));
+        assert_eq!(order(&after, now), [addr(3), addr(1)]);
         assert_eq!(
-            after.rotation(now),
+            order(&after, now),
             [addr(3), addr(1)],
             "the failed server is still tried last"
         );
         // What the old generation's connections see counts for the new one too.
         before.record(addr(1), true, now);
-        assert_eq!(after.rotation(now), [addr(3), addr(1)]);
-        assert_eq!(after.rotation(now), [addr(1), addr(3)]);
+        assert_eq!(order(&after, now), [addr(3), addr(1)]);
+        assert_eq!(order(&after, now), [addr(1), addr(3)]);
     }
 
     #[test]
@@ -602,6 +658,6 @@ mod tests {
         let now = Instant::now();
         group.record(addr(1), false, now);
         group.record(addr(1), true, now);
-        assert_eq!(group.rotation(now), [addr(1), addr(2)]);
+        assert_eq!(order(&group, now), [addr(1), addr(2)]);
     }
 }
