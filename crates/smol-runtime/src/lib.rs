@@ -132,6 +132,7 @@ mod metrics;
 // The backend (see `backend.rs`): the Linux reactor with splice, or async-io.
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
 mod pipe;
+mod pool;
 #[cfg(any(not(target_os = "linux"), feature = "portable"))]
 mod portable;
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
