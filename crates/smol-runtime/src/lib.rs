@@ -15,7 +15,9 @@
 //! or write that would block is never tried twice and a wait costs no system call of its
 //! own. HTTP-phase reads take up to 64 KiB: small ones are copied into a buffer of
 //! their size, large ones go to the core without a copy. The adapter owns everything
-//! shared between connections: round-robin upstream groups (shared by the workers) and a
+//! shared between connections: upstream groups and their balancers (round-robin, weighted,
+//! least connections, consistent hashing; shared by the workers; host names re-resolved
+//! on a thread of their own) and a
 //! keep-alive pool of idle upstream connections (one per worker). Tunnels copy bytes
 //! through 64 KiB buffers taken from a pool only once a socket is readable, and a
 //! direction carrying bulk data splices through a pooled pipe instead (Linux reactor);
