@@ -162,6 +162,28 @@ fn hashing_a_header_keeps_its_value_on_one_server_and_requests_without_it_take_t
 }
 
 #[test]
+fn hashing_a_cookie_keeps_each_session_on_one_server() {
+    let origins = [named("a"), named("b"), named("c")];
+    let proxy = Proxy::start_with(origins[0].addr(), |config| {
+        config.workers = 2;
+        config.upstreams[0]
+            .servers
+            .extend([origins[1].addr(), origins[2].addr()]);
+        config.upstreams[0].balance = Balance::Cookie("sid".into());
+    });
+    let mut chosen = std::collections::BTreeSet::new();
+    for session in 0..8 {
+        let first = get(proxy.addr(), &format!("Cookie: sid={session}\r\n"));
+        for other in ["theme=dark; ", "x=1; sidx=9; "] {
+            let header = format!("Cookie: {other}sid={session}\r\n");
+            assert_eq!(get(proxy.addr(), &header), first, "session {session} moved");
+        }
+        chosen.insert(first);
+    }
+    assert!(chosen.len() >= 2, "every session on {chosen:?}");
+}
+
+#[test]
 fn weighted_round_robin_gives_each_server_its_weights_share() {
     let (a, b) = (named("a"), named("b"));
     let proxy = Proxy::start_with(a.addr(), |config| {
