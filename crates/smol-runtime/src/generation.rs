@@ -291,9 +291,7 @@ impl Generations {
                 .config()
                 .is_some_and(|newest| Arc::ptr_eq(&newest, based_on));
             if !newest {
-                return Err(ReloadError::Invalid(
-                    "a reload came first; its names are resolved".to_string(),
-                ));
+                return Err(ReloadError::Outdated);
             }
         }
         crate::server::validate(&config).map_err(|e| ReloadError::Invalid(e.to_string()))?;
@@ -504,6 +502,9 @@ pub enum ReloadError {
     Bind(io::Error),
     /// The server is shutting down.
     ShuttingDown,
+    /// Upstream names resolved again for a configuration that a reload has replaced
+    /// since (the reload resolved its own); nothing is published.
+    Outdated,
 }
 
 impl fmt::Display for ReloadError {
@@ -512,6 +513,9 @@ impl fmt::Display for ReloadError {
             ReloadError::Invalid(message) => write!(f, "invalid configuration: {message}"),
             ReloadError::Bind(error) => error.fmt(f),
             ReloadError::ShuttingDown => f.write_str("the server is shutting down"),
+            ReloadError::Outdated => {
+                f.write_str("a reload replaced the configuration the names were resolved for")
+            }
         }
     }
 }

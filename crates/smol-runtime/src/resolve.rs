@@ -15,6 +15,7 @@ use std::time::Duration;
 use event_listener::Listener;
 
 use crate::generation::Generations;
+use crate::ReloadError;
 use crate::{ServerConfig, UpstreamGroup};
 
 /// A host name among a group's servers, and what it resolved to last.
@@ -146,8 +147,12 @@ pub(crate) fn spawn_refresher(generations: Arc<Generations>) -> io::Result<()> {
                 continue;
             };
             if let Some(next) = refresh(&config, resolve) {
-                if let Err(error) = generations.refresh(&config, next) {
-                    tracing::warn!(%error, "resolved upstream names not published");
+                match generations.refresh(&config, next) {
+                    // A reload came first: it resolved its names; the next round starts
+                    // from it.
+                    Err(ReloadError::Outdated) => {}
+                    Err(error) => tracing::warn!(%error, "resolved upstream names not published"),
+                    Ok(()) => {}
                 }
             }
         })?;
