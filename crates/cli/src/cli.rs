@@ -53,9 +53,10 @@ pub struct ProxyArgs {
     /// takes over this one's listening sockets, and this one drains [default: off].
     #[arg(long, value_name = "PATH")]
     pub upgrade_socket: Option<PathBuf>,
-    /// Upstream server for the route `/`, IP:PORT (repeatable: used round-robin).
-    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
-    pub upstream: Vec<SocketAddr>,
+    /// Upstream server for the route `/`, IP:PORT or HOST:PORT (repeatable: used
+    /// round-robin; every address a name resolves to is a server).
+    #[arg(long, value_name = "ADDR", value_parser = crate::settings::parse_server)]
+    pub upstream: Vec<String>,
     /// Longest upstream silence, for a response and in a tunnel [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub read_timeout: Option<Duration>,

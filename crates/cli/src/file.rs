@@ -83,6 +83,8 @@ pub struct Defaults {
     pub max_request_line: Option<usize>,
     /// Most header fields.
     pub max_headers: Option<usize>,
+    /// How often upstream host names are resolved again (a group's own wins).
+    pub resolve_interval: Option<ConfigTimeout>,
 }
 
 /// `[pool]`: idle upstream connections kept for reuse.
@@ -109,12 +111,38 @@ pub struct ForwardingSection {
     pub via: Option<Spanned<String>>,
 }
 
-/// `[upstreams.NAME]`: a group of servers used round-robin.
+/// `[upstreams.NAME]`: a group of servers and how connections are spread over them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSection {
-    /// The servers, `IP:PORT`.
-    pub servers: Vec<Spanned<String>>,
+    /// The servers: `IP:PORT` or `HOST:PORT`, or `{ address = "…", weight = 3 }`.
+    pub servers: Vec<Spanned<ServerEntry>>,
+    /// `round_robin` (the default), `least_conn`, `ip_hash` or `hash`.
+    pub balance: Option<Spanned<String>>,
+    /// What `balance = "hash"` hashes: `header:NAME` or `cookie:NAME` (implies `hash`).
+    pub hash: Option<Spanned<String>>,
+    /// How often host names among the servers are resolved again.
+    pub resolve_interval: Option<ConfigTimeout>,
+}
+
+/// One element of `servers`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ServerEntry {
+    /// `"IP:PORT"` or `"HOST:PORT"`, weight 1.
+    Address(String),
+    /// `{ address = "HOST:PORT", weight = 3 }`.
+    Weighted(WeightedServer),
+}
+
+/// `{ address = "…", weight = … }` in `servers`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedServer {
+    /// `IP:PORT` or `HOST:PORT`.
+    pub address: String,
+    /// Its weight, 1 to 1000 (default 1).
+    pub weight: Option<u32>,
 }
 
 /// `[[routes]]`: a path prefix and where it goes.

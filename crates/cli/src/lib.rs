@@ -17,7 +17,7 @@
 //! let settings = Settings::load(&flags).unwrap();
 //! assert_eq!(settings.core.routes[0].prefix, "/");
 //! assert_eq!(settings.core.routes[0].timeouts.read.as_secs(), 120);
-//! assert_eq!(settings.upstreams[0].1.len(), 2); // one group, used round-robin
+//! assert_eq!(settings.upstreams[0].servers.len(), 2); // one group, used round-robin
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
@@ -117,7 +117,7 @@ fn demo(args: &DemoArgs) -> ExitCode {
     };
     let flags = Overrides {
         listen: vec![args.listen],
-        upstream: vec![origin],
+        upstream: vec![origin.to_string()],
         ..Overrides::default()
     };
     let settings = match Settings::load(&flags) {
@@ -207,12 +207,14 @@ fn serve(
         );
     }
     for (route, &upstream) in settings.core.routes.iter().zip(&settings.route_upstream) {
-        let (name, servers) = &settings.upstreams[upstream];
-        let servers: Vec<String> = servers.iter().map(ToString::to_string).collect();
+        let group = &settings.upstreams[upstream];
+        let servers: Vec<String> = group.servers.iter().map(ToString::to_string).collect();
         tracing::info!(
-            "route {} -> upstream {name} ({})",
+            "route {} -> upstream {} ({}, {})",
             route.prefix,
-            servers.join(", ")
+            group.name,
+            servers.join(", "),
+            group.balance
         );
     }
     on_ready(&addrs);

@@ -3,6 +3,9 @@
 mod display;
 #[cfg(test)]
 mod tests;
+mod upstreams;
+
+pub use upstreams::{parse_server, DEFAULT_RESOLVE_INTERVAL, MAX_WEIGHT};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,8 +41,8 @@ pub struct Overrides {
     pub admin_listen: Option<SocketAddr>,
     /// `--upgrade-socket`, replacing the file's `upgrade_socket`.
     pub upgrade_socket: Option<PathBuf>,
-    /// `--upstream`: one group serving the route `/`.
-    pub upstream: Vec<SocketAddr>,
+    /// `--upstream`: one group serving the route `/` (`IP:PORT` or `HOST:PORT`).
+    pub upstream: Vec<String>,
     /// `--header-timeout`.
     pub header_timeout: Option<Duration>,
     /// `--idle-timeout`.
@@ -86,8 +89,8 @@ pub struct Settings {
     pub upgrade_socket: Option<PathBuf>,
     /// The core's configuration (routes, deadlines, limits, forwarding).
     pub core: Config,
-    /// Upstream groups: name and servers.
-    pub upstreams: Vec<(String, Vec<SocketAddr>)>,
+    /// Upstream groups: name, servers (host names resolved), weights and balancer.
+    pub upstreams: Vec<UpstreamGroup>,
     /// For each route (same index as `core.routes`), its upstream group.
     pub route_upstream: Vec<usize>,
     /// Executor threads.
@@ -327,18 +330,10 @@ impl Settings {
         };
 
         // Upstream groups and routes: from the file, or one group and route `/` from flags.
+        let resolve_interval = d.resolve_interval.map_or(DEFAULT_RESOLVE_INTERVAL, |t| t.0);
         let mut upstreams = Vec::new();
         for (name, group) in &file.upstreams {
-            if group.get_ref().servers.is_empty() {
-                return Err(at(
-                    group.span(),
-                    format!(
-                        "upstream `{name}` has no servers: list at least one IP:PORT in `servers`"
-                    ),
-                ));
-            }
-            let servers = addresses("servers", &group.get_ref().servers)?;
-            upstreams.push((name.clone(), servers));
+            upstreams.push(upstreams::from_file(name, group, resolve_interval, &at)?);
         }
 
         let mut routes = Vec::new();
@@ -373,8 +368,8 @@ impl Settings {
                     ));
                 }
                 let name = r.upstream.get_ref();
-                let Some(index) = upstreams.iter().position(|(n, _)| n == name) else {
-                    let known: Vec<&str> = upstreams.iter().map(|(n, _)| n.as_str()).collect();
+                let Some(index) = upstreams.iter().position(|g| g.name == *name) else {
+                    let known: Vec<&str> = upstreams.iter().map(|g| g.name.as_str()).collect();
                     let known = if known.is_empty() {
                         "none is defined".to_string()
                     } else {
@@ -414,7 +409,11 @@ impl Settings {
                 route_upstream.push(index);
             }
         } else if !flags.upstream.is_empty() {
-            upstreams.push((FLAG_UPSTREAM_GROUP.to_string(), flags.upstream.clone()));
+            upstreams.push(upstreams::from_flags(
+                FLAG_UPSTREAM_GROUP,
+                &flags.upstream,
+                resolve_interval,
+            )?);
             routes.push(Route {
                 prefix: "/".to_string(),
                 allow_upgrade: default_upgrades,
@@ -484,14 +483,7 @@ impl Settings {
             listen: self.listen.clone(),
             admin_listen: self.admin_listen,
             core: self.core.clone(),
-            upstreams: self
-                .upstreams
-                .iter()
-                .map(|(name, servers)| UpstreamGroup {
-                    name: name.clone(),
-                    servers: servers.clone(),
-                })
-                .collect(),
+            upstreams: self.upstreams.clone(),
             route_upstream: self.route_upstream.clone(),
             workers: self.workers,
             shutdown_grace: self.shutdown_grace,

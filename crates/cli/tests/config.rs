@@ -99,7 +99,7 @@ fn check_accepts_the_example_config_and_prints_what_would_run() {
     let s = &out.stdout;
     assert!(s.contains("listen             127.0.0.1:8080"), "{s}");
     assert!(
-        s.contains("upstream backend   127.0.0.1:9000 127.0.0.1:9001 (round-robin)"),
+        s.contains("upstream backend   127.0.0.1:9000 127.0.0.1:9001   balance round_robin"),
         "{s}"
     );
     assert!(s.contains("route /chat/ -> backend"), "{s}");
@@ -282,7 +282,7 @@ fn check_refuses_a_bad_server_address() {
         "listen = [\"127.0.0.1:8080\"]\n[upstreams.a]\nservers = [\n  \"127.0.0.1:9000\",\n  \"127.0.0.1\",\n]\n",
     );
     assert!(
-        message.starts_with(":5: servers: invalid address `127.0.0.1`"),
+        message.starts_with(":5: upstream `a`: invalid server `127.0.0.1`"),
         "{message}"
     );
 }
@@ -340,7 +340,7 @@ fn repeated_upstreams_form_one_round_robin_group_on_route_slash() {
         "{s}"
     );
     assert!(
-        s.contains("upstream default   127.0.0.1:9000 127.0.0.1:9001 (round-robin)"),
+        s.contains("upstream default   127.0.0.1:9000 127.0.0.1:9001   balance round_robin"),
         "{s}"
     );
     assert!(s.contains("route / -> default"), "{s}");

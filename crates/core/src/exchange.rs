@@ -189,6 +189,29 @@ impl Exchange {
 }
 
 impl Connection {
+    /// The values of the header `name` (case-insensitive) in the request of the
+    /// exchange in progress, as forwarded to the upstream (so never a hop-by-hop
+    /// header), each trimmed, in order; none outside an exchange. What an adapter's
+    /// balancer hashes (a session header or cookie) when it answers [`Output::Connect`].
+    pub fn request_header<'a: 'n, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a [u8]> + 'n {
+        let head: &[u8] = self.phase.exchange().map_or(&[], |ex| &ex.upstream_head);
+        // The core wrote this head itself, one field per CRLF-terminated line after the
+        // request line, so splitting on LF is exact.
+        head.split(|&b| b == b'\n')
+            .skip(1)
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+            .take_while(|line| !line.is_empty())
+            .filter_map(move |line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                line[..colon]
+                    .eq_ignore_ascii_case(name.as_bytes())
+                    .then(|| line[colon + 1..].trim_ascii())
+            })
+    }
+
     pub(crate) fn on_connected(&mut self, reused: bool) {
         if !self.enter(Step::Connected) {
             return;

@@ -105,6 +105,9 @@ pub(crate) struct Generations {
     /// With an upgrade socket: the sockets offered to a successor, and a duplicate of
     /// the admin listener's (which a reload does not change).
     offered: Option<(Offered, Option<OwnedFd>)>,
+    /// The configuration of the newest generation, which the resolver of upstream
+    /// names starts from.
+    config: Mutex<Arc<ServerConfig>>,
 }
 
 /// Builds generation `number` from `config`; groups of the same name as in `previous`
@@ -123,7 +126,7 @@ fn build(
         .iter()
         .map(|group| {
             let before = previous.and_then(|p| p.groups.iter().find(|g| g.name == group.name));
-            Group::carrying(group.name.clone(), group.servers.clone(), before)
+            Group::carrying(group, before)
         })
         .collect();
     if let Some(status) = status {
@@ -177,6 +180,7 @@ impl Generations {
             metrics,
             status,
             offered,
+            config: Mutex::new(Arc::new(config.clone())),
         };
         generations.offer(&generations.lock().listeners)?;
         Ok(generations)
@@ -226,9 +230,31 @@ impl Generations {
         }
     }
 
+    /// The configuration of the newest generation.
+    pub(crate) fn config(&self) -> Option<Arc<ServerConfig>> {
+        let config = self.config.lock().ok()?;
+        Some(config.clone())
+    }
+
+    /// Publishes `next`, the newest configuration with its upstream names resolved again
+    /// ([`crate::resolve`]), unless a reload published another one since it was read
+    /// (that one resolved its names itself).
+    pub(crate) fn refresh(
+        &self,
+        based_on: &Arc<ServerConfig>,
+        next: ServerConfig,
+    ) -> Result<(), ReloadError> {
+        let report = self.publish(next, Some(based_on))?;
+        tracing::info!(
+            generation = report.generation,
+            "upstream names resolved to new addresses: new generation published"
+        );
+        Ok(())
+    }
+
     /// Validates `config` and publishes it as the next generation.
     pub(crate) fn reload(&self, config: ServerConfig) -> Result<ReloadReport, ReloadError> {
-        let result = self.publish(config);
+        let result = self.publish(config, None);
         match &result {
             Ok(report) => {
                 tracing::info!("{report}");
@@ -251,10 +277,22 @@ impl Generations {
         }
     }
 
-    fn publish(&self, config: ServerConfig) -> Result<ReloadReport, ReloadError> {
+    fn publish(
+        &self,
+        config: ServerConfig,
+        based_on: Option<&Arc<ServerConfig>>,
+    ) -> Result<ReloadReport, ReloadError> {
         let mut reloadable = self.lock();
         if self.stopping.is_set() {
             return Err(ReloadError::ShuttingDown);
+        }
+        if let Some(based_on) = based_on {
+            let newest = self
+                .config()
+                .is_some_and(|newest| Arc::ptr_eq(&newest, based_on));
+            if !newest {
+                return Err(ReloadError::Outdated);
+            }
         }
         crate::server::validate(&config).map_err(|e| ReloadError::Invalid(e.to_string()))?;
         let prepared = reloadable
@@ -288,6 +326,9 @@ impl Generations {
             gone
         };
         self.current.store(Arc::new(next));
+        if let Ok(mut newest) = self.config.lock() {
+            *newest = Arc::new(config.clone());
+        }
         // From here on every accept takes the new generation.
         let applied = reloadable.listeners.apply(prepared, &self.inboxes);
         if let Err(error) = self.offer(&reloadable.listeners) {
@@ -461,6 +502,9 @@ pub enum ReloadError {
     Bind(io::Error),
     /// The server is shutting down.
     ShuttingDown,
+    /// Upstream names resolved again for a configuration that a reload has replaced
+    /// since (the reload resolved its own); nothing is published.
+    Outdated,
 }
 
 impl fmt::Display for ReloadError {
@@ -469,6 +513,9 @@ impl fmt::Display for ReloadError {
             ReloadError::Invalid(message) => write!(f, "invalid configuration: {message}"),
             ReloadError::Bind(error) => error.fmt(f),
             ReloadError::ShuttingDown => f.write_str("the server is shutting down"),
+            ReloadError::Outdated => {
+                f.write_str("a reload replaced the configuration the names were resolved for")
+            }
         }
     }
 }

@@ -15,7 +15,9 @@
 //! or write that would block is never tried twice and a wait costs no system call of its
 //! own. HTTP-phase reads take up to 64 KiB: small ones are copied into a buffer of
 //! their size, large ones go to the core without a copy. The adapter owns everything
-//! shared between connections: round-robin upstream groups (shared by the workers) and a
+//! shared between connections: upstream groups and their balancers (round-robin, weighted,
+//! least connections, consistent hashing; shared by the workers; host names re-resolved
+//! on a thread of their own) and a
 //! keep-alive pool of idle upstream connections (one per worker). Tunnels copy bytes
 //! through 64 KiB buffers taken from a pool only once a socket is readable, and a
 //! direction carrying bulk data splices through a pooled pipe instead (Linux reactor);
@@ -117,6 +119,7 @@ use std::time::Duration;
 
 mod admin;
 mod backend;
+mod balance;
 mod buffer;
 mod driver;
 mod events;
@@ -131,10 +134,12 @@ mod metrics;
 // The backend (see `backend.rs`): the Linux reactor with splice, or async-io.
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
 mod pipe;
+mod pool;
 #[cfg(any(not(target_os = "linux"), feature = "portable"))]
 mod portable;
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
 mod reactor;
+mod resolve;
 mod server;
 mod shortage;
 mod signal;
@@ -154,16 +159,55 @@ pub use log::{AccessLog, ACCESS_TARGET};
 pub use metrics::Metrics;
 pub use server::{Server, ShutdownHandle};
 
-/// A named set of upstream servers; requests are spread over them round-robin. A server
-/// that fails to connect is skipped for the next one, and for 10 s it is tried only after
-/// the others.
+/// A named set of upstream servers and how connections are spread over them
+/// ([`Balance`], round-robin by default). A server that fails to connect is skipped for
+/// the next one, and for 10 s it is tried only after the others, whatever the balancer.
+///
+/// Servers may come from host names ([`UpstreamGroup::names`]): the server re-resolves
+/// them every [`UpstreamGroup::resolve_interval`] on a thread of its own and publishes
+/// the group's new servers as a new configuration generation when they change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamGroup {
     /// Name, for logs.
     pub name: String,
-    /// The servers.
+    /// The servers (the addresses given and those the names resolved to).
     pub servers: Vec<SocketAddr>,
+    /// Each server's weight (`weights[i]` is `servers[i]`'s, 1 to 1000); a server
+    /// without an entry weighs 1. Round-robin and least connections give a server
+    /// `weight` times the share of a server of weight 1; the hashing balancers give it
+    /// `weight` times the share of the ring.
+    pub weights: Vec<u32>,
+    /// How a server is chosen for a connection.
+    pub balance: Balance,
+    /// The host names among the servers, with what each resolved to last (those
+    /// addresses are in `servers`); re-resolved every `resolve_interval`.
+    pub names: Vec<ServerName>,
+    /// How often `names` are resolved again. Default 30 s.
+    pub resolve_interval: Duration,
 }
+
+impl Default for UpstreamGroup {
+    fn default() -> Self {
+        UpstreamGroup {
+            name: String::new(),
+            servers: Vec::new(),
+            weights: Vec::new(),
+            balance: Balance::RoundRobin,
+            names: Vec::new(),
+            resolve_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl UpstreamGroup {
+    /// The weight of `servers[index]` (1 when not given).
+    pub fn weight(&self, index: usize) -> u32 {
+        self.weights.get(index).copied().unwrap_or(1).max(1)
+    }
+}
+
+pub use balance::Balance;
+pub use resolve::{resolve, ServerName};
 
 /// The keep-alive pool of idle upstream connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +249,7 @@ impl Default for PoolConfig {
 /// config.upstreams.push(UpstreamGroup {
 ///     name: "chat".into(),
 ///     servers: vec!["127.0.0.1:9001".parse().unwrap(), "127.0.0.1:9002".parse().unwrap()],
+///     ..UpstreamGroup::default()
 /// });
 /// config.route_upstream = vec![0, 1]; // route "/" -> "default", "/chat/" -> "chat"
 /// let server = Server::bind(config)?;
@@ -265,6 +310,7 @@ impl ServerConfig {
             upstreams: vec![UpstreamGroup {
                 name: "default".to_string(),
                 servers: vec![upstream],
+                ..UpstreamGroup::default()
             }],
             route_upstream: vec![0],
             workers: 0,

@@ -293,6 +293,7 @@ impl Server {
                 }
             }
         }
+        crate::resolve::spawn_refresher(generations.clone())?;
         tracing::debug!(listen = ?generations.local_addrs(), workers, "serving");
 
         let executor = Rc::new(LocalExecutor::new());
@@ -388,6 +389,22 @@ pub(crate) fn validate(config: &ServerConfig) -> io::Result<()> {
     }
     if let Some(group) = config.upstreams.iter().find(|g| g.servers.is_empty()) {
         return invalid(format!("upstream group {:?} has no server", group.name));
+    }
+    for group in &config.upstreams {
+        if group.weights.len() > group.servers.len() {
+            return invalid(format!(
+                "upstream group {:?} has {} weights for {} servers",
+                group.name,
+                group.weights.len(),
+                group.servers.len()
+            ));
+        }
+        if let Some(weight) = group.weights.iter().find(|w| !(1..=1000).contains(*w)) {
+            return invalid(format!(
+                "upstream group {:?}: weight {weight} is out of range 1 to 1000",
+                group.name
+            ));
+        }
     }
     if let Some(admin) = config.admin_listen {
         if admin.port() != 0 && config.listen.contains(&admin) {

@@ -71,24 +71,38 @@ impl fmt::Display for Settings {
             self.pool_max_idle_per_server,
             format_duration(self.pool_idle_timeout)
         )?;
-        for (name, servers) in &self.upstreams {
-            let used = self
-                .route_upstream
-                .iter()
-                .any(|&u| self.upstreams[u].0 == *name);
+        for (index, group) in self.upstreams.iter().enumerate() {
+            let used = self.route_upstream.contains(&index);
+            let servers: Vec<String> = (0..group.servers.len())
+                .map(|i| match group.weight(i) {
+                    1 => group.servers[i].to_string(),
+                    weight => format!("{} weight={weight}", group.servers[i]),
+                })
+                .collect();
             writeln!(
                 f,
-                "upstream {name:<9} {} (round-robin){}",
-                join(servers),
+                "upstream {:<9} {}   balance {}{}",
+                group.name,
+                servers.join(" "),
+                group.balance,
                 if used { "" } else { "   [unused]" }
             )?;
+            for name in &group.names {
+                writeln!(
+                    f,
+                    "    name           {} -> {}   resolved again every {}",
+                    name.name,
+                    join(&name.addrs),
+                    format_duration(group.resolve_interval)
+                )?;
+            }
         }
         for (route, &upstream) in self.core.routes.iter().zip(&self.route_upstream) {
             let rt = &route.timeouts;
             writeln!(
                 f,
                 "route {} -> {}",
-                route.prefix, self.upstreams[upstream].0
+                route.prefix, self.upstreams[upstream].name
             )?;
             let upgrades = if route.allow_upgrade.is_empty() {
                 "none".to_string()

@@ -53,9 +53,21 @@ impl Driver<'_> {
             .routes
             .get(route)
             .map_or(shared.core.timeouts.connect, |r| r.timeouts.connect);
+        let conn = &self.conn;
+        let choice = upstream::Choice {
+            key: group.balance().key(self.context.client, |name| {
+                conn.request_header(name).collect()
+            }),
+        };
         // On the heap: dialing state would otherwise sit in every connection's task,
         // also while it idles as a tunnel.
-        let mut dial = Box::pin(upstream::connect(group, self.pool, fresh, connect_timeout));
+        let mut dial = Box::pin(upstream::connect(
+            group,
+            self.pool,
+            fresh,
+            connect_timeout,
+            choice,
+        ));
         let dialed = loop {
             self.arm_timer();
             let timer = &mut self.timer;
@@ -82,6 +94,7 @@ impl Driver<'_> {
                 stream,
                 server,
                 reused,
+                open,
             }) => {
                 tracing::debug!(client = %self.context.client, %server, reused, "upstream connected");
                 self.upstream = Some(Upstream {
@@ -89,7 +102,7 @@ impl Driver<'_> {
                     server,
                     reused,
                     bytes_read: 0,
-                    in_use: upstream::InUse::new(self.pool, server),
+                    in_use: upstream::InUse::new(self.pool, server, open),
                 });
                 self.feed(Input::UpstreamConnected { reused }, now);
             }

@@ -33,6 +33,7 @@ fn config() -> ServerConfig {
     config.upstreams.push(UpstreamGroup {
         name: "chat".into(),
         servers: vec![addr("127.0.0.1:9001"), addr("127.0.0.1:9000")],
+        ..Default::default()
     });
     config.route_upstream = vec![0, 1];
     config
