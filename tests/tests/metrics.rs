@@ -42,10 +42,12 @@ fn proxy(http: &Origin, echo: &Origin, dead: SocketAddr) -> Proxy {
         config.upstreams.push(UpstreamGroup {
             name: "echo".into(),
             servers: vec![echo.addr()],
+            ..Default::default()
         });
         config.upstreams.push(UpstreamGroup {
             name: "dead".into(),
             servers: vec![dead],
+            ..Default::default()
         });
         config.route_upstream = vec![0, 1, 1, 2];
     })

@@ -215,6 +215,7 @@ fn metrics_count_generations_and_reloads_and_a_new_route_under_its_own_label() {
             config.upstreams.push(UpstreamGroup {
                 name: "second".into(),
                 servers: config.upstreams[0].servers.clone(),
+                ..Default::default()
             });
         }
     };

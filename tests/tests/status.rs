@@ -68,6 +68,7 @@ fn status_json_shows_the_open_tunnels_routes_and_upstream_servers_as_sent() {
         config.upstreams.push(UpstreamGroup {
             name: "echo".into(),
             servers: vec![echo.addr(), dead],
+            ..Default::default()
         });
         config.route_upstream = vec![0, 1];
     });

@@ -115,6 +115,30 @@ pub struct ForwardingSection {
 pub struct UpstreamSection {
     /// The servers, `IP:PORT`.
     pub servers: Vec<Spanned<String>>,
+    /// Active health checks of each server.
+    pub health_check: Option<Spanned<HealthCheckSection>>,
+    /// Source addresses of upstream connections, used in turn.
+    pub source: Option<Vec<Spanned<String>>>,
+}
+
+/// `health_check = { … }` of an upstream group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    /// Request target of the `GET`.
+    pub path: Option<Spanned<String>>,
+    /// Time between checks of a server.
+    pub interval: Option<ConfigTimeout>,
+    /// How long a check may take.
+    pub timeout: Option<ConfigTimeout>,
+    /// Failures in a row that take a server out.
+    pub fails: Option<Spanned<u32>>,
+    /// Passes in a row that bring it back.
+    pub passes: Option<Spanned<u32>>,
+    /// Statuses that pass (default: any 2xx or 3xx).
+    pub status: Option<Vec<Spanned<u16>>>,
+    /// `Host` header of the checks (default: the server's address).
+    pub host: Option<Spanned<String>>,
 }
 
 /// `[[routes]]`: a path prefix and where it goes.

@@ -1,6 +1,7 @@
 //! The effective configuration: built-in defaults, then the file, then flags (flags win).
 
 mod display;
+mod groups;
 #[cfg(test)]
 mod tests;
 
@@ -15,6 +16,8 @@ use crate::error::ConfigError;
 use crate::file::{parse_address, parse_upgrade_protocol, FileConfig, Source};
 use switchyard_smol::{AccessLog, PoolConfig, ServerConfig, UpstreamGroup};
 use toml::Spanned;
+
+pub use groups::GroupOptions;
 
 /// Name of the upstream group made from `--upstream` flags.
 pub const FLAG_UPSTREAM_GROUP: &str = "default";
@@ -88,6 +91,8 @@ pub struct Settings {
     pub core: Config,
     /// Upstream groups: name and servers.
     pub upstreams: Vec<(String, Vec<SocketAddr>)>,
+    /// Each group's health check and source addresses (same index as `upstreams`).
+    pub upstream_options: Vec<GroupOptions>,
     /// For each route (same index as `core.routes`), its upstream group.
     pub route_upstream: Vec<usize>,
     /// Executor threads.
@@ -328,6 +333,7 @@ impl Settings {
 
         // Upstream groups and routes: from the file, or one group and route `/` from flags.
         let mut upstreams = Vec::new();
+        let mut upstream_options = Vec::new();
         for (name, group) in &file.upstreams {
             if group.get_ref().servers.is_empty() {
                 return Err(at(
@@ -339,6 +345,7 @@ impl Settings {
             }
             let servers = addresses("servers", &group.get_ref().servers)?;
             upstreams.push((name.clone(), servers));
+            upstream_options.push(groups::options(name, group.get_ref(), &at)?);
         }
 
         let mut routes = Vec::new();
@@ -415,6 +422,7 @@ impl Settings {
             }
         } else if !flags.upstream.is_empty() {
             upstreams.push((FLAG_UPSTREAM_GROUP.to_string(), flags.upstream.clone()));
+            upstream_options.push(GroupOptions::default());
             routes.push(Route {
                 prefix: "/".to_string(),
                 allow_upgrade: default_upgrades,
@@ -456,6 +464,7 @@ impl Settings {
                 forwarding,
             },
             upstreams,
+            upstream_options,
             route_upstream,
             workers,
             shutdown_grace: flags
@@ -487,9 +496,12 @@ impl Settings {
             upstreams: self
                 .upstreams
                 .iter()
-                .map(|(name, servers)| UpstreamGroup {
+                .zip(&self.upstream_options)
+                .map(|((name, servers), options)| UpstreamGroup {
                     name: name.clone(),
                     servers: servers.clone(),
+                    health_check: options.health_check.clone(),
+                    source: options.source.clone(),
                 })
                 .collect(),
             route_upstream: self.route_upstream.clone(),

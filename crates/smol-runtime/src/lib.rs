@@ -122,6 +122,7 @@ mod driver;
 mod events;
 mod generation;
 mod handover;
+mod health;
 #[cfg(test)]
 mod idle_tests;
 mod limits;
@@ -139,6 +140,7 @@ mod server;
 mod shortage;
 mod signal;
 mod sockets;
+mod source;
 #[cfg(test)]
 mod test_support;
 mod tunnels;
@@ -147,6 +149,7 @@ mod worker;
 
 pub use events::{EventContext, EventSink};
 pub use generation::{ReloadError, ReloadHandle, ReloadReport};
+pub use health::HealthCheck;
 pub use limits::{
     descriptor_limit, raise_descriptor_limit, DescriptorBudget, DescriptorLimit, Shortfall,
 };
@@ -156,13 +159,21 @@ pub use server::{Server, ShutdownHandle};
 
 /// A named set of upstream servers; requests are spread over them round-robin. A server
 /// that fails to connect is skipped for the next one, and for 10 s it is tried only after
-/// the others.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// the others. With a [`HealthCheck`], a server that fails it gets no new connections
+/// until it passes again.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UpstreamGroup {
     /// Name, for logs.
     pub name: String,
     /// The servers.
     pub servers: Vec<SocketAddr>,
+    /// Active health checks of each server; `None` (the default): only the passive
+    /// marks of failed connects.
+    pub health_check: Option<HealthCheck>,
+    /// Source addresses each new upstream connection binds before connecting, the next
+    /// one in turn (of the server's address family); empty (the default): the system
+    /// picks.
+    pub source: Vec<std::net::IpAddr>,
 }
 
 /// The keep-alive pool of idle upstream connections.
@@ -205,6 +216,7 @@ impl Default for PoolConfig {
 /// config.upstreams.push(UpstreamGroup {
 ///     name: "chat".into(),
 ///     servers: vec!["127.0.0.1:9001".parse().unwrap(), "127.0.0.1:9002".parse().unwrap()],
+///     ..UpstreamGroup::default()
 /// });
 /// config.route_upstream = vec![0, 1]; // route "/" -> "default", "/chat/" -> "chat"
 /// let server = Server::bind(config)?;
@@ -265,6 +277,7 @@ impl ServerConfig {
             upstreams: vec![UpstreamGroup {
                 name: "default".to_string(),
                 servers: vec![upstream],
+                ..UpstreamGroup::default()
             }],
             route_upstream: vec![0],
             workers: 0,

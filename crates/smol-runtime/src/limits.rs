@@ -275,6 +275,7 @@ mod tests {
                 "127.0.0.1:9000".parse().unwrap(),
                 "127.0.0.1:9001".parse().unwrap(),
             ],
+            ..Default::default()
         });
         config.pool.max_idle_per_server = 10;
         let budget = DescriptorBudget::new(&config, 3);

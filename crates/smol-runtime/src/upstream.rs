@@ -6,22 +6,24 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
 use crate::backend::{Io, Timer};
+use crate::health::{HealthCheck, ServerHealth, Targets};
 use crate::metrics::WorkerMetrics;
-use crate::PoolConfig;
+use crate::source::Sources;
+use crate::{PoolConfig, UpstreamGroup};
 
 /// After a failed connect, a server is tried after the others for this long (nginx's
 /// `max_fails=1 fail_timeout=10s`).
 const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An upstream group at run time: its servers, its round-robin position, and which
-/// servers failed recently.
+/// An upstream group at run time: its servers, its round-robin position, which servers
+/// failed recently, which its health checks took out, and its source addresses.
 #[derive(Debug)]
 pub(crate) struct Group {
     pub(crate) name: String,
@@ -29,6 +31,11 @@ pub(crate) struct Group {
     next: AtomicUsize,
     /// Origin of the `failed_until` clocks.
     epoch: Instant,
+    check: Option<HealthCheck>,
+    sources: Sources,
+    /// Whether every server was down by its health check at the last change (shared
+    /// with the generations before and after, like the servers' state).
+    all_down: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -38,38 +45,94 @@ struct Server {
     /// does not. Shared with the same server of the same group in the generations
     /// before and after a reload, so a failure seen by either counts for both.
     failed_until: Arc<AtomicU64>,
+    /// What the health checks found (never down without them); shared the same way.
+    health: Arc<ServerHealth>,
+}
+
+/// Whether a server takes new connections: what every choice of a server reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum ServerState {
+    /// Takes connections.
+    Healthy,
+    /// A connect failed recently: tried after the healthy ones, for this much longer.
+    Failed(Duration),
+    /// Its health checks failed: takes no new connection until they pass.
+    Down,
 }
 
 impl Group {
     #[cfg(test)]
     pub(crate) fn new(name: String, servers: Vec<SocketAddr>) -> Self {
-        Group::carrying(name, servers, None)
+        let config = UpstreamGroup {
+            name,
+            servers,
+            ..UpstreamGroup::default()
+        };
+        Group::carrying(&config, None)
     }
 
-    /// A group whose servers that were already in `previous` (the group of the same
-    /// name in the generation before) keep their failure marks, and whose round-robin
-    /// position continues from it.
-    pub(crate) fn carrying(
-        name: String,
-        servers: Vec<SocketAddr>,
-        previous: Option<&Group>,
-    ) -> Self {
-        let carried = |addr: SocketAddr| {
-            previous
-                .and_then(|group| group.servers.iter().find(|server| server.addr == addr))
-                .map(|server| server.failed_until.clone())
+    /// The group of `config`, whose servers that were already in `previous` (the group
+    /// of the same name in the generation before) keep their failure marks and health
+    /// (unless the group no longer has a health check), and whose round-robin position
+    /// and turn of source addresses continue from it.
+    pub(crate) fn carrying(config: &UpstreamGroup, previous: Option<&Group>) -> Self {
+        let before = |addr: SocketAddr| {
+            previous.and_then(|group| group.servers.iter().find(|server| server.addr == addr))
         };
+        let checked = config.health_check.is_some();
+        let servers: Vec<Server> = config
+            .servers
+            .iter()
+            .map(|&addr| Server {
+                addr,
+                failed_until: before(addr)
+                    .map_or_else(Default::default, |s| s.failed_until.clone()),
+                health: before(addr)
+                    .filter(|_| checked)
+                    .map_or_else(Default::default, |s| s.health.clone()),
+            })
+            .collect();
+        let all_down = checked && servers.iter().all(|server| server.health.is_down());
         Group {
-            name,
-            servers: servers
-                .into_iter()
-                .map(|addr| Server {
-                    addr,
-                    failed_until: carried(addr).unwrap_or_default(),
-                })
-                .collect(),
+            name: config.name.clone(),
+            servers,
             next: AtomicUsize::new(previous.map_or(0, |group| group.next.load(Ordering::Relaxed))),
             epoch: previous.map_or_else(Instant::now, |group| group.epoch),
+            check: config.health_check.clone(),
+            sources: Sources::new(&config.source, previous.map(|group| &group.sources)),
+            all_down: Arc::new(AtomicBool::new(all_down)),
+        }
+    }
+
+    /// What the group's health check tasks need; `None` without a health check.
+    pub(crate) fn health_targets(&self) -> Option<Targets> {
+        Some(Targets {
+            group: self.name.clone(),
+            check: self.check.clone()?,
+            sources: self.sources.clone(),
+            servers: self
+                .servers
+                .iter()
+                .map(|server| (server.addr, server.health.clone()))
+                .collect(),
+            all_down: self.all_down.clone(),
+        })
+    }
+
+    /// Whether the group has a health check.
+    pub(crate) fn is_checked(&self) -> bool {
+        self.check.is_some()
+    }
+
+    fn state(&self, server: &Server, now_millis: u64) -> ServerState {
+        if server.health.is_down() {
+            return ServerState::Down;
+        }
+        let until = server.failed_until.load(Ordering::Relaxed);
+        if until > now_millis {
+            ServerState::Failed(Duration::from_millis(until - now_millis))
+        } else {
+            ServerState::Healthy
         }
     }
 
@@ -82,15 +145,17 @@ impl Group {
         u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Every server once: those not failed recently in round-robin order, then the
-    /// failed ones (a last resort, not skipped).
-    fn rotation(&self, now: Instant) -> Vec<SocketAddr> {
+    /// Every server that takes new connections once: those not failed recently in
+    /// round-robin order, then the failed ones (a last resort, not skipped). Servers
+    /// down by their health check are left out: with all of them down, none.
+    pub(crate) fn rotation(&self, now: Instant) -> Vec<SocketAddr> {
         let n = self.servers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
         let now = self.millis(now);
         let ordered = (0..n).map(|k| &self.servers[(start + k) % n]);
-        let (healthy, failed): (Vec<&Server>, Vec<&Server>) =
-            ordered.partition(|server| server.failed_until.load(Ordering::Relaxed) <= now);
+        let (healthy, failed): (Vec<&Server>, Vec<&Server>) = ordered
+            .filter(|server| self.state(server, now) != ServerState::Down)
+            .partition(|server| self.state(server, now) == ServerState::Healthy);
         healthy
             .into_iter()
             .chain(failed)
@@ -98,17 +163,12 @@ impl Group {
             .collect()
     }
 
-    /// Each server, and how much longer it counts as failed (tried after the others)
-    /// when a connect to it failed in the last [`FAIL_TIMEOUT`]; `None` when healthy.
-    pub(crate) fn health(&self, now: Instant) -> Vec<(SocketAddr, Option<Duration>)> {
+    /// Each server and its state.
+    pub(crate) fn health(&self, now: Instant) -> Vec<(SocketAddr, ServerState)> {
         let now = self.millis(now);
         self.servers
             .iter()
-            .map(|server| {
-                let until = server.failed_until.load(Ordering::Relaxed);
-                let failed = (until > now).then(|| Duration::from_millis(until - now));
-                (server.addr, failed)
-            })
+            .map(|server| (server.addr, self.state(server, now)))
             .collect()
     }
 
@@ -160,7 +220,12 @@ pub(crate) async fn connect(
             server,
             failed: true,
         };
-        let dial = async { Some(Io::connect(server).await) };
+        let dial = async {
+            match group.sources.next_for(server) {
+                Ok(source) => Some(Io::connect(server, source).await),
+                Err(error) => Some(Err(error)),
+            }
+        };
         let outcome = if group.servers.len() == 1 {
             // The caller races this against the core's connect deadline, which is the
             // same: a timer of its own would only cost the reactor work.
@@ -583,7 +648,12 @@ mod tests {
         let before = Group::new("g".into(), vec![addr(1), addr(2)]);
         let now = Instant::now();
         before.record(addr(1), false, now);
-        let after = Group::carrying("g".into(), vec![addr(3), addr(1)], Some(&before));
+        let config = UpstreamGroup {
+            name: "g".into(),
+            servers: vec![addr(3), addr(1)],
+            ..UpstreamGroup::default()
+        };
+        let after = Group::carrying(&config, Some(&before));
         assert_eq!(after.rotation(now), [addr(3), addr(1)]);
         assert_eq!(
             after.rotation(now),

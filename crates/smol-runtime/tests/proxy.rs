@@ -131,6 +131,7 @@ fn config(servers: Vec<SocketAddr>) -> ServerConfig {
     config.upstreams = vec![UpstreamGroup {
         name: "test".into(),
         servers,
+        ..Default::default()
     }];
     config.workers = 2;
     config.shutdown_grace = Duration::from_secs(2);

@@ -375,6 +375,7 @@ fn a_request_in_flight_when_drain_timeout_passes_finishes() {
     first.upstreams.push(switchyard_smol::UpstreamGroup {
         name: "idle".into(),
         servers: vec![origin.addr],
+        ..Default::default()
     });
     first.route_upstream = vec![0, 1];
     let proxy = Running::start(first);

@@ -71,7 +71,7 @@ impl fmt::Display for Settings {
             self.pool_max_idle_per_server,
             format_duration(self.pool_idle_timeout)
         )?;
-        for (name, servers) in &self.upstreams {
+        for ((name, servers), options) in self.upstreams.iter().zip(&self.upstream_options) {
             let used = self
                 .route_upstream
                 .iter()
@@ -82,6 +82,30 @@ impl fmt::Display for Settings {
                 join(servers),
                 if used { "" } else { "   [unused]" }
             )?;
+            if let Some(check) = &options.health_check {
+                let status = if check.status.is_empty() {
+                    "2xx/3xx".to_string()
+                } else {
+                    join(&check.status)
+                };
+                writeln!(
+                    f,
+                    "    health_check   GET {} every {}, timeout {}   down after {} fails, up after {} passes   status {status}   host {}",
+                    check.path,
+                    format_duration(check.interval),
+                    format_duration(check.timeout),
+                    check.fails,
+                    check.passes,
+                    check.host.as_deref().unwrap_or("(the server's address)")
+                )?;
+            }
+            if !options.source.is_empty() {
+                writeln!(
+                    f,
+                    "    source         {}   (in turn)",
+                    join(&options.source)
+                )?;
+            }
         }
         for (route, &upstream) in self.core.routes.iter().zip(&self.route_upstream) {
             let rt = &route.timeouts;
