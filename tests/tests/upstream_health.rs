@@ -140,12 +140,16 @@ fn check() -> HealthCheck {
 /// A proxy whose one group has `servers`, configured further by `group`.
 fn proxy(servers: &[SocketAddr], group: impl FnOnce(&mut ServerConfig)) -> Proxy {
     Proxy::start_with(servers[0], |config| {
-        config.workers = 2;
-        config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-        config.upstreams[0].servers = servers.to_vec();
-        config.core.routes[0].allow_upgrade.push("echo".into());
+        setup(config, servers);
         group(config);
     })
+}
+
+fn setup(config: &mut ServerConfig, servers: &[SocketAddr]) {
+    config.workers = 2;
+    config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.upstreams[0].servers = servers.to_vec();
+    config.core.routes[0].allow_upgrade.push("echo".into());
 }
 
 /// `GET /` through the proxy: the status and the body.
@@ -300,6 +304,54 @@ fn an_open_tunnel_on_a_server_that_goes_down_is_left_alone() {
         tunnel.read_exact_bytes(5).unwrap(),
         b"after",
         "the tunnel carries on"
+    );
+}
+
+#[test]
+fn checks_follow_reloads_a_server_that_stays_keeps_its_state_a_removed_one_is_not_checked() {
+    let a = Backend::start();
+    let b = Backend::start();
+    let c = Backend::start();
+    let proxy = proxy(&[a.addr, b.addr], |config| {
+        config.upstreams[0].health_check = Some(check());
+    });
+    a.set_health(503);
+    wait_until(Duration::from_secs(3), "a down", || {
+        state(&proxy, a.addr) == "down"
+    });
+    proxy
+        .reload_with(a.addr, |config| {
+            setup(config, &[a.addr, c.addr]);
+            config.upstreams[0].health_check = Some(check());
+        })
+        .unwrap();
+    // Forgotten, a would be up until two more failures.
+    assert_eq!(
+        state(&proxy, a.addr),
+        "down",
+        "a stays down across the reload"
+    );
+    assert_eq!(get(&proxy), (200, c.addr.port().to_string()));
+    // The new generation's checks run (c's first one) once the old ones stopped:
+    // b, no longer in the group, gets none from then on.
+    c.next_check(200);
+    while b.checks.try_recv().is_ok() {}
+    let interval = check().interval;
+    assert!(
+        b.checks.recv_timeout(interval * 4).is_err(),
+        "b is still checked after the reload removed it"
+    );
+    // Without a health check the group's servers are all in again, and unchecked.
+    proxy
+        .reload_with(a.addr, |config| setup(config, &[a.addr, c.addr]))
+        .unwrap();
+    assert_eq!(state(&proxy, a.addr), "healthy");
+    while a.checks.try_recv().is_ok() {}
+    let bodies: Vec<String> = (0..4).map(|_| get(&proxy).1).collect();
+    assert!(bodies.contains(&a.addr.port().to_string()), "{bodies:?}");
+    assert!(
+        a.checks.recv_timeout(interval * 4).is_err(),
+        "a is still checked"
     );
 }
 
