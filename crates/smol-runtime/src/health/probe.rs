@@ -61,7 +61,9 @@ async fn exchange(
         match stream.write_vectored(&[IoSlice::new(&request[written..])]) {
             Ok(0) => return Err("closed while the request was sent".to_string()),
             Ok(n) => written += n,
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => stream.writable().await,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                std::future::poll_fn(|cx| stream.poll_writable(cx)).await;
+            }
             Err(error) => return Err(format!("send: {error}")),
         }
     }
