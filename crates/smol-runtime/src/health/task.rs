@@ -80,15 +80,15 @@ async fn check_server(targets: Rc<Targets>, index: usize, stops: [Arc<Signal>; 2
                 upstream = %targets.group,
                 %server,
                 reason = result.err().unwrap_or_default(),
-                "upstream server down: failed its health check {} times in a row; no new connections until it passes {} in a row",
-                check.fails.max(1),
-                check.passes.max(1),
+                "upstream server down: failed its health check {} in a row; no new connections until it passes {} in a row",
+                times(check.fails),
+                times(check.passes),
             ),
             Some(Change::CameUp) => tracing::info!(
                 upstream = %targets.group,
                 %server,
-                "upstream server up: passed its health check {} times in a row",
-                check.passes.max(1),
+                "upstream server up: passed its health check {} in a row",
+                times(check.passes),
             ),
             None => {}
         }
@@ -118,4 +118,12 @@ async fn check_server(targets: Rc<Targets>, index: usize, stops: [Arc<Signal>; 2
 async fn stopped<T>(stops: &[Arc<Signal>; 2]) -> Option<T> {
     future::or(stops[0].wait(), stops[1].wait()).await;
     None
+}
+
+/// `1 time`, `3 times`: a threshold as the log says it (0 counts as 1).
+fn times(threshold: u32) -> String {
+    match threshold.max(1) {
+        1 => "1 time".to_string(),
+        n => format!("{n} times"),
+    }
 }
