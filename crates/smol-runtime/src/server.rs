@@ -33,6 +33,7 @@ use crate::driver::{self, Shared};
 use crate::events::EventContext;
 use crate::generation::{Generations, ReloadError, ReloadHandle, ReloadReport};
 use crate::handover::{Offered, UpgradeSocket};
+use crate::health::HealthCheck;
 use crate::limits::{self, DescriptorBudget};
 use crate::listeners::{Command, Listener, ListenerSet};
 use crate::metrics::Metrics;
@@ -388,6 +389,14 @@ pub(crate) fn validate(config: &ServerConfig) -> io::Result<()> {
     }
     if let Some(group) = config.upstreams.iter().find(|g| g.servers.is_empty()) {
         return invalid(format!("upstream group {:?} has no server", group.name));
+    }
+    for group in &config.upstreams {
+        if let Some(problem) = group.health_check.as_ref().and_then(HealthCheck::problem) {
+            return invalid(format!(
+                "upstream group {:?}: health_check: {problem}",
+                group.name
+            ));
+        }
     }
     if let Some(admin) = config.admin_listen {
         if admin.port() != 0 && config.listen.contains(&admin) {

@@ -57,6 +57,23 @@ impl Default for HealthCheck {
 }
 
 impl HealthCheck {
+    /// What makes this check unusable, if anything: a zero `interval` (checks without
+    /// pause) or `timeout`, or a `path` or `host` that is not printable ASCII without
+    /// spaces (it goes into the request as is), or a `path` not starting with `/`.
+    pub(crate) fn problem(&self) -> Option<String> {
+        let token = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic());
+        if self.interval.is_zero() || self.timeout.is_zero() {
+            return Some("interval and timeout must be longer than 0".into());
+        }
+        if !self.path.starts_with('/') || !token(&self.path) {
+            return Some(format!("invalid path {:?}", self.path));
+        }
+        match &self.host {
+            Some(host) if !token(host) => Some(format!("invalid host {host:?}")),
+            _ => None,
+        }
+    }
+
     /// Whether an answer with `status` passes.
     pub fn passes_with(&self, status: u16) -> bool {
         if self.status.is_empty() {

@@ -134,6 +134,36 @@ mod tests {
     }
 
     #[test]
+    fn a_check_that_would_spin_or_inject_a_line_is_refused() {
+        assert_eq!(HealthCheck::default().problem(), None);
+        let bad = [
+            HealthCheck {
+                interval: std::time::Duration::ZERO,
+                ..HealthCheck::default()
+            },
+            HealthCheck {
+                timeout: std::time::Duration::ZERO,
+                ..HealthCheck::default()
+            },
+            HealthCheck {
+                path: "health".into(),
+                ..HealthCheck::default()
+            },
+            HealthCheck {
+                path: "/a\r\nX: y".into(),
+                ..HealthCheck::default()
+            },
+            HealthCheck {
+                host: Some("a b".into()),
+                ..HealthCheck::default()
+            },
+        ];
+        for check in bad {
+            assert!(check.problem().is_some(), "{check:?}");
+        }
+    }
+
+    #[test]
     fn statuses_pass_as_configured_or_any_2xx_and_3xx() {
         let mut check = HealthCheck::default();
         assert!(check.passes_with(200) && check.passes_with(302) && check.passes_with(399));
