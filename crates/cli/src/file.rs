@@ -123,6 +123,10 @@ pub struct UpstreamSection {
     pub hash: Option<Spanned<String>>,
     /// How often host names among the servers are resolved again.
     pub resolve_interval: Option<ConfigTimeout>,
+    /// Active health checks of each server.
+    pub health_check: Option<Spanned<HealthCheckSection>>,
+    /// Source addresses of upstream connections, used in turn.
+    pub source: Option<Vec<Spanned<String>>>,
 }
 
 /// One element of `servers`.
@@ -143,6 +147,26 @@ pub struct WeightedServer {
     pub address: String,
     /// Its weight, 1 to 1000 (default 1).
     pub weight: Option<u32>,
+}
+
+/// `health_check = { … }` of an upstream group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    /// Request target of the `GET`.
+    pub path: Option<Spanned<String>>,
+    /// Time between checks of a server.
+    pub interval: Option<ConfigTimeout>,
+    /// How long a check may take.
+    pub timeout: Option<ConfigTimeout>,
+    /// Failures in a row that take a server out.
+    pub fails: Option<Spanned<u32>>,
+    /// Passes in a row that bring it back.
+    pub passes: Option<Spanned<u32>>,
+    /// Statuses that pass (default: any 2xx or 3xx).
+    pub status: Option<Vec<Spanned<u16>>>,
+    /// `Host` header of the checks (default: the server's address).
+    pub host: Option<Spanned<String>>,
 }
 
 /// `[[routes]]`: a path prefix and where it goes.

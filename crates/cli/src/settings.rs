@@ -1,6 +1,7 @@
 //! The effective configuration: built-in defaults, then the file, then flags (flags win).
 
 mod display;
+mod groups;
 #[cfg(test)]
 mod tests;
 mod upstreams;
@@ -18,6 +19,8 @@ use crate::error::ConfigError;
 use crate::file::{parse_address, parse_upgrade_protocol, FileConfig, Source};
 use switchyard_smol::{AccessLog, PoolConfig, ServerConfig, UpstreamGroup};
 use toml::Spanned;
+
+pub use groups::GroupOptions;
 
 /// Name of the upstream group made from `--upstream` flags.
 pub const FLAG_UPSTREAM_GROUP: &str = "default";
@@ -333,7 +336,11 @@ impl Settings {
         let resolve_interval = d.resolve_interval.map_or(DEFAULT_RESOLVE_INTERVAL, |t| t.0);
         let mut upstreams = Vec::new();
         for (name, group) in &file.upstreams {
-            upstreams.push(upstreams::from_file(name, group, resolve_interval, &at)?);
+            let mut upstream = upstreams::from_file(name, group, resolve_interval, &at)?;
+            let options = groups::options(name, group.get_ref(), &at)?;
+            upstream.health_check = options.health_check;
+            upstream.source = options.source;
+            upstreams.push(upstream);
         }
 
         let mut routes = Vec::new();

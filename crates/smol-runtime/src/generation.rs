@@ -131,6 +131,7 @@ fn build(
         .collect();
     if let Some(status) = status {
         status.set_upstreams(groups.clone());
+        status.metrics().set_upstreams(groups.clone());
     }
     Shared {
         core: Arc::new(config.core.clone()),
@@ -336,6 +337,9 @@ impl Generations {
         }
         for inbox in &self.inboxes {
             let _ = inbox.try_send(Command::Servers(servers.clone()));
+        }
+        if let Some(first) = self.inboxes.first() {
+            let _ = first.try_send(Command::Health(self.current.load().groups.clone()));
         }
         if let (Some(after), Some(first)) = (config.drain_timeout, self.inboxes.first()) {
             let _ = first.try_send(Command::Retire {

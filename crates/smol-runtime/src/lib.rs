@@ -125,6 +125,7 @@ mod driver;
 mod events;
 mod generation;
 mod handover;
+mod health;
 #[cfg(test)]
 mod idle_tests;
 mod limits;
@@ -144,6 +145,7 @@ mod server;
 mod shortage;
 mod signal;
 mod sockets;
+mod source;
 #[cfg(test)]
 mod test_support;
 mod tunnels;
@@ -152,6 +154,7 @@ mod worker;
 
 pub use events::{EventContext, EventSink};
 pub use generation::{ReloadError, ReloadHandle, ReloadReport};
+pub use health::HealthCheck;
 pub use limits::{
     descriptor_limit, raise_descriptor_limit, DescriptorBudget, DescriptorLimit, Shortfall,
 };
@@ -162,6 +165,8 @@ pub use server::{Server, ShutdownHandle};
 /// A named set of upstream servers and how connections are spread over them
 /// ([`Balance`], round-robin by default). A server that fails to connect is skipped for
 /// the next one, and for 10 s it is tried only after the others, whatever the balancer.
+/// With a [`HealthCheck`], a server that fails it gets no new connections until it
+/// passes again.
 ///
 /// Servers may come from host names ([`UpstreamGroup::names`]): the server re-resolves
 /// them every [`UpstreamGroup::resolve_interval`] on a thread of its own and publishes
@@ -184,6 +189,13 @@ pub struct UpstreamGroup {
     pub names: Vec<ServerName>,
     /// How often `names` are resolved again. Default 30 s.
     pub resolve_interval: Duration,
+    /// Active health checks of each server; `None` (the default): only the passive
+    /// marks of failed connects.
+    pub health_check: Option<HealthCheck>,
+    /// Source addresses each new upstream connection binds before connecting, the next
+    /// one in turn (of the server's address family); empty (the default): the system
+    /// picks.
+    pub source: Vec<std::net::IpAddr>,
 }
 
 impl Default for UpstreamGroup {
@@ -195,6 +207,8 @@ impl Default for UpstreamGroup {
             balance: Balance::RoundRobin,
             names: Vec::new(),
             resolve_interval: Duration::from_secs(30),
+            health_check: None,
+            source: Vec::new(),
         }
     }
 }

@@ -25,6 +25,9 @@ pub(crate) enum Command {
     /// Pool connections to these servers only (the newest generation's); close the
     /// idle ones to any other.
     Servers(HashSet<SocketAddr>),
+    /// Check the servers of these groups from now on, instead of the generation
+    /// before's (sent to worker 0, which runs the health checks).
+    Health(std::sync::Arc<[crate::upstream::Group]>),
     /// Drain `generation`'s connections once `after` has passed (sent to worker 0).
     Retire {
         generation: Weak<Shared>,

@@ -33,6 +33,7 @@ use crate::driver::{self, Shared};
 use crate::events::EventContext;
 use crate::generation::{Generations, ReloadError, ReloadHandle, ReloadReport};
 use crate::handover::{Offered, UpgradeSocket};
+use crate::health::HealthCheck;
 use crate::limits::{self, DescriptorBudget};
 use crate::listeners::{Command, Listener, ListenerSet};
 use crate::metrics::Metrics;
@@ -402,6 +403,12 @@ pub(crate) fn validate(config: &ServerConfig) -> io::Result<()> {
         if let Some(weight) = group.weights.iter().find(|w| !(1..=1000).contains(*w)) {
             return invalid(format!(
                 "upstream group {:?}: weight {weight} is out of range 1 to 1000",
+                group.name
+            ));
+        }
+        if let Some(problem) = group.health_check.as_ref().and_then(HealthCheck::problem) {
+            return invalid(format!(
+                "upstream group {:?}: health_check: {problem}",
                 group.name
             ));
         }

@@ -1,9 +1,10 @@
-//! Upstream groups (shared by the workers; their balancers are in `balance/`) and
-//! dialing; each worker's keep-alive pool is in `pool.rs`.
+//! Upstream groups (shared by the workers; their balancers are in `balance/`, their
+//! health checks in `health/`) and dialing; each worker's keep-alive pool is in
+//! `pool.rs`.
 
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,15 +12,18 @@ use futures_lite::future;
 
 use crate::backend::{Io, Timer};
 use crate::balance::{Balancer, Candidate};
+use crate::health::{HealthCheck, ServerHealth, Targets};
 use crate::metrics::WorkerMetrics;
 pub(crate) use crate::pool::Pool;
+use crate::source::Sources;
+use crate::UpstreamGroup;
 
 /// After a failed connect, a server is tried after the others for this long (nginx's
 /// `max_fails=1 fail_timeout=10s`).
 const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An upstream group at run time: its servers, its balancer, and which servers failed
-/// recently.
+/// An upstream group at run time: its servers, its balancer, which servers failed
+/// recently, which its health checks took out, and its source addresses.
 #[derive(Debug)]
 pub(crate) struct Group {
     pub(crate) name: String,
@@ -27,6 +31,11 @@ pub(crate) struct Group {
     balancer: Balancer,
     /// Origin of the `failed_until` clocks.
     epoch: Instant,
+    check: Option<HealthCheck>,
+    sources: Sources,
+    /// Whether every server was down by its health check at the last change (shared
+    /// with the generations before and after, like the servers' state).
+    all_down: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -40,6 +49,8 @@ struct Server {
     /// Its connections in use (requests in flight and tunnels) across every worker and
     /// generation, for least connections; shared like `failed_until`.
     open: Arc<AtomicUsize>,
+    /// What the health checks found (never down without them); shared the same way.
+    health: Arc<ServerHealth>,
 }
 
 /// What a connection's choice of server depends on besides the group.
@@ -49,24 +60,37 @@ pub(crate) struct Choice {
     pub(crate) key: Option<u64>,
 }
 
+/// Whether a server takes new connections: what every choice of a server reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum ServerState {
+    /// Takes connections.
+    Healthy,
+    /// A connect failed recently: tried after the healthy ones, for this much longer.
+    Failed(Duration),
+    /// Its health checks failed: takes no new connection until they pass.
+    Down,
+}
+
 impl Group {
     #[cfg(test)]
     pub(crate) fn new(name: String, servers: Vec<SocketAddr>) -> Self {
-        let config = crate::UpstreamGroup {
+        let config = UpstreamGroup {
             name,
             servers,
-            ..crate::UpstreamGroup::default()
+            ..UpstreamGroup::default()
         };
         Group::carrying(&config, None)
     }
 
     /// The group `config` describes; its servers that were already in `previous` (the
-    /// group of the same name in the generation before) keep their failure marks and
-    /// connection counts, and its round-robin position continues from it.
-    pub(crate) fn carrying(config: &crate::UpstreamGroup, previous: Option<&Group>) -> Self {
+    /// group of the same name in the generation before) keep their failure marks,
+    /// connection counts and health (unless the group no longer has a health check),
+    /// and its balancer's position and turn of source addresses continue from it.
+    pub(crate) fn carrying(config: &UpstreamGroup, previous: Option<&Group>) -> Self {
         let carried = |addr: SocketAddr| {
             previous.and_then(|group| group.servers.iter().find(|server| server.addr == addr))
         };
+        let checked = config.health_check.is_some();
         let servers: Vec<Server> = config
             .servers
             .iter()
@@ -78,9 +102,14 @@ impl Group {
                     weight: config.weight(index),
                     failed_until: before.map(|s| s.failed_until.clone()).unwrap_or_default(),
                     open: before.map(|s| s.open.clone()).unwrap_or_default(),
+                    health: before
+                        .filter(|_| checked)
+                        .map(|s| s.health.clone())
+                        .unwrap_or_default(),
                 }
             })
             .collect();
+        let all_down = checked && servers.iter().all(|server| server.health.is_down());
         let weighted: Vec<(SocketAddr, u32)> = servers.iter().map(|s| (s.addr, s.weight)).collect();
         Group {
             name: config.name.clone(),
@@ -91,6 +120,41 @@ impl Group {
             ),
             servers,
             epoch: previous.map_or_else(Instant::now, |group| group.epoch),
+            check: config.health_check.clone(),
+            sources: Sources::new(&config.source, previous.map(|group| &group.sources)),
+            all_down: Arc::new(AtomicBool::new(all_down)),
+        }
+    }
+
+    /// What the group's health check tasks need; `None` without a health check.
+    pub(crate) fn health_targets(&self) -> Option<Targets> {
+        Some(Targets {
+            group: self.name.clone(),
+            check: self.check.clone()?,
+            sources: self.sources.clone(),
+            servers: self
+                .servers
+                .iter()
+                .map(|server| (server.addr, server.health.clone()))
+                .collect(),
+            all_down: self.all_down.clone(),
+        })
+    }
+
+    /// Whether the group has a health check.
+    pub(crate) fn is_checked(&self) -> bool {
+        self.check.is_some()
+    }
+
+    fn state(&self, server: &Server, now_millis: u64) -> ServerState {
+        if server.health.is_down() {
+            return ServerState::Down;
+        }
+        let until = server.failed_until.load(Ordering::Relaxed);
+        if until > now_millis {
+            ServerState::Failed(Duration::from_millis(until - now_millis))
+        } else {
+            ServerState::Healthy
         }
     }
 
@@ -108,8 +172,10 @@ impl Group {
         u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Every server once, in the order the balancer tries them: those not failed
-    /// recently first, then the failed ones (a last resort, not skipped).
+    /// Every server that takes new connections once, in the order the balancer tries
+    /// them: those not failed recently first, then the failed ones (a last resort, not
+    /// skipped). Servers down by their health check are left out: with all of them
+    /// down, none.
     fn rotation(&self, now: Instant, choice: Choice) -> Vec<&Server> {
         let now = self.millis(now);
         let candidates: Vec<Candidate> = self
@@ -118,27 +184,31 @@ impl Group {
             .map(|server| Candidate {
                 weight: server.weight,
                 open: server.open.load(Ordering::Relaxed),
-                usable: server.failed_until.load(Ordering::Relaxed) <= now,
+                usable: self.state(server, now) == ServerState::Healthy,
             })
             .collect();
         self.balancer
             .order(&candidates, choice.key)
             .into_iter()
             .map(|index| &self.servers[index])
+            .filter(|server| self.state(server, now) != ServerState::Down)
             .collect()
     }
 
-    /// Each server, and how much longer it counts as failed (tried after the others)
-    /// when a connect to it failed in the last [`FAIL_TIMEOUT`]; `None` when healthy.
-    pub(crate) fn health(&self, now: Instant) -> Vec<(SocketAddr, Option<Duration>)> {
+    /// The addresses [`Group::rotation`] gives for a connection with no hash key, in
+    /// order (for tests of what takes new connections).
+    #[cfg(test)]
+    pub(crate) fn rotation_addrs(&self, now: Instant) -> Vec<SocketAddr> {
+        let rotation = self.rotation(now, Choice::default());
+        rotation.into_iter().map(|server| server.addr).collect()
+    }
+
+    /// Each server and its state.
+    pub(crate) fn health(&self, now: Instant) -> Vec<(SocketAddr, ServerState)> {
         let now = self.millis(now);
         self.servers
             .iter()
-            .map(|server| {
-                let until = server.failed_until.load(Ordering::Relaxed);
-                let failed = (until > now).then(|| Duration::from_millis(until - now));
-                (server.addr, failed)
-            })
+            .map(|server| (server.addr, self.state(server, now)))
             .collect()
     }
 
@@ -196,7 +266,12 @@ pub(crate) async fn connect(
             server,
             failed: true,
         };
-        let dial = async { Some(Io::connect(server).await) };
+        let dial = async {
+            match group.sources.next_for(server) {
+                Ok(source) => Some(Io::connect(server, source).await),
+                Err(error) => Some(Err(error)),
+            }
+        };
         let outcome = if group.servers.len() == 1 {
             // The caller races this against the core's connect deadline, which is the
             // same: a timer of its own would only cost the reactor work.

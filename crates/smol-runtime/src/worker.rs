@@ -64,6 +64,11 @@ impl Worker {
         executor
             .spawn(prune_pool(pool.clone(), stopping.clone()))
             .detach();
+        // Worker 0 runs the health checks (reloads send it the groups to check).
+        let mut checks = crate::health::Checks::default();
+        if index == 0 {
+            checks.start(&generations.current().groups, executor, &stopping);
+        }
         let accept_on = |listener: Listener, guard: ConnectionGuard| {
             let Listener { socket, stop } = listener;
             let socket = match Io::listener(socket) {
@@ -109,6 +114,7 @@ impl Worker {
                     loops.extend(accept_on(listener, accepting.enter()));
                 }
                 Some(Command::Servers(servers)) => pool.retain_servers(servers),
+                Some(Command::Health(groups)) => checks.start(&groups, executor, &stopping),
                 Some(Command::Retire { generation, after }) => {
                     executor
                         .spawn(retire(generation, after, stopping.clone()))

@@ -96,6 +96,26 @@ impl fmt::Display for Settings {
                     format_duration(group.resolve_interval)
                 )?;
             }
+            if let Some(check) = &group.health_check {
+                let status = if check.status.is_empty() {
+                    "2xx/3xx".to_string()
+                } else {
+                    join(&check.status)
+                };
+                writeln!(
+                    f,
+                    "    health_check   GET {} every {}, timeout {}   down after {} fails, up after {} passes   status {status}   host {}",
+                    check.path,
+                    format_duration(check.interval),
+                    format_duration(check.timeout),
+                    check.fails,
+                    check.passes,
+                    check.host.as_deref().unwrap_or("(the server's address)")
+                )?;
+            }
+            if !group.source.is_empty() {
+                writeln!(f, "    source         {}   (in turn)", join(&group.source))?;
+            }
         }
         for (route, &upstream) in self.core.routes.iter().zip(&self.route_upstream) {
             let rt = &route.timeouts;

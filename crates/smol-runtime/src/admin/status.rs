@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::metrics::Metrics;
 use crate::tunnels::{Entry, Registry};
-use crate::upstream::Group;
+use crate::upstream::{Group, ServerState};
 
 /// At most this many tunnels are listed, the longest-lived first.
 pub(crate) const MAX_LISTED: usize = 1_000;
@@ -79,11 +79,15 @@ struct UpstreamView {
 #[derive(Debug, Serialize)]
 struct ServerView {
     server: String,
-    /// `healthy`, or `failed`: a connect failed recently, so it is tried after the
-    /// others until `failed_for_seconds` more have passed.
+    /// `healthy`; `failed`: a connect failed recently, so it is tried after the others
+    /// until `failed_for_seconds` more have passed; `down`: its health checks failed,
+    /// so it takes no new connection until they pass.
     state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     failed_for_seconds: Option<f64>,
+    /// With a health check: `up` or `down`, as the checks last found it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_check: Option<&'static str>,
     connections_open: u64,
     pool_idle: u64,
     connect_errors: u64,
@@ -199,7 +203,7 @@ impl Status {
                 servers: group
                     .health(now)
                     .into_iter()
-                    .map(|(server, failed)| {
+                    .map(|(server, state)| {
                         let counts = totals
                             .iter()
                             .find(|t| t.upstream == group.name && t.server == server);
@@ -207,12 +211,22 @@ impl Status {
                             |pick: fn(&crate::metrics::ServerTotals) -> u64| counts.map_or(0, pick);
                         ServerView {
                             server: server.to_string(),
-                            state: if failed.is_some() {
-                                "failed"
-                            } else {
-                                "healthy"
+                            state: match state {
+                                ServerState::Healthy => "healthy",
+                                ServerState::Failed(_) => "failed",
+                                ServerState::Down => "down",
                             },
-                            failed_for_seconds: failed.map(seconds),
+                            failed_for_seconds: match state {
+                                ServerState::Failed(left) => Some(seconds(left)),
+                                _ => None,
+                            },
+                            health_check: group.is_checked().then_some(
+                                if state == ServerState::Down {
+                                    "down"
+                                } else {
+                                    "up"
+                                },
+                            ),
                             connections_open: count(|t| t.connections_open),
                             pool_idle: count(|t| t.pool_idle),
                             connect_errors: count(|t| t.connect_errors),

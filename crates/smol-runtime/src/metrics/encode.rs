@@ -30,6 +30,7 @@ impl Metrics {
             connections: self.connections.active(),
             generation: self.generation(),
             reloads: self.reloads(),
+            health: self.server_health(),
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(snapshot));
@@ -69,6 +70,8 @@ struct Snapshot {
     connections: usize,
     generation: u64,
     reloads: [u64; 2],
+    /// Each upstream server: group, server, healthy.
+    health: Vec<(String, std::net::SocketAddr, bool)>,
 }
 
 /// The `route` label of a route's prefix.
@@ -342,6 +345,19 @@ impl Collector for Snapshot {
             layout.servers.iter().enumerate().map(|(index, (server, _))| {
                 let labels = labels([("server", Cow::Owned(server.to_string()))]);
                 (labels, Value::Gauge(self.get(layout.upstream_open(index))))
+            }),
+        )?;
+        family(
+            &mut encoder,
+            "switchyard_upstream_healthy",
+            "Whether an upstream server takes new connections (1), or not (0: a connect failed recently, or its health check took it out), by upstream group and server.",
+            MetricType::Gauge,
+            self.health.iter().map(|(upstream, server, healthy)| {
+                let labels = labels([
+                    ("upstream", Cow::Borrowed(upstream.as_str())),
+                    ("server", Cow::Owned(server.to_string())),
+                ]);
+                (labels, Value::Gauge(u64::from(*healthy)))
             }),
         )?;
         family(

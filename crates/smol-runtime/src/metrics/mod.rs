@@ -71,6 +71,9 @@ pub struct Metrics {
     generation: AtomicU64,
     /// Reloads that succeeded and that failed.
     reloads: [AtomicU64; 2],
+    /// The newest generation's upstream groups, whose servers' state
+    /// `switchyard_upstream_healthy` shows.
+    upstreams: Mutex<Option<Arc<[crate::upstream::Group]>>>,
 }
 
 /// Every generation's counts: those that may still count, and the sums of those whose
@@ -181,7 +184,35 @@ impl Metrics {
             connections,
             generation: AtomicU64::new(1),
             reloads: Default::default(),
+            upstreams: Mutex::new(None),
         }
+    }
+
+    /// Shows the state of `upstreams`' servers from now on (the groups new connections
+    /// use).
+    pub(crate) fn set_upstreams(&self, upstreams: Arc<[crate::upstream::Group]>) {
+        *self.upstreams.lock().unwrap_or_else(|p| p.into_inner()) = Some(upstreams);
+    }
+
+    /// Each server of each group: group, server, and whether it takes connections
+    /// (neither failed nor down).
+    fn server_health(&self) -> Vec<(String, std::net::SocketAddr, bool)> {
+        let groups = self
+            .upstreams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let now = std::time::Instant::now();
+        groups
+            .iter()
+            .flat_map(|groups| groups.iter())
+            .flat_map(|group| {
+                group.health(now).into_iter().map(|(server, state)| {
+                    let healthy = state == crate::upstream::ServerState::Healthy;
+                    (group.name.clone(), server, healthy)
+                })
+            })
+            .collect()
     }
 
     /// The counts of the generation bound first, for its connections (taken once).

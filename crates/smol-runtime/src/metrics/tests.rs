@@ -433,6 +433,7 @@ fn the_text_is_well_formed_families_with_unique_series() {
         "switchyard_upstream_connect_errors_total",
         "switchyard_upstream_pool_idle",
         "switchyard_upstream_connections_open",
+        "switchyard_upstream_healthy",
         "switchyard_config_generation",
         "switchyard_config_reloads_total",
     ];

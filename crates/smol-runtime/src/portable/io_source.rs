@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::task::{Context, Poll};
 
@@ -119,9 +119,32 @@ impl Io<TcpStream> {
         Ok(Io::new(Async::new_nonblocking(stream)?, readable, true))
     }
 
-    /// Connects to `addr` without blocking the thread.
-    pub(crate) async fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let stream = Async::<TcpStream>::connect(addr).await?;
+    /// Connects to `addr` without blocking the thread, from `source` when given.
+    pub(crate) async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<Self> {
+        let Some(source) = source else {
+            let stream = Async::<TcpStream>::connect(addr).await?;
+            return Ok(Io::new(stream, false, true));
+        };
+        // std connects only from an address of the system's choice: the socket is made,
+        // bound and connected here, the wait for the connect left to async-io.
+        use rustix::net::{self, AddressFamily, SocketType};
+        let family = match addr {
+            SocketAddr::V4(_) => AddressFamily::INET,
+            SocketAddr::V6(_) => AddressFamily::INET6,
+        };
+        let socket = net::socket(family, SocketType::STREAM, None)?;
+        crate::source::bind(&socket, source)?;
+        let stream = TcpStream::from(socket);
+        stream.set_nonblocking(true)?;
+        match net::connect(&stream, &addr) {
+            Ok(()) | Err(rustix::io::Errno::INPROGRESS) => {}
+            Err(error) => return Err(error.into()),
+        }
+        let stream = Async::new_nonblocking(stream)?;
+        stream.writable().await?;
+        if let Some(error) = stream.get_ref().take_error()? {
+            return Err(error);
+        }
         Ok(Io::new(stream, false, true))
     }
 
@@ -261,7 +284,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let received = block_on(async {
             let listener = Io::listener(listener).unwrap();
-            let client = Io::connect(addr).await.unwrap();
+            let client = Io::connect(addr, None).await.unwrap();
             let (accepted, peer) = listener.accept().await.unwrap();
             assert_eq!(peer.ip(), addr.ip());
             let accepted = Io::stream(accepted, false).unwrap();
@@ -290,6 +313,6 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap()
         };
-        assert!(block_on(Io::connect(addr)).unwrap().is_err());
+        assert!(block_on(Io::connect(addr, None)).unwrap().is_err());
     }
 }

@@ -7,7 +7,7 @@
 //! outside, so no call site can do I/O and forget to record it.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -162,8 +162,8 @@ impl Io<TcpStream> {
         Io::register(stream, readable, true)
     }
 
-    /// Connects to `addr` without blocking the thread.
-    pub(crate) async fn connect(addr: SocketAddr) -> io::Result<Self> {
+    /// Connects to `addr` without blocking the thread, from `source` when given.
+    pub(crate) async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<Self> {
         use rustix::net::{self, AddressFamily, SocketFlags, SocketType};
         let family = match addr {
             SocketAddr::V4(_) => AddressFamily::INET,
@@ -171,6 +171,9 @@ impl Io<TcpStream> {
         };
         let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
         let socket = net::socket_with(family, SocketType::STREAM, flags, None)?;
+        if let Some(source) = source {
+            crate::source::bind(&socket, source)?;
+        }
         let in_progress = match net::connect(&socket, &addr) {
             Ok(()) => false,
             Err(rustix::io::Errno::INPROGRESS) => true,

@@ -81,7 +81,7 @@ fn connect_to_a_closed_port_fails() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let result = block_on(Io::connect(addr)).unwrap();
+    let result = block_on(Io::connect(addr, None)).unwrap();
     assert!(result.is_err());
 }
 
