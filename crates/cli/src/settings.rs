@@ -13,7 +13,7 @@ use switchyard_core::{Config, Forwarding, Limits, Route, Timeouts, WebSocketPoli
 use crate::duration::{ConfigTimeout, DurationOrOff};
 use crate::error::ConfigError;
 use crate::file::{parse_address, parse_upgrade_protocol, FileConfig, Source};
-use switchyard_smol::{AccessLog, PoolConfig, ServerConfig, UpstreamGroup};
+use switchyard_smol::{AccessLog, PoolConfig, ProxyProtocol, ServerConfig, UpstreamGroup};
 use toml::Spanned;
 
 /// Name of the upstream group made from `--upstream` flags.
@@ -38,6 +38,8 @@ pub struct Overrides {
     pub admin_listen: Option<SocketAddr>,
     /// `--upgrade-socket`, replacing the file's `upgrade_socket`.
     pub upgrade_socket: Option<PathBuf>,
+    /// `--accept-proxy-protocol`: every listener requires a PROXY protocol header.
+    pub accept_proxy_protocol: bool,
     /// `--upstream`: one group serving the route `/`.
     pub upstream: Vec<SocketAddr>,
     /// `--header-timeout`.
@@ -88,6 +90,8 @@ pub struct Settings {
     pub core: Config,
     /// Upstream groups: name and servers.
     pub upstreams: Vec<(String, Vec<SocketAddr>)>,
+    /// Listeners that require a PROXY protocol header, and groups sent one.
+    pub proxy_protocol: ProxyProtocol,
     /// For each route (same index as `core.routes`), its upstream group.
     pub route_upstream: Vec<usize>,
     /// Executor threads.
@@ -214,12 +218,34 @@ impl Settings {
         let d = &file.defaults;
         let builtin = Timeouts::default();
 
-        let file_listen = addresses("listen", &file.listen)?;
+        let mut file_listen = addresses("listen", &file.listen)?;
+        let mut accept_proxy = Vec::new();
+        for listener in &file.listeners {
+            let section = listener.get_ref();
+            let text = &section.address;
+            let address = parse_address(text.get_ref())
+                .map_err(|e| at(text.span(), format!("listeners: address: {e}")))?;
+            if file_listen.contains(&address) {
+                return Err(at(
+                    text.span(),
+                    format!("listeners: {address} is listed twice (in `listen` or another [[listeners]])"),
+                ));
+            }
+            file_listen.push(address);
+            if section.proxy_protocol {
+                accept_proxy.push(address);
+            }
+        }
         let listen: Vec<SocketAddr> = if flags.listen.is_empty() {
             file_listen
         } else {
+            // The flags replace every listener of the file, and their settings with them.
+            accept_proxy.clear();
             flags.listen.clone()
         };
+        if flags.accept_proxy_protocol {
+            accept_proxy = listen.clone();
+        }
         if listen.is_empty() {
             return Err(ConfigError::new(
                 "no address to listen on: pass --listen ADDR or set `listen = [\"IP:PORT\"]` in the config file",
@@ -328,7 +354,11 @@ impl Settings {
 
         // Upstream groups and routes: from the file, or one group and route `/` from flags.
         let mut upstreams = Vec::new();
+        let mut send_proxy = Vec::new();
         for (name, group) in &file.upstreams {
+            if group.get_ref().send_proxy_protocol == Some(true) {
+                send_proxy.push(name.clone());
+            }
             if group.get_ref().servers.is_empty() {
                 return Err(at(
                     group.span(),
@@ -449,6 +479,10 @@ impl Settings {
             listen,
             admin_listen,
             upgrade_socket,
+            proxy_protocol: ProxyProtocol {
+                accept_on: accept_proxy,
+                send_to: send_proxy,
+            },
             core: Config {
                 routes,
                 timeouts,
@@ -503,6 +537,7 @@ impl Settings {
             events: std::sync::Arc::new(AccessLog),
             drain_timeout: self.drain_timeout,
             upgrade_socket: self.upgrade_socket.clone(),
+            proxy_protocol: self.proxy_protocol.clone(),
         }
     }
 }

@@ -28,7 +28,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 /// The 12 bytes a version 2 header starts with.
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
@@ -343,8 +343,9 @@ pub enum Read {
     Done {
         /// The header.
         header: Header,
-        /// The bytes after it.
-        rest: Bytes,
+        /// The bytes after it (to be given as the connection's first
+        /// [`Input::ClientData`](crate::Input::ClientData)).
+        rest: BytesMut,
     },
 }
 
@@ -369,10 +370,7 @@ impl HeaderReader {
             Parsed::Done { header, length } => {
                 let mut rest = std::mem::take(&mut self.buffer);
                 let _ = rest.split_to(length);
-                Ok(Read::Done {
-                    header,
-                    rest: rest.freeze(),
-                })
+                Ok(Read::Done { header, rest })
             }
         }
     }

@@ -28,6 +28,14 @@ impl fmt::Display for Settings {
         let l = &self.core.limits;
         let fw = &self.core.forwarding;
         writeln!(f, "listen             {}", join(&self.listen))?;
+        let proxy = &self.proxy_protocol;
+        if !proxy.accept_on.is_empty() {
+            writeln!(
+                f,
+                "proxy_protocol     required on {}",
+                join(&proxy.accept_on)
+            )?;
+        }
         match self.admin_listen {
             Some(admin) => writeln!(
                 f,
@@ -76,10 +84,16 @@ impl fmt::Display for Settings {
                 .route_upstream
                 .iter()
                 .any(|&u| self.upstreams[u].0 == *name);
+            let send_proxy = proxy.send_to.contains(name);
             writeln!(
                 f,
-                "upstream {name:<9} {} (round-robin){}",
+                "upstream {name:<9} {} (round-robin){}{}",
                 join(servers),
+                if send_proxy {
+                    "   send_proxy_protocol v2, not pooled"
+                } else {
+                    ""
+                },
                 if used { "" } else { "   [unused]" }
             )?;
         }

@@ -30,6 +30,7 @@ impl Metrics {
             connections: self.connections.active(),
             generation: self.generation(),
             reloads: self.reloads(),
+            proxy_refused: self.proxy_refused(),
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(snapshot));
@@ -69,6 +70,7 @@ struct Snapshot {
     connections: usize,
     generation: u64,
     reloads: [u64; 2],
+    proxy_refused: [u64; crate::proxy_protocol::REFUSALS.len()],
 }
 
 /// The `route` label of a route's prefix.
@@ -361,6 +363,19 @@ impl Collector for Snapshot {
                 .zip(self.reloads)
                 .map(|(result, count)| {
                     let labels = labels([("result", Cow::Borrowed(result))]);
+                    (labels, Value::Counter(count))
+                }),
+        )?;
+        family(
+            &mut encoder,
+            "switchyard_proxy_protocol_errors",
+            "Connections closed unanswered on a listener that requires a PROXY protocol header, by reason: missing (the first bytes were not one), invalid, timeout (not whole within header_timeout), closed (the client left first).",
+            MetricType::Counter,
+            crate::proxy_protocol::REFUSALS
+                .into_iter()
+                .zip(self.proxy_refused)
+                .map(|(reason, count)| {
+                    let labels = labels([("reason", Cow::Borrowed(reason))]);
                     (labels, Value::Counter(count))
                 }),
         )

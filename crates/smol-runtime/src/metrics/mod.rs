@@ -71,6 +71,10 @@ pub struct Metrics {
     generation: AtomicU64,
     /// Reloads that succeeded and that failed.
     reloads: [AtomicU64; 2],
+    /// Connections closed for want of a valid PROXY header, by reason
+    /// (`proxy_protocol::REFUSALS`). Shared by the workers: a refusal is rare, and a
+    /// hot one is an attack or a misconfiguration, not the data path.
+    proxy_refused: [AtomicU64; crate::proxy_protocol::REFUSALS.len()],
 }
 
 /// Every generation's counts: those that may still count, and the sums of those whose
@@ -181,6 +185,7 @@ impl Metrics {
             connections,
             generation: AtomicU64::new(1),
             reloads: Default::default(),
+            proxy_refused: Default::default(),
         }
     }
 
@@ -344,6 +349,14 @@ impl WorkerMetrics {
         }
     }
 
+    /// A connection was closed for want of a valid PROXY header, for the reason at
+    /// `reason` in `proxy_protocol::REFUSALS`.
+    pub(crate) fn proxy_header_refused(&self, reason: usize) {
+        if let Some(count) = self.metrics.proxy_refused.get(reason) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The slot of `server`'s connections in use, for [`WorkerMetrics::upstream_in_use`]
     /// (a slot keeps its meaning in every later generation's layout).
     pub(crate) fn upstream_slot(&self, server: SocketAddr) -> Option<usize> {
@@ -406,6 +419,10 @@ impl Metrics {
     /// server was bound with.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn proxy_refused(&self) -> [u64; crate::proxy_protocol::REFUSALS.len()] {
+        std::array::from_fn(|i| self.proxy_refused[i].load(Ordering::Relaxed))
     }
 
     fn reloads(&self) -> [u64; 2] {
