@@ -1,0 +1,154 @@
+//! The PROXY protocol's flag and file keys: what `check` prints for them, and how a
+//! mistake is refused.
+
+mod common;
+
+use common::{config_file, run};
+
+#[test]
+fn the_flag_requires_the_header_on_every_listen_address() {
+    let out = run(&[
+        "check",
+        "--listen",
+        "127.0.0.1:8080",
+        "--listen",
+        "127.0.0.1:8081",
+        "--upstream",
+        "127.0.0.1:9000",
+        "--accept-proxy-protocol",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("\nproxy_protocol     required on 127.0.0.1:8080 127.0.0.1:8081\n"),
+        "{}",
+        out.stdout
+    );
+    let without = run(&[
+        "check",
+        "--listen",
+        "127.0.0.1:8080",
+        "--upstream",
+        "127.0.0.1:9000",
+    ]);
+    assert!(
+        !without.stdout.contains("proxy_protocol"),
+        "{}",
+        without.stdout
+    );
+}
+
+const FILE: &str = r#"listen = ["127.0.0.1:8080"]
+
+[[listeners]]
+address = "127.0.0.1:8443"
+proxy_protocol = true
+
+[[listeners]]
+address = "127.0.0.1:8444"
+
+[upstreams.backend]
+servers = ["127.0.0.1:9000"]
+send_proxy_protocol = true
+
+[upstreams.other]
+servers = ["127.0.0.1:9001"]
+
+[[routes]]
+prefix = "/"
+upstream = "backend"
+
+[[routes]]
+prefix = "/other/"
+upstream = "other"
+"#;
+
+#[test]
+fn listeners_tables_add_addresses_beside_listen_with_their_own_setting() {
+    let path = config_file("proxy-listeners.toml", FILE);
+    let out = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let s = &out.stdout;
+    assert!(
+        s.contains("listen             127.0.0.1:8080 127.0.0.1:8443 127.0.0.1:8444\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("proxy_protocol     required on 127.0.0.1:8443\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("upstream backend   127.0.0.1:9000 (round-robin)   send_proxy_protocol v2, not pooled\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("upstream other     127.0.0.1:9001 (round-robin)\n"),
+        "{s}"
+    );
+}
+
+#[test]
+fn listen_flags_replace_the_files_listeners_and_the_flag_covers_them_all() {
+    let path = config_file("proxy-listeners-flags.toml", FILE);
+    let path = path.to_str().unwrap();
+    let out = run(&["check", "--config", path, "--listen", "127.0.0.1:7000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("listen             127.0.0.1:7000\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("required on"), "{}", out.stdout);
+    let out = run(&["check", "--config", path, "--accept-proxy-protocol"]);
+    assert!(
+        out.stdout.contains(
+            "proxy_protocol     required on 127.0.0.1:8080 127.0.0.1:8443 127.0.0.1:8444\n"
+        ),
+        "{}",
+        out.stdout
+    );
+}
+
+/// One line on stderr, naming the file and line, from `check` (exit 1) and from a run
+/// (exit 2, before anything is bound).
+fn refused(name: &str, text: &str, expected: &[&str]) {
+    let path = config_file(name, text);
+    let path = path.to_str().unwrap();
+    for (args, code) in [
+        (vec!["check", "--config", path], 1),
+        (vec!["--config", path], 2),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(code), "{}", out.stdout);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{}", out.stderr);
+        for part in expected {
+            assert!(lines[0].contains(part), "{part:?} not in {}", lines[0]);
+        }
+    }
+}
+
+#[test]
+fn a_listener_named_twice_or_a_mistyped_key_is_one_line_naming_the_file() {
+    let upstream = "\n[upstreams.b]\nservers = [\"127.0.0.1:9000\"]\n\n[[routes]]\nprefix = \"/\"\nupstream = \"b\"\n";
+    refused(
+        "proxy-twice.toml",
+        &format!("listen = [\"127.0.0.1:8080\"]\n\n[[listeners]]\naddress = \"127.0.0.1:8080\"\nproxy_protocol = true\n{upstream}"),
+        &["proxy-twice.toml:4:", "127.0.0.1:8080 is listed twice"],
+    );
+    refused(
+        "proxy-typo.toml",
+        &format!("[[listeners]]\naddress = \"127.0.0.1:8080\"\nproxy_protocl = true\n{upstream}"),
+        &["proxy-typo.toml:", "proxy_protocl"],
+    );
+    refused(
+        "proxy-address.toml",
+        &format!("[[listeners]]\naddress = \"localhost:8080\"\n{upstream}"),
+        &["proxy-address.toml:2:", "listeners: address"],
+    );
+    refused(
+        "proxy-send.toml",
+        "listen = [\"127.0.0.1:8080\"]\n\n[upstreams.b]\nservers = [\"127.0.0.1:9000\"]\nsend_proxy_protocol = \"yes\"\n\n[[routes]]\nprefix = \"/\"\nupstream = \"b\"\n",
+        &["proxy-send.toml:", "send_proxy_protocol"],
+    );
+}
