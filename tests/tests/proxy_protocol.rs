@@ -380,3 +380,26 @@ fn an_upstream_group_with_send_proxy_protocol_gets_a_v2_header_per_client_never_
     // handed to the next client.
     assert_eq!(seen, expected);
 }
+
+#[test]
+fn a_reload_turns_the_requirement_on_for_new_connections_of_a_kept_listener() {
+    let origin = origin();
+    let proxy = Proxy::start(origin.addr());
+    assert_eq!(forwarded_for(&proxy, &origin, b""), "127.0.0.1");
+    // The listener is kept (named as configured, port 0); from now on it requires one.
+    proxy
+        .reload_with(origin.addr(), |config| {
+            config.proxy_protocol.accept_on = config.listen.clone();
+        })
+        .expect("the reload");
+    let header = b"PROXY TCP4 198.51.100.3 192.0.2.1 5 80\r\n";
+    assert_eq!(forwarded_for(&proxy, &origin, header), "198.51.100.3");
+    let mut plain = TcpStream::connect(proxy.addr()).unwrap();
+    plain.write_all(REQUEST).unwrap();
+    assert!(closed_unanswered(&mut plain, Duration::from_secs(5)).is_empty());
+    // And off again.
+    proxy
+        .reload_with(origin.addr(), |_| {})
+        .expect("the reload");
+    assert_eq!(forwarded_for(&proxy, &origin, b""), "127.0.0.1");
+}
