@@ -152,3 +152,67 @@ fn a_listener_named_twice_or_a_mistyped_key_is_one_line_naming_the_file() {
         &["proxy-send.toml:", "send_proxy_protocol"],
     );
 }
+
+/// The binary with `--accept-proxy-protocol`: a v1 header's address reaches the origin
+/// as `X-Forwarded-For`, and a client without one is closed unanswered.
+#[test]
+fn the_binary_takes_the_client_address_from_the_header() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    let origin = TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin_addr = origin.local_addr().unwrap().to_string();
+    let seen = std::thread::spawn(move || {
+        let (mut stream, _) = origin.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .unwrap();
+        String::from_utf8(head).unwrap()
+    });
+    let mut proxy = common::Running::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &origin_addr,
+        "--accept-proxy-protocol",
+    ]);
+    let addr = proxy.listening_addr();
+
+    let mut plain = TcpStream::connect(addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = plain.read_to_end(&mut got);
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+
+    let mut client = TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+        .write_all(b"PROXY TCP4 203.0.113.9 192.0.2.1 4000 80\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = client.read_to_end(&mut response);
+    assert!(
+        response.starts_with(b"HTTP/1.1 200 OK"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    let head = seen.join().unwrap().to_ascii_lowercase();
+    assert!(head.contains("x-forwarded-for: 203.0.113.9\r\n"), "{head}");
+}
