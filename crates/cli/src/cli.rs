@@ -53,6 +53,10 @@ pub struct ProxyArgs {
     /// takes over this one's listening sockets, and this one drains [default: off].
     #[arg(long, value_name = "PATH")]
     pub upgrade_socket: Option<PathBuf>,
+    /// Every --listen (or every listener of the file) requires a PROXY protocol v1 or v2
+    /// header before anything else, and takes the client's address from it.
+    #[arg(long)]
+    pub accept_proxy_protocol: bool,
     /// Upstream server for the route `/`, IP:PORT or HOST:PORT (repeatable: used
     /// round-robin; every address a name resolves to is a server).
     #[arg(long, value_name = "ADDR", value_parser = crate::settings::parse_server)]
@@ -131,6 +135,7 @@ impl ProxyArgs {
             listen: self.listen.clone(),
             admin_listen: self.admin_listen,
             upgrade_socket: self.upgrade_socket.clone(),
+            accept_proxy_protocol: self.accept_proxy_protocol,
             upstream: self.upstream.clone(),
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,

@@ -20,6 +20,9 @@ pub struct FileConfig {
     /// Addresses to accept client connections on.
     #[serde(default)]
     pub listen: Vec<Spanned<String>>,
+    /// Listeners with settings of their own (`[[listeners]]`), beside `listen`.
+    #[serde(default)]
+    pub listeners: Vec<Spanned<ListenerSection>>,
     /// Where the admin endpoints (`/metrics`, `/status`, `/status.json`, `/healthz`,
     /// `/readyz`) are served.
     pub admin_listen: Option<Spanned<String>>,
@@ -127,6 +130,8 @@ pub struct UpstreamSection {
     pub health_check: Option<Spanned<HealthCheckSection>>,
     /// Source addresses of upstream connections, used in turn.
     pub source: Option<Vec<Spanned<String>>>,
+    /// Begin every new connection to it with a PROXY protocol v2 header.
+    pub send_proxy_protocol: Option<bool>,
 }
 
 /// One element of `servers`.
@@ -167,6 +172,18 @@ pub struct HealthCheckSection {
     pub status: Option<Vec<Spanned<u16>>>,
     /// `Host` header of the checks (default: the server's address).
     pub host: Option<Spanned<String>>,
+}
+
+/// `[[listeners]]`: an address to accept clients on, with settings of its own. Further
+/// per-listener settings (TLS) are keys of this table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSection {
+    /// `IP:PORT`.
+    pub address: Spanned<String>,
+    /// Require a PROXY protocol (v1 or v2) header before anything else.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// `[[routes]]`: a path prefix and where it goes.

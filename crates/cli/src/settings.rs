@@ -17,7 +17,7 @@ use switchyard_core::{Config, Forwarding, Limits, Route, Timeouts, WebSocketPoli
 use crate::duration::{ConfigTimeout, DurationOrOff};
 use crate::error::ConfigError;
 use crate::file::{parse_address, parse_upgrade_protocol, FileConfig, Source};
-use switchyard_smol::{AccessLog, PoolConfig, ServerConfig, UpstreamGroup};
+use switchyard_smol::{AccessLog, PoolConfig, ProxyProtocol, ServerConfig, UpstreamGroup};
 use toml::Spanned;
 
 pub use groups::GroupOptions;
@@ -44,6 +44,8 @@ pub struct Overrides {
     pub admin_listen: Option<SocketAddr>,
     /// `--upgrade-socket`, replacing the file's `upgrade_socket`.
     pub upgrade_socket: Option<PathBuf>,
+    /// `--accept-proxy-protocol`: every listener requires a PROXY protocol header.
+    pub accept_proxy_protocol: bool,
     /// `--upstream`: one group serving the route `/` (`IP:PORT` or `HOST:PORT`).
     pub upstream: Vec<String>,
     /// `--header-timeout`.
@@ -94,6 +96,8 @@ pub struct Settings {
     pub core: Config,
     /// Upstream groups: name, servers (host names resolved), weights and balancer.
     pub upstreams: Vec<UpstreamGroup>,
+    /// Listeners that require a PROXY protocol header, and groups sent one.
+    pub proxy_protocol: ProxyProtocol,
     /// For each route (same index as `core.routes`), its upstream group.
     pub route_upstream: Vec<usize>,
     /// Executor threads.
@@ -220,12 +224,34 @@ impl Settings {
         let d = &file.defaults;
         let builtin = Timeouts::default();
 
-        let file_listen = addresses("listen", &file.listen)?;
+        let mut file_listen = addresses("listen", &file.listen)?;
+        let mut accept_proxy = Vec::new();
+        for listener in &file.listeners {
+            let section = listener.get_ref();
+            let text = &section.address;
+            let address = parse_address(text.get_ref())
+                .map_err(|e| at(text.span(), format!("listeners: address: {e}")))?;
+            if file_listen.contains(&address) {
+                return Err(at(
+                    text.span(),
+                    format!("listeners: {address} is listed twice (in `listen` or another [[listeners]])"),
+                ));
+            }
+            file_listen.push(address);
+            if section.proxy_protocol {
+                accept_proxy.push(address);
+            }
+        }
         let listen: Vec<SocketAddr> = if flags.listen.is_empty() {
             file_listen
         } else {
+            // The flags replace every listener of the file, and their settings with them.
+            accept_proxy.clear();
             flags.listen.clone()
         };
+        if flags.accept_proxy_protocol {
+            accept_proxy = listen.clone();
+        }
         if listen.is_empty() {
             return Err(ConfigError::new(
                 "no address to listen on: pass --listen ADDR or set `listen = [\"IP:PORT\"]` in the config file",
@@ -335,7 +361,11 @@ impl Settings {
         // Upstream groups and routes: from the file, or one group and route `/` from flags.
         let resolve_interval = d.resolve_interval.map_or(DEFAULT_RESOLVE_INTERVAL, |t| t.0);
         let mut upstreams = Vec::new();
+        let mut send_proxy = Vec::new();
         for (name, group) in &file.upstreams {
+            if group.get_ref().send_proxy_protocol == Some(true) {
+                send_proxy.push(name.clone());
+            }
             let mut upstream = upstreams::from_file(name, group, resolve_interval, &at)?;
             let options = groups::options(name, group.get_ref(), &at)?;
             upstream.health_check = options.health_check;
@@ -455,6 +485,10 @@ impl Settings {
             listen,
             admin_listen,
             upgrade_socket,
+            proxy_protocol: ProxyProtocol {
+                accept_on: accept_proxy,
+                send_to: send_proxy,
+            },
             core: Config {
                 routes,
                 timeouts,
@@ -502,6 +536,7 @@ impl Settings {
             events: std::sync::Arc::new(AccessLog),
             drain_timeout: self.drain_timeout,
             upgrade_socket: self.upgrade_socket.clone(),
+            proxy_protocol: self.proxy_protocol.clone(),
         }
     }
 }

@@ -110,6 +110,7 @@ mod framing;
 mod head;
 mod headers;
 mod io;
+pub mod proxy_protocol;
 mod request;
 mod request_checks;
 mod response;

@@ -3,6 +3,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod forwarded;
+mod proxy;
 mod reply;
 mod statuses;
 mod vector;
@@ -12,6 +13,7 @@ mod verify;
 pub use forwarded::{
     parse_forwarded, view_upstream, Forwarded, Parsed, UpstreamView, NEVER_FORWARDED,
 };
+pub use proxy::{proxy_vectors, ProxyVector};
 pub use reply::reply_bytes;
 pub use statuses::client_statuses;
 pub use vector::{Reply, Side, Up, Vector, ACCEPT, KEY, NEXT, SMUGGLED};

@@ -143,6 +143,12 @@ fn build(
         events,
         generation: number,
         tunnels: status.map(|status| status.tunnels().clone()),
+        accept_proxy: Vec::new(),
+        send_proxy: config
+            .upstreams
+            .iter()
+            .map(|group| config.proxy_protocol.send_to.contains(&group.name))
+            .collect(),
     }
 }
 
@@ -168,6 +174,8 @@ impl Generations {
             config.shutdown_grace,
             status.as_ref(),
         );
+        let mut first = first;
+        first.accept_proxy = listeners.bound_for(&config.proxy_protocol.accept_on, None);
         let generations = Generations {
             current: ArcSwap::new(Arc::new(first)),
             reloadable: Mutex::new(Reloadable {
@@ -305,7 +313,7 @@ impl Generations {
         let number = previous.generation + 1;
         let counts = self.metrics.as_ref().map(|m| m.publish(&config, number));
         let sink = generation_sink(&self.events, counts);
-        let next = build(
+        let mut next = build(
             &config,
             number,
             Some(&previous),
@@ -314,6 +322,9 @@ impl Generations {
             previous.grace,
             self.status.as_ref(),
         );
+        next.accept_proxy = reloadable
+            .listeners
+            .bound_for(&config.proxy_protocol.accept_on, Some(&prepared));
         let servers: HashSet<SocketAddr> = next.groups.iter().flat_map(Group::addrs).collect();
         let servers_removed: Vec<SocketAddr> = {
             let mut gone: Vec<SocketAddr> = previous

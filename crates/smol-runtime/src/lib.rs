@@ -138,6 +138,7 @@ mod pipe;
 mod pool;
 #[cfg(any(not(target_os = "linux"), feature = "portable"))]
 mod portable;
+mod proxy_protocol;
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
 mod reactor;
 mod resolve;
@@ -160,6 +161,7 @@ pub use limits::{
 };
 pub use log::{AccessLog, ACCESS_TARGET};
 pub use metrics::Metrics;
+pub use proxy_protocol::ProxyProtocol;
 pub use server::{Server, ShutdownHandle};
 
 /// A named set of upstream servers and how connections are spread over them
@@ -312,6 +314,8 @@ pub struct ServerConfig {
     /// [`ShutdownHandle::shutdown`]. Without it, a second server can still bind the
     /// same addresses (every listener has `SO_REUSEPORT`).
     pub upgrade_socket: Option<PathBuf>,
+    /// Listeners that require a PROXY protocol header, and upstream groups sent one.
+    pub proxy_protocol: ProxyProtocol,
 }
 
 impl ServerConfig {
@@ -335,6 +339,7 @@ impl ServerConfig {
             admin_listen: None,
             drain_timeout: None,
             upgrade_socket: None,
+            proxy_protocol: ProxyProtocol::default(),
         }
     }
 }

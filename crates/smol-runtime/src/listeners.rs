@@ -185,6 +185,26 @@ impl ListenerSet {
         self.entries.iter().map(|entry| entry.local).collect()
     }
 
+    /// The bound addresses of the listeners `wanted` names (as configured or as bound),
+    /// among those listened on and those `prepared` adds.
+    pub(crate) fn bound_for(
+        &self,
+        wanted: &[SocketAddr],
+        prepared: Option<&Prepared>,
+    ) -> Vec<SocketAddr> {
+        let known = self.entries.iter().map(|e| (e.configured, e.local));
+        let added = prepared.into_iter().flat_map(|p| {
+            p.added
+                .iter()
+                .map(|&(configured, local, _)| (configured, local))
+        });
+        known
+            .chain(added)
+            .filter(|&(configured, local)| wanted.iter().any(|&w| w == configured || w == local))
+            .map(|(_, local)| local)
+            .collect()
+    }
+
     /// Binds the addresses of `addrs` not listened on yet; fails, changing nothing, when
     /// one cannot be bound.
     pub(crate) fn prepare(&self, addrs: &[SocketAddr]) -> io::Result<Prepared> {

@@ -35,6 +35,11 @@ struct Idle {
 }
 
 impl Pool {
+    /// The worker's counts, when the metrics are on.
+    pub(crate) fn metrics(&self) -> Option<&WorkerMetrics> {
+        self.metrics.as_deref()
+    }
+
     /// A pool that counts into no metrics (the tests' kind).
     #[cfg(test)]
     pub(crate) fn new(config: PoolConfig) -> Self {

@@ -413,6 +413,21 @@ pub(crate) fn validate(config: &ServerConfig) -> io::Result<()> {
             ));
         }
     }
+    let proxy = &config.proxy_protocol;
+    if let Some(addr) = proxy.accept_on.iter().find(|a| !config.listen.contains(a)) {
+        return invalid(format!(
+            "the PROXY protocol is required on {addr}, which is not a listen address"
+        ));
+    }
+    if let Some(name) = proxy
+        .send_to
+        .iter()
+        .find(|name| !config.upstreams.iter().any(|g| &&g.name == name))
+    {
+        return invalid(format!(
+            "PROXY headers are to be sent to upstream group {name:?}, which does not exist"
+        ));
+    }
     if let Some(admin) = config.admin_listen {
         if admin.port() != 0 && config.listen.contains(&admin) {
             return invalid(format!(
@@ -434,10 +449,18 @@ pub(crate) async fn accept_loop(
     max_connections: usize,
     worker: usize,
 ) {
+    // Which listener accepted a connection decides whether it begins with a PROXY
+    // header (a generation's setting, by bound address).
+    let listening = listener.local_addr().ok();
     let start_serving = |stream, client_addr, guard| {
         // The generation of its accept, for the connection's whole life.
         let shared = generations.current();
-        spawn_connection(&executor, shared, &pool, stream, client_addr, guard, worker)
+        let accepted = Accepted {
+            client: client_addr,
+            listener: listening,
+            worker,
+        };
+        spawn_connection(&executor, shared, &pool, stream, accepted, guard)
     };
     let mut accepts = 0usize;
     loop {
@@ -535,6 +558,15 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// Who connected, where, and which worker serves it.
+#[derive(Debug, Clone, Copy)]
+struct Accepted {
+    client: SocketAddr,
+    /// The listening socket's bound address.
+    listener: Option<SocketAddr>,
+    worker: usize,
+}
+
 /// Serves one accepted connection under `shared` in a task of its own, counted by
 /// `guard`.
 fn spawn_connection(
@@ -542,15 +574,20 @@ fn spawn_connection(
     shared: Arc<Shared>,
     pool: &Rc<Pool>,
     stream: Io<TcpStream>,
-    client_addr: SocketAddr,
+    accepted: Accepted,
     guard: ConnectionGuard,
-    worker: usize,
 ) {
     let pool = pool.clone();
+    let Accepted {
+        client: client_addr,
+        listener,
+        worker,
+    } = accepted;
     let task = async move {
         let _guard = guard;
         let context = EventContext::new(worker, client_addr);
-        let serve = driver::serve(&shared, &pool, stream, context);
+        let proxy_header = listener.is_some_and(|addr| shared.accept_proxy.contains(&addr));
+        let serve = driver::serve(&shared, &pool, stream, context, proxy_header);
         let served = AssertUnwindSafe(serve).catch_unwind().await;
         if served.is_err() {
             tracing::error!(%client_addr, "connection task panicked");

@@ -28,6 +28,14 @@ impl fmt::Display for Settings {
         let l = &self.core.limits;
         let fw = &self.core.forwarding;
         writeln!(f, "listen             {}", join(&self.listen))?;
+        let proxy = &self.proxy_protocol;
+        if !proxy.accept_on.is_empty() {
+            writeln!(
+                f,
+                "proxy_protocol     required on {}",
+                join(&proxy.accept_on)
+            )?;
+        }
         match self.admin_listen {
             Some(admin) => writeln!(
                 f,
@@ -81,10 +89,15 @@ impl fmt::Display for Settings {
                 .collect();
             writeln!(
                 f,
-                "upstream {:<9} {}   balance {}{}",
+                "upstream {:<9} {}   balance {}{}{}",
                 group.name,
                 servers.join(" "),
                 group.balance,
+                if proxy.send_to.contains(&group.name) {
+                    "   send_proxy_protocol v2, not pooled"
+                } else {
+                    ""
+                },
                 if used { "" } else { "   [unused]" }
             )?;
             for name in &group.names {

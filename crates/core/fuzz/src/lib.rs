@@ -33,6 +33,9 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod heads;
+mod proxy;
+
+pub use proxy::run_proxy_header;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

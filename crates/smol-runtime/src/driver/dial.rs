@@ -7,6 +7,7 @@ use switchyard_core::{Input, RouteId, StateKind};
 
 use super::peer::{Peer, Upstream};
 use super::Driver;
+use crate::buffer::Chunk;
 use crate::upstream::{self, Dialed};
 
 impl Driver<'_> {
@@ -20,15 +21,30 @@ impl Driver<'_> {
             reused,
             bytes_read,
             in_use,
+            poolable,
         } = upstream;
-        // No longer in use, whether pooled or closed.
-        drop(in_use);
+        let group = self.upstream_group;
         // A pooled connection that ended before answering anything makes the core retry
         // once, and that retry should not meet another stale pooled connection.
         self.next_fresh = !reusable && reused && bytes_read == 0;
         let clean = !peer.pending() && !peer.read_eof && !peer.write_closed;
-        if reusable && clean {
+        if reusable && clean && poolable {
+            // No longer in use once pooled.
+            drop(in_use);
             self.pool.put(server, peer.stream);
+        } else if reusable && clean {
+            // Its PROXY header names this client: kept for this client's next request
+            // only, as the pool would for anyone.
+            let upstream = Upstream {
+                peer,
+                server,
+                reused,
+                bytes_read: 0,
+                // Still this client's: still in use.
+                in_use,
+                poolable,
+            };
+            self.kept = group.map(|group| (group, upstream));
         }
     }
 
@@ -39,11 +55,8 @@ impl Driver<'_> {
         // did not, the old one is not reusable.
         self.upstream = None;
         let shared = self.shared;
-        let Some(group) = shared
-            .route_upstream
-            .get(route)
-            .and_then(|&index| shared.groups.get(index))
-        else {
+        let group_index = shared.route_upstream.get(route).copied();
+        let Some(group) = group_index.and_then(|index| shared.groups.get(index)) else {
             tracing::warn!(route, "route has no upstream group");
             self.feed(Input::UpstreamConnectFailed, Instant::now());
             return;
@@ -61,6 +74,22 @@ impl Driver<'_> {
         };
         // On the heap: dialing state would otherwise sit in every connection's task,
         // also while it idles as a tunnel.
+        // A connection that carries a PROXY header is the client's that opened it: it is
+        // never taken from the pool (nor given back to it).
+        let send_proxy =
+            group_index.is_some_and(|index| shared.send_proxy.get(index) == Some(&true));
+        // This client's own connection from its previous request, unless the core's
+        // retry needs a fresh one (it was found closed).
+        let kept = self.kept.take();
+        if let (Some((group_kept, mut kept)), false) = (kept, fresh) {
+            if send_proxy && Some(group_kept) == group_index {
+                kept.reused = true;
+                self.upstream = Some(kept);
+                self.feed(Input::UpstreamConnected { reused: true }, Instant::now());
+                return;
+            }
+        }
+        let fresh = fresh || send_proxy;
         let mut dial = Box::pin(upstream::connect(
             group,
             self.pool,
@@ -97,16 +126,33 @@ impl Driver<'_> {
                 open,
             }) => {
                 tracing::debug!(client = %self.context.client, %server, reused, "upstream connected");
+                let mut peer = Peer::new(stream);
+                if send_proxy {
+                    peer.push(Chunk::Bytes(self.proxy_header().into()));
+                }
+                self.upstream_group = group_index;
                 self.upstream = Some(Upstream {
-                    peer: Peer::new(stream),
+                    peer,
                     server,
                     reused,
                     bytes_read: 0,
                     in_use: upstream::InUse::new(self.pool, server, open),
+                    poolable: !send_proxy,
                 });
                 self.feed(Input::UpstreamConnected { reused }, now);
             }
             None => self.feed(Input::UpstreamConnectFailed, now),
         }
+    }
+
+    /// The PROXY v2 header for this client's upstream connection: the client's address
+    /// as learned (from its own PROXY header, or the socket) and the address it
+    /// connected to.
+    fn proxy_header(&self) -> Vec<u8> {
+        let destination = self
+            .destination
+            .or_else(|| self.client.stream.local_addr().ok());
+        let addresses = destination.map(|destination| (self.context.client, destination));
+        switchyard_core::proxy_protocol::encode_v2(addresses)
     }
 }

@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,6 +58,10 @@ pub(crate) struct Shared {
     pub(crate) generation: u64,
     /// The live tunnel list of `/status.json`, when the admin listener is on.
     pub(crate) tunnels: Option<Arc<crate::tunnels::Registry>>,
+    /// Listening addresses, as bound, whose connections begin with a PROXY header.
+    pub(crate) accept_proxy: Vec<SocketAddr>,
+    /// Per group (as `groups`): whether its new connections begin with a PROXY v2 header.
+    pub(crate) send_proxy: Vec<bool>,
 }
 
 impl Shared {
@@ -73,13 +77,39 @@ impl Shared {
 }
 
 /// Serves one client connection until the core closes it; `pool` is the worker's, and
-/// `context` names the worker and the client for the events.
+/// `context` names the worker and the client for the events. With `proxy_header`, the
+/// connection must begin with a PROXY header within `header_timeout`: its client
+/// address replaces the socket's, and without one the connection is closed unanswered.
 pub(crate) async fn serve(
     shared: &Shared,
     pool: &Pool,
     client: Io<TcpStream>,
-    context: EventContext,
+    mut context: EventContext,
+    proxy_header: bool,
 ) {
+    let accepted = Instant::now();
+    let mut first_bytes = None;
+    let mut destination = None;
+    if proxy_header {
+        let deadline = accepted + shared.core.timeouts.header;
+        match crate::proxy_protocol::read_header(&client, deadline).await {
+            Ok((header, rest)) => {
+                if let Some((source, to)) = header.addresses {
+                    context.client = source;
+                    destination = Some(to);
+                }
+                first_bytes = Some(rest).filter(|rest| !rest.is_empty());
+            }
+            Err(refused) => {
+                let reason = crate::proxy_protocol::REFUSALS[refused.0];
+                tracing::debug!(client = %context.client, reason, "no valid PROXY protocol header, closed");
+                if let Some(metrics) = pool.metrics() {
+                    metrics.proxy_header_refused(refused.0);
+                }
+                return;
+            }
+        }
+    }
     let peer = PeerInfo {
         client_addr: Some(context.client.ip()),
         ..PeerInfo::default()
@@ -88,7 +118,10 @@ pub(crate) async fn serve(
         shared,
         pool,
         context,
-        conn: Connection::new(shared.core.clone(), peer, Instant::now()),
+        conn: Connection::new(shared.core.clone(), peer, accepted),
+        destination,
+        upstream_group: None,
+        kept: None,
         client: Peer::new(client),
         upstream: None,
         pending_connect: None,
@@ -102,6 +135,9 @@ pub(crate) async fn serve(
         waits: 0,
         tunnel: None,
     };
+    if let Some(bytes) = first_bytes {
+        driver.feed(Input::ClientData(bytes), Instant::now());
+    }
     driver.run().await;
 }
 
@@ -142,6 +178,14 @@ struct Driver<'a> {
     waits: u8,
     /// The tunnel's entry in the live tunnel list, while it is open and the list is kept.
     tunnel: Option<crate::tunnels::TunnelHandle>,
+    /// The address the client connected to, as a PROXY header named it (`None`: the
+    /// socket's own), for the header sent to an upstream group that wants one.
+    destination: Option<SocketAddr>,
+    /// The group of the current upstream connection.
+    upstream_group: Option<usize>,
+    /// An upstream connection that began with this client's PROXY header, between two
+    /// of its requests (such a connection is never pooled), with its group.
+    kept: Option<(usize, Upstream)>,
 }
 
 impl Driver<'_> {
@@ -381,11 +425,13 @@ mod tests {
             events: Arc::new(crate::AccessLog),
             generation: 1,
             tunnels: None,
+            accept_proxy: Vec::new(),
+            send_proxy: Vec::new(),
         };
         let pool = Pool::new(PoolConfig::default());
         let size = crate::backend::block_on(async {
             let client = Io::stream(stream, true).unwrap();
-            let task = serve(&shared, &pool, client, EventContext::new(0, addr));
+            let task = serve(&shared, &pool, client, EventContext::new(0, addr), true);
             std::mem::size_of_val(&task)
         })
         .unwrap();

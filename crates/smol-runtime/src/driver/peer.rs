@@ -106,6 +106,9 @@ pub(super) struct Upstream {
     pub(super) bytes_read: u64,
     /// Counts the connection as in use while it lives.
     pub(super) in_use: crate::upstream::InUse,
+    /// Whether it may go back to the pool (not when it began with a client's PROXY
+    /// header).
+    pub(super) poolable: bool,
 }
 
 impl Driver<'_> {

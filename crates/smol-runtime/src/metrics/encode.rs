@@ -31,6 +31,7 @@ impl Metrics {
             generation: self.generation(),
             reloads: self.reloads(),
             health: self.server_health(),
+            proxy_refused: self.proxy_refused(),
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(snapshot));
@@ -72,6 +73,7 @@ struct Snapshot {
     reloads: [u64; 2],
     /// Each upstream server: group, server, healthy.
     health: Vec<(String, std::net::SocketAddr, bool)>,
+    proxy_refused: [u64; crate::proxy_protocol::REFUSALS.len()],
 }
 
 /// The `route` label of a route's prefix.
@@ -377,6 +379,19 @@ impl Collector for Snapshot {
                 .zip(self.reloads)
                 .map(|(result, count)| {
                     let labels = labels([("result", Cow::Borrowed(result))]);
+                    (labels, Value::Counter(count))
+                }),
+        )?;
+        family(
+            &mut encoder,
+            "switchyard_proxy_protocol_errors",
+            "Connections closed unanswered on a listener that requires a PROXY protocol header, by reason: missing (the first bytes were not one), invalid, timeout (not whole within header_timeout), closed (the client left first).",
+            MetricType::Counter,
+            crate::proxy_protocol::REFUSALS
+                .into_iter()
+                .zip(self.proxy_refused)
+                .map(|(reason, count)| {
+                    let labels = labels([("reason", Cow::Borrowed(reason))]);
                     (labels, Value::Counter(count))
                 }),
         )

@@ -74,6 +74,10 @@ pub struct Metrics {
     /// The newest generation's upstream groups, whose servers' state
     /// `switchyard_upstream_healthy` shows.
     upstreams: Mutex<Option<Arc<[crate::upstream::Group]>>>,
+    /// Connections closed for want of a valid PROXY header, by reason
+    /// (`proxy_protocol::REFUSALS`). Shared by the workers: a refusal is rare, and a
+    /// hot one is an attack or a misconfiguration, not the data path.
+    proxy_refused: [AtomicU64; crate::proxy_protocol::REFUSALS.len()],
 }
 
 /// Every generation's counts: those that may still count, and the sums of those whose
@@ -185,6 +189,7 @@ impl Metrics {
             generation: AtomicU64::new(1),
             reloads: Default::default(),
             upstreams: Mutex::new(None),
+            proxy_refused: Default::default(),
         }
     }
 
@@ -375,6 +380,14 @@ impl WorkerMetrics {
         }
     }
 
+    /// A connection was closed for want of a valid PROXY header, for the reason at
+    /// `reason` in `proxy_protocol::REFUSALS`.
+    pub(crate) fn proxy_header_refused(&self, reason: usize) {
+        if let Some(count) = self.metrics.proxy_refused.get(reason) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The slot of `server`'s connections in use, for [`WorkerMetrics::upstream_in_use`]
     /// (a slot keeps its meaning in every later generation's layout).
     pub(crate) fn upstream_slot(&self, server: SocketAddr) -> Option<usize> {
@@ -437,6 +450,10 @@ impl Metrics {
     /// server was bound with.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn proxy_refused(&self) -> [u64; crate::proxy_protocol::REFUSALS.len()] {
+        std::array::from_fn(|i| self.proxy_refused[i].load(Ordering::Relaxed))
     }
 
     fn reloads(&self) -> [u64; 2] {

@@ -436,6 +436,7 @@ fn the_text_is_well_formed_families_with_unique_series() {
         "switchyard_upstream_healthy",
         "switchyard_config_generation",
         "switchyard_config_reloads_total",
+        "switchyard_proxy_protocol_errors_total",
     ];
     let expected: HashSet<String> = expected.iter().map(|name| name.to_string()).collect();
     assert_eq!(families, expected);

@@ -113,6 +113,12 @@ fn drained(result: Result<usize, &io::Error>, wanted: usize) -> bool {
 }
 
 impl Io<TcpStream> {
+    /// The address this end of the connection has (for a client: the address it
+    /// connected to).
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().local_addr()
+    }
+
     /// Registers a connected, non-blocking stream (as [`Io::accept`] returns them);
     /// `readable` says whether to try a read before waiting for an event.
     pub(crate) fn stream(stream: TcpStream, readable: bool) -> io::Result<Self> {
