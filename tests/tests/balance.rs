@@ -34,14 +34,17 @@ fn get(proxy: SocketAddr, extra: &str) -> String {
     get_from(proxy, [127, 0, 0, 1], extra)
 }
 
-/// `switchyard_upstream_connections_open` of `server`, from the admin listener.
+/// `switchyard_upstream_connections_open` of `server` (in its group), from the admin
+/// listener.
 fn open_on(admin: SocketAddr, server: SocketAddr) -> Option<u64> {
     let mut conn = Conn::connect(admin);
     conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
     let text = String::from_utf8(conn.read_response("GET").ok()?.body).ok()?;
-    let series = format!("switchyard_upstream_connections_open{{server=\"{server}\"}} ");
+    // Whatever the group: the one group of these tests.
+    let series = format!(",server=\"{server}\"}} ");
     text.lines()
-        .find_map(|line| line.strip_prefix(series.as_str()))
+        .filter(|line| line.starts_with("switchyard_upstream_connections_open{"))
+        .find_map(|line| line.split_once(series.as_str()).map(|(_, value)| value))
         .and_then(|value| value.trim().parse().ok())
 }
 

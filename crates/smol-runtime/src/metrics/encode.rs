@@ -342,11 +342,17 @@ impl Collector for Snapshot {
         family(
             &mut encoder,
             "switchyard_upstream_connections_open",
-            "Upstream connections in use by client connections now (a request or a tunnel; pooled ones are switchyard_upstream_pool_idle), by server.",
+            "Upstream connections in use by client connections now (a request or a tunnel; pooled ones are switchyard_upstream_pool_idle), by upstream group and server (a server in two groups counts in both).",
             MetricType::Gauge,
-            layout.servers.iter().enumerate().map(|(index, (server, _))| {
-                let labels = labels([("server", Cow::Owned(server.to_string()))]);
-                (labels, Value::Gauge(self.get(layout.upstream_open(index))))
+            layout.groups.iter().flat_map(|group| {
+                group.servers.iter().filter_map(move |&(server, _)| {
+                    let index = layout.server_index(server)?;
+                    let labels = labels([
+                        ("upstream", Cow::Borrowed(group.name.as_str())),
+                        ("server", Cow::Owned(server.to_string())),
+                    ]);
+                    Some((labels, Value::Gauge(self.get(layout.upstream_open(index)))))
+                })
             }),
         )?;
         family(

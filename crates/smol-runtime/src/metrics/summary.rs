@@ -221,7 +221,8 @@ mod tests {
         worker1.upstream_in_use(slot, true);
         worker0.upstream_in_use(slot, false);
         let text = metrics.encode();
-        let series = "switchyard_upstream_connections_open{server=\"127.0.0.1:9000\"}";
+        let series =
+            "switchyard_upstream_connections_open{upstream=\"default\",server=\"127.0.0.1:9000\"}";
         assert_eq!(line(&text, series).as_deref(), Some("2"));
         let servers = metrics.server_totals();
         assert_eq!(servers.len(), 1);
