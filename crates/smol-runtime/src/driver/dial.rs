@@ -44,7 +44,7 @@ impl Driver<'_> {
                 in_use,
                 poolable,
             };
-            self.kept = group.map(|group| (group, upstream));
+            self.kept = group.map(|group| Box::new((group, upstream)));
         }
     }
 
@@ -80,7 +80,7 @@ impl Driver<'_> {
             group_index.is_some_and(|index| shared.send_proxy.get(index) == Some(&true));
         // This client's own connection from its previous request, unless the core's
         // retry needs a fresh one (it was found closed).
-        let kept = self.kept.take();
+        let kept = self.kept.take().map(|kept| *kept);
         if let (Some((group_kept, mut kept)), false) = (kept, fresh) {
             if send_proxy && Some(group_kept) == group_index {
                 kept.reused = true;
