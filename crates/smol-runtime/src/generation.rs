@@ -25,6 +25,7 @@ use crate::handover::Offered;
 use crate::listeners::{Command, ListenerSet};
 use crate::metrics::Metrics;
 use crate::signal::Signal;
+use crate::tls::TlsByAddress;
 use crate::upstream::Group;
 use crate::{EventSink, PoolConfig, ServerConfig};
 
@@ -139,6 +140,7 @@ fn build(
         events,
         generation: number,
         tunnels: status.map(|status| status.tunnels().clone()),
+        tls: Default::default(),
     }
 }
 
@@ -155,7 +157,7 @@ impl Generations {
     ) -> io::Result<Generations> {
         let stopping = Arc::new(Signal::default());
         let sink = generation_sink(&events, metrics.as_deref().map(Metrics::first_generation));
-        let first = build(
+        let mut first = build(
             config,
             1,
             None,
@@ -164,6 +166,7 @@ impl Generations {
             config.shutdown_grace,
             status.as_ref(),
         );
+        first.tls = TlsByAddress::new(&config.tls, |addr| listeners.local_of(None, addr));
         let generations = Generations {
             current: ArcSwap::new(Arc::new(first)),
             reloadable: Mutex::new(Reloadable {
@@ -266,7 +269,7 @@ impl Generations {
         let number = previous.generation + 1;
         let counts = self.metrics.as_ref().map(|m| m.publish(&config, number));
         let sink = generation_sink(&self.events, counts);
-        let next = build(
+        let mut next = build(
             &config,
             number,
             Some(&previous),
@@ -275,6 +278,9 @@ impl Generations {
             previous.grace,
             self.status.as_ref(),
         );
+        next.tls = TlsByAddress::new(&config.tls, |addr| {
+            reloadable.listeners.local_of(Some(&prepared), addr)
+        });
         let servers: HashSet<SocketAddr> = next.groups.iter().flat_map(Group::addrs).collect();
         let servers_removed: Vec<SocketAddr> = {
             let mut gone: Vec<SocketAddr> = previous

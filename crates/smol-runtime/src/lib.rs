@@ -141,6 +141,7 @@ mod signal;
 mod sockets;
 #[cfg(test)]
 mod test_support;
+mod tls;
 mod tunnels;
 mod upstream;
 mod worker;
@@ -153,6 +154,7 @@ pub use limits::{
 pub use log::{AccessLog, ACCESS_TARGET};
 pub use metrics::Metrics;
 pub use server::{Server, ShutdownHandle};
+pub use tls::{TlsCertificates, TlsError, TlsListener};
 
 /// A named set of upstream servers; requests are spread over them round-robin. A server
 /// that fails to connect is skipped for the next one, and for 10 s it is tried only after
@@ -253,6 +255,10 @@ pub struct ServerConfig {
     /// [`ShutdownHandle::shutdown`]. Without it, a second server can still bind the
     /// same addresses (every listener has `SO_REUSEPORT`).
     pub upgrade_socket: Option<PathBuf>,
+    /// Which of the `listen` addresses speak TLS, and their certificates (empty, the
+    /// default: none). Certificates are part of the configuration: a reload serves the
+    /// ones it is given to new connections, and open ones keep theirs.
+    pub tls: Vec<TlsListener>,
 }
 
 impl ServerConfig {
@@ -275,6 +281,7 @@ impl ServerConfig {
             admin_listen: None,
             drain_timeout: None,
             upgrade_socket: None,
+            tls: Vec::new(),
         }
     }
 }

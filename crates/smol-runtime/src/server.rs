@@ -370,6 +370,17 @@ pub(crate) fn validate(config: &ServerConfig) -> io::Result<()> {
     if config.listen.is_empty() {
         return invalid("no listen address".into());
     }
+    for tls in &config.tls {
+        if !config.listen.contains(&tls.addr) {
+            return invalid(format!(
+                "TLS listener {} is not one of the listen addresses",
+                tls.addr
+            ));
+        }
+        if tls.certificates.is_empty() {
+            return invalid(format!("TLS listener {} has no certificate", tls.addr));
+        }
+    }
     if config.route_upstream.len() != config.core.routes.len() {
         return invalid(format!(
             "{} routes but {} route-to-upstream entries",
@@ -410,10 +421,21 @@ pub(crate) async fn accept_loop(
     max_connections: usize,
     worker: usize,
 ) {
+    // Which TLS configuration (if any) is this listener's is looked up by this address
+    // in each connection's generation: a reload can change the certificates.
+    let local = listener.local_addr().ok();
     let start_serving = |stream, client_addr, guard| {
         // The generation of its accept, for the connection's whole life.
         let shared = generations.current();
-        spawn_connection(&executor, shared, &pool, stream, client_addr, guard, worker)
+        let tls = shared.tls.get(local);
+        let accepted = Accepted {
+            stream,
+            client_addr,
+            guard,
+            worker,
+            tls,
+        };
+        spawn_connection(&executor, shared, &pool, accepted)
     };
     let mut accepts = 0usize;
     loop {
@@ -511,22 +533,36 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// Serves one accepted connection under `shared` in a task of its own, counted by
-/// `guard`.
+/// One accepted connection, to be served.
+struct Accepted {
+    stream: Io<TcpStream>,
+    client_addr: SocketAddr,
+    /// Counts it while it is served.
+    guard: ConnectionGuard,
+    worker: usize,
+    /// Its listener's TLS configuration, when it speaks TLS.
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Serves one accepted connection under `shared` in a task of its own.
 fn spawn_connection(
     executor: &LocalExecutor<'static>,
     shared: Arc<Shared>,
     pool: &Rc<Pool>,
-    stream: Io<TcpStream>,
-    client_addr: SocketAddr,
-    guard: ConnectionGuard,
-    worker: usize,
+    accepted: Accepted,
 ) {
     let pool = pool.clone();
+    let Accepted {
+        stream,
+        client_addr,
+        guard,
+        worker,
+        tls,
+    } = accepted;
     let task = async move {
         let _guard = guard;
         let context = EventContext::new(worker, client_addr);
-        let serve = driver::serve(&shared, &pool, stream, context);
+        let serve = driver::serve(&shared, &pool, stream, context, tls);
         let served = AssertUnwindSafe(serve).catch_unwind().await;
         if served.is_err() {
             tracing::error!(%client_addr, "connection task panicked");

@@ -259,6 +259,13 @@ pub(crate) struct Pool {
     metrics: Option<Rc<WorkerMetrics>>,
 }
 
+impl Pool {
+    /// The worker's counts, when metrics are on.
+    pub(crate) fn metrics(&self) -> Option<&Rc<WorkerMetrics>> {
+        self.metrics.as_ref()
+    }
+}
+
 #[derive(Debug)]
 struct Idle {
     stream: Io<TcpStream>,

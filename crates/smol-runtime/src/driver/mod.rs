@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 use event_listener::EventListener;
 use futures_lite::future;
 use switchyard_core::{
-    Config, Connection, Input, Misuse, Output, PeerInfo, RouteId, Side, StateKind,
+    Config, Connection, Input, Misuse, Output, PeerInfo, RouteId, Scheme, Side, StateKind,
 };
 
 use crate::backend::{Io, Timer};
 use crate::buffer::Chunk;
 use crate::events::{EventContext, EventSink};
 use crate::signal::Signal;
+use crate::tls::session::TlsSession;
 use crate::upstream::{Group, Pool};
 
 mod dial;
@@ -58,6 +59,9 @@ pub(crate) struct Shared {
     pub(crate) generation: u64,
     /// The live tunnel list of `/status.json`, when the admin listener is on.
     pub(crate) tunnels: Option<Arc<crate::tunnels::Registry>>,
+    /// The listeners that speak TLS, by bound address, with this generation's
+    /// certificates.
+    pub(crate) tls: crate::tls::TlsByAddress,
 }
 
 impl Shared {
@@ -79,17 +83,35 @@ pub(crate) async fn serve(
     pool: &Pool,
     client: Io<TcpStream>,
     context: EventContext,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
+    let session = match tls {
+        None => None,
+        Some(config) => {
+            let metrics = pool.metrics().cloned();
+            match TlsSession::new(config, context.client, metrics) {
+                Ok(session) => Some(Box::new(session)),
+                Err(error) => {
+                    tracing::error!(client = %context.client, %error, "cannot start TLS");
+                    return;
+                }
+            }
+        }
+    };
     let peer = PeerInfo {
         client_addr: Some(context.client.ip()),
-        ..PeerInfo::default()
+        scheme: if session.is_some() {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        },
     };
     let mut driver = Driver {
         shared,
         pool,
         context,
         conn: Connection::new(shared.core.clone(), peer, Instant::now()),
-        client: Peer::new(client),
+        client: Peer::with_tls(client, session),
         upstream: None,
         pending_connect: None,
         abandoned: false,
@@ -221,6 +243,12 @@ impl Driver<'_> {
                 }
             }
         }
+    }
+
+    /// Whether tunnel data may splice: never through a TLS session, whose records
+    /// only userspace can read or write.
+    fn may_splice(&self) -> bool {
+        crate::backend::pipe_supported() && self.client.tls.is_none()
     }
 
     /// After `StartTunnel`: reads go to pooled buffers and are copied, or, in a
@@ -376,11 +404,12 @@ mod tests {
             events: Arc::new(crate::AccessLog),
             generation: 1,
             tunnels: None,
+            tls: Default::default(),
         };
         let pool = Pool::new(PoolConfig::default());
         let size = crate::backend::block_on(async {
             let client = Io::stream(stream, true).unwrap();
-            let task = serve(&shared, &pool, client, EventContext::new(0, addr));
+            let task = serve(&shared, &pool, client, EventContext::new(0, addr), None);
             std::mem::size_of_val(&task)
         })
         .unwrap();

@@ -30,6 +30,7 @@ impl Metrics {
             connections: self.connections.active(),
             generation: self.generation(),
             reloads: self.reloads(),
+            tls_handshake_errors: self.tls_handshake_errors(),
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(snapshot));
@@ -69,6 +70,7 @@ struct Snapshot {
     connections: usize,
     generation: u64,
     reloads: [u64; 2],
+    tls_handshake_errors: u64,
 }
 
 /// The `route` label of a route's prefix.
@@ -363,6 +365,13 @@ impl Collector for Snapshot {
                     let labels = labels([("result", Cow::Borrowed(result))]);
                     (labels, Value::Counter(count))
                 }),
+        )?;
+        family(
+            &mut encoder,
+            "switchyard_tls_handshake_errors",
+            "Client TLS handshakes that failed, plain-HTTP requests on a TLS listener included.",
+            MetricType::Counter,
+            [(Labels::new(), Value::Counter(self.tls_handshake_errors))],
         )
     }
 }

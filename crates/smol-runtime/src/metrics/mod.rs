@@ -71,6 +71,9 @@ pub struct Metrics {
     generation: AtomicU64,
     /// Reloads that succeeded and that failed.
     reloads: [AtomicU64; 2],
+    /// TLS handshakes that failed (rare, and any client can cause one: one shared
+    /// counter, off the hot path).
+    tls_handshake_errors: AtomicU64,
 }
 
 /// Every generation's counts: those that may still count, and the sums of those whose
@@ -181,6 +184,7 @@ impl Metrics {
             connections,
             generation: AtomicU64::new(1),
             reloads: Default::default(),
+            tls_handshake_errors: AtomicU64::new(0),
         }
     }
 
@@ -344,6 +348,13 @@ impl WorkerMetrics {
         }
     }
 
+    /// A client's TLS handshake failed (or it spoke plain HTTP to a TLS listener).
+    pub(crate) fn tls_handshake_failed(&self) {
+        self.metrics
+            .tls_handshake_errors
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The slot of `server`'s connections in use, for [`WorkerMetrics::upstream_in_use`]
     /// (a slot keeps its meaning in every later generation's layout).
     pub(crate) fn upstream_slot(&self, server: SocketAddr) -> Option<usize> {
@@ -406,6 +417,10 @@ impl Metrics {
     /// server was bound with.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
+    }
+
+    fn tls_handshake_errors(&self) -> u64 {
+        self.tls_handshake_errors.load(Ordering::Relaxed)
     }
 
     fn reloads(&self) -> [u64; 2] {
