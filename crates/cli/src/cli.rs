@@ -45,6 +45,17 @@ pub struct ProxyArgs {
     /// Address to accept clients on, IP:PORT (repeatable).
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
     pub listen: Vec<SocketAddr>,
+    /// Address to accept TLS clients on, IP:PORT (repeatable), serving the --tls-cert
+    /// certificates.
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    pub listen_tls: Vec<SocketAddr>,
+    /// PEM certificate chain for --listen-tls (repeatable, each with a --tls-key; the
+    /// first is the default, the others are chosen by the client's SNI name).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Vec<PathBuf>,
+    /// PEM private key of the --tls-cert given in the same position.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Vec<PathBuf>,
     /// Serve /metrics, /status, /status.json, /healthz and /readyz on this IP:PORT, an
     /// address of its own [default: off].
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
@@ -128,6 +139,9 @@ impl ProxyArgs {
         Overrides {
             config: self.config.clone(),
             listen: self.listen.clone(),
+            listen_tls: self.listen_tls.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
             admin_listen: self.admin_listen,
             upgrade_socket: self.upgrade_socket.clone(),
             upstream: self.upstream.clone(),

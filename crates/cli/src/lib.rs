@@ -197,8 +197,13 @@ fn serve(
     });
 
     let addrs = server.local_addrs();
-    for addr in &addrs {
-        tracing::info!("listening on {addr}");
+    // The plain addresses come first (see `Settings::server_config`).
+    for (index, addr) in addrs.iter().enumerate() {
+        if index < settings.listen.len() {
+            tracing::info!("listening on {addr}");
+        } else {
+            tracing::info!("listening for TLS on {addr}");
+        }
     }
     // Worded unlike the line above, which tests and scripts look for.
     if let Some(admin) = server.admin_addr() {
@@ -230,7 +235,9 @@ fn serve(
 /// refuses, change nothing; the one error line says why (`file:line: ...` for the
 /// file, as `switchyard check` prints it). The runtime logs the published generation.
 fn reload_settings(flags: Option<&Overrides>, reload: &ReloadHandle) {
-    let Some(flags) = flags.filter(|flags| flags.config.is_some()) else {
+    // Certificates given as flags are files to read again too.
+    let Some(flags) = flags.filter(|flags| flags.config.is_some() || !flags.tls_cert.is_empty())
+    else {
         tracing::warn!("SIGHUP: no --config file to read again, nothing changed");
         return;
     };

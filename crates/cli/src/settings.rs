@@ -3,6 +3,9 @@
 mod display;
 #[cfg(test)]
 mod tests;
+mod tls;
+
+pub use tls::TlsSettings;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +37,12 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     /// `--listen`, replacing the file's `listen`.
     pub listen: Vec<SocketAddr>,
+    /// `--listen-tls`: with `tls_cert` and `tls_key`, replacing the file's `[[tls]]`.
+    pub listen_tls: Vec<SocketAddr>,
+    /// `--tls-cert`, paired with `tls_key` by position.
+    pub tls_cert: Vec<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Vec<PathBuf>,
     /// `--admin-listen`, replacing the file's `admin_listen`.
     pub admin_listen: Option<SocketAddr>,
     /// `--upgrade-socket`, replacing the file's `upgrade_socket`.
@@ -77,8 +86,10 @@ pub struct Overrides {
 pub struct Settings {
     /// The config file it came from, if any.
     pub source: Option<PathBuf>,
-    /// Addresses to listen on.
+    /// Addresses to listen on (plain HTTP).
     pub listen: Vec<SocketAddr>,
+    /// Listeners that speak TLS, with their certificates (loaded and checked).
+    pub tls: Vec<TlsSettings>,
     /// Where the admin endpoints are served; `None`: nowhere.
     pub admin_listen: Option<SocketAddr>,
     /// The Unix socket on which a running process hands its listening sockets to its
@@ -220,7 +231,8 @@ impl Settings {
         } else {
             flags.listen.clone()
         };
-        if listen.is_empty() {
+        let tls = tls::listeners(file, source, flags, &listen)?;
+        if listen.is_empty() && tls.is_empty() {
             return Err(ConfigError::new(
                 "no address to listen on: pass --listen ADDR or set `listen = [\"IP:PORT\"]` in the config file",
             ));
@@ -234,7 +246,7 @@ impl Settings {
             (None, None) => None,
         };
         if let Some(admin) = admin_listen.filter(|admin| admin.port() != 0) {
-            if listen.contains(&admin) {
+            if listen.contains(&admin) || tls.iter().any(|t| t.listen.contains(&admin)) {
                 let message = format!(
                     "admin_listen {admin} is also a listen address: the admin endpoints need an address of their own"
                 );
@@ -447,6 +459,7 @@ impl Settings {
         Ok(Settings {
             source: None,
             listen,
+            tls,
             admin_listen,
             upgrade_socket,
             core: Config {
@@ -480,8 +493,10 @@ impl Settings {
 
     /// The runtime's configuration.
     pub fn server_config(&self) -> ServerConfig {
+        let tls_listen = self.tls.iter().flat_map(|t| t.listen.iter().copied());
         ServerConfig {
-            listen: self.listen.clone(),
+            listen: self.listen.iter().copied().chain(tls_listen).collect(),
+            tls: self.tls.iter().flat_map(TlsSettings::listeners).collect(),
             admin_listen: self.admin_listen,
             core: self.core.clone(),
             upstreams: self
