@@ -26,6 +26,10 @@ use crate::buffer::HTTP_READ_SIZE;
 use crate::metrics::WorkerMetrics;
 
 /// What a plain-HTTP request on a TLS listener gets, as nginx answers it.
+/// rustls refuses more records once it holds more than 16 KiB of plaintext; feeding
+/// stops at this much, and the rest waits in `ciphertext`.
+const PLAINTEXT_HELD: usize = 16 * 1024;
+
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 48\r\nConnection: close\r\n\r\nThe plain HTTP request was sent to a TLS port.\r\n";
 
 /// A client's TLS session (see the module docs).
@@ -39,6 +43,10 @@ struct State {
     conn: rustls::ServerConnection,
     /// Plaintext rustls holds, ready to be read.
     plaintext: usize,
+    /// Records read from the socket that rustls could not take yet (it holds at most
+    /// 16 KiB of plaintext): empty, and unallocated, unless the client sends faster
+    /// than it is read.
+    ciphertext: Vec<u8>,
     /// The client closed (close_notify or EOF): once the plaintext is read, reads end.
     closed: bool,
     /// The handshake or a record failed: nothing more is read, and only `farewell` is
@@ -54,20 +62,14 @@ struct State {
     metrics: Option<Rc<WorkerMetrics>>,
 }
 
-/// The socket as rustls reads it, remembering the connection's first byte.
-struct SocketReader<'a> {
-    socket: &'a Io<TcpStream>,
-    first_byte: &'a mut Option<u8>,
-}
+/// Most bytes one read takes from the socket: rustls itself reads 4 KiB at a time,
+/// which would cost a 64 KiB message sixteen system calls.
+const SOCKET_READ_SIZE: usize = 64 * 1024;
 
-impl Read for SocketReader<'_> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let n = self.socket.read(buffer)?;
-        if self.first_byte.is_none() && n > 0 {
-            *self.first_byte = Some(buffer[0]);
-        }
-        Ok(n)
-    }
+thread_local! {
+    /// Where each socket read lands before rustls takes it (one per thread, as the
+    /// HTTP phase's read buffer).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The socket as rustls writes it.
@@ -99,6 +101,7 @@ impl TlsSession {
             state: RefCell::new(State {
                 conn: rustls::ServerConnection::new(config)?,
                 plaintext: 0,
+                ciphertext: Vec::new(),
                 closed: false,
                 failed: false,
                 farewell: Vec::new(),
@@ -113,7 +116,7 @@ impl TlsSession {
     /// reported.
     pub(crate) fn has_readable(&self) -> bool {
         let state = self.state.borrow();
-        state.plaintext > 0 || state.closed || state.failed
+        state.plaintext > 0 || !state.ciphertext.is_empty() || state.closed || state.failed
     }
 
     /// Bytes rustls (or a farewell) still has to write to the socket.
@@ -204,36 +207,81 @@ impl State {
             if self.plaintext > 0 || self.closed {
                 return Ok(());
             }
-            let mut reader = SocketReader {
-                socket,
-                first_byte: &mut self.first_byte,
-            };
-            match self.conn.read_tls(&mut reader) {
-                Ok(0) => {
-                    self.closed = true;
-                    return Ok(());
+            if self.ciphertext.is_empty() {
+                self.read_socket(socket)?;
+            } else {
+                let mut held = std::mem::take(&mut self.ciphertext);
+                let taken = self.take_records(socket, &held)?;
+                if taken == 0 && self.plaintext == 0 && !self.closed {
+                    // rustls takes nothing and gives nothing: never in a valid stream,
+                    // and waiting would spin.
+                    self.fail(&rustls::Error::General("records not taken".into()));
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS stalled"));
                 }
+                held.drain(..taken);
+                if !held.is_empty() {
+                    self.ciphertext = held;
+                }
+            }
+        }
+    }
+
+    /// One read from the socket, given to rustls; what it cannot take yet is kept.
+    fn read_socket(&mut self, socket: &Io<TcpStream>) -> io::Result<()> {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            scratch.reserve_exact(SOCKET_READ_SIZE);
+            if socket.read_spare(&mut scratch)? == 0 {
+                self.closed = true;
+                return Ok(());
+            }
+            if self.first_byte.is_none() {
+                self.first_byte = Some(scratch[0]);
+            }
+            let taken = self.take_records(socket, &scratch)?;
+            if taken < scratch.len() {
+                self.ciphertext = scratch[taken..].to_vec();
+            }
+            Ok(())
+        })
+    }
+
+    /// Gives rustls as much of `records` as it takes, processing each piece; returns
+    /// how much it took (all of it, unless its plaintext buffer filled up).
+    fn take_records(&mut self, socket: &Io<TcpStream>, records: &[u8]) -> io::Result<usize> {
+        let mut rest = records;
+        while !rest.is_empty() && self.plaintext < PLAINTEXT_HELD {
+            match self.conn.read_tls(&mut rest) {
+                Ok(0) => break,
                 Ok(_) => {}
-                Err(e) => return Err(e),
+                // Its buffers are full: the rest waits for the plaintext to be read.
+                Err(_) => break,
             }
-            match self.conn.process_new_packets() {
-                Ok(io_state) => {
-                    self.plaintext = io_state.plaintext_bytes_to_read();
-                    self.closed = io_state.peer_has_closed();
-                }
-                Err(error) => {
-                    self.fail(&error);
-                    // The farewell goes out as far as the socket takes it; the rest
-                    // waits for the driver's writes (and the close's flush).
-                    let _ = self.flush(socket);
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, error));
-                }
+            self.process(socket)?;
+        }
+        Ok(records.len() - rest.len())
+    }
+
+    /// Decrypts what rustls took; a failure ends the session (see [`State::fail`]).
+    fn process(&mut self, socket: &Io<TcpStream>) -> io::Result<()> {
+        match self.conn.process_new_packets() {
+            Ok(io_state) => {
+                self.plaintext = io_state.plaintext_bytes_to_read();
+                self.closed = io_state.peer_has_closed();
             }
-            // Handshake messages and tickets: written now if the socket takes them.
-            match self.flush(socket) {
-                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
-                _ => {}
+            Err(error) => {
+                self.fail(&error);
+                // The farewell goes out as far as the socket takes it; the rest
+                // waits for the driver's writes (and the close's flush).
+                let _ = self.flush(socket);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, error));
             }
+        }
+        // Handshake messages and tickets: written now if the socket takes them.
+        match self.flush(socket) {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(()),
         }
     }
 
