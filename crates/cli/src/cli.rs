@@ -125,9 +125,13 @@ pub struct ProxyArgs {
 /// Flags of `switchyard demo`.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Address the proxy listens on.
-    #[arg(long, value_name = "ADDR", value_parser = parse_address, default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Address the proxy listens on [default: 127.0.0.1:8080, with --tls 127.0.0.1:8443].
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    pub listen: Option<SocketAddr>,
+    /// Serve the demo over https:// and wss://, with a self-signed certificate for
+    /// localhost made at start.
+    #[arg(long)]
+    pub tls: bool,
     /// Log filter, `tracing` env-filter syntax.
     #[arg(long, value_name = "FILTER", default_value = "info")]
     pub log: String,

@@ -209,3 +209,63 @@ fn sighup_reads_the_certificates_again_and_an_open_wss_tunnel_goes_on() {
     );
     echo(&mut tunnel, "still");
 }
+
+#[test]
+fn demo_tls_serves_https_and_wss_with_a_certificate_made_at_start() {
+    let mut demo = Running::start(&["demo", "--tls", "--listen", "127.0.0.1:0"]);
+    let first = demo.stdout.recv_timeout(LIMIT).expect("demo instructions");
+    let proxy: SocketAddr = first
+        .split("proxy on https://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    let second = demo
+        .stdout
+        .recv_timeout(LIMIT)
+        .expect("the certificate line");
+    let cert = second
+        .split("made for this run: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (key").next())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("unexpected line {second:?}"));
+    let instructions: Vec<String> = (0..6)
+        .map(|_| demo.stdout.recv_timeout(LIMIT).unwrap())
+        .collect();
+    assert!(
+        instructions.iter().any(|l| l.contains(&format!(
+            "curl -i --insecure https://localhost:{}/",
+            proxy.port()
+        ))),
+        "{instructions:?}"
+    );
+    demo.wait_for_log("self-check: a WebSocket message went through the proxy over TLS");
+
+    // A client that trusts the certificate file the demo named.
+    let pem = std::fs::read(&cert).unwrap();
+    let der = rustls::pki_types::pem::PemObject::from_pem_slice(&pem).unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(der).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let stream = connect(proxy, &config).unwrap();
+    let (mut ws, _) = tungstenite::client("wss://localhost/ws", stream).unwrap();
+    echo(&mut ws, "demo");
+    ws.close(None).unwrap();
+    while ws.read().is_ok() {}
+    drop(ws);
+
+    signal(demo.child.id(), "TERM");
+    assert_eq!(demo.wait_exit().code(), Some(0));
+    assert!(
+        !cert.exists(),
+        "the certificate's folder is removed at exit"
+    );
+}
