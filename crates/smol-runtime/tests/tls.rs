@@ -127,6 +127,15 @@ impl Drop for Proxy {
 }
 
 fn proxy(origin: SocketAddr, certificates: TlsCertificates, admin: bool) -> Proxy {
+    proxy_with(origin, certificates, admin, |_| {})
+}
+
+fn proxy_with(
+    origin: SocketAddr,
+    certificates: TlsCertificates,
+    admin: bool,
+    adjust: impl FnOnce(&mut ServerConfig),
+) -> Proxy {
     let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let mut config = ServerConfig::simple(listen, origin);
     config.workers = 1;
@@ -140,6 +149,7 @@ fn proxy(origin: SocketAddr, certificates: TlsCertificates, admin: bool) -> Prox
         addr: listen,
         certificates,
     }];
+    adjust(&mut config);
     let server = Server::bind(config.clone()).unwrap();
     let proxy = Proxy {
         addr: server.local_addrs()[0],
@@ -188,6 +198,23 @@ fn wss_echo_through_a_tls_listener_with_https_forwarding_headers() {
             .any(|h| h.starts_with("forwarded:") && h.contains("proto=https")),
         "{seen:?}"
     );
+}
+
+#[test]
+fn a_byte_tunnel_over_tls_carries_large_messages_both_ways() {
+    let (origin, _) = echo_origin();
+    let authority = Authority::new();
+    let certificates = authority.certificates(&["a.test"]);
+    let proxy = proxy_with(origin, certificates, false, |config| {
+        config.core.routes[0].websocket.validate = false;
+    });
+    let mut ws = websocket(connect(proxy.addr, "a.test", &authority.client()).unwrap());
+    // Larger than a TLS record, than rustls' plaintext buffer and than a read.
+    for size in [1, 16 * 1024 + 1, 1 << 20] {
+        let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        ws.send(Message::binary(message.clone())).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::binary(message));
+    }
 }
 
 #[test]
