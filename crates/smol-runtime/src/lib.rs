@@ -97,6 +97,15 @@
 //! one, which drains as on [`ShutdownHandle::shutdown`]. A listener that stops
 //! accepting first accepts what is already queued.
 //!
+//! # TLS
+//!
+//! The addresses named in [`ServerConfig::tls`] speak TLS (rustls: TLS 1.2 and 1.3,
+//! ALPN `http/1.1`), with [`TlsCertificates`] loaded from PEM files and chosen by the
+//! client's SNI name. The session sits between the client's socket and the core, which
+//! sees plaintext and writes `X-Forwarded-Proto: https`; the handshake counts against
+//! `header_timeout`, and a reload serves new certificates to new connections. Tunnels
+//! of TLS clients copy (no splice).
+//!
 //! # Descriptor limits
 //!
 //! [`Server::bind`] warns once when `max_connections` cannot fit in the open-file limit
