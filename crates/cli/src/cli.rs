@@ -45,6 +45,17 @@ pub struct ProxyArgs {
     /// Address to accept clients on, IP:PORT (repeatable).
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
     pub listen: Vec<SocketAddr>,
+    /// Address to accept TLS clients on, IP:PORT (repeatable), serving the --tls-cert
+    /// certificates.
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    pub listen_tls: Vec<SocketAddr>,
+    /// PEM certificate chain for --listen-tls (repeatable, each with a --tls-key; the
+    /// first is the default, the others are chosen by the client's SNI name).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Vec<PathBuf>,
+    /// PEM private key of the --tls-cert given in the same position.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Vec<PathBuf>,
     /// Serve /metrics, /status, /status.json, /healthz and /readyz on this IP:PORT, an
     /// address of its own [default: off].
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
@@ -119,9 +130,13 @@ pub struct ProxyArgs {
 /// Flags of `switchyard demo`.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Address the proxy listens on.
-    #[arg(long, value_name = "ADDR", value_parser = parse_address, default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Address the proxy listens on [default: 127.0.0.1:8080, with --tls 127.0.0.1:8443].
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    pub listen: Option<SocketAddr>,
+    /// Serve the demo over https:// and wss://, with a self-signed certificate for
+    /// localhost made at start.
+    #[arg(long)]
+    pub tls: bool,
     /// Log filter, `tracing` env-filter syntax.
     #[arg(long, value_name = "FILTER", default_value = "info")]
     pub log: String,
@@ -133,6 +148,9 @@ impl ProxyArgs {
         Overrides {
             config: self.config.clone(),
             listen: self.listen.clone(),
+            listen_tls: self.listen_tls.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
             admin_listen: self.admin_listen,
             upgrade_socket: self.upgrade_socket.clone(),
             accept_proxy_protocol: self.accept_proxy_protocol,

@@ -52,6 +52,30 @@ pub struct FileConfig {
     /// Routes, matched by longest prefix.
     #[serde(default)]
     pub routes: Vec<Spanned<RouteSection>>,
+    /// `[[tls]]`: listeners that speak TLS, each with its certificates.
+    #[serde(default)]
+    pub tls: Vec<Spanned<TlsSection>>,
+}
+
+/// `[[tls]]`: addresses that accept TLS clients and the certificates they serve (the
+/// first is the default; the others are chosen by the client's SNI name).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Addresses, `IP:PORT`, beside the plain `listen` ones.
+    pub listen: Vec<Spanned<String>>,
+    /// Certificate chains and keys, PEM files (relative to the config file's folder).
+    pub certificates: Vec<Spanned<CertificateEntry>>,
+}
+
+/// One `{ cert = "…", key = "…" }` of a `[[tls]]` listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateEntry {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// `[defaults]`: connection-wide settings and what each route inherits.

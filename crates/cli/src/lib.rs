@@ -24,6 +24,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod demo_tls;
 pub mod duration;
 pub mod error;
 pub mod file;
@@ -115,8 +116,12 @@ fn demo(args: &DemoArgs) -> ExitCode {
         Ok(addr) => addr,
         Err(err) => return failure(format!("cannot start the demo origin: {err}")),
     };
+    if args.tls {
+        return demo_over_tls(args, origin);
+    }
+    let listen = args.listen.unwrap_or(([127, 0, 0, 1], 8080).into());
     let flags = Overrides {
-        listen: vec![args.listen],
+        listen: vec![listen],
         upstream: vec![origin.to_string()],
         ..Overrides::default()
     };
@@ -139,6 +144,46 @@ fn demo(args: &DemoArgs) -> ExitCode {
             },
         );
     })
+}
+
+/// `switchyard demo --tls`: the same over `https://` and `wss://`, with a self-signed
+/// certificate made now (in a folder of this process's own under the temporary folder).
+fn demo_over_tls(args: &DemoArgs, origin: SocketAddr) -> ExitCode {
+    let dir = std::env::temp_dir().join(format!("switchyard-demo-{}", std::process::id()));
+    let certificate = match demo_tls::make_certificate(&dir) {
+        Ok(certificate) => certificate,
+        Err(err) => return failure(format!("cannot make the demo certificate: {err}")),
+    };
+    let listen = args.listen.unwrap_or(([127, 0, 0, 1], 8443).into());
+    let flags = Overrides {
+        listen_tls: vec![listen],
+        tls_cert: vec![certificate.cert.clone()],
+        tls_key: vec![certificate.key.clone()],
+        upstream: vec![origin.to_string()],
+        ..Overrides::default()
+    };
+    let settings = match Settings::load(&flags) {
+        Ok(settings) => settings,
+        Err(err) => return usage_error(err),
+    };
+    let hint = " (pick another address with --listen, e.g. 127.0.0.1:8444)";
+    let status = serve(&settings, None, hint, move |addrs| {
+        let Some(&proxy) = addrs.first() else { return };
+        let mut out = std::io::stdout().lock();
+        let text = demo_tls::instructions(proxy, origin, &certificate);
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+        std::thread::spawn(move || {
+            match demo_tls::self_check(proxy, &certificate, Duration::from_secs(5)) {
+                Ok(()) => tracing::info!(
+                    "self-check: a WebSocket message went through the proxy over TLS and came back"
+                ),
+                Err(err) => tracing::warn!("self-check failed: {err}"),
+            }
+        });
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    status
 }
 
 /// Binds, runs until SIGTERM/SIGINT and a graceful shutdown, and returns the exit status.
@@ -197,8 +242,13 @@ fn serve(
     });
 
     let addrs = server.local_addrs();
-    for addr in &addrs {
-        tracing::info!("listening on {addr}");
+    // The plain addresses come first (see `Settings::server_config`).
+    for (index, addr) in addrs.iter().enumerate() {
+        if index < settings.listen.len() {
+            tracing::info!("listening on {addr}");
+        } else {
+            tracing::info!("listening for TLS on {addr}");
+        }
     }
     // Worded unlike the line above, which tests and scripts look for.
     if let Some(admin) = server.admin_addr() {
@@ -232,7 +282,9 @@ fn serve(
 /// refuses, change nothing; the one error line says why (`file:line: ...` for the
 /// file, as `switchyard check` prints it). The runtime logs the published generation.
 fn reload_settings(flags: Option<&Overrides>, reload: &ReloadHandle) {
-    let Some(flags) = flags.filter(|flags| flags.config.is_some()) else {
+    // Certificates given as flags are files to read again too.
+    let Some(flags) = flags.filter(|flags| flags.config.is_some() || !flags.tls_cert.is_empty())
+    else {
         tracing::warn!("SIGHUP: no --config file to read again, nothing changed");
         return;
     };

@@ -4,8 +4,10 @@ mod display;
 mod groups;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod upstreams;
 
+pub use tls::TlsSettings;
 pub use upstreams::{parse_server, DEFAULT_RESOLVE_INTERVAL, MAX_WEIGHT};
 
 use std::net::SocketAddr;
@@ -40,6 +42,12 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     /// `--listen`, replacing the file's `listen`.
     pub listen: Vec<SocketAddr>,
+    /// `--listen-tls`: with `tls_cert` and `tls_key`, replacing the file's `[[tls]]`.
+    pub listen_tls: Vec<SocketAddr>,
+    /// `--tls-cert`, paired with `tls_key` by position.
+    pub tls_cert: Vec<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Vec<PathBuf>,
     /// `--admin-listen`, replacing the file's `admin_listen`.
     pub admin_listen: Option<SocketAddr>,
     /// `--upgrade-socket`, replacing the file's `upgrade_socket`.
@@ -85,8 +93,10 @@ pub struct Overrides {
 pub struct Settings {
     /// The config file it came from, if any.
     pub source: Option<PathBuf>,
-    /// Addresses to listen on.
+    /// Addresses to listen on (plain HTTP).
     pub listen: Vec<SocketAddr>,
+    /// Listeners that speak TLS, with their certificates (loaded and checked).
+    pub tls: Vec<TlsSettings>,
     /// Where the admin endpoints are served; `None`: nowhere.
     pub admin_listen: Option<SocketAddr>,
     /// The Unix socket on which a running process hands its listening sockets to its
@@ -249,10 +259,13 @@ impl Settings {
             accept_proxy.clear();
             flags.listen.clone()
         };
+        let tls = tls::listeners(file, source, flags, &listen)?;
         if flags.accept_proxy_protocol {
+            // Every listener the flags name, TLS ones too (the header comes before TLS).
             accept_proxy = listen.clone();
+            accept_proxy.extend(tls.iter().flat_map(|t| t.listen.iter().copied()));
         }
-        if listen.is_empty() {
+        if listen.is_empty() && tls.is_empty() {
             return Err(ConfigError::new(
                 "no address to listen on: pass --listen ADDR or set `listen = [\"IP:PORT\"]` in the config file",
             ));
@@ -266,7 +279,7 @@ impl Settings {
             (None, None) => None,
         };
         if let Some(admin) = admin_listen.filter(|admin| admin.port() != 0) {
-            if listen.contains(&admin) {
+            if listen.contains(&admin) || tls.iter().any(|t| t.listen.contains(&admin)) {
                 let message = format!(
                     "admin_listen {admin} is also a listen address: the admin endpoints need an address of their own"
                 );
@@ -483,6 +496,7 @@ impl Settings {
         Ok(Settings {
             source: None,
             listen,
+            tls,
             admin_listen,
             upgrade_socket,
             proxy_protocol: ProxyProtocol {
@@ -520,8 +534,10 @@ impl Settings {
 
     /// The runtime's configuration.
     pub fn server_config(&self) -> ServerConfig {
+        let tls_listen = self.tls.iter().flat_map(|t| t.listen.iter().copied());
         ServerConfig {
-            listen: self.listen.clone(),
+            listen: self.listen.iter().copied().chain(tls_listen).collect(),
+            tls: self.tls.iter().flat_map(TlsSettings::listeners).collect(),
             admin_listen: self.admin_listen,
             core: self.core.clone(),
             upstreams: self.upstreams.clone(),

@@ -25,6 +25,7 @@ use crate::handover::Offered;
 use crate::listeners::{Command, ListenerSet};
 use crate::metrics::Metrics;
 use crate::signal::Signal;
+use crate::tls::TlsByAddress;
 use crate::upstream::Group;
 use crate::{EventSink, PoolConfig, ServerConfig};
 
@@ -149,6 +150,7 @@ fn build(
             .iter()
             .map(|group| config.proxy_protocol.send_to.contains(&group.name))
             .collect(),
+        tls: Default::default(),
     }
 }
 
@@ -176,6 +178,7 @@ impl Generations {
         );
         let mut first = first;
         first.accept_proxy = listeners.bound_for(&config.proxy_protocol.accept_on, None);
+        first.tls = TlsByAddress::new(&config.tls, |addr| listeners.local_of(None, addr));
         let generations = Generations {
             current: ArcSwap::new(Arc::new(first)),
             reloadable: Mutex::new(Reloadable {
@@ -325,6 +328,9 @@ impl Generations {
         next.accept_proxy = reloadable
             .listeners
             .bound_for(&config.proxy_protocol.accept_on, Some(&prepared));
+        next.tls = TlsByAddress::new(&config.tls, |addr| {
+            reloadable.listeners.local_of(Some(&prepared), addr)
+        });
         let servers: HashSet<SocketAddr> = next.groups.iter().flat_map(Group::addrs).collect();
         let servers_removed: Vec<SocketAddr> = {
             let mut gone: Vec<SocketAddr> = previous

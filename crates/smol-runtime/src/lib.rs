@@ -99,6 +99,15 @@
 //! one, which drains as on [`ShutdownHandle::shutdown`]. A listener that stops
 //! accepting first accepts what is already queued.
 //!
+//! # TLS
+//!
+//! The addresses named in [`ServerConfig::tls`] speak TLS (rustls: TLS 1.2 and 1.3,
+//! ALPN `http/1.1`), with [`TlsCertificates`] loaded from PEM files and chosen by the
+//! client's SNI name. The session sits between the client's socket and the core, which
+//! sees plaintext and writes `X-Forwarded-Proto: https`; the handshake counts against
+//! `header_timeout`, and a reload serves new certificates to new connections. Tunnels
+//! of TLS clients copy (no splice).
+//!
 //! # Descriptor limits
 //!
 //! [`Server::bind`] warns once when `max_connections` cannot fit in the open-file limit
@@ -149,6 +158,7 @@ mod sockets;
 mod source;
 #[cfg(test)]
 mod test_support;
+mod tls;
 mod tunnels;
 mod upstream;
 mod worker;
@@ -163,6 +173,7 @@ pub use log::{AccessLog, ACCESS_TARGET};
 pub use metrics::Metrics;
 pub use proxy_protocol::ProxyProtocol;
 pub use server::{Server, ShutdownHandle};
+pub use tls::{TlsCertificates, TlsError, TlsListener};
 
 /// A named set of upstream servers and how connections are spread over them
 /// ([`Balance`], round-robin by default). A server that fails to connect is skipped for
@@ -316,6 +327,10 @@ pub struct ServerConfig {
     pub upgrade_socket: Option<PathBuf>,
     /// Listeners that require a PROXY protocol header, and upstream groups sent one.
     pub proxy_protocol: ProxyProtocol,
+    /// Which of the `listen` addresses speak TLS, and their certificates (empty, the
+    /// default: none). Certificates are part of the configuration: a reload serves the
+    /// ones it is given to new connections, and open ones keep theirs.
+    pub tls: Vec<TlsListener>,
 }
 
 impl ServerConfig {
@@ -340,6 +355,7 @@ impl ServerConfig {
             drain_timeout: None,
             upgrade_socket: None,
             proxy_protocol: ProxyProtocol::default(),
+            tls: Vec::new(),
         }
     }
 }

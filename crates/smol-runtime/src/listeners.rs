@@ -205,6 +205,21 @@ impl ListenerSet {
             .collect()
     }
 
+    /// Where the configured address `addr` is bound: by an entry, or by `prepared`'s
+    /// new sockets (`addr` itself if neither has it).
+    pub(crate) fn local_of(&self, prepared: Option<&Prepared>, addr: SocketAddr) -> SocketAddr {
+        if let Some(entry) = self.entries.iter().find(|entry| entry.is(addr)) {
+            return entry.local;
+        }
+        prepared
+            .and_then(|p| {
+                p.added
+                    .iter()
+                    .find(|(configured, _, _)| *configured == addr)
+            })
+            .map_or(addr, |&(_, local, _)| local)
+    }
+
     /// Binds the addresses of `addrs` not listened on yet; fails, changing nothing, when
     /// one cannot be bound.
     pub(crate) fn prepare(&self, addrs: &[SocketAddr]) -> io::Result<Prepared> {

@@ -372,6 +372,17 @@ pub(crate) fn validate(config: &ServerConfig) -> io::Result<()> {
     if config.listen.is_empty() {
         return invalid("no listen address".into());
     }
+    for tls in &config.tls {
+        if !config.listen.contains(&tls.addr) {
+            return invalid(format!(
+                "TLS listener {} is not one of the listen addresses",
+                tls.addr
+            ));
+        }
+        if tls.certificates.is_empty() {
+            return invalid(format!("TLS listener {} has no certificate", tls.addr));
+        }
+    }
     if config.route_upstream.len() != config.core.routes.len() {
         return invalid(format!(
             "{} routes but {} route-to-upstream entries",
@@ -450,7 +461,8 @@ pub(crate) async fn accept_loop(
     worker: usize,
 ) {
     // Which listener accepted a connection decides whether it begins with a PROXY
-    // header (a generation's setting, by bound address).
+    // header and whether it speaks TLS (a generation's settings, by bound address: a
+    // reload can change both, and the certificates).
     let listening = listener.local_addr().ok();
     let start_serving = |stream, client_addr, guard| {
         // The generation of its accept, for the connection's whole life.
@@ -587,7 +599,8 @@ fn spawn_connection(
         let _guard = guard;
         let context = EventContext::new(worker, client_addr);
         let proxy_header = listener.is_some_and(|addr| shared.accept_proxy.contains(&addr));
-        let serve = driver::serve(&shared, &pool, stream, context, proxy_header);
+        let tls = shared.tls.get(listener);
+        let serve = driver::serve(&shared, &pool, stream, context, proxy_header, tls);
         let served = AssertUnwindSafe(serve).catch_unwind().await;
         if served.is_err() {
             tracing::error!(%client_addr, "connection task panicked");

@@ -28,6 +28,25 @@ impl fmt::Display for Settings {
         let l = &self.core.limits;
         let fw = &self.core.forwarding;
         writeln!(f, "listen             {}", join(&self.listen))?;
+        for tls in &self.tls {
+            let files: Vec<String> = tls
+                .certificates
+                .files()
+                .iter()
+                .map(|(cert, key)| format!("{} (key {})", cert.display(), key.display()))
+                .collect();
+            writeln!(
+                f,
+                "listen tls         {}   certificates {}{}",
+                join(&tls.listen),
+                files.join(", "),
+                if files.len() > 1 {
+                    "   by SNI, the first by default"
+                } else {
+                    ""
+                }
+            )?;
+        }
         let proxy = &self.proxy_protocol;
         if !proxy.accept_on.is_empty() {
             writeln!(

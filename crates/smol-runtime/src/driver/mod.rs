@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 use event_listener::EventListener;
 use futures_lite::future;
 use switchyard_core::{
-    Config, Connection, Input, Misuse, Output, PeerInfo, RouteId, Side, StateKind,
+    Config, Connection, Input, Misuse, Output, PeerInfo, RouteId, Scheme, Side, StateKind,
 };
 
 use crate::backend::{Io, Timer};
 use crate::buffer::Chunk;
 use crate::events::{EventContext, EventSink};
 use crate::signal::Signal;
+use crate::tls::session::TlsSession;
 use crate::upstream::{Group, Pool};
 
 mod dial;
@@ -62,6 +63,9 @@ pub(crate) struct Shared {
     pub(crate) accept_proxy: Vec<SocketAddr>,
     /// Per group (as `groups`): whether its new connections begin with a PROXY v2 header.
     pub(crate) send_proxy: Vec<bool>,
+    /// The listeners that speak TLS, by bound address, with this generation's
+    /// certificates.
+    pub(crate) tls: crate::tls::TlsByAddress,
 }
 
 impl Shared {
@@ -80,12 +84,14 @@ impl Shared {
 /// `context` names the worker and the client for the events. With `proxy_header`, the
 /// connection must begin with a PROXY header within `header_timeout`: its client
 /// address replaces the socket's, and without one the connection is closed unanswered.
+/// With `tls`, the client's bytes (after the PROXY header, if any) are a TLS session's.
 pub(crate) async fn serve(
     shared: &Shared,
     pool: &Pool,
     client: Io<TcpStream>,
     mut context: EventContext,
     proxy_header: bool,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let accepted = Instant::now();
     let mut first_bytes = None;
@@ -112,9 +118,30 @@ pub(crate) async fn serve(
             }
         }
     }
+    // After a PROXY header, TLS: what came behind the header is the handshake's first
+    // ciphertext, never the core's. The handshake runs in the core's header_timeout,
+    // counted from the accept like the PROXY header's.
+    let session = match tls {
+        None => None,
+        Some(config) => {
+            let metrics = pool.metrics.clone();
+            let early = first_bytes.take().unwrap_or_default();
+            match TlsSession::new(config, context.client, metrics, early) {
+                Ok(session) => Some(Box::new(session)),
+                Err(error) => {
+                    tracing::error!(client = %context.client, %error, "cannot start TLS");
+                    return;
+                }
+            }
+        }
+    };
     let peer = PeerInfo {
         client_addr: Some(context.client.ip()),
-        ..PeerInfo::default()
+        scheme: if session.is_some() {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        },
     };
     let mut driver = Driver {
         shared,
@@ -124,7 +151,7 @@ pub(crate) async fn serve(
         destination,
         upstream_group: None,
         kept: None,
-        client: Peer::new(client),
+        client: Peer::with_tls(client, session),
         upstream: None,
         pending_connect: None,
         abandoned: false,
@@ -272,6 +299,12 @@ impl Driver<'_> {
                 debug_assert!(false, "core rejected an input: {other}");
             }
         }
+    }
+
+    /// Whether tunnel data may splice: never through a TLS session, whose records
+    /// only userspace can read or write.
+    fn may_splice(&self) -> bool {
+        crate::backend::pipe_supported() && self.client.tls.is_none()
     }
 
     /// After `StartTunnel`: reads go to pooled buffers and are copied, or, in a
@@ -429,19 +462,27 @@ mod tests {
             tunnels: None,
             accept_proxy: Vec::new(),
             send_proxy: Vec::new(),
+            tls: Default::default(),
         };
         let pool = Pool::new(PoolConfig::default());
         let size = crate::backend::block_on(async {
             let client = Io::stream(stream, true).unwrap();
-            let task = serve(&shared, &pool, client, EventContext::new(0, addr), true);
+            let task = serve(
+                &shared,
+                &pool,
+                client,
+                EventContext::new(0, addr),
+                true,
+                None,
+            );
             std::mem::size_of_val(&task)
         })
         .unwrap();
         // The driver (with the core's connection inline) and the wait for readiness;
-        // dialing, closing, a PROXY header's read and a kept PROXY upstream connection
-        // are boxed. Measured: 1424 bytes on the Linux reactor, 1416 on the portable
-        // backend (where no pipe can exist); the same in a frame-aware WebSocket tunnel,
-        // whose frames the core keeps on the heap.
+        // dialing, closing, a PROXY header's read, a kept PROXY upstream connection and
+        // a TLS session are boxed. Measured: 1464 bytes on the Linux reactor, 1456 on the
+        // portable backend (where no pipe can exist); the same in a frame-aware
+        // WebSocket tunnel, whose frames the core keeps on the heap.
         let bound = 1536;
         assert!(size < bound, "a connection task takes {size} bytes");
     }

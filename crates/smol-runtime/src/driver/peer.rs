@@ -12,6 +12,7 @@ use switchyard_core::{Input, Side};
 use super::{Driver, Wake};
 use crate::backend::{Io, Pipe};
 use crate::buffer::{self, Chunk, WriteQueue, MAX_WRITE_SLICES};
+use crate::tls::session::TlsSession;
 
 /// In the HTTP phase, stop reading from a peer while this much is queued towards the
 /// other one (the core has its own backpressure; this bounds memory whatever it does).
@@ -36,11 +37,20 @@ pub(super) struct Peer {
     pub(super) shutdown_pending: bool,
     /// Writing is over (shut down, or a write failed): queued bytes are dropped.
     pub(super) write_closed: bool,
+    /// The client's TLS session, on a TLS listener: reads and writes go through it
+    /// (see `tls/session.rs`), and nothing splices.
+    pub(super) tls: Option<Box<TlsSession>>,
 }
 
 impl Peer {
     pub(super) fn new(stream: Io<TcpStream>) -> Self {
+        Self::with_tls(stream, None)
+    }
+
+    /// A peer whose bytes pass through `tls` when it is a TLS session.
+    pub(super) fn with_tls(stream: Io<TcpStream>, tls: Option<Box<TlsSession>>) -> Self {
         Peer {
+            tls,
             stream,
             queue: WriteQueue::default(),
             pipe: None,
@@ -61,7 +71,25 @@ impl Peer {
 
     /// Bytes wait to be written to this peer.
     pub(super) fn pending(&self) -> bool {
-        !self.queue.is_empty() || self.pipe.is_some()
+        !self.queue.is_empty()
+            || self.pipe.is_some()
+            || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
+
+    /// One read of plaintext (through the TLS session, if any).
+    pub(super) fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        match &self.tls {
+            Some(tls) => tls.read(&self.stream, buffer),
+            None => self.stream.read(buffer),
+        }
+    }
+
+    /// One HTTP-phase read (see [`buffer::read_http`]; through the TLS session, if any).
+    pub(super) fn read_http(&self) -> io::Result<bytes::BytesMut> {
+        match &self.tls {
+            Some(tls) => tls.read_http(&self.stream),
+            None => buffer::read_http(&self.stream),
+        }
     }
 
     /// Accounts for `n` bytes written by [`write_queued`] (from the pipe while there is
@@ -90,6 +118,13 @@ impl Peer {
             return;
         }
         self.write_closed = true;
+        if let Some(tls) = &self.tls {
+            // A TLS client learns of the end from close_notify; a TCP shutdown with
+            // it still unwritten would cut it off, and the close sends the FIN anyway.
+            if !tls.close_notify(&self.stream) {
+                return;
+            }
+        }
         // Fails only when the peer is already gone, which changes nothing here.
         let _ = self.stream.shutdown_write();
     }
@@ -160,7 +195,7 @@ impl Driver<'_> {
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
-        let result = buffer::read_http(&peer.stream);
+        let result = peer.read_http();
         match result {
             Ok(buffer) if buffer.is_empty() => self.eof(side, now),
             Ok(buffer) => {
@@ -205,7 +240,10 @@ impl Driver<'_> {
             return;
         };
         match result {
-            Ok(0) => self.write_failed(side, io::ErrorKind::WriteZero.into(), now),
+            // A TLS session's write of nothing queued: what rustls held went out.
+            Ok(0) if !peer.queue.is_empty() || peer.pipe.is_some() => {
+                self.write_failed(side, io::ErrorKind::WriteZero.into(), now)
+            }
             Ok(n) => {
                 peer.written(n);
                 if !peer.pending() {
@@ -262,7 +300,10 @@ async fn write_queued(peer: &Peer) -> io::Result<usize> {
         }
         let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
         let n = peer.queue.slices(&mut slices);
-        let result = peer.stream.write_vectored(&slices[..n]);
+        let result = match &peer.tls {
+            Some(tls) => tls.write_vectored(&peer.stream, &slices[..n]),
+            None => peer.stream.write_vectored(&slices[..n]),
+        };
         match result {
             Err(e) if is_transient(&e) => {} // now waits for writability
             result => return Poll::Ready(result),
@@ -287,7 +328,10 @@ pub(super) async fn write_some(peer: Option<&Peer>, side: Side) -> Wake {
 pub(super) async fn readable(peer: Option<&Peer>, side: Side) -> Wake {
     match peer {
         Some(peer) => {
-            peer.stream.readable().await;
+            // Plaintext a TLS session already holds is not the socket's to announce.
+            if !peer.tls.as_ref().is_some_and(|tls| tls.has_readable()) {
+                peer.stream.readable().await;
+            }
             Wake::Readable(side)
         }
         None => future::pending().await,
@@ -302,7 +346,7 @@ pub(super) async fn flush(peer: Option<&mut Peer>) {
     };
     while peer.pending() && !peer.write_closed {
         match write_queued(peer).await {
-            Ok(n) if n > 0 => peer.written(n),
+            Ok(n) if n > 0 || peer.queue.is_empty() => peer.written(n),
             Err(e) if is_transient(&e) => {}
             _ => {
                 peer.discard();

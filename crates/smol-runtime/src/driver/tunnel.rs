@@ -42,10 +42,11 @@ impl Driver<'_> {
             return;
         }
         let most = usize::try_from(budget).unwrap_or(usize::MAX);
+        let may_splice = self.may_splice();
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
-        if peer.splice_reads && most >= SPLICE_AT_LEAST && pipe_supported() {
+        if peer.splice_reads && most >= SPLICE_AT_LEAST && may_splice {
             self.splice_tunnel(side, most, now);
         } else {
             self.copy_tunnel(side, most, now);
@@ -60,7 +61,7 @@ impl Driver<'_> {
         };
         let mut buffer = take_buffer();
         let wanted = buffer.len().min(most);
-        let result = peer.stream.read(&mut buffer[..wanted]);
+        let result = peer.read(&mut buffer[..wanted]);
         let filled = matches!(result, Ok(n) if n == wanted);
         if wanted < buffer.len() && filled {
             // The tail of a frame, which says nothing of what follows: the direction
@@ -183,13 +184,15 @@ impl Driver<'_> {
     /// one read); in a direction carrying bulk data, only a header's worth, so that the
     /// payload behind it is spliced.
     fn read_shown(&mut self, side: Side, now: Instant) {
+        let may_splice = self.may_splice();
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
-        let bulk = peer.splice_reads && pipe_supported();
+        let bulk = peer.splice_reads && may_splice;
         let mut buffer = take_buffer();
         let wanted = if bulk { SHOWN_IN_BULK } else { buffer.len() };
-        let result = peer.stream.read(&mut buffer[..wanted]);
+        // Plaintext either way: through the TLS session, if any, which never splices.
+        let result = peer.read(&mut buffer[..wanted]);
         match result {
             Ok(0) => {
                 give_buffer(buffer);

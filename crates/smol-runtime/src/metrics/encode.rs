@@ -32,6 +32,7 @@ impl Metrics {
             reloads: self.reloads(),
             health: self.server_health(),
             proxy_refused: self.proxy_refused(),
+            tls_handshake_errors: self.tls_handshake_errors(),
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(snapshot));
@@ -74,6 +75,7 @@ struct Snapshot {
     /// Each upstream server: group, server, healthy.
     health: Vec<(String, std::net::SocketAddr, bool)>,
     proxy_refused: [u64; crate::proxy_protocol::REFUSALS.len()],
+    tls_handshake_errors: u64,
 }
 
 /// The `route` label of a route's prefix.
@@ -400,6 +402,13 @@ impl Collector for Snapshot {
                     let labels = labels([("reason", Cow::Borrowed(reason))]);
                     (labels, Value::Counter(count))
                 }),
+        )?;
+        family(
+            &mut encoder,
+            "switchyard_tls_handshake_errors",
+            "Client TLS handshakes that failed, plain-HTTP requests on a TLS listener included.",
+            MetricType::Counter,
+            [(Labels::new(), Value::Counter(self.tls_handshake_errors))],
         )
     }
 }

@@ -78,6 +78,9 @@ pub struct Metrics {
     /// (`proxy_protocol::REFUSALS`). Shared by the workers: a refusal is rare, and a
     /// hot one is an attack or a misconfiguration, not the data path.
     proxy_refused: [AtomicU64; crate::proxy_protocol::REFUSALS.len()],
+    /// TLS handshakes that failed (rare, and any client can cause one: one shared
+    /// counter, off the hot path).
+    tls_handshake_errors: AtomicU64,
 }
 
 /// Every generation's counts: those that may still count, and the sums of those whose
@@ -190,6 +193,7 @@ impl Metrics {
             reloads: Default::default(),
             upstreams: Mutex::new(None),
             proxy_refused: Default::default(),
+            tls_handshake_errors: AtomicU64::new(0),
         }
     }
 
@@ -388,6 +392,13 @@ impl WorkerMetrics {
         }
     }
 
+    /// A client's TLS handshake failed (or it spoke plain HTTP to a TLS listener).
+    pub(crate) fn tls_handshake_failed(&self) {
+        self.metrics
+            .tls_handshake_errors
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The slot of `server`'s connections in use, for [`WorkerMetrics::upstream_in_use`]
     /// (a slot keeps its meaning in every later generation's layout).
     pub(crate) fn upstream_slot(&self, server: SocketAddr) -> Option<usize> {
@@ -454,6 +465,10 @@ impl Metrics {
 
     pub(super) fn proxy_refused(&self) -> [u64; crate::proxy_protocol::REFUSALS.len()] {
         std::array::from_fn(|i| self.proxy_refused[i].load(Ordering::Relaxed))
+    }
+
+    fn tls_handshake_errors(&self) -> u64 {
+        self.tls_handshake_errors.load(Ordering::Relaxed)
     }
 
     fn reloads(&self) -> [u64; 2] {

@@ -437,6 +437,7 @@ fn the_text_is_well_formed_families_with_unique_series() {
         "switchyard_config_generation",
         "switchyard_config_reloads_total",
         "switchyard_proxy_protocol_errors_total",
+        "switchyard_tls_handshake_errors_total",
     ];
     let expected: HashSet<String> = expected.iter().map(|name| name.to_string()).collect();
     assert_eq!(families, expected);
