@@ -126,6 +126,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+mod accept;
 mod admin;
 mod backend;
 mod balance;

@@ -102,7 +102,7 @@ pub(crate) fn take_queued(
                 serve(stream, client_addr);
             }
             Ok(None) => return queued,
-            Err(error) if crate::server::is_per_connection(&error) => {}
+            Err(error) if crate::accept::is_per_connection(&error) => {}
             Err(error) => {
                 tracing::warn!(%error, "accept failed while emptying the queue");
                 return queued;

@@ -9,12 +9,12 @@ use std::time::Duration;
 use async_executor::LocalExecutor;
 use futures_lite::future;
 
+use crate::accept::accept_loop;
 use crate::backend::{Io, Timer};
 use crate::driver::Shared;
 use crate::generation::Generations;
 use crate::listeners::{Command, Listener};
 use crate::metrics::Metrics;
-use crate::server::accept_loop;
 use crate::signal::{ConnectionGuard, Signal, Tracker};
 use crate::upstream::Pool;
 use crate::PoolConfig;

@@ -132,7 +132,7 @@ impl Admin {
                         })
                         .detach();
                 }
-                Err(error) if is_per_connection(&error) => {
+                Err(error) if crate::accept::is_per_connection(&error) => {
                     tracing::debug!(%error, "admin accept failed");
                 }
                 Err(error) => {
@@ -199,15 +199,6 @@ fn is_transient(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
-}
-
-/// Errors that concern one failed handshake, not the listener.
-fn is_per_connection(error: &io::Error) -> bool {
-    is_transient(error)
-        || matches!(
-            error.kind(),
-            io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-        )
 }
 
 /// One read, once the socket is readable.
