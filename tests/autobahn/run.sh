@@ -41,38 +41,9 @@ while (($#)); do
     shift
 done
 
-# Python dependencies, pinned, in an environment of their own.
-if [[ ! -x "$venv/bin/python" ]]; then
-    echo "autobahn: creating $venv"
-    "$python" -m venv "$venv"
-fi
-if ! "$venv/bin/python" - "$here/requirements.txt" <<'EOF' 2>/dev/null; then
-import sys
-from importlib.metadata import version
-for line in open(sys.argv[1]):
-    line = line.split("#")[0].strip()
-    if line:
-        name, pinned = line.split("==")
-        if version(name) != pinned:
-            sys.exit(1)
-EOF
-    echo "autobahn: installing $(grep -v '^#' "$here/requirements.txt" | tr '\n' ' ')"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-fi
-
-# The proxy, built by cargo (a no-op when it is up to date).
-if [[ -n "${SWITCHYARD_BIN:-}" ]]; then
-    proxy="$SWITCHYARD_BIN"
-else
-    build=(cargo build --quiet -p switchyard)
-    [[ "$profile" == release ]] && build+=(--release)
-    "${build[@]}"
-    proxy="${CARGO_TARGET_DIR:-$root/target}/$profile/switchyard"
-fi
-if [[ ! -x "$proxy" ]]; then
-    echo "autobahn: error: no proxy binary at $proxy"
-    echo "0 passed, 1 failed"
-    exit 2
-fi
+# Python dependencies, pinned, in an environment of their own, and the proxy.
+source "$root/tests/lib/peers.sh"
+pinned_venv autobahn "$venv" "$python" "$here/requirements.txt"
+switchyard_binary autobahn "$root" "$profile"
 
 exec "$venv/bin/python" "$here/run.py" --proxy "$proxy" "${run_args[@]}" -- "${proxy_args[@]}" </dev/null
