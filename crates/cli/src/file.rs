@@ -66,6 +66,9 @@ pub struct TlsSection {
     pub listen: Vec<Spanned<String>>,
     /// Certificate chains and keys, PEM files (relative to the config file's folder).
     pub certificates: Vec<Spanned<CertificateEntry>>,
+    /// Require a PROXY protocol (v1 or v2) header before the TLS handshake.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// One `{ cert = "…", key = "…" }` of a `[[tls]]` listener.
@@ -156,6 +159,33 @@ pub struct UpstreamSection {
     pub source: Option<Vec<Spanned<String>>>,
     /// Begin every new connection to it with a PROXY protocol v2 header.
     pub send_proxy_protocol: Option<bool>,
+    /// TLS to its servers: `true` (the system's roots) or `{ ca, server_name, … }`.
+    pub tls: Option<Spanned<UpstreamTlsEntry>>,
+}
+
+/// `tls = …` of an upstream group.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum UpstreamTlsEntry {
+    /// `true`: TLS, verified against the system's roots; `false`: plain TCP.
+    Enabled(bool),
+    /// `{ ca = "FILE", server_name = "NAME", insecure_skip_verify = true }`.
+    Table(UpstreamTlsSection),
+}
+
+/// `tls = { … }` of an upstream group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSection {
+    /// CA certificates (PEM) the servers' certificates are verified against, relative
+    /// to the config file's folder; default: the system's roots.
+    pub ca: Option<PathBuf>,
+    /// The name the certificates must be valid for; default: each server's host name,
+    /// or its IP address.
+    pub server_name: Option<String>,
+    /// Take any certificate: no verification at all.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 /// One element of `servers`.

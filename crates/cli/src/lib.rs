@@ -83,7 +83,10 @@ fn run_proxy(args: &ProxyArgs) -> ExitCode {
         return usage_error(err);
     }
     match Settings::load(&args.overrides()) {
-        Ok(settings) => serve(&settings, Some(args.overrides()), "", |_| {}),
+        Ok(settings) => {
+            warn_about(&settings);
+            serve(&settings, Some(args.overrides()), "", |_| {})
+        }
         Err(err) => usage_error(err),
     }
 }
@@ -100,6 +103,9 @@ fn check(args: &ProxyArgs) -> ExitCode {
     match Settings::load(&args.overrides()) {
         Ok(settings) => {
             print!("{settings}");
+            for warning in settings.warnings() {
+                println!("warning: {warning}");
+            }
             println!("switchyard: configuration{name} test is successful");
             ExitCode::SUCCESS
         }
@@ -296,6 +302,7 @@ fn reload_settings(flags: Option<&Overrides>, reload: &ReloadHandle) {
     };
     match Settings::load(flags) {
         Ok(settings) => {
+            warn_about(&settings);
             if let Err(err) = reload.reload(settings.server_config()) {
                 refused(&err);
             }
@@ -304,6 +311,13 @@ fn reload_settings(flags: Option<&Overrides>, reload: &ReloadHandle) {
             reload.count_failure();
             refused(&err);
         }
+    }
+}
+
+/// Logs [`Settings::warnings`] at WARN, one line each.
+fn warn_about(settings: &Settings) {
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
     }
 }
 

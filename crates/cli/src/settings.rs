@@ -260,6 +260,12 @@ impl Settings {
             flags.listen.clone()
         };
         let tls = tls::listeners(file, source, flags, &listen)?;
+        // `proxy_protocol = true` of a file's [[tls]] (the header comes before TLS).
+        accept_proxy.extend(
+            tls.iter()
+                .filter(|t| t.proxy_protocol)
+                .flat_map(|t| t.listen.iter().copied()),
+        );
         if flags.accept_proxy_protocol {
             // Every listener the flags name, TLS ones too (the header comes before TLS).
             accept_proxy = listen.clone();
@@ -380,9 +386,13 @@ impl Settings {
                 send_proxy.push(name.clone());
             }
             let mut upstream = upstreams::from_file(name, group, resolve_interval, &at)?;
-            let options = groups::options(name, group.get_ref(), &at)?;
+            let base = source
+                .and_then(|s| std::path::Path::new(&s.name).parent())
+                .unwrap_or(std::path::Path::new(""));
+            let options = groups::options(name, group.get_ref(), base, &at)?;
             upstream.health_check = options.health_check;
             upstream.source = options.source;
+            upstream.tls = options.tls;
             upstreams.push(upstream);
         }
 

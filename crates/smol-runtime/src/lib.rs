@@ -174,7 +174,7 @@ pub use log::{AccessLog, ACCESS_TARGET};
 pub use metrics::Metrics;
 pub use proxy_protocol::ProxyProtocol;
 pub use server::{Server, ShutdownHandle};
-pub use tls::{TlsCertificates, TlsError, TlsListener};
+pub use tls::{TlsCertificates, TlsError, TlsListener, UpstreamRoots, UpstreamTls};
 
 /// A named set of upstream servers and how connections are spread over them
 /// ([`Balance`], round-robin by default). A server that fails to connect is skipped for
@@ -210,6 +210,10 @@ pub struct UpstreamGroup {
     /// one in turn (of the server's address family); empty (the default): the system
     /// picks.
     pub source: Vec<std::net::IpAddr>,
+    /// TLS to its servers (`None`, the default: plain TCP): each new connection makes
+    /// its handshake (after the PROXY header, if one is sent) before it is used, and a
+    /// certificate that does not verify fails the server as a refused connect does.
+    pub tls: Option<UpstreamTls>,
 }
 
 impl Default for UpstreamGroup {
@@ -223,6 +227,7 @@ impl Default for UpstreamGroup {
             resolve_interval: Duration::from_secs(30),
             health_check: None,
             source: Vec::new(),
+            tls: None,
         }
     }
 }

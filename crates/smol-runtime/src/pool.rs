@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Io;
 use crate::metrics::WorkerMetrics;
+use crate::tls::session::TlsSession;
 use crate::PoolConfig;
 
 /// Idle keep-alive connections per upstream server, of one worker (like nginx's
@@ -31,8 +32,14 @@ pub(crate) struct Pool {
 #[derive(Debug)]
 struct Idle {
     stream: Io<TcpStream>,
+    /// Its TLS session, to a group with TLS: pooled with the socket, so a reused
+    /// connection makes no new handshake.
+    tls: Option<Box<TlsSession>>,
     since: Instant,
 }
+
+/// A pooled connection handed out again: the socket and its TLS session, if any.
+pub(crate) type Reused = (Io<TcpStream>, Option<Box<TlsSession>>);
 
 impl Pool {
     /// The worker's counts, when the metrics are on.
@@ -77,8 +84,14 @@ impl Pool {
 
     /// Keeps `stream` for reuse; the oldest idle connection to `server` is closed when
     /// the server already has `max_idle_per_server`.
-    pub(crate) fn put(&self, server: SocketAddr, stream: Io<TcpStream>) {
-        if self.config.max_idle_per_server == 0 {
+    /// A TLS session holding unread bytes is not kept.
+    pub(crate) fn put(
+        &self,
+        server: SocketAddr,
+        stream: Io<TcpStream>,
+        tls: Option<Box<TlsSession>>,
+    ) {
+        if self.config.max_idle_per_server == 0 || tls.as_ref().is_some_and(|tls| !tls.is_idle()) {
             return;
         }
         let removed = self
@@ -95,6 +108,7 @@ impl Pool {
             let queue = idle.entry(server).or_default();
             queue.push_back(Idle {
                 stream,
+                tls,
                 since: Instant::now(),
             });
             let evicted = if queue.len() > self.config.max_idle_per_server {
@@ -112,7 +126,7 @@ impl Pool {
     /// The most recently pooled live connection to `server`, if any. Connections that
     /// idled longer than `idle_timeout`, were closed by the server or hold unexpected
     /// bytes are closed on the way.
-    pub(crate) fn take(&self, server: SocketAddr) -> Option<Io<TcpStream>> {
+    pub(crate) fn take(&self, server: SocketAddr) -> Option<Reused> {
         let now = Instant::now();
         let mut discarded = Vec::new();
         let found = {
@@ -123,7 +137,7 @@ impl Pool {
                 if now.duration_since(entry.since) < self.config.idle_timeout
                     && still_open(&entry.stream)
                 {
-                    found = Some(entry.stream);
+                    found = Some((entry.stream, entry.tls));
                     break;
                 }
                 discarded.push(entry);
@@ -254,7 +268,7 @@ mod tests {
                 // A later instant for each, so the order across servers is this one.
                 let before = Instant::now();
                 while Instant::now() == before {}
-                pool.put(server, Io::stream(stream, false).unwrap());
+                pool.put(server, Io::stream(stream, false).unwrap(), None);
             }
             assert_eq!(pool.close_oldest(2), 2);
             for peer in &mut peers[..2] {

@@ -2,6 +2,7 @@
 //! health checks in `health/`) and dialing; each worker's keep-alive pool is in
 //! `pool.rs`.
 
+use std::io::{self, IoSlice};
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -16,7 +17,9 @@ use crate::health::{HealthCheck, ServerHealth, Targets};
 use crate::metrics::WorkerMetrics;
 pub(crate) use crate::pool::Pool;
 use crate::source::Sources;
-use crate::UpstreamGroup;
+use crate::tls::session::TlsSession;
+use crate::tls::upstream::HandshakeFailure;
+use crate::{UpstreamGroup, UpstreamTls};
 
 /// After a failed connect, a server is tried after the others for this long (nginx's
 /// `max_fails=1 fail_timeout=10s`).
@@ -36,6 +39,8 @@ pub(crate) struct Group {
     /// Whether every server was down by its health check at the last change (shared
     /// with the generations before and after, like the servers' state).
     all_down: Arc<AtomicBool>,
+    /// TLS to the servers, if the group speaks it.
+    pub(crate) tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug)]
@@ -51,6 +56,8 @@ struct Server {
     open: Arc<AtomicUsize>,
     /// What the health checks found (never down without them); shared the same way.
     health: Arc<ServerHealth>,
+    /// The name its certificate is verified for, in a group with TLS.
+    tls_name: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 /// What a connection's choice of server depends on besides the group.
@@ -97,7 +104,14 @@ impl Group {
             .enumerate()
             .map(|(index, &addr)| {
                 let before = carried(addr);
+                let host = config
+                    .names
+                    .iter()
+                    .find(|name| name.addrs.contains(&addr))
+                    .and_then(|name| name.name.rsplit_once(':'))
+                    .map(|(host, _)| host);
                 Server {
+                    tls_name: config.tls.as_ref().map(|tls| tls.name_for(addr, host)),
                     addr,
                     weight: config.weight(index),
                     failed_until: before.map(|s| s.failed_until.clone()).unwrap_or_default(),
@@ -123,6 +137,7 @@ impl Group {
             check: config.health_check.clone(),
             sources: Sources::new(&config.source, previous.map(|group| &group.sources)),
             all_down: Arc::new(AtomicBool::new(all_down)),
+            tls: config.tls.clone(),
         }
     }
 
@@ -137,6 +152,12 @@ impl Group {
                 .iter()
                 .map(|server| (server.addr, server.health.clone()))
                 .collect(),
+            tls: self.tls.clone().zip(Some(
+                self.servers
+                    .iter()
+                    .filter_map(|server| Some((server.addr, server.tls_name.clone()?)))
+                    .collect(),
+            )),
             all_down: self.all_down.clone(),
         })
     }
@@ -228,6 +249,8 @@ impl Group {
 #[derive(Debug)]
 pub(crate) struct Dialed {
     pub(crate) stream: Io<TcpStream>,
+    /// Its TLS session, handshake done, in a group with TLS.
+    pub(crate) tls: Option<Box<TlsSession>>,
     pub(crate) server: SocketAddr,
     pub(crate) reused: bool,
     /// The server's count of connections in use, for [`InUse`].
@@ -237,21 +260,30 @@ pub(crate) struct Dialed {
 /// Finds a connection to a server of `group`: the balancer's choice for `choice`, from
 /// the pool when it holds a live one (unless `fresh`), else dialed with `connect_timeout`.
 /// A failed dial moves on to the next server; each server is tried at most once, and a
-/// server whose connect failed in the last [`FAIL_TIMEOUT`] only after the others.
+/// server whose connect failed in the last [`FAIL_TIMEOUT`] only after the others. In a
+/// group with TLS a dial includes the handshake, and a handshake that fails (a
+/// certificate that does not verify) fails the server as a refused connect does;
+/// `proxy_header` is written before it (a plain connection's goes out with the request).
 pub(crate) async fn connect(
     group: &Group,
     pool: &Pool,
     fresh: bool,
     connect_timeout: Duration,
     choice: Choice,
+    proxy_header: Option<&[u8]>,
 ) -> Option<Dialed> {
     for chosen in group.rotation(Instant::now(), choice) {
         let server = chosen.addr;
         let open = || chosen.open.clone();
         if !fresh {
-            if let Some(stream) = pool.take(server) {
+            // A connection of the other kind (a reload turned TLS on or off) is closed.
+            let pooled = pool
+                .take(server)
+                .filter(|(_, tls)| tls.is_some() == group.tls.is_some());
+            if let Some((stream, tls)) = pooled {
                 return Some(Dialed {
                     stream,
+                    tls,
                     server,
                     reused: true,
                     open: open(),
@@ -266,12 +298,7 @@ pub(crate) async fn connect(
             server,
             failed: true,
         };
-        let dial = async {
-            match group.sources.next_for(server) {
-                Ok(source) => Some(Io::connect(server, source).await),
-                Err(error) => Some(Err(error)),
-            }
-        };
+        let dial = async { Some(dial(group, chosen, proxy_header).await) };
         let outcome = if group.servers.len() == 1 {
             // The caller races this against the core's connect deadline, which is the
             // same: a timer of its own would only cost the reactor work.
@@ -285,22 +312,32 @@ pub(crate) async fn connect(
         };
         let connected = matches!(outcome, Some(Ok(_)));
         group.record(server, connected, Instant::now());
-        attempt.failed = !connected;
+        attempt.failed = matches!(outcome, None | Some(Err(DialError::Connect(_))));
         drop(attempt);
         match outcome {
-            Some(Ok(stream)) => {
-                if let Err(error) = stream.set_nodelay(true) {
-                    tracing::debug!(%server, %error, "setting TCP_NODELAY failed");
-                }
+            Some(Ok((stream, tls))) => {
                 return Some(Dialed {
                     stream,
+                    tls,
                     server,
                     reused: false,
                     open: open(),
                 });
             }
-            Some(Err(error)) => {
+            Some(Err(DialError::Connect(error))) => {
                 tracing::warn!(group = %group.name, %server, %error, "upstream connect failed");
+            }
+            Some(Err(DialError::Tls(failure))) => {
+                tracing::warn!(
+                    group = %group.name,
+                    %server,
+                    reason = failure.reason,
+                    error = %failure.detail,
+                    "upstream TLS handshake failed"
+                );
+                if let Some(metrics) = pool.metrics() {
+                    metrics.upstream_tls_failed(&group.name, server, failure.reason);
+                }
             }
             None => {
                 tracing::warn!(group = %group.name, %server, "upstream connect timed out");
@@ -308,6 +345,61 @@ pub(crate) async fn connect(
         }
     }
     None
+}
+
+/// Why a dial gave no connection.
+enum DialError {
+    Connect(io::Error),
+    Tls(HandshakeFailure),
+}
+
+/// Connects to `server` (from the group's next source address) and, in a group with
+/// TLS, writes `proxy_header` and makes the handshake.
+async fn dial(
+    group: &Group,
+    server: &Server,
+    proxy_header: Option<&[u8]>,
+) -> Result<(Io<TcpStream>, Option<Box<TlsSession>>), DialError> {
+    let source = group
+        .sources
+        .next_for(server.addr)
+        .map_err(DialError::Connect)?;
+    let stream = Io::connect(server.addr, source)
+        .await
+        .map_err(DialError::Connect)?;
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(server = %server.addr, %error, "setting TCP_NODELAY failed");
+    }
+    let (Some(tls), Some(name)) = (&group.tls, &server.tls_name) else {
+        return Ok((stream, None));
+    };
+    if let Some(header) = proxy_header {
+        write_all(&stream, header)
+            .await
+            .map_err(DialError::Connect)?;
+    }
+    let session = tls
+        .handshake(&stream, server.addr, name.clone())
+        .await
+        .map_err(DialError::Tls)?;
+    Ok((stream, Some(session)))
+}
+
+/// Writes all of `bytes` to a fresh connection (a PROXY header, a health check's
+/// request).
+pub(crate) async fn write_all(stream: &Io<TcpStream>, bytes: &[u8]) -> io::Result<()> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match stream.write_vectored(&[IoSlice::new(&bytes[written..])]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                std::future::poll_fn(|cx| stream.poll_writable(cx)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// An upstream connection in use by a client connection (a request or a tunnel), counted
@@ -423,7 +515,7 @@ mod tests {
                 let stream = TcpStream::connect(origin).unwrap();
                 stream.set_nonblocking(true).unwrap();
                 peers.push(listener.accept().unwrap().0);
-                pool.put(origin, Io::stream(stream, false).unwrap());
+                pool.put(origin, Io::stream(stream, false).unwrap(), None);
             }
             assert_eq!(idle_of(&metrics), "2");
             assert!(pool.take(origin).is_some());
@@ -433,7 +525,7 @@ mod tests {
 
             // The refused server is counted once; the other one takes the request.
             let group = Group::new("default".into(), vec![refused, origin]);
-            let dialed = connect(&group, &pool, true, Duration::from_secs(5), Choice::default()).await;
+            let dialed = connect(&group, &pool, true, Duration::from_secs(5), Choice::default(), None).await;
             assert_eq!(dialed.map(|d| d.server), Some(origin));
             let text = metrics.encode();
             let errors = |server: SocketAddr| {

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use switchyard_smol::UpstreamRoots;
+
 use super::Settings;
 use crate::duration::{format_duration, format_duration_or_off};
 
@@ -147,6 +149,22 @@ impl fmt::Display for Settings {
             }
             if !group.source.is_empty() {
                 writeln!(f, "    source         {}   (in turn)", join(&group.source))?;
+            }
+            if let Some(tls) = &group.tls {
+                let roots = match tls.roots() {
+                    UpstreamRoots::System => "the system's roots".to_string(),
+                    UpstreamRoots::CaFile(file) => format!("ca {}", file.display()),
+                    UpstreamRoots::InsecureSkipVerify => {
+                        "insecure_skip_verify: NOT VERIFIED".to_string()
+                    }
+                };
+                let name = tls
+                    .server_name()
+                    .unwrap_or("(each server's host name or IP address)");
+                writeln!(
+                    f,
+                    "    tls            {roots}   server_name {name}   alpn http/1.1"
+                )?;
             }
         }
         for (route, &upstream) in self.core.routes.iter().zip(&self.route_upstream) {

@@ -1,12 +1,15 @@
-//! The per-group keys beside `servers`: `health_check = { … }` and `source = [ … ]`.
+//! The per-group keys beside `servers`: `health_check = { … }`, `source = [ … ]` and
+//! `tls = …` (whose CA file is read here, so a bad one fails `switchyard check`, the
+//! start and a reload alike).
 
 use std::net::IpAddr;
+use std::path::Path;
 
-use switchyard_smol::HealthCheck;
+use switchyard_smol::{HealthCheck, UpstreamRoots, UpstreamTls};
 use toml::Spanned;
 
 use crate::error::ConfigError;
-use crate::file::{HealthCheckSection, UpstreamSection};
+use crate::file::{HealthCheckSection, UpstreamSection, UpstreamTlsEntry};
 
 /// What an upstream group has beside its servers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,12 +18,16 @@ pub struct GroupOptions {
     pub health_check: Option<HealthCheck>,
     /// Source addresses of its connections, in turn; empty: the system's choice.
     pub source: Vec<IpAddr>,
+    /// TLS to its servers; `None`: plain TCP.
+    pub tls: Option<UpstreamTls>,
 }
 
-/// Reads group `name`'s options; `at` makes an error point at a span of the file.
+/// Reads group `name`'s options; `at` makes an error point at a span of the file, and
+/// relative paths are `base`'s (the config file's folder).
 pub(super) fn options(
     name: &str,
     group: &UpstreamSection,
+    base: &Path,
     at: &dyn Fn(std::ops::Range<usize>, String) -> ConfigError,
 ) -> Result<GroupOptions, ConfigError> {
     let health_check = match &group.health_check {
@@ -40,10 +47,45 @@ pub(super) fn options(
         })?;
         source.push(address);
     }
+    let tls = match &group.tls {
+        Some(entry) => tls(name, entry, base, at)?,
+        None => None,
+    };
     Ok(GroupOptions {
         health_check,
         source,
+        tls,
     })
+}
+
+/// `tls = true`, `tls = false` or `tls = { … }`.
+fn tls(
+    name: &str,
+    entry: &Spanned<UpstreamTlsEntry>,
+    base: &Path,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> ConfigError,
+) -> Result<Option<UpstreamTls>, ConfigError> {
+    let error = |message: String| at(entry.span(), format!("upstream `{name}`: tls: {message}"));
+    let (roots, server_name) = match entry.get_ref() {
+        UpstreamTlsEntry::Enabled(false) => return Ok(None),
+        UpstreamTlsEntry::Enabled(true) => (UpstreamRoots::System, None),
+        UpstreamTlsEntry::Table(table) => {
+            let roots = match (&table.ca, table.insecure_skip_verify) {
+                (Some(_), true) => {
+                    return Err(error(
+                        "`ca` and `insecure_skip_verify = true` contradict each other: the second verifies nothing".into(),
+                    ))
+                }
+                (None, true) => UpstreamRoots::InsecureSkipVerify,
+                (Some(ca), false) => UpstreamRoots::CaFile(base.join(ca)),
+                (None, false) => UpstreamRoots::System,
+            };
+            (roots, table.server_name.as_deref())
+        }
+    };
+    UpstreamTls::load(roots, server_name)
+        .map(Some)
+        .map_err(|e| error(e.to_string()))
 }
 
 /// Printable ASCII without spaces: what goes into a request line or a header as is, so

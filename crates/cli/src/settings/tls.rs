@@ -5,9 +5,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use switchyard_smol::{TlsCertificates, TlsListener};
+use std::time::Duration;
 
-use super::Overrides;
+use switchyard_smol::{TlsCertificates, TlsListener, UpstreamRoots};
+
+use super::{Overrides, Settings};
 use crate::error::ConfigError;
 use crate::file::{parse_address, FileConfig, Source};
 
@@ -18,13 +20,18 @@ pub struct TlsSettings {
     pub listen: Vec<SocketAddr>,
     /// Their certificates (the first is the default; others by SNI).
     pub certificates: TlsCertificates,
+    /// Whether they require a PROXY protocol header before the handshake (a file's
+    /// `proxy_protocol = true`; `--accept-proxy-protocol` covers every listener).
+    pub proxy_protocol: bool,
 }
 
 /// Two settings are the same when they name the same addresses and files (a reload
 /// reads the files again whatever they compare as).
 impl PartialEq for TlsSettings {
     fn eq(&self, other: &Self) -> bool {
-        self.listen == other.listen && self.certificates.files() == other.certificates.files()
+        self.listen == other.listen
+            && self.certificates.files() == other.certificates.files()
+            && self.proxy_protocol == other.proxy_protocol
     }
 }
 
@@ -95,6 +102,7 @@ pub(super) fn listeners(
             groups.push(TlsSettings {
                 listen,
                 certificates,
+                proxy_protocol: tls.proxy_protocol,
             });
         }
         groups
@@ -140,5 +148,41 @@ fn from_flags(flags: &Overrides) -> Result<TlsSettings, ConfigError> {
     Ok(TlsSettings {
         listen: flags.listen_tls.clone(),
         certificates,
+        proxy_protocol: false,
     })
+}
+
+/// A certificate expiring within this long is warned about at start and on each reload.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
+impl Settings {
+    /// What should be fixed although it runs: upstream groups whose certificates are
+    /// not verified, and listener certificates that expire within [`EXPIRY_WARNING`].
+    /// The binary logs each at WARN at start and on every reload; `check` prints them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for group in &self.upstreams {
+            if group.tls.as_ref().map(|tls| tls.roots()) == Some(&UpstreamRoots::InsecureSkipVerify)
+            {
+                warnings.push(format!(
+                    "upstream `{}`: tls insecure_skip_verify = true: its servers' certificates are NOT verified, so anyone on the path can impersonate them",
+                    group.name
+                ));
+            }
+        }
+        for tls in &self.tls {
+            for (file, days) in tls.certificates.expiring_within(EXPIRY_WARNING) {
+                let when = match days {
+                    0 => "in less than a day".to_string(),
+                    1 => "in 1 day".to_string(),
+                    days => format!("in {days} days"),
+                };
+                warnings.push(format!(
+                    "{}: the certificate expires {when}",
+                    file.display()
+                ));
+            }
+        }
+        warnings
+    }
 }

@@ -31,7 +31,7 @@ impl Driver<'_> {
         if reusable && clean && poolable {
             // No longer in use once pooled.
             drop(in_use);
-            self.pool.put(server, peer.stream);
+            self.pool.put(server, peer.stream, peer.tls);
         } else if reusable && clean {
             // Its PROXY header names this client: kept for this client's next request
             // only, as the pool would for anyone.
@@ -90,12 +90,16 @@ impl Driver<'_> {
             }
         }
         let fresh = fresh || send_proxy;
+        // Towards a TLS group the header goes out before the handshake, in the dial;
+        // towards a plain one, with the request head.
+        let tls_header = (send_proxy && group.tls.is_some()).then(|| self.proxy_header());
         let mut dial = Box::pin(upstream::connect(
             group,
             self.pool,
             fresh,
             connect_timeout,
             choice,
+            tls_header.as_deref(),
         ));
         let dialed = loop {
             self.arm_timer();
@@ -121,13 +125,15 @@ impl Driver<'_> {
         match dialed {
             Some(Dialed {
                 stream,
+                tls,
                 server,
                 reused,
                 open,
             }) => {
                 tracing::debug!(client = %self.context.client, %server, reused, "upstream connected");
-                let mut peer = Peer::new(stream);
-                if send_proxy {
+                let plain = tls.is_none();
+                let mut peer = Peer::with_tls(stream, tls);
+                if send_proxy && plain {
                     peer.push(Chunk::Bytes(self.proxy_header().into()));
                 }
                 self.upstream_group = group_index;

@@ -304,7 +304,8 @@ impl Driver<'_> {
     /// Whether tunnel data may splice: never through a TLS session, whose records
     /// only userspace can read or write.
     fn may_splice(&self) -> bool {
-        crate::backend::pipe_supported() && self.client.tls.is_none()
+        let upstream_tls = self.upstream.as_ref().is_some_and(|u| u.peer.tls.is_some());
+        crate::backend::pipe_supported() && self.client.tls.is_none() && !upstream_tls
     }
 
     /// After `StartTunnel`: reads go to pooled buffers and are copied, or, in a

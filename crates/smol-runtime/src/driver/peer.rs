@@ -37,12 +37,13 @@ pub(super) struct Peer {
     pub(super) shutdown_pending: bool,
     /// Writing is over (shut down, or a write failed): queued bytes are dropped.
     pub(super) write_closed: bool,
-    /// The client's TLS session, on a TLS listener: reads and writes go through it
-    /// (see `tls/session.rs`), and nothing splices.
+    /// The TLS session: a client's on a TLS listener, an upstream's in a group with
+    /// TLS. Reads and writes go through it (see `tls/session.rs`), and nothing splices.
     pub(super) tls: Option<Box<TlsSession>>,
 }
 
 impl Peer {
+    #[cfg(test)]
     pub(super) fn new(stream: Io<TcpStream>) -> Self {
         Self::with_tls(stream, None)
     }

@@ -120,4 +120,10 @@ pub(crate) struct Targets {
     /// Whether every server was down at the last change, so that the group's going
     /// dark and coming back are logged once each.
     pub(crate) all_down: Arc<AtomicBool>,
+    /// In a group with TLS: its TLS, and each server's name to verify (checks verify
+    /// as the group's connections do).
+    pub(crate) tls: Option<(
+        crate::UpstreamTls,
+        Vec<(SocketAddr, rustls::pki_types::ServerName<'static>)>,
+    )>,
 }

@@ -1,4 +1,5 @@
-//! One health check: connect (from the group's next source address), send
+//! One health check: connect (from the group's next source address; in a group with
+//! TLS, make the handshake, verified as the group's connections are), send
 //! `GET path HTTP/1.1` with `Connection: close`, read the status line, close. Only the
 //! status line is read: the rest of the answer does not matter.
 
@@ -9,6 +10,11 @@ use futures_lite::future;
 
 use super::HealthCheck;
 use crate::backend::{Io, Timer};
+use crate::tls::session::TlsSession;
+use crate::UpstreamTls;
+
+/// A group's TLS and the name a server is verified for.
+pub(super) type Tls<'a> = Option<(&'a UpstreamTls, rustls::pki_types::ServerName<'static>)>;
 
 /// The longest status line read; a longer one fails the check.
 const MAX_STATUS_LINE: usize = 1024;
@@ -29,9 +35,10 @@ pub(super) async fn check(
     check: &HealthCheck,
     server: SocketAddr,
     source: Option<IpAddr>,
+    tls: Tls<'_>,
 ) -> Result<(), String> {
     let request = request(check, server);
-    let exchange = async { Some(exchange(server, source, &request).await) };
+    let exchange = async { Some(exchange(server, source, tls, &request).await) };
     let give_up = async {
         Timer::after(check.timeout).await;
         None
@@ -51,15 +58,30 @@ pub(super) async fn check(
 async fn exchange(
     server: SocketAddr,
     source: Option<IpAddr>,
+    tls: Tls<'_>,
     request: &[u8],
 ) -> Result<u16, String> {
     let stream = Io::connect(server, source)
         .await
         .map_err(|error| format!("connect: {error}"))?;
+    let session = match tls {
+        Some((tls, name)) => Some(
+            tls.handshake(&stream, server, name)
+                .await
+                .map_err(|failure| format!("TLS handshake: {failure}"))?,
+        ),
+        None => None,
+    };
+    let conn = Conn {
+        stream: &stream,
+        tls: session.as_deref(),
+    };
     let mut written = 0;
-    while written < request.len() {
-        match stream.write_vectored(&[IoSlice::new(&request[written..])]) {
-            Ok(0) => return Err("closed while the request was sent".to_string()),
+    while written < request.len() || conn.pending() {
+        match conn.write(&request[written..]) {
+            Ok(0) if written < request.len() => {
+                return Err("closed while the request was sent".to_string())
+            }
             Ok(n) => written += n,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                 std::future::poll_fn(|cx| stream.poll_writable(cx)).await;
@@ -81,11 +103,39 @@ async fn exchange(
                 "no status line in the first {MAX_STATUS_LINE} bytes"
             ));
         }
-        match stream.read(&mut buffer) {
+        match conn.read(&mut buffer) {
             Ok(0) => return Err("closed before a status line".to_string()),
             Ok(n) => head.extend_from_slice(&buffer[..n]),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => stream.readable().await,
             Err(error) => return Err(format!("receive: {error}")),
+        }
+    }
+}
+
+/// A check's connection, plain or through its TLS session.
+struct Conn<'a> {
+    stream: &'a Io<std::net::TcpStream>,
+    tls: Option<&'a TlsSession>,
+}
+
+impl Conn<'_> {
+    fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+        let slices = [IoSlice::new(bytes)];
+        match self.tls {
+            Some(tls) => tls.write_vectored(self.stream, &slices),
+            None => self.stream.write_vectored(&slices),
+        }
+    }
+
+    /// Bytes the TLS session still holds to write.
+    fn pending(&self) -> bool {
+        self.tls.is_some_and(TlsSession::wants_write)
+    }
+
+    fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        match self.tls {
+            Some(tls) => tls.read(self.stream, buffer),
+            None => self.stream.read(buffer),
         }
     }
 }

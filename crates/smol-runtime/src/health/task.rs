@@ -61,11 +61,15 @@ impl Drop for Checks {
 async fn check_server(targets: Rc<Targets>, index: usize, stops: [Arc<Signal>; 2]) {
     let (server, health) = &targets.servers[index];
     let check = &targets.check;
+    let tls = targets.tls.as_ref().and_then(|(tls, names)| {
+        let name = names.iter().find(|(addr, _)| addr == server)?;
+        Some((tls, name.1.clone()))
+    });
     loop {
         let source = targets.sources.next_for(*server);
         let probe = async {
             Some(match source {
-                Ok(source) => probe::check(check, *server, source).await,
+                Ok(source) => probe::check(check, *server, source, tls.clone()).await,
                 Err(error) => Err(error.to_string()),
             })
         };

@@ -33,6 +33,7 @@ impl Metrics {
             health: self.server_health(),
             proxy_refused: self.proxy_refused(),
             tls_handshake_errors: self.tls_handshake_errors(),
+            upstream_tls_errors: self.upstream_tls_errors(),
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(snapshot));
@@ -76,6 +77,8 @@ struct Snapshot {
     health: Vec<(String, std::net::SocketAddr, bool)>,
     proxy_refused: [u64; crate::proxy_protocol::REFUSALS.len()],
     tls_handshake_errors: u64,
+    /// `((group, server, reason), count)`, only those that happened.
+    upstream_tls_errors: Vec<((String, std::net::SocketAddr, &'static str), u64)>,
 }
 
 /// The `route` label of a route's prefix.
@@ -409,6 +412,22 @@ impl Collector for Snapshot {
             "Client TLS handshakes that failed, plain-HTTP requests on a TLS listener included.",
             MetricType::Counter,
             [(Labels::new(), Value::Counter(self.tls_handshake_errors))],
+        )?;
+        family(
+            &mut encoder,
+            "switchyard_upstream_tls_errors",
+            "TLS handshakes with an upstream server that failed, by upstream group, server and reason: unknown_issuer, name_mismatch, expired, bad_certificate, alert, protocol, closed.",
+            MetricType::Counter,
+            self.upstream_tls_errors
+                .iter()
+                .map(|((group, server, reason), count)| {
+                    let labels = labels([
+                        ("upstream", Cow::Borrowed(group.as_str())),
+                        ("server", Cow::Owned(server.to_string())),
+                        ("reason", Cow::Borrowed(*reason)),
+                    ]);
+                    (labels, Value::Counter(*count))
+                }),
         )
     }
 }

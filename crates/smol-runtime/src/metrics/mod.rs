@@ -81,7 +81,14 @@ pub struct Metrics {
     /// TLS handshakes that failed (rare, and any client can cause one: one shared
     /// counter, off the hot path).
     tls_handshake_errors: AtomicU64,
+    /// Failed TLS handshakes with upstream servers, by group, server and reason
+    /// (`tls::upstream::HandshakeFailure`): rare (each marks its server failed), so one
+    /// map under a lock, listing only what happened.
+    upstream_tls_errors: Mutex<UpstreamTlsErrors>,
 }
+
+/// `(group, server, reason)` → count.
+type UpstreamTlsErrors = std::collections::BTreeMap<(String, SocketAddr, &'static str), u64>;
 
 /// Every generation's counts: those that may still count, and the sums of those whose
 /// connections have all ended (folded, so that many reloads cost no memory or scrape
@@ -194,6 +201,7 @@ impl Metrics {
             upstreams: Mutex::new(None),
             proxy_refused: Default::default(),
             tls_handshake_errors: AtomicU64::new(0),
+            upstream_tls_errors: Mutex::default(),
         }
     }
 
@@ -399,6 +407,24 @@ impl WorkerMetrics {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A TLS handshake with `server` of `group` failed, for `reason` (a
+    /// `tls::upstream::HandshakeFailure`'s).
+    pub(crate) fn upstream_tls_failed(
+        &self,
+        group: &str,
+        server: SocketAddr,
+        reason: &'static str,
+    ) {
+        let mut errors = self
+            .metrics
+            .upstream_tls_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *errors
+            .entry((group.to_string(), server, reason))
+            .or_default() += 1;
+    }
+
     /// The slot of `server`'s connections in use, for [`WorkerMetrics::upstream_in_use`]
     /// (a slot keeps its meaning in every later generation's layout).
     pub(crate) fn upstream_slot(&self, server: SocketAddr) -> Option<usize> {
@@ -465,6 +491,17 @@ impl Metrics {
 
     pub(super) fn proxy_refused(&self) -> [u64; crate::proxy_protocol::REFUSALS.len()] {
         std::array::from_fn(|i| self.proxy_refused[i].load(Ordering::Relaxed))
+    }
+
+    fn upstream_tls_errors(&self) -> Vec<((String, SocketAddr, &'static str), u64)> {
+        let errors = self
+            .upstream_tls_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        errors
+            .iter()
+            .map(|(key, &count)| (key.clone(), count))
+            .collect()
     }
 
     fn tls_handshake_errors(&self) -> u64 {

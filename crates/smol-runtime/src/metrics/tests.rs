@@ -297,6 +297,30 @@ fn rejections_are_counted_by_the_status_sent() {
 }
 
 #[test]
+fn upstream_tls_errors_count_per_group_server_and_reason_across_workers() {
+    let (metrics, _) = metrics();
+    let series = |reason: &str| {
+        format!("switchyard_upstream_tls_errors_total{{upstream=\"chat\",server=\"127.0.0.1:9001\",reason=\"{reason}\"}}")
+    };
+    assert!(
+        !metrics.encode().contains(&series("unknown_issuer")),
+        "none yet"
+    );
+    metrics
+        .worker(0)
+        .upstream_tls_failed("chat", addr("127.0.0.1:9001"), "unknown_issuer");
+    metrics
+        .worker(1)
+        .upstream_tls_failed("chat", addr("127.0.0.1:9001"), "unknown_issuer");
+    metrics
+        .worker(1)
+        .upstream_tls_failed("chat", addr("127.0.0.1:9001"), "name_mismatch");
+    let text = metrics.encode();
+    expect(&text, &series("unknown_issuer"), "2");
+    expect(&text, &series("name_mismatch"), "1");
+}
+
+#[test]
 fn connect_errors_count_per_group_and_server_and_pools_per_group() {
     let (metrics, connections) = metrics();
     let worker0 = metrics.worker(0);
@@ -438,6 +462,7 @@ fn the_text_is_well_formed_families_with_unique_series() {
         "switchyard_config_reloads_total",
         "switchyard_proxy_protocol_errors_total",
         "switchyard_tls_handshake_errors_total",
+        "switchyard_upstream_tls_errors_total",
     ];
     let expected: HashSet<String> = expected.iter().map(|name| name.to_string()).collect();
     assert_eq!(families, expected);

@@ -21,6 +21,10 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 pub(crate) mod session;
+pub(crate) mod upstream;
+mod validity;
+
+pub use upstream::{UpstreamRoots, UpstreamTls};
 
 /// A listen address that speaks TLS, and the certificates it serves.
 #[derive(Debug, Clone)]
@@ -54,6 +58,8 @@ pub struct TlsCertificates {
     keys: Vec<Arc<CertifiedKey>>,
     /// Where each came from: `(certificate, key)` files, for `check` and logs.
     files: Vec<(PathBuf, PathBuf)>,
+    /// Each leaf's `notAfter` (Unix seconds).
+    not_after: Vec<validity::NotAfter>,
 }
 
 impl fmt::Debug for TlsCertificates {
@@ -81,7 +87,7 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
-fn error(file: &Path, reason: impl Into<String>) -> TlsError {
+pub(crate) fn error(file: &Path, reason: impl Into<String>) -> TlsError {
     TlsError {
         file: file.to_path_buf(),
         reason: reason.into(),
@@ -89,7 +95,7 @@ fn error(file: &Path, reason: impl Into<String>) -> TlsError {
 }
 
 /// The one crypto provider: `ring` (see docs/DECISIONS.md, "TLS").
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -133,13 +139,33 @@ impl TlsCertificates {
         let provider = provider();
         let mut keys = Vec::with_capacity(pems.len());
         let mut files = Vec::with_capacity(pems.len());
+        let mut not_after = Vec::with_capacity(pems.len());
+        let now = std::time::SystemTime::now();
         for (cert_file, cert, key_file, key) in pems {
-            keys.push(Arc::new(certified_key(
-                &cert_file, &cert, &key_file, &key, &provider,
-            )?));
+            let certified = certified_key(&cert_file, &cert, &key_file, &key, &provider)?;
+            not_after.push(validity::check(&cert_file, &certified.cert[0], now)?);
+            keys.push(Arc::new(certified));
             files.push((cert_file, key_file));
         }
-        Ok(TlsCertificates { keys, files })
+        Ok(TlsCertificates {
+            keys,
+            files,
+            not_after,
+        })
+    }
+
+    /// The certificates that expire within `within` from now: each one's file and the
+    /// whole days it has left (0: less than one). A certificate that has already
+    /// expired, or is not valid yet, is refused by [`TlsCertificates::load`].
+    pub fn expiring_within(&self, within: std::time::Duration) -> Vec<(PathBuf, u64)> {
+        let now = std::time::SystemTime::now();
+        self.files
+            .iter()
+            .zip(&self.not_after)
+            .filter_map(|((cert, _), &not_after)| {
+                validity::expires_within(not_after, now, within).map(|days| (cert.clone(), days))
+            })
+            .collect()
     }
 
     /// How many certificate chains there are.

@@ -1,4 +1,5 @@
-//! One client's TLS session on the driver's non-blocking socket.
+//! One TLS session on the driver's non-blocking socket: a client's (on a TLS listener)
+//! or an upstream's (a group with `tls`, where switchyard is the TLS client).
 //!
 //! The driver calls this where it would call the socket: reads give plaintext, writes
 //! take plaintext, and readiness counts what rustls holds. Everything rustls has to send
@@ -32,7 +33,7 @@ const PLAINTEXT_HELD: usize = 16 * 1024;
 
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 48\r\nConnection: close\r\n\r\nThe plain HTTP request was sent to a TLS port.\r\n";
 
-/// A client's TLS session (see the module docs).
+/// A TLS session, either side (see the module docs).
 #[derive(Debug)]
 pub(crate) struct TlsSession {
     state: RefCell<State>,
@@ -40,7 +41,7 @@ pub(crate) struct TlsSession {
 
 #[derive(Debug)]
 struct State {
-    conn: rustls::ServerConnection,
+    conn: rustls::Connection,
     /// Plaintext rustls holds, ready to be read.
     plaintext: usize,
     /// Records read from the socket that rustls could not take yet (it holds at most
@@ -58,7 +59,8 @@ struct State {
     /// The connection's first byte, once read (a TLS record starts with 0x16; a letter
     /// is a plain-HTTP request).
     first_byte: Option<u8>,
-    client: SocketAddr,
+    /// The peer's address, for logs.
+    peer: SocketAddr,
     metrics: Option<Rc<WorkerMetrics>>,
 }
 
@@ -99,19 +101,84 @@ impl TlsSession {
         metrics: Option<Rc<WorkerMetrics>>,
         early: BytesMut,
     ) -> Result<Self, rustls::Error> {
-        Ok(TlsSession {
+        let conn = rustls::ServerConnection::new(config)?;
+        Ok(Self::with(conn.into(), client, metrics, early))
+    }
+
+    /// A session towards the upstream server at `server`, verified as `name` under
+    /// `config`; nothing is sent until [`TlsSession::handshake`].
+    pub(crate) fn client(
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+        server: SocketAddr,
+    ) -> Result<Self, rustls::Error> {
+        let conn = rustls::ClientConnection::new(config, name)?;
+        Ok(Self::with(conn.into(), server, None, BytesMut::new()))
+    }
+
+    fn with(
+        conn: rustls::Connection,
+        peer: SocketAddr,
+        metrics: Option<Rc<WorkerMetrics>>,
+        early: BytesMut,
+    ) -> Self {
+        TlsSession {
             state: RefCell::new(State {
-                conn: rustls::ServerConnection::new(config)?,
+                conn,
                 plaintext: 0,
                 first_byte: early.first().copied(),
                 ciphertext: early.to_vec(),
                 closed: false,
                 failed: false,
                 farewell: Vec::new(),
-                client,
+                peer,
                 metrics,
             }),
-        })
+        }
+    }
+
+    /// Drives the handshake to its end (a client session's, before any request is
+    /// written): `Ok` once it is complete; a rustls error (a certificate that does not
+    /// verify, an alert) comes as an `InvalidData` error wrapping it (see
+    /// [`rustls_error`]), the server's close as `UnexpectedEof`.
+    pub(crate) async fn handshake(&self, socket: &Io<TcpStream>) -> io::Result<()> {
+        loop {
+            let wait_writable = {
+                let mut state = self.state.borrow_mut();
+                match state.flush(socket) {
+                    Ok(()) if !state.conn.is_handshaking() => return Ok(()),
+                    Ok(()) => match state.read_socket(socket) {
+                        Ok(()) if state.closed => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "closed during the TLS handshake",
+                            ))
+                        }
+                        Ok(()) => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+                        Err(e) => return Err(e),
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+                    Err(e) => return Err(e),
+                }
+            };
+            if wait_writable {
+                std::future::poll_fn(|cx| socket.poll_writable(cx)).await;
+            } else {
+                socket.readable().await;
+            }
+        }
+    }
+
+    /// Whether the session holds nothing unread and is still usable: an upstream
+    /// connection is pooled only then.
+    pub(crate) fn is_idle(&self) -> bool {
+        let state = self.state.borrow();
+        state.plaintext == 0
+            && state.ciphertext.is_empty()
+            && !state.closed
+            && !state.failed
+            && !state.conn.wants_write()
     }
 
     /// A read would not wait for the socket: plaintext is held, or the end is to be
@@ -291,12 +358,14 @@ impl State {
     /// never more, since any client can cause it.
     fn fail(&mut self, error: &rustls::Error) {
         self.failed = true;
-        let plain_http = self.first_byte.is_some_and(|b| b.is_ascii_uppercase());
+        // Only a listener answers plain HTTP; an upstream's plain answer is its failure.
+        let listening = matches!(self.conn, rustls::Connection::Server(_));
+        let plain_http = listening && self.first_byte.is_some_and(|b| b.is_ascii_uppercase());
         if plain_http {
-            tracing::debug!(client = %self.client, "plain HTTP on a TLS listener: 400");
+            tracing::debug!(client = %self.peer, "plain HTTP on a TLS listener: 400");
             self.farewell = PLAIN_HTTP_ANSWER.to_vec();
         } else {
-            tracing::debug!(client = %self.client, %error, "TLS failed");
+            tracing::debug!(peer = %self.peer, %error, "TLS failed");
             // The alert rustls queued for the client.
             let mut alert = Vec::new();
             while self.conn.wants_write() {
@@ -306,7 +375,7 @@ impl State {
             }
             self.farewell = alert;
         }
-        if !self.conn.is_handshaking() && !plain_http {
+        if !listening || (!self.conn.is_handshaking() && !plain_http) {
             return; // a broken record after the handshake is not a handshake failure
         }
         if let Some(metrics) = &self.metrics {
@@ -333,4 +402,10 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// The rustls error inside an error of a session's read, write or handshake, if that is
+/// what it is.
+pub(crate) fn rustls_error(error: &io::Error) -> Option<&rustls::Error> {
+    error.get_ref()?.downcast_ref::<rustls::Error>()
 }
