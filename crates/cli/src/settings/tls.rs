@@ -173,7 +173,7 @@ impl Settings {
         for tls in &self.tls {
             for (file, days) in tls.certificates.expiring_within(EXPIRY_WARNING) {
                 let when = match days {
-                    0 => "in less than a day".to_string(),
+                    0 => "within hours".to_string(),
                     1 => "in 1 day".to_string(),
                     days => format!("in {days} days"),
                 };

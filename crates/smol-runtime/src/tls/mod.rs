@@ -155,7 +155,7 @@ impl TlsCertificates {
     }
 
     /// The certificates that expire within `within` from now: each one's file and the
-    /// whole days it has left (0: less than one). A certificate that has already
+    /// days it has left, to the nearest (0: under half a day). A certificate that has already
     /// expired, or is not valid yet, is refused by [`TlsCertificates::load`].
     pub fn expiring_within(&self, within: std::time::Duration) -> Vec<(PathBuf, u64)> {
         let now = std::time::SystemTime::now();

@@ -38,7 +38,8 @@ pub(super) fn check(file: &Path, leaf: &[u8], now: SystemTime) -> Result<NotAfte
     Ok(validity.not_after.timestamp())
 }
 
-/// Whole days from `now` to `not_after`, when that is less than `within` away.
+/// Days from `now` to `not_after`, to the nearest (0: under half a day), when that is
+/// less than `within` away.
 pub(super) fn expires_within(
     not_after: NotAfter,
     now: SystemTime,
@@ -46,7 +47,7 @@ pub(super) fn expires_within(
 ) -> Option<u64> {
     let left = not_after.saturating_sub(unix(now));
     let within = i64::try_from(within.as_secs()).unwrap_or(i64::MAX);
-    (left < within).then(|| u64::try_from(left / 86_400).unwrap_or(0))
+    (left < within).then(|| u64::try_from((left + 43_200) / 86_400).unwrap_or(0))
 }
 
 fn unix(at: SystemTime) -> i64 {
@@ -63,7 +64,7 @@ mod tests {
     const DAY: Duration = Duration::from_secs(86_400);
 
     #[test]
-    fn only_what_expires_within_the_window_is_reported_in_whole_days() {
+    fn only_what_expires_within_the_window_is_reported_in_days() {
         let now = UNIX_EPOCH + DAY * 1000;
         let at = |days: u32| unix(now + DAY * days);
         assert_eq!(expires_within(at(3), now, 14 * DAY), Some(3));
@@ -71,5 +72,6 @@ mod tests {
         assert_eq!(expires_within(at(14), now, 14 * DAY), None);
         assert_eq!(expires_within(at(400), now, 14 * DAY), None);
         assert_eq!(expires_within(unix(now) + 60, now, 14 * DAY), Some(0));
+        assert_eq!(expires_within(at(5) - 60, now, 14 * DAY), Some(5));
     }
 }
