@@ -106,7 +106,17 @@
 //! client's SNI name. The session sits between the client's socket and the core, which
 //! sees plaintext and writes `X-Forwarded-Proto: https`; the handshake counts against
 //! `header_timeout`, and a reload serves new certificates to new connections. Tunnels
-//! of TLS clients copy (no splice).
+//! of TLS clients copy (no splice). A certificate that expired or is not valid yet is
+//! refused by [`TlsCertificates::load`]; [`TlsCertificates::expiring_within`] lists
+//! those that expire soon.
+//!
+//! An upstream group with [`UpstreamGroup::tls`] ([`UpstreamTls`]: a CA file, the
+//! system's roots, or, loudly, none) speaks TLS to its servers through the same
+//! session: the handshake is part of the dial, so a certificate that does not verify
+//! fails the server as a refused connect does (the next server is tried, a 502 when none
+//! is left, a WARN line, `switchyard_upstream_tls_errors_total`); pooled connections keep
+//! their session, health checks verify the same way, and a PROXY header goes before
+//! the handshake.
 //!
 //! # Descriptor limits
 //!

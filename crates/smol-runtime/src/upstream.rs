@@ -2,23 +2,19 @@
 //! health checks in `health/`) and dialing; each worker's keep-alive pool is in
 //! `pool.rs`.
 
-use std::io::{self, IoSlice};
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_lite::future;
-
-use crate::backend::{Io, Timer};
+use crate::backend::Io;
 use crate::balance::{Balancer, Candidate};
 use crate::health::{HealthCheck, ServerHealth, Targets};
 use crate::metrics::WorkerMetrics;
 pub(crate) use crate::pool::Pool;
 use crate::source::Sources;
 use crate::tls::session::TlsSession;
-use crate::tls::upstream::HandshakeFailure;
 use crate::{UpstreamGroup, UpstreamTls};
 
 /// After a failed connect, a server is tried after the others for this long (nginx's
@@ -245,6 +241,9 @@ impl Group {
     }
 }
 
+mod dial;
+pub(crate) use dial::connect;
+
 /// An upstream connection handed to a client connection.
 #[derive(Debug)]
 pub(crate) struct Dialed {
@@ -255,151 +254,6 @@ pub(crate) struct Dialed {
     pub(crate) reused: bool,
     /// The server's count of connections in use, for [`InUse`].
     pub(crate) open: Arc<AtomicUsize>,
-}
-
-/// Finds a connection to a server of `group`: the balancer's choice for `choice`, from
-/// the pool when it holds a live one (unless `fresh`), else dialed with `connect_timeout`.
-/// A failed dial moves on to the next server; each server is tried at most once, and a
-/// server whose connect failed in the last [`FAIL_TIMEOUT`] only after the others. In a
-/// group with TLS a dial includes the handshake, and a handshake that fails (a
-/// certificate that does not verify) fails the server as a refused connect does;
-/// `proxy_header` is written before it (a plain connection's goes out with the request).
-pub(crate) async fn connect(
-    group: &Group,
-    pool: &Pool,
-    fresh: bool,
-    connect_timeout: Duration,
-    choice: Choice,
-    proxy_header: Option<&[u8]>,
-) -> Option<Dialed> {
-    for chosen in group.rotation(Instant::now(), choice) {
-        let server = chosen.addr;
-        let open = || chosen.open.clone();
-        if !fresh {
-            // A connection of the other kind (a reload turned TLS on or off) is closed.
-            let pooled = pool
-                .take(server)
-                .filter(|(_, tls)| tls.is_some() == group.tls.is_some());
-            if let Some((stream, tls)) = pooled {
-                return Some(Dialed {
-                    stream,
-                    tls,
-                    server,
-                    reused: true,
-                    open: open(),
-                });
-            }
-        }
-        // Counts a failure, also when the caller gives up on the dial (the core's
-        // connect deadline) and drops this future.
-        let mut attempt = DialAttempt {
-            metrics: pool.metrics.as_deref(),
-            group: &group.name,
-            server,
-            failed: true,
-        };
-        let dial = async { Some(dial(group, chosen, proxy_header).await) };
-        let outcome = if group.servers.len() == 1 {
-            // The caller races this against the core's connect deadline, which is the
-            // same: a timer of its own would only cost the reactor work.
-            dial.await
-        } else {
-            let give_up = async {
-                Timer::after(connect_timeout).await;
-                None
-            };
-            future::or(dial, give_up).await
-        };
-        let connected = matches!(outcome, Some(Ok(_)));
-        group.record(server, connected, Instant::now());
-        attempt.failed = matches!(outcome, None | Some(Err(DialError::Connect(_))));
-        drop(attempt);
-        match outcome {
-            Some(Ok((stream, tls))) => {
-                return Some(Dialed {
-                    stream,
-                    tls,
-                    server,
-                    reused: false,
-                    open: open(),
-                });
-            }
-            Some(Err(DialError::Connect(error))) => {
-                tracing::warn!(group = %group.name, %server, %error, "upstream connect failed");
-            }
-            Some(Err(DialError::Tls(failure))) => {
-                tracing::warn!(
-                    group = %group.name,
-                    %server,
-                    reason = failure.reason,
-                    error = %failure.detail,
-                    "upstream TLS handshake failed"
-                );
-                if let Some(metrics) = pool.metrics() {
-                    metrics.upstream_tls_failed(&group.name, server, failure.reason);
-                }
-            }
-            None => {
-                tracing::warn!(group = %group.name, %server, "upstream connect timed out");
-            }
-        }
-    }
-    None
-}
-
-/// Why a dial gave no connection.
-enum DialError {
-    Connect(io::Error),
-    Tls(HandshakeFailure),
-}
-
-/// Connects to `server` (from the group's next source address) and, in a group with
-/// TLS, writes `proxy_header` and makes the handshake.
-async fn dial(
-    group: &Group,
-    server: &Server,
-    proxy_header: Option<&[u8]>,
-) -> Result<(Io<TcpStream>, Option<Box<TlsSession>>), DialError> {
-    let source = group
-        .sources
-        .next_for(server.addr)
-        .map_err(DialError::Connect)?;
-    let stream = Io::connect(server.addr, source)
-        .await
-        .map_err(DialError::Connect)?;
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(server = %server.addr, %error, "setting TCP_NODELAY failed");
-    }
-    let (Some(tls), Some(name)) = (&group.tls, &server.tls_name) else {
-        return Ok((stream, None));
-    };
-    if let Some(header) = proxy_header {
-        write_all(&stream, header)
-            .await
-            .map_err(DialError::Connect)?;
-    }
-    let session = tls
-        .handshake(&stream, server.addr, name.clone())
-        .await
-        .map_err(DialError::Tls)?;
-    Ok((stream, Some(session)))
-}
-
-/// Writes all of `bytes` to a fresh connection (a PROXY header, a health check's
-/// request).
-pub(crate) async fn write_all(stream: &Io<TcpStream>, bytes: &[u8]) -> io::Result<()> {
-    let mut written = 0;
-    while written < bytes.len() {
-        match stream.write_vectored(&[IoSlice::new(&bytes[written..])]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                std::future::poll_fn(|cx| stream.poll_writable(cx)).await;
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
 }
 
 /// An upstream connection in use by a client connection (a request or a tunnel), counted
@@ -432,22 +286,6 @@ impl Drop for InUse {
         self.open.fetch_sub(1, Ordering::Relaxed);
         if let Some((metrics, slot)) = &self.counted {
             metrics.upstream_in_use(*slot, false);
-        }
-    }
-}
-
-/// One dial of an upstream server, counted as a connect error unless it succeeded.
-struct DialAttempt<'a> {
-    metrics: Option<&'a WorkerMetrics>,
-    group: &'a str,
-    server: SocketAddr,
-    failed: bool,
-}
-
-impl Drop for DialAttempt<'_> {
-    fn drop(&mut self) {
-        if let (true, Some(metrics)) = (self.failed, self.metrics) {
-            metrics.connect_failed(self.group, self.server);
         }
     }
 }

@@ -70,3 +70,40 @@ fn an_unreadable_file_is_named() {
         .to_string()
         .starts_with("/nonexistent/switchyard/cert.pem: cannot read it"));
 }
+
+/// A self-signed certificate for `a.test` valid between the two years' first days.
+fn dated(from: i32, to: i32) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["a.test".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(to, 1, 1);
+    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+}
+
+#[test]
+fn a_certificate_outside_its_validity_is_refused_naming_it_and_its_date() {
+    let (cert, key) = dated(1990, 2000);
+    let error = load(&cert, &key).unwrap_err();
+    assert_eq!(error.file, PathBuf::from("c.pem"));
+    assert!(
+        error.reason.contains("expired on") && error.reason.contains("2000"),
+        "{error}"
+    );
+    let (cert, key) = dated(2990, 3000);
+    let error = load(&cert, &key).unwrap_err();
+    assert!(
+        error.reason.contains("not valid before") && error.reason.contains("2990"),
+        "{error}"
+    );
+}
+
+#[test]
+fn only_certificates_expiring_within_the_window_are_listed() {
+    let (cert, key) = pair(&["a.test"]); // rcgen's default: valid until 4096
+    let loaded = load(&cert, &key).unwrap();
+    let year = std::time::Duration::from_secs(365 * 86_400);
+    assert!(loaded.expiring_within(year).is_empty());
+    let listed = loaded.expiring_within(3000 * year);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, PathBuf::from("c.pem"));
+}

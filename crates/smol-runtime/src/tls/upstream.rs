@@ -279,3 +279,116 @@ impl ServerCertVerifier for TakeAnything {
             .supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-upstream-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_name_verified_is_the_configured_one_else_the_host_else_the_ip() {
+        let server: SocketAddr = "10.0.0.7:8443".parse().unwrap();
+        let plain = UpstreamTls::load(UpstreamRoots::InsecureSkipVerify, None).unwrap();
+        assert_eq!(
+            plain.name_for(server, Some("app.internal")),
+            ServerName::try_from("app.internal").unwrap()
+        );
+        assert_eq!(
+            plain.name_for(server, None),
+            ServerName::IpAddress(server.ip().into())
+        );
+        let named = UpstreamTls::load(UpstreamRoots::InsecureSkipVerify, Some("api.test")).unwrap();
+        assert_eq!(named.server_name(), Some("api.test"));
+        assert_eq!(
+            named.name_for(server, Some("app.internal")),
+            ServerName::try_from("api.test").unwrap()
+        );
+        let ip = UpstreamTls::load(UpstreamRoots::InsecureSkipVerify, Some("10.0.0.9")).unwrap();
+        assert_eq!(
+            ip.name_for(server, None),
+            ServerName::IpAddress("10.0.0.9".parse::<std::net::IpAddr>().unwrap().into())
+        );
+    }
+
+    #[test]
+    fn a_bad_ca_file_or_name_is_an_error_naming_it() {
+        let missing = std::env::temp_dir().join("switchyard-no-such-ca.pem");
+        let empty = temp_file("empty.pem", "nothing here\n");
+        let garbage = temp_file(
+            "garbage.pem",
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        );
+        for (file, reason) in [
+            (&missing, "cannot read it"),
+            (&empty, "no CA certificate in it"),
+            (&garbage, "not a PEM certificate file"),
+        ] {
+            let error = UpstreamTls::load(UpstreamRoots::CaFile(file.clone()), None).unwrap_err();
+            assert_eq!(&error.file, file);
+            assert!(error.reason.contains(reason), "{error}");
+        }
+        let error = UpstreamTls::load(UpstreamRoots::InsecureSkipVerify, Some("a b")).unwrap_err();
+        assert!(
+            error
+                .reason
+                .contains("neither a DNS name nor an IP address"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_ca_file_loads_and_two_loads_of_it_compare_equal() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        let file = temp_file("ca.pem", &ca.pem());
+        let first = UpstreamTls::load(UpstreamRoots::CaFile(file.clone()), None).unwrap();
+        let again = UpstreamTls::load(UpstreamRoots::CaFile(file), None).unwrap();
+        assert_eq!(first, again);
+        assert_ne!(
+            first,
+            UpstreamTls::load(UpstreamRoots::InsecureSkipVerify, None).unwrap()
+        );
+    }
+
+    #[test]
+    fn handshake_failures_are_named_from_a_closed_set_of_reasons() {
+        use rustls::{AlertDescription, CertificateError as C, Error as E};
+        for (error, reason) in [
+            (E::InvalidCertificate(C::UnknownIssuer), "unknown_issuer"),
+            (E::InvalidCertificate(C::NotValidForName), "name_mismatch"),
+            (E::InvalidCertificate(C::Expired), "expired"),
+            (E::InvalidCertificate(C::BadSignature), "bad_certificate"),
+            (
+                E::AlertReceived(AlertDescription::HandshakeFailure),
+                "alert",
+            ),
+            (E::NoApplicationProtocol, "protocol"),
+        ] {
+            assert_eq!(
+                HandshakeFailure::from_rustls(&error).reason,
+                reason,
+                "{error}"
+            );
+        }
+        let closed = io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "closed during the TLS handshake",
+        );
+        assert_eq!(HandshakeFailure::from_io(&closed).reason, "closed");
+        let wrapped = io::Error::new(
+            io::ErrorKind::InvalidData,
+            E::InvalidCertificate(C::UnknownIssuer),
+        );
+        assert_eq!(HandshakeFailure::from_io(&wrapped).reason, "unknown_issuer");
+    }
+}
