@@ -43,11 +43,6 @@ pub(super) struct Peer {
 }
 
 impl Peer {
-    #[cfg(test)]
-    pub(super) fn new(stream: Io<TcpStream>) -> Self {
-        Self::with_tls(stream, None)
-    }
-
     /// A peer whose bytes pass through `tls` when it is a TLS session.
     pub(super) fn with_tls(stream: Io<TcpStream>, tls: Option<Box<TlsSession>>) -> Self {
         Peer {
@@ -380,7 +375,7 @@ mod tests {
         sender.write_all(b"payload ").unwrap();
         block_on(async move {
             let from = Io::stream(from, true).unwrap();
-            let mut peer = Peer::new(Io::stream(to, false).unwrap());
+            let mut peer = Peer::with_tls(Io::stream(to, false).unwrap(), None);
             let pipe = Pipe::take().unwrap();
             let mut moved = 0;
             while moved < 8 {
