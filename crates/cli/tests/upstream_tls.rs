@@ -394,3 +394,39 @@ fn a_server_from_a_host_name_is_verified_for_that_name() {
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("sni=Some(\"localhost\")"), "{body}");
 }
+
+#[test]
+fn tls_true_verifies_against_the_system_store_and_an_empty_one_is_an_error() {
+    let ca = Authority::new();
+    let origin = Origin::start(Some(ca.server(&["127.0.0.1"])), false);
+    // rustls-native-certs reads SSL_CERT_FILE (and SSL_CERT_DIR) instead of the
+    // system's store when set; the directory is left out, whatever the environment says.
+    let store = ca.write_ca("system-store.pem");
+    let config = file("upstream-tls-system.toml", origin.addr, "true", "");
+    let mut command = common::binary();
+    command
+        .env("SSL_CERT_FILE", &store)
+        .env_remove("SSL_CERT_DIR")
+        .args(["--config", path(&config)]);
+    let mut proxy = Running::spawn(command);
+    let addr = proxy.listening_addr();
+    let (status, body) = get(addr, "/");
+    assert_eq!(status, 200, "{body}");
+
+    let empty = config_file("empty-store.pem", "");
+    let mut command = common::binary();
+    command
+        .env("SSL_CERT_FILE", &empty)
+        .env_remove("SSL_CERT_DIR")
+        .args(["--config", path(&config)]);
+    let mut refused = Running::spawn(command);
+    assert_eq!(refused.wait_exit().code(), Some(2));
+    assert!(
+        refused
+            .seen()
+            .iter()
+            .any(|l| l.contains("the system's trust store: no usable CA certificate")),
+        "{:?}",
+        refused.seen()
+    );
+}
