@@ -9,11 +9,12 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use event_listener::EventListener;
-use futures_lite::future;
+use futures_lite::{future, FutureExt};
 use switchyard_core::{
     Config, Connection, Input, Misuse, Output, PeerInfo, RouteId, Scheme, Side, StateKind,
 };
@@ -79,94 +80,131 @@ impl Shared {
     }
 }
 
-/// Serves one client connection until the core closes it; `pool` is the worker's, and
-/// `context` names the worker and the client for the events. With `proxy_header`, the
-/// connection must begin with a PROXY header within `header_timeout`: its client
-/// address replaces the socket's, and without one the connection is closed unanswered.
-/// With `tls`, the client's bytes (after the PROXY header, if any) are a TLS session's.
-pub(crate) async fn serve(
-    shared: &Shared,
-    pool: &Pool,
-    client: Io<TcpStream>,
-    mut context: EventContext,
-    proxy_header: bool,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) {
-    let accepted = Instant::now();
-    let mut first_bytes = None;
-    let mut destination = None;
-    if proxy_header {
-        let deadline = accepted + shared.core.timeouts.header;
-        // On the heap: its read buffer would otherwise sit in every connection's task
-        // for the task's whole life.
-        match Box::pin(crate::proxy_protocol::read_header(&client, deadline)).await {
-            Ok((header, rest)) => {
-                if let Some((source, to)) = header.addresses {
-                    context.client = source;
-                    destination = Some(to);
+/// What a connection's task starts from: the accepted socket and what the accept loop
+/// knows of it. Boxed by the caller and opened into a [`Driver`] by [`serve`], so that
+/// none of it stays reserved in the task once the driver runs.
+#[derive(Debug)]
+pub(crate) struct Start {
+    pub(crate) client: Io<TcpStream>,
+    /// Names the worker and the client for the events.
+    pub(crate) context: EventContext,
+    /// The connection must begin with a PROXY header within `header_timeout`: its client
+    /// address replaces the socket's, and without one the connection is closed
+    /// unanswered.
+    pub(crate) proxy_header: bool,
+    /// The client's bytes (after the PROXY header, if any) are a TLS session's.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Serves one client connection until the core closes it; `pool` is the worker's.
+///
+/// The task's future is this one: the driver and a small state of the loop it is in.
+/// The connection's starting state comes boxed, and the driver is made by an `async fn`
+/// of its own ([`Driver::open`]), because an `async fn`'s arguments and the locals moved
+/// into the driver would otherwise stay reserved in every task for its whole life.
+pub(crate) async fn serve(shared: &Shared, pool: &Pool, start: Box<Start>) {
+    // One expression: a local holding the opened driver would stay reserved beside it.
+    let Some(mut driver) = AssertUnwindSafe(Driver::open(shared, pool, start))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!("connection task panicked before serving");
+            None
+        })
+    else {
+        return;
+    };
+    if AssertUnwindSafe(driver.run()).catch_unwind().await.is_err() {
+        tracing::error!(client_addr = %driver.context.client, "connection task panicked");
+    }
+}
+
+impl<'a> Driver<'a> {
+    /// Reads the PROXY header and starts the TLS session where the listener asks for
+    /// them, and makes the driver; `None` when the connection ends before it has one.
+    async fn open(shared: &'a Shared, pool: &'a Pool, start: Box<Start>) -> Option<Driver<'a>> {
+        let Start {
+            client,
+            mut context,
+            proxy_header,
+            tls,
+        } = *start;
+        let accepted = Instant::now();
+        let mut first_bytes = None;
+        let mut destination = None;
+        if proxy_header {
+            let deadline = accepted + shared.core.timeouts.header;
+            // On the heap: its read buffer would otherwise sit in every connection's task
+            // for the task's whole life.
+            match Box::pin(crate::proxy_protocol::read_header(&client, deadline)).await {
+                Ok((header, rest)) => {
+                    if let Some((source, to)) = header.addresses {
+                        context.client = source;
+                        destination = Some(Box::new(to));
+                    }
+                    first_bytes = Some(rest).filter(|rest| !rest.is_empty());
                 }
-                first_bytes = Some(rest).filter(|rest| !rest.is_empty());
-            }
-            Err(refused) => {
-                let reason = crate::proxy_protocol::REFUSALS[refused.0];
-                tracing::debug!(client = %context.client, reason, "no valid PROXY protocol header, closed");
-                if let Some(metrics) = pool.metrics() {
-                    metrics.proxy_header_refused(refused.0);
+                Err(refused) => {
+                    let reason = crate::proxy_protocol::REFUSALS[refused.0];
+                    tracing::debug!(client = %context.client, reason, "no valid PROXY protocol header, closed");
+                    if let Some(metrics) = pool.metrics() {
+                        metrics.proxy_header_refused(refused.0);
+                    }
+                    return None;
                 }
-                return;
             }
         }
-    }
-    // After a PROXY header, TLS: what came behind the header is the handshake's first
-    // ciphertext, never the core's. The handshake runs in the core's header_timeout,
-    // counted from the accept like the PROXY header's.
-    let session = match tls {
-        None => None,
-        Some(config) => {
-            let metrics = pool.metrics.clone();
-            let early = first_bytes.take().unwrap_or_default();
-            match TlsSession::new(config, context.client, metrics, early) {
-                Ok(session) => Some(Box::new(session)),
-                Err(error) => {
-                    tracing::error!(client = %context.client, %error, "cannot start TLS");
-                    return;
+        // After a PROXY header, TLS: what came behind the header is the handshake's first
+        // ciphertext, never the core's. The handshake runs in the core's header_timeout,
+        // counted from the accept like the PROXY header's.
+        let session = match tls {
+            None => None,
+            Some(config) => {
+                let metrics = pool.metrics.clone();
+                let early = first_bytes.take().unwrap_or_default();
+                match TlsSession::new(config, context.client, metrics, early) {
+                    Ok(session) => Some(Box::new(session)),
+                    Err(error) => {
+                        tracing::error!(client = %context.client, %error, "cannot start TLS");
+                        return None;
+                    }
                 }
             }
+        };
+        let peer = PeerInfo {
+            client_addr: Some(context.client.ip()),
+            scheme: if session.is_some() {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            },
+        };
+        let mut driver = Driver {
+            shared,
+            pool,
+            context,
+            conn: Connection::new(shared.core.clone(), peer, accepted),
+            destination,
+            upstream_group: None,
+            kept: None,
+            client: Peer::with_tls(client, session),
+            upstream: None,
+            pending_connect: None,
+            abandoned: false,
+            shutdown_told: false,
+            shutdown_listener: None,
+            next_fresh: false,
+            client_first: false,
+            timer: Timer::never(),
+            armed: None,
+            waits: 0,
+            tunnel: None,
+        };
+        if let Some(bytes) = first_bytes {
+            driver.feed(Input::ClientData(bytes), Instant::now());
         }
-    };
-    let peer = PeerInfo {
-        client_addr: Some(context.client.ip()),
-        scheme: if session.is_some() {
-            Scheme::Https
-        } else {
-            Scheme::Http
-        },
-    };
-    let mut driver = Driver {
-        shared,
-        pool,
-        context,
-        conn: Connection::new(shared.core.clone(), peer, accepted),
-        destination,
-        upstream_group: None,
-        kept: None,
-        client: Peer::with_tls(client, session),
-        upstream: None,
-        pending_connect: None,
-        abandoned: false,
-        shutdown_told: false,
-        shutdown_listener: None,
-        next_fresh: false,
-        client_first: false,
-        timer: Timer::never(),
-        armed: None,
-        waits: 0,
-        tunnel: None,
-    };
-    if let Some(bytes) = first_bytes {
-        driver.feed(Input::ClientData(bytes), Instant::now());
+        Some(driver)
     }
-    driver.run().await;
 }
 
 /// What ended a wait.
@@ -204,13 +242,15 @@ struct Driver<'a> {
     armed: Option<Instant>,
     /// Waits in a row that completed without sleeping (see [`WAITS_BEFORE_YIELD`]).
     waits: u8,
-    /// The tunnel's entry in the live tunnel list, while it is open and the list is kept.
-    tunnel: Option<crate::tunnels::TunnelHandle>,
+    /// The tunnel's entry in the live tunnel list, while it is open and the list is kept
+    /// (boxed: most servers keep no list, and every task would carry it).
+    tunnel: Option<Box<crate::tunnels::TunnelHandle>>,
     /// The address the client connected to, as a PROXY header named it (`None`: the
-    /// socket's own), for the header sent to an upstream group that wants one.
-    destination: Option<SocketAddr>,
+    /// socket's own), for the header sent to an upstream group that wants one. Boxed:
+    /// only connections behind a PROXY header have one.
+    destination: Option<Box<SocketAddr>>,
     /// The group of the current upstream connection.
-    upstream_group: Option<usize>,
+    upstream_group: Option<u32>,
     /// An upstream connection that began with this client's PROXY header, between two
     /// of its requests (such a connection is never pooled), with its group.
     kept: Option<Box<(usize, Upstream)>>,
@@ -392,23 +432,24 @@ mod tests {
         let pool = Pool::new(PoolConfig::default());
         let size = crate::backend::block_on(async {
             let client = Io::stream(stream, true).unwrap();
-            let task = serve(
-                &shared,
-                &pool,
+            let start = Box::new(Start {
                 client,
-                EventContext::new(0, addr),
-                true,
-                None,
-            );
+                context: EventContext::new(0, addr),
+                proxy_header: true,
+                tls: None,
+            });
+            let task = serve(&shared, &pool, start);
             std::mem::size_of_val(&task)
         })
         .unwrap();
-        // The driver (with the core's connection inline); the wait is a poll over the
-        // driver's own fields (no future of its own); dialing, closing, a PROXY header's
-        // read, a kept PROXY upstream connection and a TLS session are boxed. Measured:
-        // 1264 bytes on the Linux reactor (1464 with the wait's tree of futures); the
-        // same in a frame-aware WebSocket tunnel, whose frames the core keeps on the heap.
-        let bound = 1280;
+        // The driver (792 bytes, with the core's connection inline) and the state of its
+        // loop; the wait is a poll over the driver's own fields (no future of its own);
+        // the connection's starting state, dialing, closing, a PROXY header's read, a
+        // kept PROXY upstream connection and a TLS session are boxed. Measured: 920
+        // bytes on the Linux reactor (1464 with the wait's tree of futures and the
+        // arguments of `serve` kept beside the driver); the same in a frame-aware
+        // WebSocket tunnel, whose frames the core keeps on the heap.
+        let bound = 960;
         assert!(size < bound, "a connection task takes {size} bytes");
     }
 }
