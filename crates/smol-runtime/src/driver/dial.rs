@@ -115,7 +115,6 @@ impl Driver<'_> {
                 Some(dialed) => break dialed,
                 None => {
                     // The timer may fire before the core's deadline (see `arm_timer`).
-                    self.armed = None;
                     self.conn.handle_timeout(Instant::now());
                     if self.conn.state() != StateKind::Connecting {
                         return; // the core gave up (504) and has said what to do

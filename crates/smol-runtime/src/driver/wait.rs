@@ -25,9 +25,8 @@ impl Driver<'_> {
         let Some(deadline) = self.conn.poll_timeout() else {
             return; // a timer still armed only causes a harmless wake-up
         };
-        if self.armed.map_or(true, |armed| deadline < armed) {
+        if self.timer.deadline().map_or(true, |armed| deadline < armed) {
             self.timer.set_at(deadline);
-            self.armed = Some(deadline);
         }
     }
 

@@ -64,6 +64,7 @@ const EVENTS: usize = 256;
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Reactor>>> = const { RefCell::new(None) };
+    static NEXT_TIMER: Cell<u64> = const { Cell::new(0) };
 }
 
 /// A worker thread's reactor.
@@ -71,7 +72,6 @@ pub(crate) struct Reactor {
     epoll: OwnedFd,
     sources: RefCell<Sources>,
     timers: RefCell<BTreeMap<(Instant, u64), Waker>>,
-    next_timer: Cell<u64>,
     notifier: Arc<Notifier>,
 }
 
@@ -184,7 +184,6 @@ impl Reactor {
             epoll,
             sources: RefCell::new(Sources::default()),
             timers: RefCell::new(BTreeMap::new()),
-            next_timer: Cell::new(0),
             notifier: Arc::new(Notifier {
                 woken: AtomicBool::new(true),
                 sleeping: AtomicBool::new(false),
@@ -311,11 +310,14 @@ impl Reactor {
         }
     }
 
-    fn add_timer(&self, when: Instant, waker: Waker) -> (Instant, u64) {
-        let id = self.next_timer.get();
-        self.next_timer.set(id.wrapping_add(1));
+    /// Registers a timer; its id tells it apart from others of the same instant, on
+    /// this thread's reactors old and new (a timer outliving a `block_on` must not remove
+    /// another's entry from the next reactor).
+    fn add_timer(&self, when: Instant, waker: Waker) -> u64 {
+        let id = NEXT_TIMER.get();
+        NEXT_TIMER.set(id.wrapping_add(1));
         self.timers.borrow_mut().insert((when, id), waker);
-        (when, id)
+        id
     }
 }
 
