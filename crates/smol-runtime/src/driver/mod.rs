@@ -13,7 +13,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use event_listener::EventListener;
 use futures_lite::{future, FutureExt};
 use switchyard_core::{
     Config, Connection, Input, Misuse, Output, PeerInfo, RouteId, Scheme, Side, StateKind,
@@ -192,7 +191,7 @@ impl<'a> Driver<'a> {
             pending_connect: None,
             abandoned: false,
             shutdown_told: false,
-            shutdown_listener: None,
+            shutdown_waiter: None,
             next_fresh: false,
             client_first: false,
             timer: Timer::never(),
@@ -229,9 +228,9 @@ struct Driver<'a> {
     abandoned: bool,
     shutdown_told: bool,
     /// Registered with the shared shutdown signal on the first wait and kept until it
-    /// fires: registering on every wait would allocate and take the signal's lock, which
-    /// every worker shares, once per message.
-    shutdown_listener: Option<EventListener>,
+    /// fires or the connection ends (see [`Signal::poll_fired`]): registering on every
+    /// wait would take the signal's lock, which every worker shares, once per message.
+    shutdown_waiter: Option<u32>,
     /// The last pooled connection died before answering: the core's retry must dial.
     next_fresh: bool,
     /// Which peer's readiness the next wait looks at first.
@@ -251,6 +250,13 @@ struct Driver<'a> {
     /// An upstream connection that began with this client's PROXY header, between two
     /// of its requests (such a connection is never pooled), with its group.
     kept: Option<Box<(usize, Upstream)>>,
+}
+
+impl Drop for Driver<'_> {
+    fn drop(&mut self) {
+        // Also when the task is dropped mid-wait: the signal must not keep its waker.
+        self.shared.shutdown.forget(&mut self.shutdown_waiter);
+    }
 }
 
 impl Driver<'_> {
@@ -296,7 +302,7 @@ impl Driver<'_> {
                 Wake::Wrote(side, result) => self.wrote(side, result, now),
                 Wake::Shutdown => {
                     self.shutdown_told = true;
-                    self.shutdown_listener = None;
+                    self.shared.shutdown.forget(&mut self.shutdown_waiter);
                     let grace = self.shared.drain_grace();
                     self.feed(Input::Drain { grace }, now);
                 }

@@ -2,7 +2,7 @@
 //! core wants read that became readable, the shutdown signal, or the core's deadline.
 //!
 //! One hand-written poll over what the driver keeps anyway (its peers, its timer, its
-//! shutdown listener), rather than a tree of `future::or` around a future per
+//! registration with the shutdown signal), rather than a tree of `future::or` around a future per
 //! condition: that tree sat in every connection's task (about 700 bytes, also while a
 //! tunnel idles) and was built again on every wake-up.
 
@@ -38,9 +38,6 @@ impl Driver<'_> {
             client: self.should_read(Side::Client),
             upstream: self.should_read(Side::Upstream),
         };
-        if !self.shutdown_told && self.shutdown_listener.is_none() {
-            self.shutdown_listener = Some(self.shared.shutdown.listen());
-        }
         // Whichever is looked at first wins when both are ready: take turns, so that one
         // busy direction of a tunnel cannot starve the other.
         self.client_first = !self.client_first;
@@ -84,10 +81,9 @@ impl Driver<'_> {
                 }
             }
         }
-        if let Some(listener) = &mut self.shutdown_listener {
-            // Checked after registering (at the wait's start): a shutdown that began
-            // before is not missed.
-            if self.shared.shutdown.is_set() || Pin::new(listener).poll(cx).is_ready() {
+        if !self.shutdown_told {
+            let signal = &self.shared.shutdown;
+            if signal.poll_fired(&mut self.shutdown_waiter, cx).is_ready() {
                 return Poll::Ready(Wake::Shutdown);
             }
         }
