@@ -38,12 +38,17 @@ impl Signal {
     }
 
     /// Ready once the signal is set; until then the task of `cx` is woken when it is.
-    /// `key` is the caller's registration, kept between polls (registered on the
-    /// first, and again only when the task's waker changed); give it back with
-    /// [`Signal::forget`] when no longer waiting.
+    /// `key` is the caller's registration, kept between polls: the waker of the first
+    /// poll is the one woken, so the caller polls from one task for as long as it keeps
+    /// the key (a connection's driver does: its task's waker never changes), and the
+    /// lock, which every worker shares, is taken only to register, not on every wait.
+    /// Give the key back with [`Signal::forget`] when no longer waiting.
     pub(crate) fn poll_fired(&self, key: &mut Option<u32>, cx: &mut Context<'_>) -> Poll<()> {
         if self.is_set() {
             return Poll::Ready(());
+        }
+        if key.is_some() {
+            return Poll::Pending;
         }
         let mut waiters = self.lock_waiters();
         // Checked again under the lock, which `fire` takes after setting the flag: a
@@ -51,20 +56,11 @@ impl Signal {
         if self.is_set() {
             return Poll::Ready(());
         }
-        match key.and_then(|k| waiters.get_mut(k as usize)) {
-            Some(waker) => {
-                if !waker.will_wake(cx.waker()) {
-                    waker.clone_from(cx.waker());
-                }
-            }
-            None => {
-                let entry = waiters.insert(cx.waker().clone());
-                match u32::try_from(entry) {
-                    Ok(entry) => *key = Some(entry),
-                    // More than 4 billion waiting connections cannot be: never kept.
-                    Err(_) => drop(waiters.remove(entry)),
-                }
-            }
+        let entry = waiters.insert(cx.waker().clone());
+        match u32::try_from(entry) {
+            Ok(entry) => *key = Some(entry),
+            // More than 4 billion waiting connections cannot be: never kept.
+            Err(_) => drop(waiters.remove(entry)),
         }
         Poll::Pending
     }
