@@ -5,13 +5,12 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_executor::LocalExecutor;
-use futures_lite::{future, FutureExt};
+use futures_lite::future;
 
 use crate::backend::{Io, Timer};
 use crate::driver::{self, Shared};
@@ -175,16 +174,19 @@ fn spawn_connection(
         listener,
         worker,
     } = accepted;
+    let context = EventContext::new(worker, client_addr);
+    let proxy_header = listener.is_some_and(|addr| shared.accept_proxy.contains(&addr));
+    let tls = shared.tls.get(listener);
+    // Boxed: the task carries only what it serves with (see `driver::serve`).
+    let start = Box::new(driver::Start {
+        client: stream,
+        context,
+        proxy_header,
+        tls,
+    });
     let task = async move {
         let _guard = guard;
-        let context = EventContext::new(worker, client_addr);
-        let proxy_header = listener.is_some_and(|addr| shared.accept_proxy.contains(&addr));
-        let tls = shared.tls.get(listener);
-        let serve = driver::serve(&shared, &pool, stream, context, proxy_header, tls);
-        let served = AssertUnwindSafe(serve).catch_unwind().await;
-        if served.is_err() {
-            tracing::error!(%client_addr, "connection task panicked");
-        }
+        driver::serve(&shared, &pool, start).await;
     };
     executor.spawn(task).detach();
 }

@@ -2,20 +2,75 @@
 //! connections that can be waited on going down.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 
 use event_listener::{Event, EventListener};
+use slab::Slab;
 
 /// Set once, never cleared; every waiter wakes when it is set.
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
     set: AtomicBool,
     event: Event,
+    /// The tasks of connections waiting for it, each by a key it keeps (see
+    /// [`Signal::poll_fired`]): a waker in a slab, 24 bytes, where an
+    /// [`EventListener`] is an allocation of 56 that every idle connection would hold.
+    waiters: Mutex<Slab<Waker>>,
 }
 
 impl Signal {
     pub(crate) fn fire(&self) {
         self.set.store(true, Ordering::SeqCst);
         self.event.notify(usize::MAX);
+        let waiters = std::mem::take(&mut *self.lock_waiters());
+        // Woken outside the lock: a waker may run code.
+        for (_, waker) in waiters {
+            waker.wake();
+        }
+    }
+
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, Slab<Waker>> {
+        // A panic while holding it leaves a slab of wakers, still usable.
+        self.waiters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Ready once the signal is set; until then the task of `cx` is woken when it is.
+    /// `key` is the caller's registration, kept between polls: the waker of the first
+    /// poll is the one woken, so the caller polls from one task for as long as it keeps
+    /// the key (a connection's driver does: its task's waker never changes), and the
+    /// lock, which every worker shares, is taken only to register, not on every wait.
+    /// Give the key back with [`Signal::forget`] when no longer waiting.
+    pub(crate) fn poll_fired(&self, key: &mut Option<u32>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_set() {
+            return Poll::Ready(());
+        }
+        if key.is_some() {
+            return Poll::Pending;
+        }
+        let mut waiters = self.lock_waiters();
+        // Checked again under the lock, which `fire` takes after setting the flag: a
+        // fire in between is seen here or wakes the waker registered now.
+        if self.is_set() {
+            return Poll::Ready(());
+        }
+        let entry = waiters.insert(cx.waker().clone());
+        match u32::try_from(entry) {
+            Ok(entry) => *key = Some(entry),
+            // More than 4 billion waiting connections cannot be: never kept.
+            Err(_) => drop(waiters.remove(entry)),
+        }
+        Poll::Pending
+    }
+
+    /// Ends the registration `key` of [`Signal::poll_fired`].
+    pub(crate) fn forget(&self, key: &mut Option<u32>) {
+        if let Some(k) = key.take() {
+            let removed = self.lock_waiters().try_remove(k as usize);
+            drop(removed);
+        }
     }
 
     pub(crate) fn is_set(&self) -> bool {
@@ -121,6 +176,45 @@ impl Drop for ConnectionGuard {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::task::Wake;
+
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A connection waiting for the drain is woken by the fire, once, through the waker
+    /// it registered; one that stopped waiting is not, and leaves nothing behind.
+    #[test]
+    fn a_fire_wakes_every_registered_waiter_once_and_none_that_was_forgotten() {
+        let signal = Signal::default();
+        let waiting = Arc::new(Wakes::default());
+        let gone = Arc::new(Wakes::default());
+        let (waiting_waker, gone_waker) = (Waker::from(waiting.clone()), Waker::from(gone.clone()));
+        let (mut waiting_key, mut gone_key) = (None, None);
+        let mut cx = Context::from_waker(&waiting_waker);
+        assert!(signal.poll_fired(&mut waiting_key, &mut cx).is_pending());
+        assert!(signal.poll_fired(&mut waiting_key, &mut cx).is_pending());
+        assert_eq!(signal.lock_waiters().len(), 1, "registered once");
+        let mut gone_cx = Context::from_waker(&gone_waker);
+        assert!(signal.poll_fired(&mut gone_key, &mut gone_cx).is_pending());
+        signal.forget(&mut gone_key);
+        assert_eq!((gone_key, signal.lock_waiters().len()), (None, 1));
+        signal.fire();
+        assert_eq!(waiting.0.load(Ordering::SeqCst), 1);
+        assert_eq!(gone.0.load(Ordering::SeqCst), 0);
+        assert!(signal.poll_fired(&mut waiting_key, &mut cx).is_ready());
+        assert!(
+            signal.poll_fired(&mut None, &mut cx).is_ready(),
+            "set: ready at once"
+        );
+        assert!(signal.lock_waiters().is_empty());
+        signal.forget(&mut waiting_key);
+    }
 
     #[test]
     fn try_enter_stops_at_the_limit_and_frees_the_slot_on_drop() {

@@ -1,5 +1,8 @@
 //! Answering the core's `Connect`, and giving an upstream connection back.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Instant;
 
 use futures_lite::future;
@@ -44,7 +47,7 @@ impl Driver<'_> {
                 in_use,
                 poolable,
             };
-            self.kept = group.map(|group| Box::new((group, upstream)));
+            self.kept = group.map(|group| Box::new((group as usize, upstream)));
         }
     }
 
@@ -104,16 +107,18 @@ impl Driver<'_> {
         let dialed = loop {
             self.arm_timer();
             let timer = &mut self.timer;
-            let finished = async { Some(dial.as_mut().await) };
-            let expire = async {
-                timer.await;
-                None
-            };
-            match future::or(finished, expire).await {
+            // A poll of the two rather than `future::or` of two futures: this sits in
+            // every connection's task.
+            let raced = future::poll_fn(|cx| {
+                if let Poll::Ready(dialed) = dial.as_mut().poll(cx) {
+                    return Poll::Ready(Some(dialed));
+                }
+                Pin::new(&mut *timer).poll(cx).map(|()| None)
+            });
+            match raced.await {
                 Some(dialed) => break dialed,
                 None => {
                     // The timer may fire before the core's deadline (see `arm_timer`).
-                    self.armed = None;
                     self.conn.handle_timeout(Instant::now());
                     if self.conn.state() != StateKind::Connecting {
                         return; // the core gave up (504) and has said what to do
@@ -136,7 +141,7 @@ impl Driver<'_> {
                 if send_proxy && plain {
                     peer.push(Chunk::Bytes(self.proxy_header().into()));
                 }
-                self.upstream_group = group_index;
+                self.upstream_group = group_index.and_then(|index| u32::try_from(index).ok());
                 self.upstream = Some(Upstream {
                     peer,
                     server,
@@ -157,6 +162,8 @@ impl Driver<'_> {
     fn proxy_header(&self) -> Vec<u8> {
         let destination = self
             .destination
+            .as_deref()
+            .copied()
             .or_else(|| self.client.stream.local_addr().ok());
         let addresses = destination.map(|destination| (self.context.client, destination));
         switchyard_core::proxy_protocol::encode_v2(addresses)

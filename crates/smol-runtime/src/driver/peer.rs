@@ -3,13 +3,13 @@
 
 use std::io::{self, IoSlice};
 use std::net::{SocketAddr, TcpStream};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_lite::future;
 use switchyard_core::{Input, Side};
 
-use super::{Driver, Wake};
+use super::Driver;
 use crate::backend::{Io, Pipe};
 use crate::buffer::{self, Chunk, WriteQueue, MAX_WRITE_SLICES};
 use crate::tls::session::TlsSession;
@@ -88,7 +88,7 @@ impl Peer {
         }
     }
 
-    /// Accounts for `n` bytes written by [`write_queued`] (from the pipe while there is
+    /// Accounts for `n` bytes written by [`poll_write_queued`] (from the pipe while there is
     /// one, which counted them itself, else from the queue).
     fn written(&mut self, n: usize) {
         match &self.pipe {
@@ -280,10 +280,10 @@ pub(super) fn is_transient(error: &io::Error) -> bool {
 
 /// One splice out of the pipe towards `peer`, or else one vectored write of what is
 /// queued towards it (head and body of a response go out in one system call), once its
-/// socket may take bytes. The slices are built on every poll rather than kept in the
-/// future, which every connection's task would carry.
-async fn write_queued(peer: &Peer) -> io::Result<usize> {
-    future::poll_fn(|cx| loop {
+/// socket may take bytes. The slices are built on every poll rather than kept, which
+/// every connection's task would carry.
+pub(super) fn poll_write_queued(peer: &Peer, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    loop {
         if peer.stream.poll_writable(cx).is_pending() {
             return Poll::Pending;
         }
@@ -304,34 +304,23 @@ async fn write_queued(peer: &Peer) -> io::Result<usize> {
             Err(e) if is_transient(&e) => {} // now waits for writability
             result => return Poll::Ready(result),
         }
-    })
-    .await
-}
-
-/// Writes some of what is queued towards `peer`; never completes when nothing is.
-pub(super) async fn write_some(peer: Option<&Peer>, side: Side) -> Wake {
-    match peer {
-        Some(peer) if peer.pending() && !peer.write_closed => {
-            Wake::Wrote(side, write_queued(peer).await)
-        }
-        _ => future::pending().await,
     }
 }
 
-/// Completes when `peer` is readable; never completes for `None`. Readiness lives in the
-/// reactor, not in this future: what arrived while a wait was won by something else is
-/// still seen by the next wait.
-pub(super) async fn readable(peer: Option<&Peer>, side: Side) -> Wake {
-    match peer {
-        Some(peer) => {
-            // Plaintext a TLS session already holds is not the socket's to announce.
-            if !peer.tls.as_ref().is_some_and(|tls| tls.has_readable()) {
-                peer.stream.readable().await;
-            }
-            Wake::Readable(side)
-        }
-        None => future::pending().await,
+/// Whether a wait should write towards `peer`: something is queued and writing is not
+/// over.
+pub(super) fn wants_write(peer: &Peer) -> bool {
+    peer.pending() && !peer.write_closed
+}
+
+/// Ready when `peer` is readable. Readiness lives in the reactor, not in the wait: what
+/// arrived while a wait was won by something else is still seen by the next wait.
+pub(super) fn poll_readable(peer: &Peer, cx: &mut Context<'_>) -> Poll<()> {
+    // Plaintext a TLS session already holds is not the socket's to announce.
+    if peer.tls.as_ref().is_some_and(|tls| tls.has_readable()) {
+        return Poll::Ready(());
     }
+    peer.stream.poll_readable(cx)
 }
 
 /// Writes everything queued towards `peer` (a failed write drops the rest); a shutdown
@@ -341,7 +330,7 @@ pub(super) async fn flush(peer: Option<&mut Peer>) {
         return;
     };
     while peer.pending() && !peer.write_closed {
-        match write_queued(peer).await {
+        match future::poll_fn(|cx| poll_write_queued(peer, cx)).await {
             Ok(n) if n > 0 || peer.queue.is_empty() => peer.written(n),
             Err(e) if is_transient(&e) => {}
             _ => {

@@ -249,7 +249,7 @@ impl Driver<'_> {
                 let Some(registry) = &self.shared.tunnels else {
                     return;
                 };
-                self.tunnel = Some(registry.open(crate::tunnels::Opened {
+                self.tunnel = Some(Box::new(registry.open(crate::tunnels::Opened {
                     worker: self.context.worker,
                     client: self.context.client,
                     core: &self.shared.core,
@@ -257,7 +257,7 @@ impl Driver<'_> {
                     protocol,
                     now: Instant::now(),
                     traffic: self.conn.tunnel_traffic().unwrap_or_default(),
-                }));
+                })));
             }
             Event::TunnelClosed(_) => self.tunnel = None,
             _ => {}

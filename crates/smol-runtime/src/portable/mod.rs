@@ -33,27 +33,42 @@ pub(crate) fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
 /// Completes at a deadline; set again with [`Timer::set_at`]. Once fired it stays
 /// pending until set again. Works on any thread: async-io's reactor is global.
 #[derive(Debug)]
-pub(crate) struct Timer(async_io::Timer);
+pub(crate) struct Timer {
+    timer: async_io::Timer,
+    when: Option<Instant>,
+}
 
 impl Timer {
     /// A timer that never fires (until set).
     pub(crate) fn never() -> Timer {
-        Timer(async_io::Timer::never())
+        Timer {
+            timer: async_io::Timer::never(),
+            when: None,
+        }
     }
 
     /// A timer firing at `when`.
     pub(crate) fn at(when: Instant) -> Timer {
-        Timer(async_io::Timer::at(when))
+        Timer {
+            timer: async_io::Timer::at(when),
+            when: Some(when),
+        }
     }
 
     /// A timer firing `after` from now.
     pub(crate) fn after(after: Duration) -> Timer {
-        Timer(async_io::Timer::after(after))
+        Timer::at(Instant::now() + after)
+    }
+
+    /// The deadline it is set to; `None` once it fired (or when it never fires).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.when
     }
 
     /// Fires at `when` instead.
     pub(crate) fn set_at(&mut self, when: Instant) {
-        self.0.set_at(when);
+        self.timer.set_at(when);
+        self.when = Some(when);
     }
 }
 
@@ -63,7 +78,11 @@ impl Future for Timer {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         // A one-shot async-io timer yields its deadline once and then stays pending,
         // as the reactor's timer does.
-        Pin::new(&mut self.0).poll(cx).map(|_| ())
+        let fired = Pin::new(&mut self.timer).poll(cx).map(|_| ());
+        if fired.is_ready() {
+            self.when = None;
+        }
+        fired
     }
 }
 

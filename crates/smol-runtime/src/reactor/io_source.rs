@@ -10,7 +10,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use rustix::event::epoll;
 
@@ -65,7 +65,7 @@ impl<T: AsFd> Io<T> {
             if slot.readable {
                 return Poll::Ready(());
             }
-            store(&mut slot.reader, cx.waker());
+            slot.wait(cx.waker(), true);
             Poll::Pending
         })
     }
@@ -76,7 +76,7 @@ impl<T: AsFd> Io<T> {
             if slot.writable {
                 return Poll::Ready(());
             }
-            store(&mut slot.writer, cx.waker());
+            slot.wait(cx.waker(), false);
             Poll::Pending
         })
     }
@@ -90,8 +90,8 @@ impl<T: AsFd> Io<T> {
     /// Forgets the tasks waiting on this socket (it is handed to another task, or
     /// pooled), so that a finished task is neither kept alive nor woken through it.
     pub(crate) fn forget_wakers(&self) {
-        let wakers = self.with_slot(|slot| (slot.reader.take(), slot.writer.take()));
-        drop(wakers);
+        let waiter = self.with_slot(Slot::forget);
+        drop(waiter);
     }
 
     /// Completes when [`poll_readable`](Io::poll_readable) would be ready.
@@ -138,20 +138,12 @@ impl<T: AsFd> Io<T> {
     }
 }
 
-/// Keeps the waker of the task waiting, cloning only when it changed.
-fn store(slot: &mut Option<Waker>, waker: &Waker) {
-    match slot {
-        Some(old) if old.will_wake(waker) => {}
-        _ => *slot = Some(waker.clone()),
-    }
-}
-
 impl<T: AsFd> Drop for Io<T> {
     fn drop(&mut self) {
         // Closing the socket (when `inner` drops, right after) removes it from the epoll
         // set: no `EPOLL_CTL_DEL` needed. The wakers are dropped outside the borrow.
-        let wakers = self.reactor.sources.borrow_mut().remove(self.index);
-        drop(wakers);
+        let waiter = self.reactor.sources.borrow_mut().remove(self.index);
+        drop(waiter);
     }
 }
 

@@ -64,6 +64,7 @@ const EVENTS: usize = 256;
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Reactor>>> = const { RefCell::new(None) };
+    static NEXT_TIMER: Cell<u64> = const { Cell::new(0) };
 }
 
 /// A worker thread's reactor.
@@ -71,7 +72,6 @@ pub(crate) struct Reactor {
     epoll: OwnedFd,
     sources: RefCell<Sources>,
     timers: RefCell<BTreeMap<(Instant, u64), Waker>>,
-    next_timer: Cell<u64>,
     notifier: Arc<Notifier>,
 }
 
@@ -91,10 +91,12 @@ struct Sources {
     free: Vec<u32>,
 }
 
+/// 24 bytes: two of them per connection, in every worker's table.
 #[derive(Default)]
 struct Slot {
-    /// Bumped when the slot is freed, so an event for its old socket is ignored.
-    generation: u32,
+    /// Bumped when the slot is freed, so an event for its old socket is ignored (the
+    /// events of one `epoll_wait` are handled before any slot is freed 65,536 times).
+    generation: u16,
     readable: bool,
     writable: bool,
     /// The peer closed (or the socket failed): reads will not block again.
@@ -102,8 +104,51 @@ struct Slot {
     /// Urgent (out-of-band) data arrived: a read stops short at its mark with more
     /// queued behind it, so only `WouldBlock` says the socket is drained.
     urgent: bool,
-    reader: Option<Waker>,
-    writer: Option<Waker>,
+    /// The waiting task waits for the socket to become readable, writable.
+    wants_read: bool,
+    wants_write: bool,
+    /// The task waiting on the socket, whichever way: a socket belongs to one task at a
+    /// time (it is handed on only after [`Io::forget_wakers`]), so one waker serves both
+    /// directions.
+    waiter: Option<Waker>,
+}
+
+impl Slot {
+    /// Records that the task of `waker` waits for readability (`read`) or writability.
+    fn wait(&mut self, waker: &Waker, read: bool) {
+        match &self.waiter {
+            Some(old) if old.will_wake(waker) => {}
+            // Another task now: what the previous one waited for is no longer wanted.
+            _ => {
+                self.waiter = Some(waker.clone());
+                self.wants_read = false;
+                self.wants_write = false;
+            }
+        }
+        if read {
+            self.wants_read = true;
+        } else {
+            self.wants_write = true;
+        }
+    }
+
+    /// The waiter, taken, when it waits for what just became ready: it polls again and
+    /// registers what it still waits for.
+    fn wake_for(&mut self, readable: bool, writable: bool) -> Option<Waker> {
+        if (readable && self.wants_read) || (writable && self.wants_write) {
+            self.wants_read = false;
+            self.wants_write = false;
+            self.waiter.take()
+        } else {
+            None
+        }
+    }
+
+    fn forget(&mut self) -> Option<Waker> {
+        self.wants_read = false;
+        self.wants_write = false;
+        self.waiter.take()
+    }
 }
 
 impl Sources {
@@ -111,7 +156,7 @@ impl Sources {
         self.slots.len() - self.free.len()
     }
 
-    fn insert(&mut self, readable: bool, writable: bool) -> (u32, u32) {
+    fn insert(&mut self, readable: bool, writable: bool) -> (u32, u16) {
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
@@ -128,22 +173,22 @@ impl Sources {
         (index, slot.generation)
     }
 
-    fn remove(&mut self, index: u32) -> (Option<Waker>, Option<Waker>) {
+    fn remove(&mut self, index: u32) -> Option<Waker> {
         let slot = &mut self.slots[index as usize];
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(index);
-        (slot.reader.take(), slot.writer.take())
+        slot.forget()
     }
 }
 
 /// The epoll data of a socket: its slot and the slot's generation, so that an event
 /// for a freed slot's old socket is told apart from one for its new socket.
-fn event_data(index: u32, generation: u32) -> u64 {
+fn event_data(index: u32, generation: u16) -> u64 {
     u64::from(generation) << 32 | u64::from(index)
 }
 
-fn split_event_data(data: u64) -> (u32, u32) {
-    ((data & 0xffff_ffff) as u32, (data >> 32) as u32)
+fn split_event_data(data: u64) -> (u32, u16) {
+    ((data & 0xffff_ffff) as u32, (data >> 32) as u16)
 }
 
 /// Wakes the thread running [`block_on`], from any thread.
@@ -184,7 +229,6 @@ impl Reactor {
             epoll,
             sources: RefCell::new(Sources::default()),
             timers: RefCell::new(BTreeMap::new()),
-            next_timer: Cell::new(0),
             notifier: Arc::new(Notifier {
                 woken: AtomicBool::new(true),
                 sleeping: AtomicBool::new(false),
@@ -242,7 +286,7 @@ impl Reactor {
     fn ready(&self, data: u64, flags: epoll::EventFlags) {
         use epoll::EventFlags as F;
         let (index, generation) = split_event_data(data);
-        let (reader, writer) = {
+        let waiter = {
             let mut sources = self.sources.borrow_mut();
             let Some(slot) = sources.slots.get_mut(index as usize) else {
                 return;
@@ -257,23 +301,14 @@ impl Reactor {
             if flags.contains(F::PRI) {
                 slot.urgent = true;
             }
-            let mut reader = None;
-            let mut writer = None;
-            if failed || flags.intersects(F::IN | F::RDHUP | F::PRI) {
-                slot.readable = true;
-                reader = slot.reader.take();
-            }
-            if failed || flags.contains(F::OUT) {
-                slot.writable = true;
-                writer = slot.writer.take();
-            }
-            (reader, writer)
+            let readable = failed || flags.intersects(F::IN | F::RDHUP | F::PRI);
+            let writable = failed || flags.contains(F::OUT);
+            slot.readable |= readable;
+            slot.writable |= writable;
+            slot.wake_for(readable, writable)
         };
         // Woken outside the borrow: a waker may run code that registers sockets.
-        if let Some(waker) = reader {
-            waker.wake();
-        }
-        if let Some(waker) = writer {
+        if let Some(waker) = waiter {
             waker.wake();
         }
     }
@@ -311,11 +346,14 @@ impl Reactor {
         }
     }
 
-    fn add_timer(&self, when: Instant, waker: Waker) -> (Instant, u64) {
-        let id = self.next_timer.get();
-        self.next_timer.set(id.wrapping_add(1));
+    /// Registers a timer; its id tells it apart from others of the same instant, on
+    /// this thread's reactors old and new (a timer outliving a `block_on` must not remove
+    /// another's entry from the next reactor).
+    fn add_timer(&self, when: Instant, waker: Waker) -> u64 {
+        let id = NEXT_TIMER.get();
+        NEXT_TIMER.set(id.wrapping_add(1));
         self.timers.borrow_mut().insert((when, id), waker);
-        (when, id)
+        id
     }
 }
 
@@ -354,6 +392,12 @@ pub(crate) fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two slots per connection stay resident while it idles.
+    #[test]
+    fn a_slot_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
+    }
 
     #[test]
     fn another_thread_wakes_a_sleeping_reactor() {

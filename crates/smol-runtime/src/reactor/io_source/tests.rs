@@ -5,7 +5,7 @@ use super::*;
 use crate::reactor::{block_on, split_event_data};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Wake;
+use std::task::{Wake, Waker};
 
 /// A connected pair: the registered side (non-blocking) and its plain peer.
 /// A connected pair whose near end is non-blocking, as registered sockets are.
@@ -170,32 +170,72 @@ fn after_a_fin_a_short_read_leaves_the_socket_readable_until_eof() {
 /// A hang-up or an error (a reset, a failed connect) ends every wait on the socket:
 /// both directions are ready, so the task's next read or write reports it.
 #[test]
-fn a_hang_up_wakes_reader_and_writer() {
+fn a_hang_up_wakes_the_task_waiting_to_read_and_write() {
     block_on(async {
         let (near, _far) = pair();
         let io = Io::stream(near, false).unwrap();
         io.with_slot(|slot| slot.writable = false);
-        let reader = Arc::new(Wakes::default());
-        let writer = Arc::new(Wakes::default());
-        let reader_waker = Waker::from(reader.clone());
-        let writer_waker = Waker::from(writer.clone());
-        assert!(io
-            .poll_readable(&mut Context::from_waker(&reader_waker))
-            .is_pending());
-        assert!(io
-            .poll_writable(&mut Context::from_waker(&writer_waker))
-            .is_pending());
+        let task = Arc::new(Wakes::default());
+        let waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(io.poll_readable(&mut cx).is_pending());
+        assert!(io.poll_writable(&mut cx).is_pending());
         let generation = io.with_slot(|slot| slot.generation);
         io.reactor.ready(
             event_data(io.index, generation),
             epoll::EventFlags::HUP | epoll::EventFlags::ERR,
         );
         assert_eq!(slot_state(&io), (true, true, true, false));
-        assert_eq!((reader.count(), writer.count()), (1, 1));
+        assert_eq!(task.count(), 1, "woken once");
+        assert!(io.poll_readable(&mut cx).is_ready());
+        assert!(io.poll_writable(&mut cx).is_ready());
         // Hung up: a short read does not make the task wait for an event that will
         // never come.
         io.note_read(Ok(3), 64);
         assert!(io.may_be_readable());
+    })
+    .unwrap();
+}
+
+/// One waker per socket, with what its task waits for: bytes arriving on a socket whose
+/// task waits only to write (a full send buffer, the other direction held back) do not
+/// wake it, and room to write wakes it; the readiness is recorded either way.
+#[test]
+fn an_event_wakes_the_task_only_for_what_it_waits_for() {
+    use epoll::EventFlags as F;
+    block_on(async {
+        let (near, _far) = pair();
+        let io = Io::stream(near, false).unwrap();
+        io.with_slot(|slot| slot.writable = false);
+        let task = Arc::new(Wakes::default());
+        let waker = Waker::from(task.clone());
+        assert!(io
+            .poll_writable(&mut Context::from_waker(&waker))
+            .is_pending());
+        let data = event_data(io.index, io.with_slot(|slot| slot.generation));
+        io.reactor.ready(data, F::IN);
+        assert_eq!(task.count(), 0, "it does not wait to read");
+        assert!(io.may_be_readable(), "but the bytes are recorded");
+        io.reactor.ready(data, F::OUT);
+        assert_eq!(task.count(), 1);
+        io.reactor.ready(data, F::OUT);
+        assert_eq!(task.count(), 1, "woken once: it polls again to wait again");
+        // Handed to another task: the first one is forgotten, and what it waited for.
+        io.with_slot(|slot| slot.writable = false);
+        assert!(io
+            .poll_writable(&mut Context::from_waker(&waker))
+            .is_pending());
+        let other = Arc::new(Wakes::default());
+        let other_waker = Waker::from(other.clone());
+        io.forget_wakers();
+        io.with_slot(|slot| slot.readable = false);
+        assert!(io
+            .poll_readable(&mut Context::from_waker(&other_waker))
+            .is_pending());
+        io.reactor.ready(data, F::OUT);
+        assert_eq!((task.count(), other.count()), (1, 0));
+        io.reactor.ready(data, F::IN);
+        assert_eq!((task.count(), other.count()), (1, 1));
     })
     .unwrap();
 }

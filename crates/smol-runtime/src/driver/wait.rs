@@ -1,0 +1,111 @@
+//! The wait between two inputs: the first of a write that made progress, a socket the
+//! core wants read that became readable, the shutdown signal, or the core's deadline.
+//!
+//! One hand-written poll over what the driver keeps anyway (its peers, its timer, its
+//! registration with the shutdown signal), rather than a tree of `future::or` around a
+//! future per condition: that tree sat in every connection's task (200 bytes, also
+//! while a tunnel idles) and was built again on every wake-up.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_lite::future;
+use std::future::Future;
+use switchyard_core::Side;
+
+use super::peer::{poll_readable, poll_write_queued, wants_write};
+use super::{Driver, Wake};
+
+impl Driver<'_> {
+    /// Makes sure the timer fires no later than the core's next deadline. A deadline that
+    /// moved later (each tunnel read moves the read deadline) leaves the timer as it is:
+    /// it fires early, the timeout is a no-op, and the timer is set again then. Moving a
+    /// timer costs the reactor far more than one spurious wake-up.
+    pub(super) fn arm_timer(&mut self) {
+        let Some(deadline) = self.conn.poll_timeout() else {
+            return; // a timer still armed only causes a harmless wake-up
+        };
+        if self.timer.deadline().map_or(true, |armed| deadline < armed) {
+            self.timer.set_at(deadline);
+        }
+    }
+
+    /// Sleeps until a socket is readable, a write made progress, the deadline passed or
+    /// shutdown began.
+    pub(super) async fn wait(&mut self) -> Wake {
+        self.arm_timer();
+        let reads = Reads {
+            client: self.should_read(Side::Client),
+            upstream: self.should_read(Side::Upstream),
+        };
+        // Whichever is looked at first wins when both are ready: take turns, so that one
+        // busy direction of a tunnel cannot starve the other.
+        self.client_first = !self.client_first;
+        let mut slept = false;
+        let wake = future::poll_fn(|cx| {
+            let poll = self.poll_wake(cx, reads);
+            slept |= poll.is_pending();
+            poll
+        })
+        .await;
+        self.waits = if slept {
+            0
+        } else {
+            self.waits.saturating_add(1)
+        };
+        wake
+    }
+
+    /// One look at every condition of the wait, in order: writes (the client's first),
+    /// reads (in turns), shutdown, deadline. Each registers the task's waker where it is
+    /// pending, so the next wake-up polls again.
+    fn poll_wake(&mut self, cx: &mut Context<'_>, reads: Reads) -> Poll<Wake> {
+        for side in [Side::Client, Side::Upstream] {
+            if let Some(peer) = self.peer(side).filter(|peer| wants_write(peer)) {
+                if let Poll::Ready(result) = poll_write_queued(peer, cx) {
+                    return Poll::Ready(Wake::Wrote(side, result));
+                }
+            }
+        }
+        let order = if self.client_first {
+            [Side::Client, Side::Upstream]
+        } else {
+            [Side::Upstream, Side::Client]
+        };
+        for side in order {
+            if reads.wants(side) {
+                if let Some(peer) = self.peer(side) {
+                    if poll_readable(peer, cx).is_ready() {
+                        return Poll::Ready(Wake::Readable(side));
+                    }
+                }
+            }
+        }
+        if !self.shutdown_told {
+            let signal = &self.shared.shutdown;
+            if signal.poll_fired(&mut self.shutdown_waiter, cx).is_ready() {
+                return Poll::Ready(Wake::Shutdown);
+            }
+        }
+        if Pin::new(&mut self.timer).poll(cx).is_ready() {
+            return Poll::Ready(Wake::Timer);
+        }
+        Poll::Pending
+    }
+}
+
+/// Which peers a wait looks at for readability, decided once at its start.
+#[derive(Debug, Clone, Copy)]
+struct Reads {
+    client: bool,
+    upstream: bool,
+}
+
+impl Reads {
+    fn wants(self, side: Side) -> bool {
+        match side {
+            Side::Client => self.client,
+            Side::Upstream => self.upstream,
+        }
+    }
+}
