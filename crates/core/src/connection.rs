@@ -164,6 +164,14 @@ impl Connection {
 
     /// The earliest deadline, if any: call [`handle_timeout`](Self::handle_timeout) then.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // A tunnel's is asked for before every wait, so it is found without naming which
+        // deadline it is.
+        if let Phase::Tunnel(tunnel) = &self.phase {
+            let timeouts = &self.config.routes[tunnel.route].timeouts;
+            let at = tunnel.next_at(timeouts, &self.writes);
+            debug_assert_eq!(at, self.next_deadline().map(|(_, at)| at));
+            return at;
+        }
         self.next_deadline().map(|(_, at)| at)
     }
 

@@ -211,6 +211,20 @@ impl Tunnel {
         earlier(earlier(earlier(read, idle), drain), frames)
     }
 
+    /// When the earliest of [`Tunnel::deadline`] and the `writes`' falls, without which
+    /// one it is: the instant alone, the cheaper question asked before every wait.
+    pub(crate) fn next_at(&self, timeouts: &Timeouts, writes: &WriteDeadlines) -> Option<Instant> {
+        let mut next = sooner(self.read_deadline(timeouts), self.idle_deadline(timeouts));
+        next = sooner(next, self.drain_deadline);
+        if let Some(ws) = self.ws.as_ref() {
+            if ws.pings.is_some() || ws.ending.is_some() {
+                let frames = ws.deadline(self.last_read, self.eof);
+                next = sooner(next, frames.map(|(_, at)| at));
+            }
+        }
+        sooner(next, writes.next_at())
+    }
+
     pub(crate) fn record(&self, reason: CloseReason, now: Instant) -> TunnelRecord {
         TunnelRecord {
             route: self.route,
@@ -222,6 +236,15 @@ impl Tunnel {
             reason,
             websocket: self.ws.as_ref().map(|ws| ws.record()),
         }
+    }
+}
+
+/// The earlier of two instants, either of which may be missing.
+#[inline]
+fn sooner(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
