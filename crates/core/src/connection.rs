@@ -308,7 +308,11 @@ impl Connection {
             });
         }
         let forward = self.on_tunnel_read(from, data);
-        self.drive();
+        // What `drive` does in a tunnel, without the other phases' steps.
+        self.pump_websocket();
+        if let Phase::Tunnel(tunnel) = &mut self.phase {
+            tunnel.shed();
+        }
         Ok(forward)
     }
 

@@ -312,6 +312,9 @@ impl FrameTracker {
                 }
                 continue;
             }
+            if rest.is_empty() {
+                return used;
+            }
             let Some(Ok((header, len))) = self.data_header(rest) else {
                 return used;
             };
@@ -396,6 +399,7 @@ impl FrameTracker {
         &self.stats
     }
 
+    #[inline]
     fn count(&mut self, header: &FrameHeader, header_len: usize) {
         self.stats.frames += 1;
         if self.validator.commit(header) {
