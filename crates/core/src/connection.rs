@@ -308,11 +308,7 @@ impl Connection {
             });
         }
         let forward = self.on_tunnel_read(from, data);
-        // What `drive` does in a tunnel, without the other phases' steps.
-        self.pump_websocket();
-        if let Phase::Tunnel(tunnel) = &mut self.phase {
-            tunnel.shed();
-        }
+        self.drive_tunnel();
         Ok(forward)
     }
 
@@ -357,6 +353,9 @@ impl Connection {
 
     /// Makes every progress the buffered bytes allow.
     fn drive(&mut self) {
+        if matches!(self.phase, Phase::Tunnel(_)) {
+            return self.drive_tunnel();
+        }
         loop {
             let progressed = match self.phase {
                 Phase::ReadingHead(_) => self.read_request_head(),
@@ -377,6 +376,17 @@ impl Connection {
             // Nor the room for a split frame head, once none is split.
             Phase::Tunnel(tunnel) => tunnel.shed(),
             _ => {}
+        }
+    }
+
+    /// [`drive`](Self::drive) in a tunnel, after each of its reads and writes: only the
+    /// tunnel's own steps (no head to parse, and no receive buffer, which the tunnel
+    /// took at its start).
+    #[inline]
+    fn drive_tunnel(&mut self) {
+        self.pump_websocket();
+        if let Phase::Tunnel(tunnel) = &mut self.phase {
+            tunnel.shed();
         }
     }
 
