@@ -164,6 +164,14 @@ impl Connection {
 
     /// The earliest deadline, if any: call [`handle_timeout`](Self::handle_timeout) then.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // A tunnel's is asked for before every wait, so it is found without naming which
+        // deadline it is.
+        if let Phase::Tunnel(tunnel) = &self.phase {
+            let timeouts = &self.config.routes[tunnel.route].timeouts;
+            let at = tunnel.next_at(timeouts, &self.writes);
+            debug_assert_eq!(at, self.next_deadline().map(|(_, at)| at));
+            return at;
+        }
         self.next_deadline().map(|(_, at)| at)
     }
 
@@ -300,7 +308,7 @@ impl Connection {
             });
         }
         let forward = self.on_tunnel_read(from, data);
-        self.drive();
+        self.drive_tunnel();
         Ok(forward)
     }
 
@@ -345,6 +353,9 @@ impl Connection {
 
     /// Makes every progress the buffered bytes allow.
     fn drive(&mut self) {
+        if matches!(self.phase, Phase::Tunnel(_)) {
+            return self.drive_tunnel();
+        }
         loop {
             let progressed = match self.phase {
                 Phase::ReadingHead(_) => self.read_request_head(),
@@ -365,6 +376,17 @@ impl Connection {
             // Nor the room for a split frame head, once none is split.
             Phase::Tunnel(tunnel) => tunnel.shed(),
             _ => {}
+        }
+    }
+
+    /// [`drive`](Self::drive) in a tunnel, after each of its reads and writes: only the
+    /// tunnel's own steps (no head to parse, and no receive buffer, which the tunnel
+    /// took at its start).
+    #[inline]
+    fn drive_tunnel(&mut self) {
+        self.pump_websocket();
+        if let Phase::Tunnel(tunnel) = &mut self.phase {
+            tunnel.shed();
         }
     }
 

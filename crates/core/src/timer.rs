@@ -80,6 +80,14 @@ impl WriteDeadlines {
         self.flush_by.iter().flatten().max().copied()
     }
 
+    /// When the earliest write deadline falls.
+    pub(crate) fn next_at(&self) -> Option<Instant> {
+        match self.flush_by {
+            [Some(a), Some(b)] => Some(a.min(b)),
+            [a, b] => a.or(b),
+        }
+    }
+
     /// The earliest write deadline.
     pub(crate) fn next(&self) -> Option<(Deadline, Instant)> {
         let slot = |side: Side| self.flush_by[side.index()].map(|at| (Deadline::Send(side), at));

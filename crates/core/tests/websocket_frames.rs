@@ -343,6 +343,71 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The one-pass walk over data frames (`advance_data_frames`, the lent read's path)
+    /// followed by `advance` where it stops takes in exactly what `advance` alone does:
+    /// the same bytes forwarded, the same violation, counts and state, for valid streams
+    /// and for arbitrary bytes, split anywhere.
+    #[test]
+    fn data_frames_in_one_pass_are_followed_as_step_by_step(
+        from in side(),
+        validate in any::<bool>(),
+        extensions in extensions(),
+        specs in proptest::collection::vec(spec(), 0..10),
+        noise in proptest::collection::vec(any::<u8>(), 0..64),
+        cuts in proptest::collection::vec(any::<usize>(), 0..24),
+    ) {
+        let mut bytes = build(from, extensions, &specs).bytes;
+        bytes.extend_from_slice(&noise);
+        let rules = Rules { validate, extensions };
+        let reads = pieces(&bytes, &cuts);
+        let mut stepwise = FrameTracker::new(from, rules);
+        let expected = forward(&mut stepwise, &reads, &[false]);
+        let mut in_passes = FrameTracker::new(from, rules);
+        let (forwarded, violation) = forward_in_passes(&mut in_passes, &reads);
+        prop_assert!(forwarded == expected.bytes, "forwarded bytes differ");
+        prop_assert_eq!(violation, expected.violation);
+        prop_assert_eq!(in_passes.stats(), stepwise.stats());
+        prop_assert_eq!(in_passes.payload_remaining(), stepwise.payload_remaining());
+        prop_assert_eq!(in_passes.holds_partial_frame(), stepwise.holds_partial_frame());
+        prop_assert_eq!(in_passes.in_fragmented_message(), stepwise.in_fragmented_message());
+        prop_assert_eq!(in_passes.violation(), stepwise.violation());
+    }
+}
+
+/// Feeds `reads` as the lent read's path does: the plain data frames in one pass, then
+/// one step of `advance` where that stops, and again.
+fn forward_in_passes(tracker: &mut FrameTracker, reads: &[&[u8]]) -> (Vec<u8>, Option<Violation>) {
+    let mut out = Vec::new();
+    for read in reads {
+        let mut rest = *read;
+        while !rest.is_empty() {
+            let plain = tracker.advance_data_frames(rest);
+            assert!(plain <= rest.len());
+            assert!(tracker.carried().is_empty());
+            out.extend_from_slice(&rest[..plain]);
+            rest = &rest[plain..];
+            if rest.is_empty() {
+                break;
+            }
+            let used = match tracker.advance(rest) {
+                Step::NeedMore => break,
+                Step::Payload { len } => len,
+                Step::Header { consumed, .. } | Step::ControlFrame { consumed, .. } => {
+                    out.extend_from_slice(tracker.carried());
+                    consumed
+                }
+                Step::Violation(violation) => return (out, Some(violation)),
+            };
+            out.extend_from_slice(&rest[..used]);
+            rest = &rest[used..];
+        }
+    }
+    (out, None)
+}
+
 /// Feeds `bytes` split at `cuts` through a tracker and checks it against a parser
 /// given them whole: the same frames, the same violation, and a prefix forwarded.
 fn agrees_with_parser(

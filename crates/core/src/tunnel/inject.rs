@@ -11,12 +11,19 @@ use super::Sink;
 use crate::connection::Connection;
 use crate::event::CloseReason;
 use crate::io::{Output, Side};
+use crate::state::Phase;
 use crate::websocket::{encode, CloseCode};
 
 impl Connection {
     /// After every input to a frame-aware tunnel: writes the waiting frames the rule
     /// allows, and closes a tunnel whose ending is complete.
     pub(crate) fn pump_websocket(&mut self) {
+        // After almost every input there is nothing to do: known before the sink is built.
+        match &self.phase {
+            Phase::Tunnel(tunnel) if tunnel.ws.as_ref().is_some_and(|ws| !ws.quiet(tunnel.eof)) => {
+            }
+            _ => return,
+        }
         let Some((tunnel, mut sink)) = self.tunnel_sink() else {
             return;
         };
@@ -24,9 +31,6 @@ impl Connection {
         let Some(ws) = tunnel.ws.as_deref_mut() else {
             return;
         };
-        if ws.quiet(eof) {
-            return;
-        }
         for to in [Side::Client, Side::Upstream] {
             let pings = ws.pings_allowed(to, eof);
             ws.inject_towards(to, pings, &mut sink);

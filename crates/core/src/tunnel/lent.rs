@@ -77,6 +77,10 @@ impl Frames {
         let mut stop = Stop::Done;
         while run < data.len() {
             let tracker = &mut self.trackers[from.index()];
+            run += tracker.advance_data_frames(&data[run..]);
+            if run == data.len() {
+                break;
+            }
             let used = match tracker.advance(&data[run..]) {
                 Step::NeedMore => break,
                 Step::Payload { len } => len,
@@ -103,8 +107,7 @@ impl Frames {
         }
         if run > 0 {
             self.last_forwarded = sink.now;
-            sink.writes
-                .queued(from.other(), sink.now + sink.send_timeout);
+            sink.writing(from.other());
         }
         (run, stop)
     }

@@ -82,6 +82,16 @@ impl Sink<'_> {
     fn push(&mut self, output: Output) {
         self.out.push_back(output);
     }
+
+    /// The adapter is writing bytes of the peers' own towards `to`: they must be
+    /// flushed within the tunnel's `send_timeout` (a write already pending keeps its
+    /// deadline, which is then not even computed: this runs after every read).
+    #[inline]
+    fn writing(&mut self, to: Side) {
+        if !self.writes.pending(to) {
+            self.writes.queued(to, self.now + self.send_timeout);
+        }
+    }
 }
 
 impl Tunnel {
@@ -191,11 +201,28 @@ impl Tunnel {
             .idle_deadline(timeouts)
             .map(|at| (Deadline::TunnelIdle, at));
         let drain = self.drain_deadline.map(|at| (Deadline::Drain, at));
-        let frames = self
-            .ws
-            .as_ref()
-            .and_then(|ws| ws.deadline(self.last_read, self.eof));
+        let frames = match &self.ws {
+            // Without pings and before an ending (almost always) there is none.
+            Some(ws) if ws.pings.is_some() || ws.ending.is_some() => {
+                ws.deadline(self.last_read, self.eof)
+            }
+            _ => None,
+        };
         earlier(earlier(earlier(read, idle), drain), frames)
+    }
+
+    /// When the earliest of [`Tunnel::deadline`] and the `writes`' falls, without which
+    /// one it is: the instant alone, the cheaper question asked before every wait.
+    pub(crate) fn next_at(&self, timeouts: &Timeouts, writes: &WriteDeadlines) -> Option<Instant> {
+        let mut next = sooner(self.read_deadline(timeouts), self.idle_deadline(timeouts));
+        next = sooner(next, self.drain_deadline);
+        if let Some(ws) = self.ws.as_ref() {
+            if ws.pings.is_some() || ws.ending.is_some() {
+                let frames = ws.deadline(self.last_read, self.eof);
+                next = sooner(next, frames.map(|(_, at)| at));
+            }
+        }
+        sooner(next, writes.next_at())
     }
 
     pub(crate) fn record(&self, reason: CloseReason, now: Instant) -> TunnelRecord {
@@ -209,6 +236,15 @@ impl Tunnel {
             reason,
             websocket: self.ws.as_ref().map(|ws| ws.record()),
         }
+    }
+}
+
+/// The earlier of two instants, either of which may be missing.
+#[inline]
+fn sooner(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -364,7 +400,7 @@ impl Connection {
     /// The adapter read `bytes` from `from` and is writing them to the other side (at
     /// most [`tunnel_passthrough`](Self::tunnel_passthrough), checked by the caller).
     pub(crate) fn on_tunnel_activity(&mut self, from: Side, bytes: usize) {
-        let Some((tunnel, sink)) = self.tunnel_sink() else {
+        let Some((tunnel, mut sink)) = self.tunnel_sink() else {
             return;
         };
         tunnel.activity(from, bytes, sink.now);
@@ -376,8 +412,7 @@ impl Connection {
             let _ = ws.trackers[from.index()].payload_forwarded(bytes as u64);
         }
         // Bounded by the tunnel's own route (through the phase's send timeout).
-        sink.writes
-            .queued(from.other(), sink.now + sink.send_timeout);
+        sink.writing(from.other());
     }
 
     /// EOF from `from`: shut down writing towards the other side, and end the tunnel

@@ -129,6 +129,7 @@ impl FrameHeader {
     /// // With a 16-bit length the header needs 4 bytes, which the second byte tells.
     /// assert_eq!(FrameHeader::parse(b"\x82\x7e"), HeaderStatus::Partial { needed: 4 });
     /// ```
+    #[inline]
     pub fn parse(prefix: &[u8]) -> HeaderStatus {
         let &[first, second, ref rest @ ..] = prefix else {
             return HeaderStatus::Partial { needed: 2 };

@@ -45,7 +45,9 @@
 //!   reported with [`Input::TunnelActivity`], which calls
 //!   [`FrameTracker::payload_forwarded`].
 //! - At 0 the driver lends what it read to `Connection::handle_tunnel_read(from, &data,
-//!   now)`. While every [`Step`] forwards its bytes and nothing is
+//!   now)`. The plain data frames at its start are walked in one pass
+//!   ([`FrameTracker::advance_data_frames`]), the rest step by step; while every
+//!   [`Step`] forwards its bytes and nothing is
 //!   [carried](FrameTracker::carried) from an earlier read, they form a prefix of
 //!   `data`, whose length is returned: the driver writes it from its own buffer before
 //!   the outputs. From an absorbed Pong on, and for a read behind a held partial head or

@@ -238,6 +238,26 @@ impl FrameTracker {
     /// The common case, without holding anything: a data frame's whole header at the
     /// start of `input`. `None` when the slow path must gather the bytes.
     fn whole_data_header(&mut self, input: &[u8]) -> Option<Step> {
+        match self.data_header(input)? {
+            Ok((header, len)) => {
+                self.take_data_header(&header, len);
+                Some(Step::Header {
+                    header,
+                    consumed: len,
+                })
+            }
+            Err(violation) => {
+                self.violation = Some(violation);
+                Some(Step::Violation(violation))
+            }
+        }
+    }
+
+    /// A data frame's whole header at the start of `input`, checked, and its length;
+    /// `None` when there is none there (a split header, or a control frame, which the
+    /// tracker holds whole). Takes nothing in.
+    #[inline]
+    fn data_header(&self, input: &[u8]) -> Option<Result<(FrameHeader, usize), Violation>> {
         let HeaderStatus::Complete { header, len } = FrameHeader::parse(input) else {
             return None;
         };
@@ -246,17 +266,61 @@ impl FrameTracker {
         }
         let checked = self.validator.check_header(&header);
         debug_assert_eq!(checked, self.validator.check_prefix(&input[..len]));
-        if let Err(violation) = checked {
-            self.violation = Some(violation);
-            return Some(Step::Violation(violation));
-        }
+        Some(checked.map(|()| (header, len)))
+    }
+
+    /// A data frame's header (whole, checked) is taken in: its payload follows.
+    #[inline]
+    fn take_data_header(&mut self, header: &FrameHeader, len: usize) {
         self.complete = true;
-        self.count(&header, len);
+        self.count(header, len);
         self.payload_remaining = header.payload_len;
-        Some(Step::Header {
-            header,
-            consumed: len,
-        })
+    }
+
+    /// [`FrameTracker::advance`] over the plain part of `input` in one pass, without
+    /// the steps: the rest of the current data frame's payload, then every data frame
+    /// whose header is whole in `input` and valid, the last one's payload possibly cut
+    /// by the end of `input`, taken in and counted exactly as `advance` would. Returns
+    /// how many bytes that was, all of them to forward as they are (nothing of it is
+    /// ever [`carried`](Self::carried)). It stops before anything else (a control frame,
+    /// a header cut by the end of `input`, a frame that breaks a rule, bytes of a frame
+    /// head held from earlier) and leaves that to `advance`, which may be called next
+    /// on the bytes after the ones consumed. The lent read's path: a read of small
+    /// messages is followed at the cost of a header parse and check per frame.
+    pub fn advance_data_frames(&mut self, input: &[u8]) -> usize {
+        self.carried_len = 0;
+        if self.violation.is_some() {
+            return 0;
+        }
+        if self.complete {
+            self.complete = false;
+            self.held_len = 0;
+        }
+        if self.held_len > 0 {
+            return 0;
+        }
+        let mut used = 0;
+        loop {
+            let rest = &input[used..];
+            if self.payload_remaining > 0 {
+                let len = self.payload_remaining.min(rest.len() as u64);
+                self.payload_remaining -= len;
+                // `len` is at most `rest.len()`, so it fits.
+                used += len as usize;
+                if self.payload_remaining > 0 {
+                    return used;
+                }
+                continue;
+            }
+            if rest.is_empty() {
+                return used;
+            }
+            let Some(Ok((header, len))) = self.data_header(rest) else {
+                return used;
+            };
+            self.take_data_header(&header, len);
+            used += len;
+        }
     }
 
     /// Reports `len` payload bytes of the current frame forwarded without being shown
@@ -335,6 +399,7 @@ impl FrameTracker {
         &self.stats
     }
 
+    #[inline]
     fn count(&mut self, header: &FrameHeader, header_len: usize) {
         self.stats.frames += 1;
         if self.validator.commit(header) {

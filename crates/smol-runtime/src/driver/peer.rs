@@ -181,6 +181,7 @@ impl Driver<'_> {
         if self.in_tunnel() {
             self.read_tunnel(side, now);
             self.count_tunnel_traffic();
+            self.write_through(side.other(), now);
         } else {
             self.read_http(side, now);
         }
@@ -280,29 +281,32 @@ pub(super) fn is_transient(error: &io::Error) -> bool {
 
 /// One splice out of the pipe towards `peer`, or else one vectored write of what is
 /// queued towards it (head and body of a response go out in one system call), once its
-/// socket may take bytes. The slices are built on every poll rather than kept, which
-/// every connection's task would carry.
+/// socket may take bytes.
 pub(super) fn poll_write_queued(peer: &Peer, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
     loop {
         if peer.stream.poll_writable(cx).is_pending() {
             return Poll::Pending;
         }
-        if let Some(pipe) = &peer.pipe {
-            let result = peer.stream.splice_from(pipe);
-            match result {
-                Err(e) if is_transient(&e) => continue, // now waits for writability
-                result => return Poll::Ready(result),
-            }
-        }
-        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-        let n = peer.queue.slices(&mut slices);
-        let result = match &peer.tls {
-            Some(tls) => tls.write_vectored(&peer.stream, &slices[..n]),
-            None => peer.stream.write_vectored(&slices[..n]),
-        };
-        match result {
+        match peer.write_once() {
             Err(e) if is_transient(&e) => {} // now waits for writability
             result => return Poll::Ready(result),
+        }
+    }
+}
+
+impl Peer {
+    /// One splice out of the pipe, or else one vectored write of the queue (through the
+    /// TLS session, if any). The slices are built on every call rather than kept, which
+    /// every connection's task would carry.
+    pub(super) fn write_once(&self) -> io::Result<usize> {
+        if let Some(pipe) = &self.pipe {
+            return self.stream.splice_from(pipe);
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+        let n = self.queue.slices(&mut slices);
+        match &self.tls {
+            Some(tls) => tls.write_vectored(&self.stream, &slices[..n]),
+            None => self.stream.write_vectored(&slices[..n]),
         }
     }
 }

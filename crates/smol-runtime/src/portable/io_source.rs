@@ -52,6 +52,12 @@ impl<T: AsFd> Io<T> {
         true
     }
 
+    /// False when a write found the send buffer full and no wait has seen it writable
+    /// since.
+    pub(crate) fn may_be_writable(&self) -> bool {
+        self.writable.get()
+    }
+
     /// Forgets the tasks waiting on this socket: nothing to do, async-io offers no way.
     /// The last task's waker stays with the socket until an event wakes it (a finished
     /// task: nothing runs) or the next task's wait replaces it.

@@ -87,6 +87,12 @@ impl<T: AsFd> Io<T> {
         self.with_slot(|slot| slot.readable)
     }
 
+    /// False when a write found the send buffer full and no event said it has room
+    /// since, as of the reactor's last look at the kernel's events.
+    pub(crate) fn may_be_writable(&self) -> bool {
+        self.with_slot(|slot| slot.writable)
+    }
+
     /// Forgets the tasks waiting on this socket (it is handed to another task, or
     /// pooled), so that a finished task is neither kept alive nor woken through it.
     pub(crate) fn forget_wakers(&self) {
