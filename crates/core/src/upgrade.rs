@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use crate::field_kind::FieldKind;
 use crate::head::{is_tchar, Head};
 
 /// GUID of RFC 6455 §1.3, appended to `Sec-WebSocket-Key` for `Sec-WebSocket-Accept`.
@@ -51,12 +52,12 @@ pub(crate) fn allowed(element: &[u8], allow: &[String]) -> bool {
 /// token, reduced to the protocols `allow` permits. `None` when the request does not
 /// propose an upgrade or offers nothing allowed: it is then forwarded as a plain request.
 pub(crate) fn proposal(head: &Head, allow: &[String]) -> Option<Proposal> {
-    if head.version != 1 || !head.list_has("connection", "upgrade") {
+    if head.version != 1 || !head.list_of_has(FieldKind::Connection, "upgrade") {
         return None;
     }
     let mut upgrade = Vec::new();
     let mut offered: Vec<&[u8]> = Vec::new();
-    for element in head.list("upgrade") {
+    for element in head.list_of(FieldKind::Upgrade) {
         // Each protocol once: `Upgrade: websocket` twice is forwarded as one
         // `Upgrade: websocket`, which origins that compare the value exactly accept.
         let repeated = offered
@@ -73,7 +74,7 @@ pub(crate) fn proposal(head: &Head, allow: &[String]) -> Option<Proposal> {
     if upgrade.is_empty() {
         return None;
     }
-    let mut keys = head.values("sec-websocket-key");
+    let mut keys = head.values_of(FieldKind::SecWebSocketKey);
     let websocket_key = match (keys.next(), keys.next()) {
         (Some(k), None) => Some(Bytes::copy_from_slice(k)),
         _ => None,
