@@ -14,7 +14,6 @@ use crate::config::{Limits, RouteId};
 use crate::connection::Connection;
 use crate::error::{ErrorKind, ProtocolError};
 use crate::event::{AccessRecord, CloseReason};
-use crate::field_kind::FieldKind;
 use crate::framing::{self, BodyKind, BodyReader, Piece};
 use crate::head::{Head, HeadScanner};
 use crate::io::Output;
@@ -109,9 +108,9 @@ pub(crate) struct Exchange {
 impl Exchange {
     pub(crate) fn new(accepted: Accepted, head: &Head, now: Instant, limits: &Limits) -> Self {
         let client_keep_alive = if head.version == 1 {
-            !head.list_of_has(FieldKind::Connection, "close")
+            !head.connection.close
         } else {
-            head.list_of_has(FieldKind::Connection, "keep-alive")
+            head.connection.keep_alive
         };
         Exchange {
             route: accepted.route,

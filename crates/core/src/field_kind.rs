@@ -115,6 +115,41 @@ impl FieldKind {
     }
 }
 
+/// What a head's `Connection` fields say, read once when the head is parsed (keep-alive,
+/// upgrade and the removal of nominated fields each asked it again before).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ConnectionOptions {
+    /// A `close` token.
+    pub close: bool,
+    /// A `keep-alive` token.
+    pub keep_alive: bool,
+    /// An `upgrade` token.
+    pub upgrade: bool,
+    /// A token that is not the name of a hop-by-hop field: it may nominate an
+    /// end-to-end field for removal (`headers::connection_tokens`).
+    pub names_fields: bool,
+}
+
+impl ConnectionOptions {
+    /// The options of the comma-separated `values` of a head's `Connection` fields.
+    pub(crate) fn of<'a>(values: impl Iterator<Item = &'a [u8]>) -> Self {
+        let mut options = ConnectionOptions::default();
+        for token in values.flat_map(crate::head::split_list) {
+            match FieldKind::of(token) {
+                FieldKind::KeepAlive => options.keep_alive = true,
+                FieldKind::Upgrade => options.upgrade = true,
+                kind if kind.is_hop_by_hop() => {}
+                _ if token.eq_ignore_ascii_case(b"close") => {
+                    options.close = true;
+                    options.names_fields = true;
+                }
+                _ => options.names_fields = true,
+            }
+        }
+        options
+    }
+}
+
 /// `Content_Length` / `Transfer_Encoding` with `_` for any `-` (at least one `_`).
 fn is_lookalike(name: &[u8]) -> bool {
     name.contains(&b'_')

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::config::Limits;
 use crate::error::ErrorKind;
-use crate::field_kind::FieldKind;
+use crate::field_kind::{ConnectionOptions, FieldKind};
 
 /// Upper bound of header fields parsed on the stack; larger limits use the heap.
 const STACK_FIELDS: usize = 128;
@@ -171,9 +171,17 @@ pub(crate) struct Head {
     pub fields: Vec<Field>,
     /// The [`FieldKind::bit`]s of the kinds among `fields`.
     pub kinds: u32,
+    /// What its `Connection` fields say.
+    pub connection: ConnectionOptions,
 }
 
 impl Head {
+    /// The head with its [`connection`](Self::connection) options read.
+    fn with_connection_options(mut self) -> Self {
+        self.connection = ConnectionOptions::of(self.values_of(FieldKind::Connection));
+        self
+    }
+
     pub fn slice(&self, r: &Range<usize>) -> &[u8] {
         &self.bytes[r.clone()]
     }
@@ -233,18 +241,6 @@ impl Head {
     /// Elements of the comma-separated lists in every field of `kind`.
     pub fn list_of(&self, kind: FieldKind) -> impl Iterator<Item = &[u8]> + '_ {
         self.values_of(kind).flat_map(split_list)
-    }
-
-    /// Whether the lists of the fields of `kind` contain `token` (case-insensitive).
-    pub fn list_of_has(&self, kind: FieldKind, token: &str) -> bool {
-        self.list_of(kind)
-            .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
-    }
-
-    /// Whether the comma-separated lists of `name` contain `token` (case-insensitive).
-    pub fn list_has(&self, name: &str, token: &str) -> bool {
-        self.list(name)
-            .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
     }
 
     pub fn method(&self) -> &[u8] {
@@ -426,7 +422,9 @@ impl WholeHead {
             status: 0,
             fields: self.fields,
             kinds: self.kinds,
+            connection: ConnectionOptions::default(),
         }
+        .with_connection_options()
     }
 }
 
@@ -449,8 +447,10 @@ pub(crate) fn parse_request(bytes: Bytes, limits: &Limits) -> Result<Head, Error
             status: 0,
             fields,
             kinds,
+            connection: ConnectionOptions::default(),
             bytes: bytes.clone(),
-        })
+        }
+        .with_connection_options())
     })
 }
 
@@ -483,8 +483,10 @@ pub(crate) fn parse_response(bytes: Bytes, limits: &Limits) -> Result<Head, Erro
             status,
             fields,
             kinds,
+            connection: ConnectionOptions::default(),
             bytes: bytes.clone(),
-        })
+        }
+        .with_connection_options())
     })
 }
 

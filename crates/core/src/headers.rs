@@ -36,6 +36,9 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 /// most heads have none to look for.
 pub(crate) fn connection_tokens(head: &Head) -> Tokens<'_> {
     let mut tokens = Tokens::default();
+    if !head.connection.names_fields {
+        return tokens;
+    }
     for t in head.values_of(FieldKind::Connection).flat_map(split_list) {
         if FieldKind::of(t).is_hop_by_hop() {
             continue;

@@ -52,7 +52,7 @@ pub(crate) fn allowed(element: &[u8], allow: &[String]) -> bool {
 /// token, reduced to the protocols `allow` permits. `None` when the request does not
 /// propose an upgrade or offers nothing allowed: it is then forwarded as a plain request.
 pub(crate) fn proposal(head: &Head, allow: &[String]) -> Option<Proposal> {
-    if head.version != 1 || !head.list_of_has(FieldKind::Connection, "upgrade") {
+    if head.version != 1 || !head.connection.upgrade {
         return None;
     }
     let mut upgrade = Vec::new();
@@ -104,7 +104,7 @@ pub(crate) fn validate_switch(
     if response.version != 1 {
         return Err(SwitchError::NotHttp11);
     }
-    if !response.list_has("connection", "upgrade") {
+    if !response.connection.upgrade {
         return Err(SwitchError::NoConnectionUpgrade);
     }
     let chosen: Vec<&[u8]> = response.list("upgrade").collect();
