@@ -234,6 +234,26 @@ pub(crate) struct Dialed {
     pub(crate) open: Arc<AtomicUsize>,
 }
 
+/// A pooled connection to the only server of a one-server group, found without the
+/// balancer: its rotation, which allocates the order of the servers, can only name that
+/// server (unless its health check has it down). What most requests of such a group
+/// take, with no allocation.
+pub(crate) fn pooled_single(group: &Group, pool: &Pool) -> Option<Dialed> {
+    let [server] = &group.servers[..] else {
+        return None;
+    };
+    if group.state(server, group.millis(Instant::now())) == ServerState::Down {
+        return None;
+    }
+    let stream = pool.take(server.addr)?;
+    Some(Dialed {
+        stream,
+        server: server.addr,
+        reused: true,
+        open: server.open.clone(),
+    })
+}
+
 /// Finds a connection to a server of `group`: the balancer's choice for `choice`, from
 /// the pool when it holds a live one (unless `fresh`), else dialed with `connect_timeout`.
 /// A failed dial moves on to the next server; each server is tried at most once, and a

@@ -90,29 +90,39 @@ impl Driver<'_> {
             }
         }
         let fresh = fresh || send_proxy;
-        let mut dial = Box::pin(upstream::connect(
-            group,
-            self.pool,
-            fresh,
-            connect_timeout,
-            choice,
-        ));
-        let dialed = loop {
-            self.arm_timer();
-            let timer = &mut self.timer;
-            let finished = async { Some(dial.as_mut().await) };
-            let expire = async {
-                timer.await;
-                None
-            };
-            match future::or(finished, expire).await {
-                Some(dialed) => break dialed,
-                None => {
-                    // The timer may fire before the core's deadline (see `arm_timer`).
-                    self.armed = None;
-                    self.conn.handle_timeout(Instant::now());
-                    if self.conn.state() != StateKind::Connecting {
-                        return; // the core gave up (504) and has said what to do
+        let pooled = if fresh {
+            None
+        } else {
+            upstream::pooled_single(group, self.pool)
+        };
+        let dialed = match pooled {
+            Some(pooled) => Some(pooled),
+            None => {
+                let mut dial = Box::pin(upstream::connect(
+                    group,
+                    self.pool,
+                    fresh,
+                    connect_timeout,
+                    choice,
+                ));
+                loop {
+                    self.arm_timer();
+                    let timer = &mut self.timer;
+                    let finished = async { Some(dial.as_mut().await) };
+                    let expire = async {
+                        timer.await;
+                        None
+                    };
+                    match future::or(finished, expire).await {
+                        Some(dialed) => break dialed,
+                        None => {
+                            // The timer may fire before the core's deadline (see `arm_timer`).
+                            self.armed = None;
+                            self.conn.handle_timeout(Instant::now());
+                            if self.conn.state() != StateKind::Connecting {
+                                return; // the core gave up (504) and has said what to do
+                            }
+                        }
                     }
                 }
             }
