@@ -55,32 +55,48 @@ pub(crate) fn proposal(head: &Head, allow: &[String]) -> Option<Proposal> {
     if head.version != 1 || !head.connection.upgrade {
         return None;
     }
-    let mut upgrade = Vec::new();
-    let mut offered: Vec<&[u8]> = Vec::new();
+    // The offered protocols the route allows, each once (on the stack for the usual
+    // one or two): `Upgrade: websocket` twice is forwarded as one `Upgrade: websocket`,
+    // which origins that compare the value exactly accept.
+    let mut kept: [&[u8]; 4] = [&[]; 4];
+    let mut count = 0;
+    let mut more: Vec<&[u8]> = Vec::new();
     for element in head.list_of(FieldKind::Upgrade) {
-        // Each protocol once: `Upgrade: websocket` twice is forwarded as one
-        // `Upgrade: websocket`, which origins that compare the value exactly accept.
-        let repeated = offered
+        let repeated = kept[..count]
             .iter()
+            .chain(&more)
             .any(|seen| seen.eq_ignore_ascii_case(element));
         if is_protocol(element) && allowed(element, allow) && !repeated {
-            if !upgrade.is_empty() {
-                upgrade.extend_from_slice(b", ");
+            if count < kept.len() {
+                kept[count] = element;
+                count += 1;
+            } else {
+                more.push(element);
             }
-            upgrade.extend_from_slice(element);
-            offered.push(element);
         }
     }
-    if upgrade.is_empty() {
-        return None;
-    }
+    let upgrade = match (&kept[..count], more.is_empty()) {
+        ([], _) => return None,
+        // The usual single protocol: a view of the head's bytes, no copy.
+        ([only], true) => head.bytes.slice_ref(only),
+        (first, _) => {
+            let mut joined = Vec::new();
+            for element in first.iter().chain(&more) {
+                if !joined.is_empty() {
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(element);
+            }
+            Bytes::from(joined)
+        }
+    };
     let mut keys = head.values_of(FieldKind::SecWebSocketKey);
     let websocket_key = match (keys.next(), keys.next()) {
-        (Some(k), None) => Some(Bytes::copy_from_slice(k)),
+        (Some(k), None) => Some(head.bytes.slice_ref(k)),
         _ => None,
     };
     Some(Proposal {
-        upgrade: Bytes::from(upgrade),
+        upgrade,
         websocket_key,
     })
 }
