@@ -27,7 +27,9 @@
 #   TUNNELS=5000 HOLD=3 idle-tunnel figure: tunnels held, seconds held
 #   PROXIES="nginx haproxy switchyard switchyard-portable"   (and/or switchyard-raw,
 #                       switchyard-admin)
-#   FIGURES="tput msgs hs rps big"        figures to take (rps and big need wrk)
+#   FIGURES="tput msgs hs rps big rps1"   figures to take (rps, big and rps1 need wrk;
+#                       rps1 is `wrk -t1 -c50` against an nginx origin, port 19001 or
+#                       NGINX_ORIGIN_PORT: lib/nginx_origin.sh)
 #   NICE=0              run every process under `nice -n $NICE` (shared machines)
 #   KEEP=1              keep the temp dir (configs, logs) and print its path
 #
@@ -48,7 +50,7 @@ ROUNDS=${ROUNDS:-3}
 TUNNELS=${TUNNELS:-5000}
 HOLD=${HOLD:-3}
 PROXIES=${PROXIES:-"nginx haproxy switchyard switchyard-portable"}
-FIGS=${FIGURES:-"tput msgs hs rps big"}
+FIGS=${FIGURES:-"tput msgs hs rps big rps1"}
 NICE=${NICE:-0}
 ORIGIN_PORT=${ORIGIN_PORT:-19000}
 declare -A PORT=([nginx]=${NGINX_PORT:-18081} [haproxy]=${HAPROXY_PORT:-18082}
@@ -69,6 +71,7 @@ drop_proxy() { # name: stop measuring it
 tools=()
 for proxy in nginx haproxy; do measured "$proxy" && tools+=("$proxy"); done
 [[ " $FIGS " == *" rps "* || " $FIGS " == *" big "* ]] && tools+=(wrk)
+[[ " $FIGS " == *" rps1 "* ]] && tools+=(nginx wrk)
 missing=()
 for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || [[ -x /usr/sbin/$tool ]] || missing+=("$tool")
@@ -133,6 +136,8 @@ source "$LIB/proxies.sh"
 source "$LIB/figures.sh"
 # shellcheck source=lib/tables.sh
 source "$LIB/tables.sh"
+# shellcheck source=lib/nginx_origin.sh
+source "$LIB/nginx_origin.sh"
 
 require_free "$ORIGIN_PORT"
 for proxy in $PROXIES; do require_free "${PORT[$proxy]}"; done
@@ -142,6 +147,10 @@ nice -n "$NICE" "$LOADGEN" origin --listen "127.0.0.1:$ORIGIN_PORT" &>"$TMP/orig
 PIDS+=("$!")
 wait_http "$ORIGIN_PORT"
 PORT[direct]=$ORIGIN_PORT
+if nginx_origin_wanted; then
+    require_free "$NGINX_ORIGIN_PORT"
+    start_nginx_origin
+fi
 
 # Every proxy runs at once on its own port (idle while another is measured); each
 # figure is taken for each in turn, ROUNDS times, and the median kept, so that a burst
@@ -151,13 +160,15 @@ for workers in $WORKERS; do
     # Memory first, on fresh processes.
     for proxy in $PROXIES; do idle_figure "$proxy" "$workers"; done
     for fig in $FIGS; do
+        [[ $fig == rps1 ]] && continue # in front of the nginx origin, below
         for _ in $(seq "$ROUNDS"); do
             for proxy in direct $PROXIES; do figure "$fig" "$proxy" "$workers"; done
         done
     done
+    nginx_origin_figures "$workers"
     for proxy in $PROXIES; do stop_proxy "$proxy"; done
     for proxy in direct $PROXIES; do
-        for fig in tput msgs p50 p99 hs rps big cpu_tput cpu_msgs cpu_hs cpu_rps cpu_big; do
+        for fig in tput msgs p50 p99 hs rps big rps1 cpu_tput cpu_msgs cpu_hs cpu_rps cpu_big cpu_rps1; do
             # shellcheck disable=SC2086 # word splitting wanted
             R[$workers,$proxy,$fig]=$(median ${S[$workers,$proxy,$fig]:-})
         done

@@ -66,6 +66,7 @@ figure() { # figure name workers: one measurement, recorded in S
         out="$(grep -E 'Requests/sec|Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | paste -sd';')"
         note "$key" rps "$(awk '/Requests\/sec:/ {sub(/.*Requests\/sec: /, ""); printf "%.0f", $1}' <<<"$out")"
         ;;
+    rps1) rps1_measure "$key" "$target" ;; # lib/nginx_origin.sh
     big)
         out=$(run wrk -t1 -c4 -d"${DURATION}s" "http://$target/1m")
         note "$key" big "$(wrk_mbps <<<"$out")"

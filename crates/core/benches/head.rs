@@ -7,7 +7,8 @@
 //!   [`Connection`], the head fed as one read, `UpstreamConnected`, outputs drained until
 //!   the `ToUpstream` head (the read buffer is made outside the timing, as an adapter's
 //!   read buffer would be);
-//! - `core_warm`: the same with the `Connection` also made outside the timing.
+//! - `core_warm`: the same on a kept-alive connection (made, and one exchange served on
+//!   it, outside the timing): what each later request of a connection costs.
 //!
 //! ```text
 //! cargo bench -p switchyard-core --bench head
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use switchyard_core::{Config, Connection, Input, Output, PeerInfo};
+use switchyard_core::{Config, Connection, Input, Output, PeerInfo, StateKind};
 
 /// A typical browser navigation.
 const BROWSER_GET: &[u8] = b"GET /static/app/index.html?lang=en&v=2 HTTP/1.1\r\n\
@@ -101,6 +102,13 @@ fn core_once(config: &Arc<Config>, head: BytesMut, now: Instant) -> (Connection,
     (conn, out)
 }
 
+/// The same on a connection made beforehand (`--toggle-collect='*head::warm_once*'`).
+#[inline(never)]
+fn warm_once(mut conn: Connection, head: BytesMut, now: Instant) -> (Connection, Bytes) {
+    let out = rewrite(&mut conn, head, now);
+    (conn, out)
+}
+
 /// The bare parse (`--toggle-collect='*head::httparse_once*'`).
 #[inline(never)]
 fn httparse_once(head: &[u8]) {
@@ -122,6 +130,23 @@ fn rewrite(conn: &mut Connection, head: BytesMut, now: Instant) -> Bytes {
         }
     }
     panic!("no head towards the upstream");
+}
+
+/// A connection that served one exchange for `head` and waits for its next request.
+fn kept_alive(config: &Arc<Config>, head: &[u8], now: Instant) -> Connection {
+    let mut conn = Connection::new(config.clone(), peer(), now);
+    rewrite(&mut conn, BytesMut::from(head), now);
+    let response = if head.starts_with(b"GET /chat") {
+        // Not upgraded: the connection stays HTTP.
+        &b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"[..]
+    } else {
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"[..]
+    };
+    conn.handle_input(Input::UpstreamData(BytesMut::from(response)), now)
+        .unwrap();
+    while conn.poll_output().is_some() {}
+    assert_eq!(conn.state(), StateKind::ReadingHead, "kept alive");
+    conn
 }
 
 fn bench_heads(c: &mut Criterion) {
@@ -148,14 +173,8 @@ fn bench_heads(c: &mut Criterion) {
         });
         group.bench_function("core_warm", |b| {
             b.iter_batched(
-                || {
-                    let conn = Connection::new(config.clone(), peer(), now);
-                    (conn, BytesMut::from(head))
-                },
-                |(mut conn, buf)| {
-                    let out = rewrite(&mut conn, black_box(buf), now);
-                    (conn, out)
-                },
+                || (kept_alive(&config, head, now), BytesMut::from(head)),
+                |(conn, buf)| warm_once(conn, black_box(buf), now),
                 BatchSize::SmallInput,
             )
         });

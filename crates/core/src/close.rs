@@ -12,6 +12,7 @@ use crate::head::Head;
 use crate::headers;
 use crate::io::{Output, Side};
 use crate::state::{Phase, StateKind, Step};
+use crate::text::Text;
 use crate::timer::Deadline;
 
 /// Under a drain, how long a fresh connection may take to send its first request: a
@@ -29,8 +30,8 @@ impl Connection {
     /// A request head that parsed but breaks a rule: logged with its method and target.
     pub(crate) fn refuse_request(
         &mut self,
-        method: &str,
-        target: &str,
+        method: Text,
+        target: Text,
         head: &Head,
         error: ProtocolError,
     ) {
@@ -39,8 +40,8 @@ impl Connection {
         let canned = headers::canned(status);
         let record = AccessRecord {
             close: Some(CloseReason::ProtocolError),
-            method: method.to_string(),
-            target: target.to_string(),
+            method,
+            target,
             route: None,
             status,
             bytes_from_client: head.bytes.len() as u64,

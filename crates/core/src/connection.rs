@@ -94,8 +94,6 @@ const BUFFER_LIMIT: usize = 64 * 1024;
 pub struct Connection {
     pub(crate) config: Arc<Config>,
     pub(crate) peer: PeerInfo,
-    /// The client's address as text, for forwarding headers (formatted once).
-    pub(crate) client_text: Option<String>,
     /// The phase, with what only it has.
     pub(crate) phase: Phase,
     pub(crate) now: Instant,
@@ -116,7 +114,6 @@ impl Connection {
         let header_by = now + config.timeouts.header;
         Connection {
             config,
-            client_text: peer.client_addr.map(|a| a.to_string()),
             peer,
             phase: Phase::ReadingHead(Reading::first(header_by)),
             now,

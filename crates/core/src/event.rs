@@ -6,6 +6,7 @@ use crate::config::RouteId;
 use crate::error::ProtocolError;
 use crate::io::Side;
 use crate::state::StateKind;
+use crate::text::Text;
 use crate::websocket::FrameStats;
 
 /// Why a connection (or a tunnel) ended.
@@ -78,9 +79,9 @@ impl CloseReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRecord {
     /// Request method.
-    pub method: String,
+    pub method: Text,
     /// Request target as the client sent it.
-    pub target: String,
+    pub target: Text,
     /// Route chosen, if any.
     pub route: Option<RouteId>,
     /// Status sent to the client (a canned one when the proxy answered itself).
@@ -156,9 +157,9 @@ pub enum Event {
     /// A request head was accepted and routed.
     Request {
         /// Request method.
-        method: String,
+        method: Text,
         /// Request target.
-        target: String,
+        target: Text,
         /// Route chosen.
         route: RouteId,
         /// Upgrade protocols forwarded, if the request proposes an upgrade.

@@ -18,14 +18,15 @@ use crate::framing::{self, BodyKind, BodyReader, Piece};
 use crate::head::{Head, HeadScanner};
 use crate::io::Output;
 use crate::state::{Phase, Step};
+use crate::text::Text;
 use crate::upgrade::Proposal;
 
 /// A request head that passed every check, on its way to becoming an [`Exchange`].
 #[derive(Debug)]
 pub(crate) struct Accepted {
     pub route: RouteId,
-    pub method: String,
-    pub target: String,
+    pub method: Text,
+    pub target: Text,
     pub body: BodyKind,
     pub proposal: Option<Proposal>,
     /// The head as it is forwarded.
@@ -69,8 +70,9 @@ pub(crate) struct UpstreamConn {
 #[derive(Debug)]
 pub(crate) struct Exchange {
     pub route: RouteId,
-    pub method: String,
-    pub target: String,
+    /// The request's method and target, sharing the client's head bytes (for events).
+    pub method: Text,
+    pub target: Text,
     pub started: Instant,
     pub is_head: bool,
     pub client_version: u8,
@@ -106,9 +108,9 @@ pub(crate) struct Exchange {
 impl Exchange {
     pub(crate) fn new(accepted: Accepted, head: &Head, now: Instant, limits: &Limits) -> Self {
         let client_keep_alive = if head.version == 1 {
-            !head.list_has("connection", "close")
+            !head.connection.close
         } else {
-            head.list_has("connection", "keep-alive")
+            head.connection.keep_alive
         };
         Exchange {
             route: accepted.route,

@@ -5,6 +5,7 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::error::ErrorKind;
+use crate::field_kind::FieldKind;
 use crate::head::{is_token, Head};
 
 /// How a message body is delimited.
@@ -23,7 +24,7 @@ pub(crate) enum BodyKind {
 /// `Content-Length`: every value must be plain digits, and there must be at most one
 /// field (several, even equal, are rejected: the strict reading of RFC 9112 §6.3).
 fn content_length(head: &Head) -> Result<Option<u64>, ErrorKind> {
-    let mut values = head.values("content-length");
+    let mut values = head.values_of(FieldKind::ContentLength);
     let Some(first) = values.next() else {
         return Ok(None);
     };
@@ -42,10 +43,10 @@ fn content_length(head: &Head) -> Result<Option<u64>, ErrorKind> {
 /// `Transfer-Encoding`: only a lone `chunked` is implemented. A list ending in something
 /// else is 400 (the length cannot be known); a known list we do not implement is 501.
 fn transfer_encoding(head: &Head) -> Result<bool, ErrorKind> {
-    if !head.has("transfer-encoding") {
+    if !head.has_kind(FieldKind::TransferEncoding) {
         return Ok(false);
     }
-    let codings: Vec<&[u8]> = head.list("transfer-encoding").collect();
+    let codings: Vec<&[u8]> = head.list_of(FieldKind::TransferEncoding).collect();
     if codings.iter().any(|c| !is_token(c)) {
         return Err(ErrorKind::BadTransferEncoding);
     }
@@ -65,8 +66,8 @@ fn transfer_encoding(head: &Head) -> Result<bool, ErrorKind> {
 
 /// Body of a request (RFC 9112 §6.3 items 3–6, strict).
 pub(crate) fn request_body(head: &Head) -> Result<BodyKind, ErrorKind> {
-    let te_present = head.has("transfer-encoding");
-    if te_present && head.has("content-length") {
+    let te_present = head.has_kind(FieldKind::TransferEncoding);
+    if te_present && head.has_kind(FieldKind::ContentLength) {
         return Err(ErrorKind::ContentLengthWithTransferEncoding);
     }
     if te_present && head.version == 0 {
@@ -83,8 +84,8 @@ pub(crate) fn request_body(head: &Head) -> Result<BodyKind, ErrorKind> {
 
 /// Body of a response to a request with `request_method`.
 pub(crate) fn response_body(head: &Head, request_is_head: bool) -> Result<BodyKind, ErrorKind> {
-    let te_present = head.has("transfer-encoding");
-    if te_present && head.has("content-length") {
+    let te_present = head.has_kind(FieldKind::TransferEncoding);
+    if te_present && head.has_kind(FieldKind::ContentLength) {
         return Err(ErrorKind::ContentLengthWithTransferEncoding);
     }
     let chunked = transfer_encoding(head)?;

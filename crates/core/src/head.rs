@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::config::Limits;
 use crate::error::ErrorKind;
+use crate::field_kind::{ConnectionOptions, FieldKind};
 
 /// Upper bound of header fields parsed on the stack; larger limits use the heap.
 const STACK_FIELDS: usize = 128;
@@ -68,6 +69,12 @@ impl HeadScanner {
     /// Forget progress (the buffer's head was consumed).
     pub(crate) fn reset(&mut self) {
         *self = HeadScanner::default();
+    }
+
+    /// Nothing of the current head was searched yet: a head that arrived whole may be
+    /// parsed at once ([`parse_request_whole`]), without this search.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.scanned == 0 && self.first_line_end.is_none()
     }
 
     /// Continue searching `buf` for the end of the head, enforcing the request-line and
@@ -141,11 +148,12 @@ pub(crate) fn skip_leading_crlf(buf: &mut BytesMut) -> bool {
     !(buf.is_empty() || buf[..] == b"\r"[..])
 }
 
-/// One header field: ranges into the head's bytes.
+/// One header field: ranges into the head's bytes, and what its name is to the core.
 #[derive(Debug, Clone)]
 pub(crate) struct Field {
     pub name: Range<usize>,
     pub value: Range<usize>,
+    pub kind: FieldKind,
 }
 
 /// A parsed head (request or response), as ranges into `bytes`.
@@ -161,9 +169,19 @@ pub(crate) struct Head {
     /// Status code (response); 0 for a request.
     pub status: u16,
     pub fields: Vec<Field>,
+    /// The [`FieldKind::bit`]s of the kinds among `fields`.
+    pub kinds: u32,
+    /// What its `Connection` fields say.
+    pub connection: ConnectionOptions,
 }
 
 impl Head {
+    /// The head with its [`connection`](Self::connection) options read.
+    fn with_connection_options(mut self) -> Self {
+        self.connection = ConnectionOptions::of(self.values_of(FieldKind::Connection));
+        self
+    }
+
     pub fn slice(&self, r: &Range<usize>) -> &[u8] {
         &self.bytes[r.clone()]
     }
@@ -176,17 +194,42 @@ impl Head {
         self.slice(&f.value)
     }
 
-    /// Values of every field called `name` (case-insensitive), in order.
+    /// Values of every field called `name` (case-insensitive), in order. A name the
+    /// core knows ([`FieldKind`]) is looked up by kind: no pass at all when the head has
+    /// none of it, and a byte compare per field otherwise.
     pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.fields
+        let kind = FieldKind::of(name.as_bytes());
+        let fields: &[Field] = if kind != FieldKind::Other && !self.has_kind(kind) {
+            &[]
+        } else {
+            &self.fields
+        };
+        fields
             .iter()
-            .filter(move |f| self.name(f).eq_ignore_ascii_case(name.as_bytes()))
+            .filter(move |f| {
+                f.kind == kind
+                    && (kind != FieldKind::Other
+                        || self.name(f).eq_ignore_ascii_case(name.as_bytes()))
+            })
             .map(move |f| self.value(f))
     }
 
-    /// Whether any field called `name` exists.
-    pub fn has(&self, name: &str) -> bool {
-        self.values(name).next().is_some()
+    /// Values of every field of `kind`, in order.
+    pub fn values_of(&self, kind: FieldKind) -> impl Iterator<Item = &[u8]> + '_ {
+        let fields: &[Field] = if self.has_kind(kind) {
+            &self.fields
+        } else {
+            &[]
+        };
+        fields
+            .iter()
+            .filter(move |f| f.kind == kind)
+            .map(move |f| self.value(f))
+    }
+
+    /// Whether any field of `kind` exists.
+    pub fn has_kind(&self, kind: FieldKind) -> bool {
+        self.kinds & kind.bit() != 0
     }
 
     /// Elements of the comma-separated lists in every field called `name`, trimmed of
@@ -195,10 +238,9 @@ impl Head {
         self.values(name).flat_map(split_list)
     }
 
-    /// Whether the comma-separated lists of `name` contain `token` (case-insensitive).
-    pub fn list_has(&self, name: &str, token: &str) -> bool {
-        self.list(name)
-            .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+    /// Elements of the comma-separated lists in every field of `kind`.
+    pub fn list_of(&self, kind: FieldKind) -> impl Iterator<Item = &[u8]> + '_ {
+        self.values_of(kind).flat_map(split_list)
     }
 
     pub fn method(&self) -> &[u8] {
@@ -284,15 +326,106 @@ fn with_field_storage<'b, R>(
     }
 }
 
-/// The parsed fields as ranges into `bytes`.
-fn field_ranges(bytes: &[u8], parsed: &[httparse::Header<'_>]) -> Vec<Field> {
-    parsed
+/// The parsed fields as ranges into `bytes`, each with its kind, and the set of kinds.
+fn field_ranges(bytes: &[u8], parsed: &[httparse::Header<'_>]) -> (Vec<Field>, u32) {
+    let mut kinds = 0;
+    let fields = parsed
         .iter()
-        .map(|h| Field {
-            name: offset(bytes, h.name.as_bytes()),
-            value: offset(bytes, h.value),
+        .map(|h| {
+            let kind = FieldKind::of(h.name.as_bytes());
+            kinds |= kind.bit();
+            Field {
+                name: offset(bytes, h.name.as_bytes()),
+                value: offset(bytes, h.value),
+                kind,
+            }
         })
-        .collect()
+        .collect();
+    (fields, kinds)
+}
+
+/// Whether a head httparse parsed completely as `buf[..end]`, with `fields`, follows
+/// every rule [`HeadScanner`] checks: within the size limits, and every line ending in
+/// CRLF. httparse takes a bare LF for a line ending and refuses every CR not followed by
+/// LF; the lines it accepted are the start line, one per field (after the value and any
+/// trailing whitespace it trimmed) and the empty last one, so those are all the line
+/// endings there are to look at.
+fn scanner_would_accept(
+    buf: &[u8],
+    end: usize,
+    fields: &[httparse::Header<'_>],
+    limits: &Limits,
+) -> bool {
+    if end > limits.max_header_bytes || end < 2 || buf[end - 2] != b'\r' {
+        return false;
+    }
+    match find_lf(&buf[..end]) {
+        Some(lf) if lf >= 1 && buf[lf - 1] == b'\r' && lf < limits.max_request_line => {}
+        _ => return false,
+    }
+    fields.iter().all(|field| {
+        let value_end = offset(buf, field.value).end;
+        let rest = &buf[value_end..end];
+        let after_whitespace = rest.iter().position(|&b| b != b' ' && b != b'\t');
+        after_whitespace.is_some_and(|i| rest[i] == b'\r')
+    })
+}
+
+/// A request head at the start of `buf`, when all of it is there and it breaks no rule:
+/// parsed in one pass, without [`HeadScanner`]'s search for its end. `None` when the
+/// head is incomplete or anything about it is wrong: then the scanner and
+/// [`parse_request`] take it, and decide exactly as if this had not been tried. The
+/// ranges are offsets into `buf`, to be split off as [`WholeHead::end`] bytes.
+pub(crate) fn parse_request_whole(buf: &[u8], limits: &Limits) -> Option<WholeHead> {
+    with_field_storage(limits.max_headers, |storage| {
+        let mut req = httparse::Request::new(&mut []);
+        let Ok(httparse::Status::Complete(end)) = req.parse_with_uninit_headers(buf, storage)
+        else {
+            return None;
+        };
+        if !scanner_would_accept(buf, end, req.headers, limits) {
+            return None;
+        }
+        let (fields, kinds) = field_ranges(buf, req.headers);
+        Some(WholeHead {
+            end,
+            first: offset(buf, req.method?.as_bytes()),
+            target: offset(buf, req.path?.as_bytes()),
+            version: req.version?,
+            fields,
+            kinds,
+        })
+    })
+}
+
+/// What [`parse_request_whole`] found: a [`Head`] but for its bytes.
+#[derive(Debug)]
+pub(crate) struct WholeHead {
+    /// Where the head ends in the buffer.
+    pub end: usize,
+    first: Range<usize>,
+    target: Range<usize>,
+    version: u8,
+    fields: Vec<Field>,
+    kinds: u32,
+}
+
+impl WholeHead {
+    /// The head, given its bytes (the first [`end`](Self::end) of the buffer parsed).
+    pub(crate) fn into_head(self, bytes: Bytes) -> Head {
+        debug_assert_eq!(bytes.len(), self.end);
+        Head {
+            bytes,
+            first: self.first,
+            target: self.target,
+            version: self.version,
+            status: 0,
+            fields: self.fields,
+            kinds: self.kinds,
+            connection: ConnectionOptions::default(),
+        }
+        .with_connection_options()
+    }
 }
 
 /// Parses a complete request head (`bytes` ends with CRLF CRLF).
@@ -306,15 +439,18 @@ pub(crate) fn parse_request(bytes: Bytes, limits: &Limits) -> Result<Head, Error
         }
         let method = req.method.ok_or(ErrorKind::MalformedHead)?.as_bytes();
         let target = req.path.ok_or(ErrorKind::MalformedHead)?.as_bytes();
-        let fields = field_ranges(&bytes, req.headers);
+        let (fields, kinds) = field_ranges(&bytes, req.headers);
         Ok(Head {
             first: offset(&bytes, method),
             target: offset(&bytes, target),
             version: req.version.ok_or(ErrorKind::MalformedHead)?,
             status: 0,
             fields,
+            kinds,
+            connection: ConnectionOptions::default(),
             bytes: bytes.clone(),
-        })
+        }
+        .with_connection_options())
     })
 }
 
@@ -339,15 +475,18 @@ pub(crate) fn parse_response(bytes: Bytes, limits: &Limits) -> Result<Head, Erro
         } else {
             offset(&bytes, reason)
         };
-        let fields = field_ranges(&bytes, resp.headers);
+        let (fields, kinds) = field_ranges(&bytes, resp.headers);
         Ok(Head {
             first: reason,
             target: 0..0,
             version: resp.version.ok_or(ErrorKind::MalformedHead)?,
             status,
             fields,
+            kinds,
+            connection: ConnectionOptions::default(),
             bytes: bytes.clone(),
-        })
+        }
+        .with_connection_options())
     })
 }
 
@@ -356,7 +495,100 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Heads near the rules: line endings CRLF, bare LF or bare CR, separators with
+    /// and without whitespace, values with control bytes, and what follows the head.
+    fn near_heads() -> impl Strategy<Value = Vec<u8>> {
+        let ending =
+            prop_oneof![6 => Just(&b"\r\n"[..]), 1 => Just(&b"\n"[..]), 1 => Just(&b"\r"[..])];
+        let name = prop_oneof![
+            Just(&b"Host"[..]),
+            Just(&b"Content-Length"[..]),
+            Just(&b"Transfer-Encoding"[..]),
+            Just(&b"Connection"[..]),
+            Just(&b"X-Long-Name-Of-A-Field"[..]),
+            Just(&b"Bad Name"[..]),
+        ];
+        let separator = prop_oneof![
+            Just(&b": "[..]),
+            Just(&b":"[..]),
+            Just(&b":\t "[..]),
+            Just(&b" : "[..])
+        ];
+        let value = proptest::collection::vec(
+            prop_oneof![8 => Just(b'a'), 1 => Just(b' '), 1 => Just(b'\t'), 1 => Just(b'\r'), 1 => Just(b'\n'), 1 => Just(0u8), 1 => Just(0x80u8)],
+            0..12,
+        );
+        let field = (name, separator, value, ending.clone())
+            .prop_map(|(n, s, v, e)| [n, s, &v, e].concat());
+        let start = prop_oneof![
+            Just(b"GET / HTTP/1.1".to_vec()),
+            Just(b"GET /a?b HTTP/1.0".to_vec()),
+            Just(b"GET  / HTTP/1.1".to_vec()),
+            Just(b"GET / HTTP/2.0".to_vec()),
+        ];
+        let tail = prop_oneof![
+            Just(&b""[..]),
+            Just(&b"GET / HTTP/1.1\r\n"[..]),
+            Just(&b"body"[..])
+        ];
+        (
+            start,
+            ending.clone(),
+            proptest::collection::vec(field, 0..6),
+            ending,
+            tail,
+        )
+            .prop_map(|(start, e1, fields, last, tail)| {
+                [&start[..], e1, &fields.concat(), last, tail].concat()
+            })
+    }
+
+    fn slow_path(buf: &[u8], limits: &Limits) -> Result<Option<Head>, ErrorKind> {
+        match HeadScanner::default().scan(buf, limits)? {
+            Scan::Partial => Ok(None),
+            Scan::Complete(end) => {
+                parse_request(Bytes::copy_from_slice(&buf[..end]), limits).map(Some)
+            }
+        }
+    }
+
+    #[test]
+    fn a_plain_head_in_one_read_is_parsed_at_once() {
+        let buf = b"GET / HTTP/1.1\r\nHost: a\r\nX:  b \r\n\r\nGET";
+        let whole = parse_request_whole(buf, &Limits::default()).expect("parsed at once");
+        assert_eq!(whole.end, buf.len() - 3);
+        let bare = b"GET / HTTP/1.1\r\nHost: a\n\r\n";
+        assert!(parse_request_whole(bare, &Limits::default()).is_none());
+    }
+
     proptest! {
+        /// The one-pass parse of a whole head never accepts what the scanner and the
+        /// parse after it would not, and then finds the same head.
+        #[test]
+        fn a_whole_head_parsed_at_once_is_the_head_the_scanner_finds(
+            buf in near_heads(),
+            small in any::<bool>(),
+        ) {
+            let mut limits = Limits::default();
+            if small {
+                limits.max_request_line = 16;
+                limits.max_header_bytes = 48;
+                limits.max_headers = 2;
+            }
+            if let Some(whole) = parse_request_whole(&buf, &limits) {
+                let end = whole.end;
+                let fast = whole.into_head(Bytes::copy_from_slice(&buf[..end]));
+                let slow = slow_path(&buf, &limits);
+                prop_assert!(matches!(slow, Ok(Some(_))), "{:?} refused: {:?}", String::from_utf8_lossy(&buf), slow);
+                let slow = slow.unwrap().unwrap();
+                prop_assert_eq!(&fast.bytes, &slow.bytes);
+                prop_assert_eq!((&fast.first, &fast.target, fast.version), (&slow.first, &slow.target, slow.version));
+                prop_assert_eq!(fast.kinds, slow.kinds);
+                let ranges = |h: &Head| h.fields.iter().map(|f| (f.name.clone(), f.value.clone(), f.kind)).collect::<Vec<_>>();
+                prop_assert_eq!(ranges(&fast), ranges(&slow));
+            }
+        }
+
         #[test]
         fn find_byte_agrees_with_a_plain_search(
             buf in proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(b'\n'), Just(b'\r'), Just(0x80), any::<u8>()], 0..64),

@@ -1,10 +1,13 @@
 //! Hop-by-hop filtering (RFC 9110 §7.6.1; docs/ARCHITECTURE.md §Protocol rules, "Hop-by-hop
 //! headers") and the heads the proxy writes.
 
+use std::net::IpAddr;
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::config::{Forwarding, PeerInfo};
-use crate::head::{Field, Head};
+use crate::field_kind::FieldKind;
+use crate::head::{split_list, Field, Head};
 
 /// Fields that describe one connection and are never forwarded, in either direction.
 /// `HTTP2-Settings` belongs to the `h2c` upgrade, which is never forwarded.
@@ -22,29 +25,24 @@ pub const HOP_BY_HOP: &[&str] = &[
     "http2-settings",
 ];
 
-/// Fields a `Connection` token may not remove: dropping them would change how the
-/// upstream frames or routes the message (a known way to smuggle through a proxy).
-const PROTECTED: &[&str] = &["host", "content-length"];
-
-/// Fields the proxy writes itself towards the upstream (the client's are merged in).
-const FORWARDING: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "forwarded", "via"];
-
 /// Whether `name` is in the fixed hop-by-hop list.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+    FieldKind::of(name).is_hop_by_hop()
 }
 
-fn is_one_of(name: &[u8], list: &[&str]) -> bool {
-    list.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-}
-
-/// The field names `Connection` nominates, gathered once per head (on the stack for the
-/// usual handful).
+/// The field names `Connection` nominates that are not removed anyway, gathered once per
+/// head (on the stack for the usual handful). The usual tokens (`keep-alive`, `upgrade`)
+/// name hop-by-hop fields, which go whatever `Connection` says, so they are left out and
+/// most heads have none to look for.
 pub(crate) fn connection_tokens(head: &Head) -> Tokens<'_> {
     let mut tokens = Tokens::default();
-    for t in head.list("connection") {
+    if !head.connection.names_fields {
+        return tokens;
+    }
+    for t in head.values_of(FieldKind::Connection).flat_map(split_list) {
+        if FieldKind::of(t).is_hop_by_hop() {
+            continue;
+        }
         if tokens.len < tokens.small.len() {
             tokens.small[tokens.len] = t;
             tokens.len += 1;
@@ -77,13 +75,12 @@ impl Tokens<'_> {
 }
 
 /// Whether `field` of `head` is end-to-end: not hop-by-hop and not among `named` (the
-/// head's [`connection_tokens`]).
+/// head's [`connection_tokens`]), unless protected (`Host`, `Content-Length`).
 pub(crate) fn is_end_to_end(head: &Head, field: &Field, named: &Tokens<'_>) -> bool {
-    let name = head.name(field);
-    if is_hop_by_hop(name) {
+    if field.kind.is_hop_by_hop() {
         return false;
     }
-    named.is_empty() || is_one_of(name, PROTECTED) || !named.contains(name)
+    named.is_empty() || field.kind.is_protected() || !named.contains(head.name(field))
 }
 
 fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
@@ -104,17 +101,21 @@ pub(crate) struct RequestExtras<'a> {
     pub empty_host: bool,
 }
 
+/// Room for what the proxy adds to a head (forwarding fields, framing, `Connection`),
+/// so that writing the head never grows its buffer.
+const ADDED_ROOM: usize = 192;
+
 /// The request head sent to the upstream: always HTTP/1.1, end-to-end fields byte-exact
-/// and in order, forwarding fields merged, then framing and `Connection`.
-/// `client` is the client's address as text (formatted once per connection).
+/// and in order, forwarding fields merged, then framing and `Connection`. Written into
+/// one buffer sized once; runs of end-to-end fields are copied as they lie in the
+/// client's head, with their line endings, one copy per run.
 pub(crate) fn upstream_request(
     head: &Head,
     fwd: &Forwarding,
     peer: &PeerInfo,
-    client: Option<&str>,
     extras: &RequestExtras<'_>,
 ) -> Bytes {
-    let mut out = BytesMut::with_capacity(head.bytes.len() + 128);
+    let mut out = BytesMut::with_capacity(head.bytes.len() + ADDED_ROOM);
     out.put_slice(head.method());
     out.put_u8(b' ');
     out.put_slice(head.slice(&head.target));
@@ -123,25 +124,28 @@ pub(crate) fn upstream_request(
         out.put_slice(b"Host: \r\n");
     }
     let named = connection_tokens(head);
-    for f in &head.fields {
-        let name = head.name(f);
-        if is_end_to_end(head, f, &named) && !is_one_of(name, FORWARDING) {
-            put_field(&mut out, name, head.value(f));
-        }
-    }
+    copy_fields(&mut out, head, |f| {
+        is_end_to_end(head, f, &named) && !f.kind.is_forwarding()
+    });
     if fwd.x_forwarded_for {
-        let mut value = join(head.values("x-forwarded-for"));
-        if let Some(c) = client {
-            if !value.is_empty() {
-                value.extend_from_slice(b", ");
+        let client = peer.client_addr;
+        let earlier = head
+            .values_of(FieldKind::XForwardedFor)
+            .any(|v| !v.is_empty());
+        if earlier || client.is_some() {
+            out.put_slice(b"X-Forwarded-For: ");
+            let before = out.len();
+            join_into(&mut out, head.values_of(FieldKind::XForwardedFor));
+            if let Some(client) = client {
+                if out.len() > before {
+                    out.put_slice(b", ");
+                }
+                put_ip(&mut out, client);
             }
-            value.extend_from_slice(c.as_bytes());
-        }
-        if !value.is_empty() {
-            put_field(&mut out, b"X-Forwarded-For", &value);
+            out.put_slice(b"\r\n");
         }
     } else {
-        keep_all(&mut out, head, &named, "x-forwarded-for");
+        keep_all(&mut out, head, &named, FieldKind::XForwardedFor);
     }
     if fwd.x_forwarded_proto {
         put_field(
@@ -150,36 +154,41 @@ pub(crate) fn upstream_request(
             peer.scheme.as_str().as_bytes(),
         );
     } else {
-        keep_all(&mut out, head, &named, "x-forwarded-proto");
+        keep_all(&mut out, head, &named, FieldKind::XForwardedProto);
     }
     if fwd.forwarded {
-        let mut value = join(head.values("forwarded"));
-        if !value.is_empty() {
-            value.extend_from_slice(b", ");
+        out.put_slice(b"Forwarded: ");
+        if join_into(&mut out, head.values_of(FieldKind::Forwarded)) {
+            out.put_slice(b", ");
         }
         match peer.client_addr {
             Some(core::net::IpAddr::V6(a)) => {
-                value.extend_from_slice(format!("for=\"[{a}]\"").as_bytes())
+                out.put_slice(b"for=\"[");
+                put_ip(&mut out, core::net::IpAddr::V6(a));
+                out.put_slice(b"]\"");
             }
-            Some(a) => value.extend_from_slice(format!("for={a}").as_bytes()),
-            None => value.extend_from_slice(b"for=unknown"),
+            Some(a) => {
+                out.put_slice(b"for=");
+                put_ip(&mut out, a);
+            }
+            None => out.put_slice(b"for=unknown"),
         }
-        value.extend_from_slice(b";proto=");
-        value.extend_from_slice(peer.scheme.as_str().as_bytes());
-        put_field(&mut out, b"Forwarded", &value);
+        out.put_slice(b";proto=");
+        out.put_slice(peer.scheme.as_str().as_bytes());
+        out.put_slice(b"\r\n");
     } else {
-        keep_all(&mut out, head, &named, "forwarded");
+        keep_all(&mut out, head, &named, FieldKind::Forwarded);
     }
     if let Some(via) = &fwd.via {
-        let mut value = join(head.values("via"));
-        if !value.is_empty() {
-            value.extend_from_slice(b", ");
+        out.put_slice(b"Via: ");
+        if join_into(&mut out, head.values_of(FieldKind::Via)) {
+            out.put_slice(b", ");
         }
-        value.extend_from_slice(b"1.1 ");
-        value.extend_from_slice(via.as_bytes());
-        put_field(&mut out, b"Via", &value);
+        out.put_slice(b"1.1 ");
+        out.put_slice(via.as_bytes());
+        out.put_slice(b"\r\n");
     } else {
-        keep_all(&mut out, head, &named, "via");
+        keep_all(&mut out, head, &named, FieldKind::Via);
     }
     if extras.chunked {
         out.put_slice(b"Transfer-Encoding: chunked\r\n");
@@ -195,26 +204,82 @@ pub(crate) fn upstream_request(
     out.freeze()
 }
 
-fn keep_all(out: &mut BytesMut, head: &Head, named: &Tokens<'_>, name: &str) {
+/// Writes the fields `keep` selects as `name: value` CRLF. A field the peer already
+/// wrote that way (one space after the colon, nothing after the value) is copied as it
+/// lies in its head, and a run of such fields in one copy: most heads are a few copies.
+fn copy_fields(out: &mut BytesMut, head: &Head, keep: impl Fn(&Field) -> bool) {
+    let bytes = &head.bytes[..];
+    let mut run = 0..0;
+    for field in head.fields.iter().filter(|f| keep(f)) {
+        let written_plainly = field.value.start == field.name.end + 2
+            && bytes[field.name.end + 1] == b' '
+            && bytes.get(field.value.end..field.value.end + 2) == Some(&b"\r\n"[..]);
+        if written_plainly {
+            let line = field.name.start..field.value.end + 2;
+            if run.end != line.start || run.is_empty() {
+                out.put_slice(&bytes[run]);
+                run = line;
+            } else {
+                run.end = line.end;
+            }
+        } else {
+            out.put_slice(&bytes[run]);
+            run = 0..0;
+            put_field(out, head.name(field), head.value(field));
+        }
+    }
+    out.put_slice(&bytes[run]);
+}
+
+fn keep_all(out: &mut BytesMut, head: &Head, named: &Tokens<'_>, kind: FieldKind) {
+    if !head.has_kind(kind) {
+        return;
+    }
     for f in &head.fields {
-        if head.name(f).eq_ignore_ascii_case(name.as_bytes()) && is_end_to_end(head, f, named) {
+        if f.kind == kind && is_end_to_end(head, f, named) {
             put_field(out, head.name(f), head.value(f));
         }
     }
 }
 
-fn join<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for v in values {
-        if v.is_empty() {
-            continue;
+/// Writes the non-empty `values` separated by `, `; whether any was written.
+fn join_into<'a>(out: &mut BytesMut, values: impl Iterator<Item = &'a [u8]>) -> bool {
+    let mut any = false;
+    for v in values.filter(|v| !v.is_empty()) {
+        if any {
+            out.put_slice(b", ");
         }
-        if !out.is_empty() {
-            out.extend_from_slice(b", ");
-        }
-        out.extend_from_slice(v);
+        out.put_slice(v);
+        any = true;
     }
-    out
+    any
+}
+
+/// Writes an address as `Display` would, without the formatting machinery for the
+/// common IPv4 case (it runs once per forwarded request).
+fn put_ip(out: &mut BytesMut, addr: IpAddr) {
+    match addr {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b'.');
+                }
+                if octet >= 100 {
+                    out.put_u8(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.put_u8(b'0' + octet / 10 % 10);
+                }
+                out.put_u8(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let mut text = String::with_capacity(39);
+            let _ = write!(text, "{v6}");
+            out.put_slice(text.as_bytes());
+        }
+    }
 }
 
 /// How the proxy ends a response head towards the client.

@@ -106,6 +106,7 @@ mod connection;
 mod error;
 mod event;
 mod exchange;
+mod field_kind;
 mod framing;
 mod head;
 mod headers;
@@ -115,6 +116,7 @@ mod request;
 mod request_checks;
 mod response;
 mod state;
+mod text;
 mod timer;
 mod tunnel;
 mod upgrade;
@@ -129,6 +131,7 @@ pub use event::{AccessRecord, CloseReason, Event, TunnelRecord, TunnelTraffic, W
 pub use headers::{is_hop_by_hop, HOP_BY_HOP};
 pub use io::{Input, Output, Side};
 pub use state::StateKind;
+pub use text::Text;
 pub use upgrade::websocket_accept;
 
 #[cfg(any(test, feature = "sim"))]

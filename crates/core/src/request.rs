@@ -7,12 +7,14 @@ use crate::connection::Connection;
 use crate::error::{ErrorKind, ProtocolError};
 use crate::event::Event;
 use crate::exchange::{Accepted, Exchange};
+use crate::field_kind::FieldKind;
 use crate::framing::BodyKind;
 use crate::head::{self, Head, HeadScanner, Scan};
 use crate::headers::{self, RequestExtras};
 use crate::io::Output;
 use crate::request_checks::check_request;
 use crate::state::{Phase, Step};
+use crate::text::Text;
 use crate::timer::Deadline;
 use crate::upgrade;
 
@@ -122,6 +124,14 @@ impl Connection {
         let Reading::Head { scanner, .. } = reading else {
             return false;
         };
+        if scanner.is_fresh() {
+            // The usual case: the whole head came in one read.
+            if let Some(whole) = head::parse_request_whole(&self.client_buf, &self.config.limits) {
+                let bytes = self.client_buf.split_to(whole.end).freeze();
+                self.accept_request(whole.into_head(bytes));
+                return true;
+            }
+        }
         match scanner.scan(&self.client_buf, &self.config.limits) {
             Err(kind) => {
                 self.reject(ProtocolError::client(kind));
@@ -141,27 +151,23 @@ impl Connection {
 
     /// A parsed head: checked, routed, and sent on its way to the upstream.
     fn accept_request(&mut self, head: Head) {
-        let method = String::from_utf8_lossy(head.method()).into_owned();
-        let target = String::from_utf8_lossy(head.slice(&head.target)).into_owned();
+        // httparse gave both as `&str`.
+        let method = Text::from_utf8_bytes(head.bytes.slice(head.first.clone()));
+        let target = Text::from_utf8_bytes(head.bytes.slice(head.target.clone()));
         let (route, body) = match check_request(&head, &self.config) {
             Ok(checked) => checked,
             Err(kind) => {
-                return self.refuse_request(&method, &target, &head, ProtocolError::client(kind))
+                return self.refuse_request(method, target, &head, ProtocolError::client(kind))
             }
         };
         let proposal = upgrade::proposal(&head, &self.config.routes[route].allow_upgrade);
         let extras = RequestExtras {
             chunked: body == BodyKind::Chunked,
             upgrade: proposal.as_ref().map(|p| &p.upgrade[..]),
-            empty_host: head.version == 0 && !head.has("host"),
+            empty_host: head.version == 0 && !head.has_kind(FieldKind::Host),
         };
-        let upstream_head = headers::upstream_request(
-            &head,
-            &self.config.forwarding,
-            &self.peer,
-            self.client_text.as_deref(),
-            &extras,
-        );
+        let upstream_head =
+            headers::upstream_request(&head, &self.config.forwarding, &self.peer, &extras);
         self.out.push_back(Output::Event(Event::Request {
             method: method.clone(),
             target: target.clone(),

@@ -3,8 +3,9 @@
 
 use crate::config::{Config, RouteId};
 use crate::error::ErrorKind;
+use crate::field_kind::FieldKind;
 use crate::framing::{self, BodyKind};
-use crate::head::{self, Head};
+use crate::head::Head;
 
 /// Rules for a parsed request head: target form, `Host`, framing, route, body limit.
 pub(crate) fn check_request(
@@ -24,7 +25,7 @@ pub(crate) fn check_request(
     } else {
         return Err(ErrorKind::BadTarget);
     };
-    let mut hosts = head.values("host");
+    let mut hosts = head.values_of(FieldKind::Host);
     match (hosts.next(), hosts.next()) {
         (_, Some(_)) => return Err(ErrorKind::BadHost),
         (None, None) if head.version == 1 => return Err(ErrorKind::BadHost),
@@ -33,24 +34,7 @@ pub(crate) fn check_request(
     }
     // `Transfer_Encoding` / `Content_Length` become framing fields for upstreams that
     // map `_` to `-` (CGI, WSGI): a length the proxy did not see. Refused.
-    let lookalike = |f: &head::Field| {
-        let name = head.name(f);
-        name.contains(&b'_')
-            && ["content-length", "transfer-encoding"]
-                .iter()
-                .any(|framing| {
-                    name.len() == framing.len()
-                        && name.iter().zip(framing.bytes()).all(|(&a, b)| {
-                            let a = if a == b'_' {
-                                b'-'
-                            } else {
-                                a.to_ascii_lowercase()
-                            };
-                            a == b
-                        })
-                })
-    };
-    if head.fields.iter().any(lookalike) {
+    if head.has_kind(FieldKind::FramingLookalike) {
         return Err(ErrorKind::BadTransferEncoding);
     }
     let body = framing::request_body(head)?;

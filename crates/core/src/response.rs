@@ -140,9 +140,8 @@ impl Connection {
                     BodyKind::Chunked => client_11,
                     BodyKind::Empty | BodyKind::Length(_) => true,
                 };
-                ex.upstream_persistent = head.version == 1
-                    && !head.list_has("connection", "close")
-                    && body != BodyKind::UntilClose;
+                ex.upstream_persistent =
+                    head.version == 1 && !head.connection.close && body != BodyKind::UntilClose;
                 let close = ex.close_after(self.drain.is_some());
                 ex.close_announced = close.is_some();
                 let conn = match (close, client_11) {

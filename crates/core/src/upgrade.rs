@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use crate::field_kind::FieldKind;
 use crate::head::{is_tchar, Head};
 
 /// GUID of RFC 6455 §1.3, appended to `Sec-WebSocket-Key` for `Sec-WebSocket-Accept`.
@@ -51,35 +52,51 @@ pub(crate) fn allowed(element: &[u8], allow: &[String]) -> bool {
 /// token, reduced to the protocols `allow` permits. `None` when the request does not
 /// propose an upgrade or offers nothing allowed: it is then forwarded as a plain request.
 pub(crate) fn proposal(head: &Head, allow: &[String]) -> Option<Proposal> {
-    if head.version != 1 || !head.list_has("connection", "upgrade") {
+    if head.version != 1 || !head.connection.upgrade {
         return None;
     }
-    let mut upgrade = Vec::new();
-    let mut offered: Vec<&[u8]> = Vec::new();
-    for element in head.list("upgrade") {
-        // Each protocol once: `Upgrade: websocket` twice is forwarded as one
-        // `Upgrade: websocket`, which origins that compare the value exactly accept.
-        let repeated = offered
+    // The offered protocols the route allows, each once (on the stack for the usual
+    // one or two): `Upgrade: websocket` twice is forwarded as one `Upgrade: websocket`,
+    // which origins that compare the value exactly accept.
+    let mut kept: [&[u8]; 4] = [&[]; 4];
+    let mut count = 0;
+    let mut more: Vec<&[u8]> = Vec::new();
+    for element in head.list_of(FieldKind::Upgrade) {
+        let repeated = kept[..count]
             .iter()
+            .chain(&more)
             .any(|seen| seen.eq_ignore_ascii_case(element));
         if is_protocol(element) && allowed(element, allow) && !repeated {
-            if !upgrade.is_empty() {
-                upgrade.extend_from_slice(b", ");
+            if count < kept.len() {
+                kept[count] = element;
+                count += 1;
+            } else {
+                more.push(element);
             }
-            upgrade.extend_from_slice(element);
-            offered.push(element);
         }
     }
-    if upgrade.is_empty() {
-        return None;
-    }
-    let mut keys = head.values("sec-websocket-key");
+    let upgrade = match (&kept[..count], more.is_empty()) {
+        ([], _) => return None,
+        // The usual single protocol: a view of the head's bytes, no copy.
+        ([only], true) => head.bytes.slice_ref(only),
+        (first, _) => {
+            let mut joined = Vec::new();
+            for element in first.iter().chain(&more) {
+                if !joined.is_empty() {
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(element);
+            }
+            Bytes::from(joined)
+        }
+    };
+    let mut keys = head.values_of(FieldKind::SecWebSocketKey);
     let websocket_key = match (keys.next(), keys.next()) {
-        (Some(k), None) => Some(Bytes::copy_from_slice(k)),
+        (Some(k), None) => Some(head.bytes.slice_ref(k)),
         _ => None,
     };
     Some(Proposal {
-        upgrade: Bytes::from(upgrade),
+        upgrade,
         websocket_key,
     })
 }
@@ -103,7 +120,7 @@ pub(crate) fn validate_switch(
     if response.version != 1 {
         return Err(SwitchError::NotHttp11);
     }
-    if !response.list_has("connection", "upgrade") {
+    if !response.connection.upgrade {
         return Err(SwitchError::NoConnectionUpgrade);
     }
     let chosen: Vec<&[u8]> = response.list("upgrade").collect();

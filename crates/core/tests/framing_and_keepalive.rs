@@ -490,7 +490,7 @@ fn access_records_say_whether_the_connection_was_kept_alive() {
         .events()
         .into_iter()
         .filter_map(|e| match e {
-            switchyard_core::Event::Exchange(r) => Some((r.target.clone(), r.close)),
+            switchyard_core::Event::Exchange(r) => Some((r.target.to_string(), r.close)),
             _ => None,
         })
         .collect();

@@ -242,7 +242,7 @@ impl Group {
 }
 
 mod dial;
-pub(crate) use dial::connect;
+pub(crate) use dial::{connect, pooled_single};
 
 /// An upstream connection handed to a client connection.
 #[derive(Debug)]

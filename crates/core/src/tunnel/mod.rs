@@ -287,11 +287,9 @@ impl Connection {
         };
         ex.status = 101;
         let route = &self.config.routes[ex.route];
-        let mut tunnel = Tunnel::new(ex.route, ex.target.clone(), protocol, self.now);
+        let mut tunnel = Tunnel::new(ex.route, ex.target.to_string(), protocol, self.now);
         tunnel.ws = frames_for(&tunnel.protocol, &route.websocket, &head, self.now);
         let client_eof = ex.client_eof;
-        // Only forwarded requests carry it, and a tunnel makes none.
-        self.client_text = None;
         // Taken whole, so that an idle tunnel keeps no receive buffer alive.
         let upstream_leftover = std::mem::take(&mut ex.upstream.buf);
         let client_leftover = std::mem::take(&mut self.client_buf);

@@ -93,35 +93,46 @@ impl Driver<'_> {
             }
         }
         let fresh = fresh || send_proxy;
-        // Towards a TLS group the header goes out before the handshake, in the dial;
-        // towards a plain one, with the request head.
-        let tls_header = (send_proxy && group.tls.is_some()).then(|| self.proxy_header());
-        let mut dial = Box::pin(upstream::connect(
-            group,
-            self.pool,
-            fresh,
-            connect_timeout,
-            choice,
-            tls_header.as_deref(),
-        ));
-        let dialed = loop {
-            self.arm_timer();
-            let timer = &mut self.timer;
-            // A poll of the two rather than `future::or` of two futures: this sits in
-            // every connection's task.
-            let raced = future::poll_fn(|cx| {
-                if let Poll::Ready(dialed) = dial.as_mut().poll(cx) {
-                    return Poll::Ready(Some(dialed));
-                }
-                Pin::new(&mut *timer).poll(cx).map(|()| None)
-            });
-            match raced.await {
-                Some(dialed) => break dialed,
-                None => {
-                    // The timer may fire before the core's deadline (see `arm_timer`).
-                    self.conn.handle_timeout(Instant::now());
-                    if self.conn.state() != StateKind::Connecting {
-                        return; // the core gave up (504) and has said what to do
+        // A one-server group's pooled connection needs neither the balancer's order nor
+        // a dial.
+        let pooled = if fresh {
+            None
+        } else {
+            upstream::pooled_single(group, self.pool)
+        };
+        let dialed = if let Some(pooled) = pooled {
+            Some(pooled)
+        } else {
+            // Towards a TLS group the header goes out before the handshake, in the dial;
+            // towards a plain one, with the request head.
+            let tls_header = (send_proxy && group.tls.is_some()).then(|| self.proxy_header());
+            let mut dial = Box::pin(upstream::connect(
+                group,
+                self.pool,
+                fresh,
+                connect_timeout,
+                choice,
+                tls_header.as_deref(),
+            ));
+            loop {
+                self.arm_timer();
+                let timer = &mut self.timer;
+                // A poll of the two rather than `future::or` of two futures: this sits in
+                // every connection's task.
+                let raced = future::poll_fn(|cx| {
+                    if let Poll::Ready(dialed) = dial.as_mut().poll(cx) {
+                        return Poll::Ready(Some(dialed));
+                    }
+                    Pin::new(&mut *timer).poll(cx).map(|()| None)
+                });
+                match raced.await {
+                    Some(dialed) => break dialed,
+                    None => {
+                        // The timer may fire before the core's deadline (see `arm_timer`).
+                        self.conn.handle_timeout(Instant::now());
+                        if self.conn.state() != StateKind::Connecting {
+                            return; // the core gave up (504) and has said what to do
+                        }
                     }
                 }
             }

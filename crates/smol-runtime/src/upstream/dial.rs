@@ -7,11 +7,35 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
-use super::{Choice, Dialed, Group, Pool, Server};
+use super::{Choice, Dialed, Group, Pool, Server, ServerState};
 use crate::backend::{Io, Timer};
 use crate::metrics::WorkerMetrics;
 use crate::tls::session::TlsSession;
 use crate::tls::upstream::HandshakeFailure;
+
+/// A pooled connection to the only server of a one-server group, found without the
+/// balancer: its rotation, which allocates the order of the servers, can only name that
+/// server (unless its health check has it down). What most requests of such a group
+/// take, with no allocation.
+pub(crate) fn pooled_single(group: &Group, pool: &Pool) -> Option<Dialed> {
+    let [server] = &group.servers[..] else {
+        return None;
+    };
+    if group.state(server, group.millis(Instant::now())) == ServerState::Down {
+        return None;
+    }
+    // A connection of the other kind (a reload turned TLS on or off) is closed.
+    let (stream, tls) = pool
+        .take(server.addr)
+        .filter(|(_, tls)| tls.is_some() == group.tls.is_some())?;
+    Some(Dialed {
+        stream,
+        tls,
+        server: server.addr,
+        reused: true,
+        open: server.open.clone(),
+    })
+}
 
 /// Finds a connection to a server of `group`: the balancer's choice for `choice`, from
 /// the pool when it holds a live one (unless `fresh`), else dialed with `connect_timeout`.
