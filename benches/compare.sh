@@ -29,7 +29,7 @@
 #   TUNNELS=5000 HOLD=3 idle-tunnel figure: tunnels held, seconds held (TUNNELS=0:
 #                       no idle-tunnel figure)
 #   PROXIES="nginx haproxy switchyard switchyard-portable"   (and/or switchyard-raw,
-#                       switchyard-admin, switchyard-aws-lc)
+#                       switchyard-admin, switchyard-ring)
 #   FIGURES="tput msgs hs rps big tlshs wss"   figures to take (rps and big need wrk;
 #                       tls is tlshs and wss, the TLS figures of benches/lib/tls.sh)
 #   NICE=0              run every process under `nice -n $NICE` (shared machines)
@@ -43,8 +43,8 @@
 # switchyard 18083, switchyard (async-io) 18084, switchyard-raw 18085, switchyard-admin
 # 18086 and its admin listener 18096 (override with ORIGIN_PORT, NGINX_PORT,
 # HAPROXY_PORT, SWITCHYARD_PORT, SWITCHYARD_PORTABLE_PORT, SWITCHYARD_RAW_PORT,
-# SWITCHYARD_ADMIN_PORT, ADMIN_LISTEN_PORT); switchyard-aws-lc 18087
-# (SWITCHYARD_AWS_LC_PORT); each proxy's TLS listener at its port + 100 (TLS_PORT_OFFSET).
+# SWITCHYARD_ADMIN_PORT, ADMIN_LISTEN_PORT); switchyard-ring 18087
+# (SWITCHYARD_RING_PORT); each proxy's TLS listener at its port + 100 (TLS_PORT_OFFSET).
 set -euo pipefail
 
 WORKERS=${WORKERS:-"1 2"}

@@ -120,7 +120,7 @@ start_proxy() { # name workers
     # `nice` execs the proxy, so $! is the proxy's own pid (the root of its process tree).
     nginx) nice -n "$NICE" nginx -c "$(nginx_conf "$workers" "$port")" &>"$TMP/nginx.out" & ;;
     haproxy) nice -n "$NICE" haproxy -db -f "$(haproxy_conf "$workers" "$port")" &>"$TMP/haproxy.out" & ;;
-    switchyard | switchyard-portable | switchyard-raw | switchyard-admin | switchyard-aws-lc)
+    switchyard | switchyard-portable | switchyard-raw | switchyard-admin | switchyard-ring)
         local args=(--listen "127.0.0.1:$port" --upstream "127.0.0.1:$ORIGIN_PORT"
             --workers "$workers" --max-connections "$NOFILE" --log warn)
         mapfile -t -O "${#args[@]}" args < <(switchyard_tls_args "$port")

@@ -22,7 +22,7 @@ VARIANTS=(
     "switchyard-portable|switchyard (async-io)|async-io ÷ epoll|switchyard-portable|switchyard|all"
     "switchyard-raw|switchyard (ws_validate = false)|switchyard ÷ switchyard-raw|switchyard|switchyard-raw|tput msgs p99 idle cpu_tput cpu_msgs"
     "switchyard-admin|switchyard (admin on, scraped every second)|admin on ÷ off|switchyard-admin|switchyard|all"
-    "switchyard-aws-lc|switchyard (aws-lc-rs)|aws-lc-rs ÷ ring|switchyard-aws-lc|switchyard|tlshs wss cpu_tlshs cpu_wss"
+    "switchyard-ring|switchyard (ring)|ring ÷ aws-lc-rs|switchyard-ring|switchyard|tlshs wss cpu_tlshs cpu_wss"
 )
 variant_heads() { # -> VHEAD, QHEAD (the titles of the measured variants' columns), VRULE
     VHEAD="" QHEAD="" VRULE=""

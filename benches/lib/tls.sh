@@ -9,14 +9,15 @@
 # made once per run by `loadgen tls-cert`, and TLS 1.3 only (nginx `ssl_protocols
 # TLSv1.3`, HAProxy `ssl-min-ver TLSv1.3`; switchyard serves 1.2 and 1.3 and the client
 # offers only 1.3). The client is the same for all: rustls on ring, no resumption.
-# switchyard-aws-lc (port 18087, TLS 18187, only when named in PROXIES) is switchyard
-# built with `--features aws-lc-rs`: the other crypto provider, side by side.
+# switchyard-ring (port 18087, TLS 18187, only when named in PROXIES) is switchyard
+# built with `--features ring`: the other crypto provider (the default is aws-lc-rs),
+# side by side.
 # Uses compare.sh's FIGS, FIGURES, PORT, BINARY, TARGET_DIR, ROOT, TMP, LOADGEN,
 # measured, drop_proxy, log, and proxies.sh's require_free.
 
 TLS_PORT_OFFSET=${TLS_PORT_OFFSET:-100}
 TLS_DIR="" # set by tls_setup
-PORT["switchyard-aws-lc"]=${SWITCHYARD_AWS_LC_PORT:-18087}
+PORT["switchyard-ring"]=${SWITCHYARD_RING_PORT:-18087}
 
 # FIGURES=tls is both TLS figures; a default run takes them after the others.
 tls_figures=()
@@ -30,16 +31,16 @@ unset tls_figures
 tls_wanted() { [[ " $FIGS " == *" tlshs "* || " $FIGS " == *" wss "* ]]; }
 tls_port() { echo $((${PORT[$1]} + TLS_PORT_OFFSET)); } # name
 
-build_tls_variants() { # the aws-lc-rs build, copied aside; the default binary again after it
-    measured switchyard-aws-lc || return 0
-    BINARY["switchyard-aws-lc"]=$TARGET_DIR/release/switchyard-aws-lc
-    log "building switchyard with --features aws-lc-rs (release)"
+build_tls_variants() { # the ring build, copied aside; the default binary again after it
+    measured switchyard-ring || return 0
+    BINARY["switchyard-ring"]=$TARGET_DIR/release/switchyard-ring
+    log "building switchyard with --features ring (release)"
     if cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p switchyard \
-        --features aws-lc-rs; then
-        cp "$TARGET_DIR/release/switchyard" "${BINARY["switchyard-aws-lc"]}"
+        --features ring; then
+        cp "$TARGET_DIR/release/switchyard" "${BINARY["switchyard-ring"]}"
     else
-        log "switchyard (aws-lc-rs) does not build: measuring the others only"
-        drop_proxy switchyard-aws-lc
+        log "switchyard (ring) does not build: measuring the others only"
+        drop_proxy switchyard-ring
     fi
     # Only the last link changes: the default build's units are still fresh.
     cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p switchyard

@@ -7,8 +7,8 @@
 //! driver's non-blocking socket. This file holds what is loaded from the configuration:
 //! the certificates ([`TlsCertificates`], chosen by SNI), the listeners that speak TLS
 //! ([`TlsListener`]) and the rustls configuration built from them: TLS 1.2 and 1.3,
-//! ALPN `http/1.1` only (never `h2` until HTTP/2 is spoken), the `ring` provider
-//! (`aws-lc-rs` with the feature of that name).
+//! ALPN `http/1.1` only (never `h2` until HTTP/2 is spoken), the `aws-lc-rs` provider
+//! (`ring` with the feature of that name).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -89,13 +89,13 @@ fn error(file: &Path, reason: impl Into<String>) -> TlsError {
     }
 }
 
-/// The one crypto provider: `ring`, or `aws-lc-rs` with the feature of that name (see
-/// docs/DECISIONS.md, "TLS" and "TLS benchmarks").
+/// The one crypto provider: `aws-lc-rs`, or `ring` with the feature of that name (see
+/// docs/DECISIONS.md, "TLS benchmarks").
 fn provider() -> Arc<CryptoProvider> {
-    #[cfg(feature = "aws-lc-rs")]
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    #[cfg(not(feature = "aws-lc-rs"))]
+    #[cfg(feature = "ring")]
     let provider = rustls::crypto::ring::default_provider();
+    #[cfg(not(feature = "ring"))]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
     Arc::new(provider)
 }
 
