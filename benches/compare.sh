@@ -18,18 +18,22 @@
 #                                         # frame-aware tunnels against byte tunnels
 #   PROXIES="switchyard switchyard-admin" FIGURES="msgs rps" ROUNDS=5 benches/compare.sh
 #                                         # the admin listener on, scraped, against off
+#   benches/compare-tls.sh                # the TLS figures only, with switchyard on both
+#                                         # crypto providers (benches/lib/tls.sh)
 #
 # Environment (all optional):
 #   WORKERS="1 2"       worker counts to run (nginx worker_processes, HAProxy nbthread,
 #                       switchyard --workers)
 #   DURATION=3          seconds per measurement
 #   ROUNDS=3            measurements per figure and proxy (the median is shown)
-#   TUNNELS=5000 HOLD=3 idle-tunnel figure: tunnels held, seconds held
+#   TUNNELS=5000 HOLD=3 idle-tunnel figure: tunnels held, seconds held (TUNNELS=0:
+#                       no idle-tunnel figure)
 #   PROXIES="nginx haproxy switchyard switchyard-portable"   (and/or switchyard-raw,
-#                       switchyard-admin)
-#   FIGURES="tput msgs hs rps big rps1"   figures to take (rps, big and rps1 need wrk;
-#                       rps1 is `wrk -t1 -c50` against an nginx origin, port 19001 or
-#                       NGINX_ORIGIN_PORT: lib/nginx_origin.sh)
+#                       switchyard-admin, switchyard-ring)
+#   FIGURES="tput msgs hs rps big rps1 tlshs wss"   figures to take (rps, big and rps1
+#                       need wrk; rps1 is `wrk -t1 -c50` against an nginx origin, port
+#                       19001 or NGINX_ORIGIN_PORT: lib/nginx_origin.sh; tls is tlshs and
+#                       wss, the TLS figures of benches/lib/tls.sh)
 #   NICE=0              run every process under `nice -n $NICE` (shared machines)
 #   KEEP=1              keep the temp dir (configs, logs) and print its path
 #
@@ -41,7 +45,8 @@
 # switchyard 18083, switchyard (async-io) 18084, switchyard-raw 18085, switchyard-admin
 # 18086 and its admin listener 18096 (override with ORIGIN_PORT, NGINX_PORT,
 # HAPROXY_PORT, SWITCHYARD_PORT, SWITCHYARD_PORTABLE_PORT, SWITCHYARD_RAW_PORT,
-# SWITCHYARD_ADMIN_PORT, ADMIN_LISTEN_PORT).
+# SWITCHYARD_ADMIN_PORT, ADMIN_LISTEN_PORT); switchyard-ring 18087
+# (SWITCHYARD_RING_PORT); each proxy's TLS listener at its port + 100 (TLS_PORT_OFFSET).
 set -euo pipefail
 
 WORKERS=${WORKERS:-"1 2"}
@@ -66,6 +71,8 @@ drop_proxy() { # name: stop measuring it
     for proxy in $PROXIES; do [[ $proxy == "$1" ]] || kept+=("$proxy"); done
     PROXIES="${kept[*]}"
 }
+# shellcheck source=lib/tls.sh
+source "$ROOT/benches/lib/tls.sh"
 
 # --- tools -----------------------------------------------------------------------------
 tools=()
@@ -103,6 +110,7 @@ if { measured switchyard || measured switchyard-raw || measured switchyard-admin
     drop_proxy switchyard-raw
     drop_proxy switchyard-admin
 fi
+build_tls_variants
 if measured switchyard-portable; then
     log "building switchyard with --features portable (release, into $TARGET_DIR/portable)"
     if ! cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p switchyard \
@@ -151,6 +159,7 @@ if nginx_origin_wanted; then
     require_free "$NGINX_ORIGIN_PORT"
     start_nginx_origin
 fi
+tls_setup
 
 # Every proxy runs at once on its own port (idle while another is measured); each
 # figure is taken for each in turn, ROUNDS times, and the median kept, so that a burst
@@ -173,6 +182,7 @@ for workers in $WORKERS; do
             R[$workers,$proxy,$fig]=$(median ${S[$workers,$proxy,$fig]:-})
         done
     done
+    tls_medians "$workers"
 done
 
 

@@ -26,6 +26,7 @@ note() { # key figure value
 }
 
 idle_figure() { # name workers
+    ((TUNNELS > 0)) || return 0
     local out
     out=$(run "$LOADGEN" ws-idle --target "127.0.0.1:${PORT[$1]}" --pid "${PROXY_PID[$1]}" \
         --tunnels "$TUNNELS" --hold "$HOLD")
@@ -71,6 +72,11 @@ figure() { # figure name workers: one measurement, recorded in S
         out=$(run wrk -t1 -c4 -d"${DURATION}s" "http://$target/1m")
         note "$key" big "$(wrk_mbps <<<"$out")"
         out="$(grep -E 'Transfer/sec|Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | paste -sd';')"
+        ;;
+    tlshs | wss) # benches/lib/tls.sh
+        out=$(tls_measure "$fig" "$2")
+        [[ -n $out ]] || return 0
+        note "$key" "$fig" "$(field "$([[ $fig == wss ]] && echo mbps || echo handshakes)" <<<"$out")"
         ;;
     esac
     log "$2/$3 $fig: $(head -1 <<<"$out")"

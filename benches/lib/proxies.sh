@@ -62,6 +62,7 @@ http {
             proxy_set_header Host \$host;
         }
     }
+$(nginx_tls_server "$2")
 }
 EOF
     echo "$dir/nginx.conf"
@@ -87,6 +88,7 @@ frontend front
     default_backend origin
 backend origin
     server origin 127.0.0.1:$ORIGIN_PORT
+$(haproxy_tls_frontend "$2")
 EOF
     echo "$file"
 }
@@ -118,9 +120,10 @@ start_proxy() { # name workers
     # `nice` execs the proxy, so $! is the proxy's own pid (the root of its process tree).
     nginx) nice -n "$NICE" nginx -c "$(nginx_conf "$workers" "$port")" &>"$TMP/nginx.out" & ;;
     haproxy) nice -n "$NICE" haproxy -db -f "$(haproxy_conf "$workers" "$port")" &>"$TMP/haproxy.out" & ;;
-    switchyard | switchyard-portable | switchyard-raw | switchyard-admin)
+    switchyard | switchyard-portable | switchyard-raw | switchyard-admin | switchyard-ring)
         local args=(--listen "127.0.0.1:$port" --upstream "127.0.0.1:$ORIGIN_PORT"
             --workers "$workers" --max-connections "$NOFILE" --log warn)
+        mapfile -t -O "${#args[@]}" args < <(switchyard_tls_args "$port")
         [[ $name == switchyard-admin ]] && args+=(--admin-listen "127.0.0.1:$ADMIN_LISTEN_PORT")
         if [[ $name == switchyard-raw ]]; then
             args+=(--config "$(switchyard_raw_conf)")
@@ -136,6 +139,7 @@ start_proxy() { # name workers
     PROXY_PID[$name]=$!
     PIDS+=("$!")
     wait_http "$port"
+    tls_wait "$name"
     if [[ $name == switchyard-admin ]]; then
         scrape_every_second "$ADMIN_LISTEN_PORT" &
         SCRAPER_PID[$name]=$!

@@ -22,6 +22,7 @@ VARIANTS=(
     "switchyard-portable|switchyard (async-io)|async-io ÷ epoll|switchyard-portable|switchyard|all"
     "switchyard-raw|switchyard (ws_validate = false)|switchyard ÷ switchyard-raw|switchyard|switchyard-raw|tput msgs p99 idle cpu_tput cpu_msgs"
     "switchyard-admin|switchyard (admin on, scraped every second)|admin on ÷ off|switchyard-admin|switchyard|all"
+    "switchyard-ring|switchyard (ring)|ring ÷ aws-lc-rs|switchyard-ring|switchyard|tlshs wss cpu_tlshs cpu_wss"
 )
 variant_heads() { # -> VHEAD, QHEAD (the titles of the measured variants' columns), VRULE
     VHEAD="" QHEAD="" VRULE=""
@@ -46,6 +47,12 @@ variant_cells() { # workers figure better -> VCELLS, QCELLS (the measured varian
     done
 }
 
+taken() { # workers figure: whether any proxy has it (a run with FIGURES skips the rest)
+    local proxy
+    for proxy in direct $PROXIES; do [[ -n ${R[$1,$proxy,$2]:-} ]] && return 0; done
+    return 1
+}
+
 print_tables() {
     variant_heads
     # figure | label | better (hi/lo) | target
@@ -58,6 +65,7 @@ print_tables() {
         "rps|HTTP keep-alive req/s, 50 connections (wrk)|hi|≥ 1.2× HAProxy"
         "big|HTTP 1 MiB responses, 4 connections (MB/s, wrk)|hi|≥ HAProxy"
         "rps1|HTTP keep-alive req/s, wrk -t1 -c50, nginx origin|hi|≥ 1.0× the best"
+        "${TLS_TABLE_ROWS[@]}"
         "idle|proxy memory per idle tunnel, $TUNNELS tunnels (bytes)|lo|< 2 KB"
         "alive|idle tunnels still echoing after ${HOLD}s|-|all"
     )
@@ -69,6 +77,7 @@ print_tables() {
     for workers in $WORKERS; do
         for spec in "${TABLE_ROWS[@]}"; do
             IFS='|' read -r fig label better target <<<"$spec"
+            taken "$workers" "$fig" || continue
             d=${R[$workers,direct,$fig]:--}
             n=${R[$workers,nginx,$fig]:--}
             h=${R[$workers,haproxy,$fig]:--}
@@ -86,6 +95,7 @@ print_tables() {
         "cpu_rps|HTTP keep-alive requests (per request)"
         "cpu_big|HTTP 1 MiB responses (per MB)"
         "cpu_rps1|HTTP keep-alive requests, wrk -t1, nginx origin (per request)"
+        "${TLS_CPU_ROWS[@]}"
     )
     echo
     echo "Proxy CPU time (user + system, µs) per operation, median of the same runs."
@@ -95,6 +105,7 @@ print_tables() {
     for workers in $WORKERS; do
         for spec in "${CPU_ROWS[@]}"; do
             IFS='|' read -r fig label <<<"$spec"
+            taken "$workers" "$fig" || continue
             n=${R[$workers,nginx,$fig]:--}
             h=${R[$workers,haproxy,$fig]:--}
             s=${R[$workers,switchyard,$fig]:--}

@@ -11,11 +11,19 @@
 //! Subcommands (every duration in seconds, every figure bounded by it):
 //! - `origin --listen ADDR`: HTTP `GET /` (13-byte body), `GET /1m` (1 MiB body), and
 //!   WebSocket echo on any other upgrade request; keep-alive.
-//! - `ws-throughput --target ADDR [--size 65536] [--window 16] [--duration 5]`
+//! - `ws-throughput --target ADDR [--size 65536] [--window 16] [--duration 5]
+//!   [--tls-ca FILE]`: over TLS (`wss`) with `--tls-ca`, trusting only that certificate.
 //! - `ws-messages --target ADDR [--connections 50] [--size 32] [--duration 5]`
 //! - `ws-handshakes --target ADDR [--concurrency 16] [--duration 5]`
 //! - `ws-idle --target ADDR --pid PID [--tunnels 5000] [--hold 5]`: memory per idle
 //!   tunnel of the process tree rooted at PID.
+//! - `tls-cert --out DIR`: an ECDSA P-256 certificate for `localhost` and its key
+//!   (`cert.pem`, `key.pem`, and `both.pem` for HAProxy), for every proxy of a run.
+//! - `tls-handshakes --target ADDR --tls-ca FILE [--concurrency 16] [--duration 5]`:
+//!   full TLS 1.3 handshakes per second, each with one `GET /` (see `measure_tls`).
+//!
+//! The TLS client (module `tls`) is the same for every proxy: rustls on ring, TLS 1.3
+//! only, no resumption.
 //!
 //! Each measurement ends with one `result key=value ...` line for scripts.
 
@@ -23,8 +31,10 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod measure;
+mod measure_tls;
 mod origin;
 mod procfs;
+mod tls;
 mod ws;
 
 use std::collections::HashMap;
@@ -33,12 +43,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str =
-    "usage: loadgen <origin|ws-throughput|ws-messages|ws-handshakes|ws-idle> [--flag value]...
-  origin        --listen ADDR
-  ws-throughput --target ADDR [--size 65536] [--window 16] [--duration 5]
-  ws-messages   --target ADDR [--connections 50] [--size 32] [--duration 5]
-  ws-handshakes --target ADDR [--concurrency 16] [--duration 5]
-  ws-idle       --target ADDR --pid PID [--tunnels 5000] [--hold 5]";
+    "usage: loadgen <origin|ws-throughput|ws-messages|ws-handshakes|ws-idle|tls-cert|tls-handshakes> [--flag value]...
+  origin         --listen ADDR
+  ws-throughput  --target ADDR [--size 65536] [--window 16] [--duration 5] [--tls-ca FILE]
+  ws-messages    --target ADDR [--connections 50] [--size 32] [--duration 5]
+  ws-handshakes  --target ADDR [--concurrency 16] [--duration 5]
+  ws-idle        --target ADDR --pid PID [--tunnels 5000] [--hold 5]
+  tls-cert       --out DIR
+  tls-handshakes --target ADDR --tls-ca FILE [--concurrency 16] [--duration 5]";
 
 /// `println!` that ignores a closed stdout (`loadgen ... | head -1`) instead of panicking.
 macro_rules! say {
@@ -109,10 +121,22 @@ fn run(args: &[String]) -> Result<(), String> {
                 flags.get("size", Some(65536))?,
                 flags.get("window", Some(16))?,
             );
-            let r = measure::throughput(target()?, size, window, flags.secs("duration", 5.0)?)
-                .map_err(io)?;
+            let duration = flags.secs("duration", 5.0)?;
+            let (r, over) = match flags.0.get("tls-ca") {
+                None => (
+                    measure::throughput(target()?, size, window, duration).map_err(io)?,
+                    String::new(),
+                ),
+                Some(ca) => {
+                    let client = tls::TlsClient::new(ca.as_ref()).map_err(io)?;
+                    let (r, agreed) =
+                        measure_tls::throughput(target()?, &client, size, window, duration)
+                            .map_err(io)?;
+                    (r, format!(", over TLS: {agreed}"))
+                }
+            };
             say!(
-                "ws-throughput: {:.1} MB/s ({} messages of {size} bytes, window {window})",
+                "ws-throughput: {:.1} MB/s ({} messages of {size} bytes, window {window}{over})",
                 r.megabytes_per_sec,
                 r.messages
             );
@@ -173,6 +197,31 @@ fn run(args: &[String]) -> Result<(), String> {
                 r.bytes_per_tunnel,
                 r.alive_after_hold
             );
+            Ok(())
+        }
+        "tls-cert" => {
+            let dir: std::path::PathBuf = flags.get("out", None)?;
+            tls::write_certificate(&dir).map_err(|e| format!("{}: {e}", dir.display()))
+        }
+        "tls-handshakes" => {
+            let concurrency = flags.get("concurrency", Some(16))?;
+            let ca: std::path::PathBuf = flags.get("tls-ca", None)?;
+            let client = tls::TlsClient::new(&ca).map_err(io)?;
+            let r = measure_tls::handshakes(
+                target()?,
+                &client,
+                concurrency,
+                flags.secs("duration", 5.0)?,
+            )
+            .map_err(io)?;
+            say!(
+                "tls-handshakes: {:.0}/s ({concurrency} concurrent clients, full TLS 1.3 \
+                 handshakes, one GET / each, {}; {} errors)",
+                r.per_sec,
+                r.agreed,
+                r.errors
+            );
+            say!("result handshakes={:.0} errors={}", r.per_sec, r.errors);
             Ok(())
         }
         other => Err(format!("unknown subcommand {other:?}\n{USAGE}")),

@@ -4,15 +4,15 @@
 //! Every function runs against `target` (a proxy or the origin itself), is bounded by
 //! its `duration`, and returns numbers; printing is the caller's business.
 
-use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::procfs;
-use crate::ws::{self, Client};
+use crate::ws::{self, Client, RecvBuf};
 
 /// Echo throughput over one connection.
 #[derive(Debug, Clone, Copy)]
@@ -31,9 +31,32 @@ pub fn throughput(
     window: usize,
     duration: Duration,
 ) -> io::Result<Throughput> {
-    let mut client = Client::connect(target, 1)?;
+    let client = Client::connect(target, 1)?;
+    let writer = client.stream.try_clone()?;
+    let closer = client.stream.try_clone()?;
+    echo_throughput(
+        client.stream,
+        client.buf,
+        writer,
+        closer,
+        size,
+        window,
+        duration,
+    )
+}
+
+/// [`throughput`] on an upgraded connection: `reader` and `writer` its two directions
+/// (`buf` what was read past the 101), `closer` its socket, shut down at the end.
+pub fn echo_throughput(
+    mut reader: impl Read,
+    mut buf: RecvBuf,
+    mut writer: impl Write + Send + 'static,
+    closer: TcpStream,
+    size: usize,
+    window: usize,
+    duration: Duration,
+) -> io::Result<Throughput> {
     let frame = ws::client_frame(ws::OP_BINARY, &vec![0xA5; size]);
-    let mut writer = client.stream.try_clone()?;
     // One token per message allowed in flight; the reader hands one back per echo.
     let (tokens, credit) = mpsc::sync_channel::<()>(window);
     for _ in 0..window {
@@ -53,9 +76,9 @@ pub fn throughput(
         if Instant::now() >= deadline {
             break Ok(());
         }
-        match ws::read_frame(&mut client.stream, &mut client.buf) {
+        match ws::read_frame(&mut reader, &mut buf) {
             Ok(head) => {
-                client.buf.consume(head.frame_len());
+                buf.consume(head.frame_len());
                 if head.payload_len != size {
                     break Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -72,7 +95,7 @@ pub fn throughput(
     let elapsed = start.elapsed().as_secs_f64();
     drop(tokens);
     // Unblocks the sender if it is stuck writing into a full pipe.
-    let _ = client.stream.shutdown(Shutdown::Both);
+    let _ = closer.shutdown(Shutdown::Both);
     let _ = sender.join();
     outcome?;
     Ok(Throughput {

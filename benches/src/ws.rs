@@ -288,39 +288,7 @@ impl Client {
     pub fn connect(addr: SocketAddr, seed: u64) -> io::Result<Self> {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
-        let key = base64(
-            &seed
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                .to_le_bytes()
-                .repeat(2),
-        );
-        let request = format!(
-            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes())?;
-        let mut buf = RecvBuf::with_capacity(4096);
-        let end = loop {
-            if let Some(end) = head_end(buf.filled()) {
-                break end;
-            }
-            if buf.filled().len() > 16 * 1024 || buf.fill_from(&mut stream)? == 0 {
-                return Err(bad("no complete 101 head"));
-            }
-        };
-        let head = &buf.filled()[..end];
-        if !head.starts_with(b"HTTP/1.1 101 ") {
-            let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-            return Err(bad(&format!(
-                "handshake answered {}",
-                String::from_utf8_lossy(line)
-            )));
-        }
-        let accept = header(head, "sec-websocket-accept");
-        if accept != Some(accept_key(&key).as_bytes()) {
-            return Err(bad("wrong Sec-WebSocket-Accept"));
-        }
-        buf.consume(end);
+        let buf = upgrade(&mut stream, addr, seed)?;
         Ok(Self { stream, buf })
     }
 
@@ -332,6 +300,49 @@ impl Client {
         self.buf.consume(head.frame_len());
         Ok(head.payload_len)
     }
+}
+
+/// The opening handshake on a connected `stream` (plain or TLS), the 101 checked fully;
+/// returns the bytes read past the 101 head. `seed` makes the key.
+pub fn upgrade(
+    stream: &mut (impl Read + Write),
+    addr: SocketAddr,
+    seed: u64,
+) -> io::Result<RecvBuf> {
+    let key = base64(
+        &seed
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .to_le_bytes()
+            .repeat(2),
+    );
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut buf = RecvBuf::with_capacity(4096);
+    let end = loop {
+        if let Some(end) = head_end(buf.filled()) {
+            break end;
+        }
+        if buf.filled().len() > 16 * 1024 || buf.fill_from(stream)? == 0 {
+            return Err(bad("no complete 101 head"));
+        }
+    };
+    let head = &buf.filled()[..end];
+    if !head.starts_with(b"HTTP/1.1 101 ") {
+        let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+        return Err(bad(&format!(
+            "handshake answered {}",
+            String::from_utf8_lossy(line)
+        )));
+    }
+    let accept = header(head, "sec-websocket-accept");
+    if accept != Some(accept_key(&key).as_bytes()) {
+        return Err(bad("wrong Sec-WebSocket-Accept"));
+    }
+    buf.consume(end);
+    Ok(buf)
 }
 
 fn bad(why: &str) -> io::Error {

@@ -7,7 +7,8 @@
 //! driver's non-blocking socket. This file holds what is loaded from the configuration:
 //! the certificates ([`TlsCertificates`], chosen by SNI), the listeners that speak TLS
 //! ([`TlsListener`]) and the rustls configuration built from them: TLS 1.2 and 1.3,
-//! ALPN `http/1.1` only (never `h2` until HTTP/2 is spoken), the `ring` provider.
+//! ALPN `http/1.1` only (never `h2` until HTTP/2 is spoken), the `aws-lc-rs` provider
+//! (`ring` with the feature of that name).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -94,9 +95,14 @@ pub(crate) fn error(file: &Path, reason: impl Into<String>) -> TlsError {
     }
 }
 
-/// The one crypto provider: `ring` (see docs/DECISIONS.md, "TLS").
+/// The one crypto provider: `aws-lc-rs`, or `ring` with the feature of that name (see
+/// docs/DECISIONS.md, "TLS benchmarks").
 pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    #[cfg(feature = "ring")]
+    let provider = rustls::crypto::ring::default_provider();
+    #[cfg(not(feature = "ring"))]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    Arc::new(provider)
 }
 
 impl TlsCertificates {
@@ -187,8 +193,8 @@ impl TlsCertificates {
     pub(crate) fn server_config(&self) -> Arc<rustls::ServerConfig> {
         let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            // The ring provider supports both versions: this cannot fail.
-            .expect("TLS 1.2 and 1.3 are supported by the ring provider");
+            // Both providers support both versions: this cannot fail.
+            .expect("TLS 1.2 and 1.3 are supported by the provider");
         let mut config = builder
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(ByName {

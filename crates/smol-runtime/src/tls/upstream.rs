@@ -33,7 +33,7 @@ pub enum UpstreamRoots {
 
 /// TLS to an upstream group's servers: the roots, the name each server's certificate
 /// must be valid for, and the rustls configuration built from them (TLS 1.2 and 1.3,
-/// ALPN `http/1.1`, the `ring` provider). Without [`UpstreamTls::server_name`], a
+/// ALPN `http/1.1`, the provider of `tls::provider`). Without [`UpstreamTls::server_name`], a
 /// server from a host name is verified for that name, a server given as an address for
 /// its IP address (an IP subject alternative name).
 ///
@@ -91,7 +91,7 @@ impl UpstreamTls {
             .transpose()?;
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .expect("TLS 1.2 and 1.3 are supported by the ring provider");
+            .expect("TLS 1.2 and 1.3 are supported by both providers");
         let builder = match &roots {
             UpstreamRoots::System => builder.with_root_certificates(system_roots()?),
             UpstreamRoots::CaFile(file) => builder.with_root_certificates(ca_file(file)?),
