@@ -51,8 +51,63 @@ impl Driver<'_> {
         }
     }
 
-    /// Answers `Connect(route)`, racing the dial against the core's connect deadline.
+    /// Answers `Connect(route)`: with this client's kept or a pooled connection at once,
+    /// else by a dial raced against the core's connect deadline.
     pub(super) async fn connect(&mut self, route: RouteId) {
+        // What is decided without waiting is in functions of their own, so that none of
+        // their locals is kept in every connection's task across the dial's await.
+        let Some(plan) = self.connect_at_once(route) else {
+            return;
+        };
+        let (group_index, send_proxy) = (plan.group, plan.send_proxy);
+        let group = &self.shared.groups[plan.group];
+        // Towards a TLS group the header goes out before the handshake, in the dial;
+        // towards a plain one, with the request head.
+        let tls_header = (plan.send_proxy && group.tls.is_some()).then(|| self.proxy_header());
+        let pool = self.pool;
+        // On the heap, with the header it writes: dialing state would otherwise sit in
+        // every connection's task, also while it idles as a tunnel.
+        let mut dial = Box::pin(async move {
+            let header = tls_header.as_deref();
+            upstream::connect(
+                group,
+                pool,
+                plan.fresh,
+                plan.connect_timeout,
+                plan.choice,
+                header,
+            )
+            .await
+        });
+        let dialed = loop {
+            self.arm_timer();
+            let timer = &mut self.timer;
+            // A poll of the two rather than `future::or` of two futures: this sits in
+            // every connection's task.
+            let raced = future::poll_fn(|cx| {
+                if let Poll::Ready(dialed) = dial.as_mut().poll(cx) {
+                    return Poll::Ready(Some(dialed));
+                }
+                Pin::new(&mut *timer).poll(cx).map(|()| None)
+            });
+            match raced.await {
+                Some(dialed) => break dialed,
+                None => {
+                    // The timer may fire before the core's deadline (see `arm_timer`).
+                    self.conn.handle_timeout(Instant::now());
+                    if self.conn.state() != StateKind::Connecting {
+                        return; // the core gave up (504) and has said what to do
+                    }
+                }
+            }
+        };
+        self.connected(group_index, send_proxy, dialed);
+    }
+
+    /// The part of `connect` that needs no wait: a route without a group fails, this
+    /// client's kept PROXY connection or a one-server group's pooled connection is
+    /// taken. `None` when that answered the core; else what the dial needs.
+    fn connect_at_once(&mut self, route: RouteId) -> Option<DialPlan> {
         let fresh = std::mem::take(&mut self.next_fresh);
         // The core asks for a new connection only after releasing the old one; if it
         // did not, the old one is not reusable.
@@ -62,8 +117,32 @@ impl Driver<'_> {
         let Some(group) = group_index.and_then(|index| shared.groups.get(index)) else {
             tracing::warn!(route, "route has no upstream group");
             self.feed(Input::UpstreamConnectFailed, Instant::now());
-            return;
+            return None;
         };
+        let group_index = group_index?;
+        // A connection that carries a PROXY header is the client's that opened it: it is
+        // never taken from the pool (nor given back to it).
+        let send_proxy = shared.send_proxy.get(group_index) == Some(&true);
+        // This client's own connection from its previous request, unless the core's
+        // retry needs a fresh one (it was found closed).
+        let kept = self.kept.take().map(|kept| *kept);
+        if let (Some((group_kept, mut kept)), false) = (kept, fresh) {
+            if send_proxy && group_kept == group_index {
+                kept.reused = true;
+                self.upstream = Some(kept);
+                self.feed(Input::UpstreamConnected { reused: true }, Instant::now());
+                return None;
+            }
+        }
+        let fresh = fresh || send_proxy;
+        // A one-server group's pooled connection needs neither the balancer's order nor
+        // a dial.
+        if !fresh {
+            if let Some(pooled) = upstream::pooled_single(group, self.pool) {
+                self.connected(group_index, send_proxy, Some(pooled));
+                return None;
+            }
+        }
         let connect_timeout = shared
             .core
             .routes
@@ -75,68 +154,17 @@ impl Driver<'_> {
                 conn.request_header(name).collect()
             }),
         };
-        // On the heap: dialing state would otherwise sit in every connection's task,
-        // also while it idles as a tunnel.
-        // A connection that carries a PROXY header is the client's that opened it: it is
-        // never taken from the pool (nor given back to it).
-        let send_proxy =
-            group_index.is_some_and(|index| shared.send_proxy.get(index) == Some(&true));
-        // This client's own connection from its previous request, unless the core's
-        // retry needs a fresh one (it was found closed).
-        let kept = self.kept.take().map(|kept| *kept);
-        if let (Some((group_kept, mut kept)), false) = (kept, fresh) {
-            if send_proxy && Some(group_kept) == group_index {
-                kept.reused = true;
-                self.upstream = Some(kept);
-                self.feed(Input::UpstreamConnected { reused: true }, Instant::now());
-                return;
-            }
-        }
-        let fresh = fresh || send_proxy;
-        // A one-server group's pooled connection needs neither the balancer's order nor
-        // a dial.
-        let pooled = if fresh {
-            None
-        } else {
-            upstream::pooled_single(group, self.pool)
-        };
-        let dialed = if let Some(pooled) = pooled {
-            Some(pooled)
-        } else {
-            // Towards a TLS group the header goes out before the handshake, in the dial;
-            // towards a plain one, with the request head.
-            let tls_header = (send_proxy && group.tls.is_some()).then(|| self.proxy_header());
-            let mut dial = Box::pin(upstream::connect(
-                group,
-                self.pool,
-                fresh,
-                connect_timeout,
-                choice,
-                tls_header.as_deref(),
-            ));
-            loop {
-                self.arm_timer();
-                let timer = &mut self.timer;
-                // A poll of the two rather than `future::or` of two futures: this sits in
-                // every connection's task.
-                let raced = future::poll_fn(|cx| {
-                    if let Poll::Ready(dialed) = dial.as_mut().poll(cx) {
-                        return Poll::Ready(Some(dialed));
-                    }
-                    Pin::new(&mut *timer).poll(cx).map(|()| None)
-                });
-                match raced.await {
-                    Some(dialed) => break dialed,
-                    None => {
-                        // The timer may fire before the core's deadline (see `arm_timer`).
-                        self.conn.handle_timeout(Instant::now());
-                        if self.conn.state() != StateKind::Connecting {
-                            return; // the core gave up (504) and has said what to do
-                        }
-                    }
-                }
-            }
-        };
+        Some(DialPlan {
+            group: group_index,
+            send_proxy,
+            fresh,
+            connect_timeout,
+            choice,
+        })
+    }
+
+    /// Tells the core how the connect ended; a connection becomes the upstream peer.
+    fn connected(&mut self, group_index: usize, send_proxy: bool, dialed: Option<Dialed>) {
         let now = Instant::now();
         match dialed {
             Some(Dialed {
@@ -152,7 +180,7 @@ impl Driver<'_> {
                 if send_proxy && plain {
                     peer.push(Chunk::Bytes(self.proxy_header().into()));
                 }
-                self.upstream_group = group_index.and_then(|index| u32::try_from(index).ok());
+                self.upstream_group = u32::try_from(group_index).ok();
                 self.upstream = Some(Upstream {
                     peer,
                     server,
@@ -179,4 +207,13 @@ impl Driver<'_> {
         let addresses = destination.map(|destination| (self.context.client, destination));
         switchyard_core::proxy_protocol::encode_v2(addresses)
     }
+}
+
+/// What a dial needs, decided before it starts.
+struct DialPlan {
+    group: usize,
+    send_proxy: bool,
+    fresh: bool,
+    connect_timeout: std::time::Duration,
+    choice: upstream::Choice,
 }
