@@ -170,8 +170,18 @@ fn a_keep_alive_request_allocates_little() {
         |_| {},
     );
     println!("allocations per keep-alive request: {per_request:.2}");
-    // Measured 11.06 (22.07 before issue 14; benches/RESULTS.md, "Allocations per request").
-    assert!(per_request <= 11.5, "{per_request} allocations per request");
+    // Measured 11.06 on the Linux reactor (22.07 before issue 14; benches/RESULTS.md,
+    // "Allocations per request"), 15.07 on the portable backend (async-io's own
+    // registrations and wakers).
+    let bound = if cfg!(feature = "portable") {
+        15.5
+    } else {
+        11.5
+    };
+    assert!(
+        per_request <= bound,
+        "{per_request} allocations per request"
+    );
 }
 
 #[test]
@@ -192,9 +202,15 @@ fn a_websocket_handshake_allocates_little() {
         |handshakes| origin.wait_closed(handshakes),
     );
     println!("allocations per WebSocket handshake: {per_handshake:.2}");
-    // Measured 41.20 (50.20 before issue 14; benches/RESULTS.md, "Allocations per request").
+    // Measured 41.20 on the Linux reactor (50.20 before issue 14; benches/RESULTS.md,
+    // "Allocations per request"), 52.12 on the portable backend.
+    let bound = if cfg!(feature = "portable") {
+        52.5
+    } else {
+        42.0
+    };
     assert!(
-        per_handshake <= 42.0,
+        per_handshake <= bound,
         "{per_handshake} allocations per handshake"
     );
 }
