@@ -268,7 +268,14 @@ pub fn self_check(proxy: SocketAddr, limit: Duration) -> Result<(), String> {
     if response.status() != 101 {
         return Err(format!("expected 101, got {}", response.status()));
     }
-    let text = "hello through switchyard";
+    echo_once(&mut ws, "hello through switchyard")
+}
+
+/// Sends `text` on `ws` and checks that it comes back; what went wrong, in one line.
+pub(crate) fn echo_once<S: Read + Write>(
+    ws: &mut tungstenite::WebSocket<S>,
+    text: &str,
+) -> Result<(), String> {
     ws.send(Message::text(text))
         .map_err(|e| format!("cannot send: {e}"))?;
     match ws.read() {

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use tungstenite::Message;
 
 /// The demo's certificate: its PEM files and the certificate itself, which the
 /// self-check trusts.
@@ -81,17 +80,7 @@ pub fn self_check(
     let stream = StreamOwned::new(conn, tcp);
     let (mut ws, _) = tungstenite::client("wss://localhost/ws", stream)
         .map_err(|e| format!("WebSocket over TLS through the proxy failed: {e}"))?;
-    let text = "hello through switchyard over TLS";
-    ws.send(Message::text(text))
-        .map_err(|e| format!("cannot send: {e}"))?;
-    match ws.read() {
-        Ok(Message::Text(reply)) if reply.as_str() == text => {
-            let _ = ws.close(None);
-            Ok(())
-        }
-        Ok(other) => Err(format!("unexpected reply {other:?}")),
-        Err(e) => Err(format!("no echo: {e}")),
-    }
+    crate::demo::echo_once(&mut ws, "hello through switchyard over TLS")
 }
 
 /// The instructions printed once the demo runs over TLS.
