@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -89,7 +90,9 @@ impl UpstreamTls {
                 })
             })
             .transpose()?;
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
+        let provider = provider();
+        let algorithms = provider.signature_verification_algorithms;
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .expect("TLS 1.2 and 1.3 are supported by both providers");
         let builder = match &roots {
@@ -97,7 +100,7 @@ impl UpstreamTls {
             UpstreamRoots::CaFile(file) => builder.with_root_certificates(ca_file(file)?),
             UpstreamRoots::InsecureSkipVerify => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(TakeAnything)),
+                .with_custom_certificate_verifier(Arc::new(TakeAnything { algorithms })),
         };
         let mut config = builder.with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -239,7 +242,10 @@ fn ca_file(file: &Path) -> Result<RootCertStore, TlsError> {
 /// `insecure_skip_verify`: takes any certificate, but still checks the handshake's
 /// signatures (so the session is at least with whoever holds that certificate's key).
 #[derive(Debug)]
-struct TakeAnything;
+struct TakeAnything {
+    /// The provider's, taken once when the configuration is built.
+    algorithms: WebPkiSupportedAlgorithms,
+}
 
 impl ServerCertVerifier for TakeAnything {
     fn verify_server_cert(
@@ -259,8 +265,7 @@ impl ServerCertVerifier for TakeAnything {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &algorithms)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -269,14 +274,11 @@ impl ServerCertVerifier for TakeAnything {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
