@@ -113,13 +113,15 @@ impl Driver<'_> {
         // did not, the old one is not reusable.
         self.upstream = None;
         let shared = self.shared;
-        let group_index = shared.route_upstream.get(route).copied();
-        let Some(group) = group_index.and_then(|index| shared.groups.get(index)) else {
+        let found = shared
+            .route_upstream
+            .get(route)
+            .and_then(|&index| shared.groups.get(index).map(|group| (index, group)));
+        let Some((group_index, group)) = found else {
             tracing::warn!(route, "route has no upstream group");
             self.feed(Input::UpstreamConnectFailed, Instant::now());
             return None;
         };
-        let group_index = group_index?;
         // A connection that carries a PROXY header is the client's that opened it: it is
         // never taken from the pool (nor given back to it).
         let send_proxy = shared.send_proxy.get(group_index) == Some(&true);

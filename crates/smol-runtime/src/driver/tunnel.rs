@@ -17,7 +17,7 @@ use std::time::Instant;
 use switchyard_core::websocket::MAX_CONTROL_PAYLOAD;
 use switchyard_core::{Event, Input, Side};
 
-use super::peer::is_transient;
+use super::peer::{is_transient, wants_write};
 use super::Driver;
 use crate::backend::{pipe_supported, Pipe};
 use crate::buffer::{give_buffer, take_buffer, Chunk};
@@ -169,7 +169,7 @@ impl Driver<'_> {
         let Some(peer) = self.peer(to) else {
             return;
         };
-        if !peer.pending() || peer.write_closed || !peer.stream.may_be_writable() {
+        if !wants_write(peer) || !peer.stream.may_be_writable() {
             return;
         }
         let result = peer.write_once();
