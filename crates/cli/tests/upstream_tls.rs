@@ -312,6 +312,42 @@ fn send_proxy_protocol_writes_its_header_before_the_tls_handshake() {
     );
 }
 
+#[test]
+fn health_checks_of_a_group_sending_proxy_headers_begin_with_a_local_one() {
+    let ca = Authority::new();
+    ca.write_ca("health-proxy-ca.pem");
+    let check = "send_proxy_protocol = true\nhealth_check = { path = \"/health\", interval = \"100ms\", timeout = \"2s\", fails = 1, passes = 1 }\n";
+    for (name, tls) in [("plain", None), ("tls", Some(ca.server(&["127.0.0.1"])))] {
+        let tls_key = if tls.is_some() {
+            "{ ca = \"health-proxy-ca.pem\" }"
+        } else {
+            "false"
+        };
+        // The origin closes every connection that does not begin with a PROXY header.
+        let origin = Origin::start(tls, true);
+        let config = file(
+            &format!("health-proxy-{name}.toml"),
+            origin.addr,
+            tls_key,
+            check,
+        );
+        let (_proxy, addr, _) = start(&config);
+        let deadline = std::time::Instant::now() + LIMIT;
+        while origin.requests_for("/health") < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: no health check got past the origin's PROXY header check"
+            );
+            std::thread::yield_now();
+        }
+        let mut client = Client::connect(addr);
+        let local = client_addr(&client);
+        let (status, body) = client.get("/");
+        assert_eq!(status, 200, "{name}: {body}");
+        assert!(body.contains(&format!("proxy={local} ")), "{name}: {body}");
+    }
+}
+
 fn client_addr(client: &Client) -> SocketAddr {
     client.local_addr()
 }

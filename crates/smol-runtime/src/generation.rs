@@ -128,6 +128,7 @@ fn build(
         .map(|group| {
             let before = previous.and_then(|p| p.groups.iter().find(|g| g.name == group.name));
             Group::carrying(group, before)
+                .with_proxy_header(config.proxy_protocol.send_to.contains(&group.name))
         })
         .collect();
     if let Some(status) = status {
@@ -145,11 +146,6 @@ fn build(
         generation: number,
         tunnels: status.map(|status| status.tunnels().clone()),
         accept_proxy: Vec::new(),
-        send_proxy: config
-            .upstreams
-            .iter()
-            .map(|group| config.proxy_protocol.send_to.contains(&group.name))
-            .collect(),
         tls: Default::default(),
     }
 }

@@ -167,6 +167,7 @@ mod shortage;
 mod signal;
 mod sockets;
 mod source;
+mod stream_io;
 #[cfg(test)]
 mod test_support;
 mod tls;

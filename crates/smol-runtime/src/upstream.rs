@@ -37,6 +37,10 @@ pub(crate) struct Group {
     all_down: Arc<AtomicBool>,
     /// TLS to the servers, if the group speaks it.
     pub(crate) tls: Option<UpstreamTls>,
+    /// Whether its connections begin with a PROXY v2 header (the server's
+    /// `send_proxy_protocol` names the group); its health checks then begin with a
+    /// `LOCAL` one.
+    pub(crate) proxy_header: bool,
 }
 
 #[derive(Debug)]
@@ -134,7 +138,14 @@ impl Group {
             sources: Sources::new(&config.source, previous.map(|group| &group.sources)),
             all_down: Arc::new(AtomicBool::new(all_down)),
             tls: config.tls.clone(),
+            proxy_header: false,
         }
+    }
+
+    /// The group, its connections beginning with a PROXY v2 header when `proxy_header`.
+    pub(crate) fn with_proxy_header(mut self, proxy_header: bool) -> Self {
+        self.proxy_header = proxy_header;
+        self
     }
 
     /// What the group's health check tasks need; `None` without a health check.
@@ -155,6 +166,7 @@ impl Group {
                     .collect(),
             )),
             all_down: self.all_down.clone(),
+            proxy_header: self.proxy_header,
         })
     }
 

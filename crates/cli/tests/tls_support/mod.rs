@@ -103,7 +103,8 @@ impl Authority {
 }
 
 /// An origin on a loopback port: TLS (with `config`) or plain, optionally reading a
-/// PROXY v2 header first. It answers every request with its own view of the
+/// PROXY v2 header first (and closing a connection without one; `proxy=local` for a
+/// `LOCAL` one). It answers every request with its own view of the
 /// connection (`sni=… alpn=… proxy=… path=…`, then the request's head), echoes a
 /// WebSocket, and counts completed handshakes and requests per path.
 pub struct Origin {
@@ -161,14 +162,20 @@ fn serve(
             return;
         }
         let mut rest = vec![0u8; usize::from(u16::from_be_bytes([fixed[14], fixed[15]]))];
-        if tcp.read_exact(&mut rest).is_err() || rest.len() < 12 {
+        if tcp.read_exact(&mut rest).is_err() {
             return;
         }
-        let source = SocketAddr::from((
-            [rest[0], rest[1], rest[2], rest[3]],
-            u16::from_be_bytes([rest[8], rest[9]]),
-        ));
-        proxy = source.to_string();
+        match fixed[12] {
+            0x20 => proxy = "local".into(),
+            0x21 if rest.len() >= 12 => {
+                let source = SocketAddr::from((
+                    [rest[0], rest[1], rest[2], rest[3]],
+                    u16::from_be_bytes([rest[8], rest[9]]),
+                ));
+                proxy = source.to_string();
+            }
+            _ => return,
+        }
     }
     let (mut stream, sni, alpn): (Box<dyn Stream>, String, String) = match config {
         Some(config) => {

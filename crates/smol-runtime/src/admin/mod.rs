@@ -12,7 +12,7 @@
 mod http;
 mod status;
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use futures_lite::future;
 use crate::backend::{Io, Timer};
 use crate::metrics::Metrics;
 use crate::signal::{Signal, Tracker};
+use crate::stream_io::{read_some, write_all};
 pub(crate) use status::Status;
 
 /// Admin connections served at once; more wait in the listen backlog.
@@ -194,37 +195,7 @@ async fn exchange(stream: Io<TcpStream>, state: &State) {
     }
 }
 
-fn is_transient(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
-}
-
 /// One read, once the socket is readable.
-async fn read_some(stream: &Io<TcpStream>, buffer: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match stream.read(buffer) {
-            Err(error) if is_transient(&error) => stream.readable().await,
-            result => return result,
-        }
-    }
-}
-
-async fn write_all(stream: &Io<TcpStream>, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        match stream.write_vectored(&[IoSlice::new(bytes)]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
-            Err(error) if is_transient(&error) => {
-                std::future::poll_fn(|cx| stream.poll_writable(cx)).await
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
-}
-
 /// Reads and drops what the client still sends (bytes after its head), until its EOF,
 /// [`LINGER`] or [`LINGER_BYTES`].
 async fn linger(stream: &Io<TcpStream>) {

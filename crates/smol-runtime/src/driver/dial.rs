@@ -124,7 +124,10 @@ impl Driver<'_> {
         };
         // A connection that carries a PROXY header is the client's that opened it: it is
         // never taken from the pool (nor given back to it).
-        let send_proxy = shared.send_proxy.get(group_index) == Some(&true);
+        let send_proxy = shared
+            .groups
+            .get(group_index)
+            .is_some_and(|g| g.proxy_header);
         // This client's own connection from its previous request, unless the core's
         // retry needs a fresh one (it was found closed).
         let kept = self.kept.take().map(|kept| *kept);

@@ -60,8 +60,6 @@ pub(crate) struct Shared {
     pub(crate) tunnels: Option<Arc<crate::tunnels::Registry>>,
     /// Listening addresses, as bound, whose connections begin with a PROXY header.
     pub(crate) accept_proxy: Vec<SocketAddr>,
-    /// Per group (as `groups`): whether its new connections begin with a PROXY v2 header.
-    pub(crate) send_proxy: Vec<bool>,
     /// The listeners that speak TLS, by bound address, with this generation's
     /// certificates.
     pub(crate) tls: crate::tls::TlsByAddress,
@@ -428,7 +426,6 @@ mod tests {
             generation: 1,
             tunnels: None,
             accept_proxy: Vec::new(),
-            send_proxy: Vec::new(),
             tls: Default::default(),
         };
         let pool = Pool::new(PoolConfig::default());

@@ -126,4 +126,8 @@ pub(crate) struct Targets {
         crate::UpstreamTls,
         Vec<(SocketAddr, rustls::pki_types::ServerName<'static>)>,
     )>,
+    /// The group's connections begin with a PROXY header, so its servers may refuse
+    /// any connection without one: each check begins with a v2 `LOCAL` header (the
+    /// proxy's own connection, relaying no client), before its TLS handshake if any.
+    pub(crate) proxy_header: bool,
 }

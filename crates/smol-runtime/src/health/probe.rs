@@ -1,5 +1,6 @@
-//! One health check: connect (from the group's next source address; in a group with
-//! TLS, make the handshake, verified as the group's connections are), send
+//! One health check: connect (from the group's next source address; in a group whose
+//! connections begin with a PROXY header, write a v2 `LOCAL` one; in a group with TLS,
+//! make the handshake, verified as the group's connections are), send
 //! `GET path HTTP/1.1` with `Connection: close`, read the status line, close. Only the
 //! status line is read: the rest of the answer does not matter.
 
@@ -10,11 +11,21 @@ use futures_lite::future;
 
 use super::HealthCheck;
 use crate::backend::{Io, Timer};
+use crate::stream_io::write_all;
 use crate::tls::session::TlsSession;
 use crate::UpstreamTls;
 
 /// A group's TLS and the name a server is verified for.
 pub(super) type Tls<'a> = Option<(&'a UpstreamTls, rustls::pki_types::ServerName<'static>)>;
+
+/// How a check connects to its server: from where, with which PROXY header and TLS.
+#[derive(Clone)]
+pub(super) struct Dial<'a> {
+    pub(super) source: Option<IpAddr>,
+    /// Written first, before the TLS handshake if any.
+    pub(super) proxy_header: Option<&'a [u8]>,
+    pub(super) tls: Tls<'a>,
+}
 
 /// The longest status line read; a longer one fails the check.
 const MAX_STATUS_LINE: usize = 1024;
@@ -34,11 +45,10 @@ pub(super) fn request(check: &HealthCheck, server: SocketAddr) -> Vec<u8> {
 pub(super) async fn check(
     check: &HealthCheck,
     server: SocketAddr,
-    source: Option<IpAddr>,
-    tls: Tls<'_>,
+    dial: Dial<'_>,
 ) -> Result<(), String> {
     let request = request(check, server);
-    let exchange = async { Some(exchange(server, source, tls, &request).await) };
+    let exchange = async { Some(exchange(server, dial, &request).await) };
     let give_up = async {
         Timer::after(check.timeout).await;
         None
@@ -55,16 +65,16 @@ pub(super) async fn check(
 }
 
 /// Sends `request` and reads the status code of the answer.
-async fn exchange(
-    server: SocketAddr,
-    source: Option<IpAddr>,
-    tls: Tls<'_>,
-    request: &[u8],
-) -> Result<u16, String> {
-    let stream = Io::connect(server, source)
+async fn exchange(server: SocketAddr, dial: Dial<'_>, request: &[u8]) -> Result<u16, String> {
+    let stream = Io::connect(server, dial.source)
         .await
         .map_err(|error| format!("connect: {error}"))?;
-    let session = match tls {
+    if let Some(header) = dial.proxy_header {
+        write_all(&stream, header)
+            .await
+            .map_err(|error| format!("send the PROXY header: {error}"))?;
+    }
+    let session = match dial.tls {
         Some((tls, name)) => Some(
             tls.handshake(&stream, server, name)
                 .await

@@ -65,11 +65,21 @@ async fn check_server(targets: Rc<Targets>, index: usize, stops: [Arc<Signal>; 2
         let name = names.iter().find(|(addr, _)| addr == server)?;
         Some((tls, name.1.clone()))
     });
+    let local_header = targets
+        .proxy_header
+        .then(|| switchyard_core::proxy_protocol::encode_v2(None));
     loop {
         let source = targets.sources.next_for(*server);
         let probe = async {
             Some(match source {
-                Ok(source) => probe::check(check, *server, source, tls.clone()).await,
+                Ok(source) => {
+                    let dial = probe::Dial {
+                        source,
+                        proxy_header: local_header.as_deref(),
+                        tls: tls.clone(),
+                    };
+                    probe::check(check, *server, dial).await
+                }
                 Err(error) => Err(error.to_string()),
             })
         };

@@ -1,7 +1,7 @@
 //! Dialing a server of a group: the pool first, then a connect (and, in a group with
 //! TLS, the handshake), server after server in the balancer's order.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use futures_lite::future;
 use super::{Choice, Dialed, Group, Pool, Server, ServerState};
 use crate::backend::{Io, Timer};
 use crate::metrics::WorkerMetrics;
+use crate::stream_io::write_all;
 use crate::tls::session::TlsSession;
 use crate::tls::upstream::HandshakeFailure;
 
@@ -163,22 +164,6 @@ async fn dial(
         .await
         .map_err(DialError::Tls)?;
     Ok((stream, Some(session)))
-}
-
-/// Writes all of `bytes` to a fresh connection (a PROXY header before a handshake).
-async fn write_all(stream: &Io<TcpStream>, bytes: &[u8]) -> io::Result<()> {
-    let mut written = 0;
-    while written < bytes.len() {
-        match stream.write_vectored(&[IoSlice::new(&bytes[written..])]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                std::future::poll_fn(|cx| stream.poll_writable(cx)).await;
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
 }
 
 /// One dial of an upstream server, counted as a connect error unless it succeeded.
