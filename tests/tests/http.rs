@@ -349,6 +349,75 @@ fn large_response_body_is_streamed_intact() {
     assert_eq!(get(&mut client, "/after").head.status(), 200);
 }
 
+/// Large chunks (their payload spliced on Linux, their size lines shown to the core)
+/// are re-encoded with the sender's boundaries, byte-exact; the connection carries the
+/// next request.
+#[test]
+fn large_chunked_response_body_is_streamed_intact() {
+    let sizes = [300_000usize, 70_000, 1, 1 << 20, 20_000];
+    let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut body = Vec::new();
+    for (k, size) in sizes.iter().enumerate() {
+        let chunk: Vec<u8> = (0..*size).map(|i| (i * 31 + k) as u8).collect();
+        answer.extend(format!("{size:x}\r\n").into_bytes());
+        answer.extend(&chunk);
+        answer.extend(b"\r\n");
+        body.extend(chunk);
+    }
+    answer.extend(b"0\r\n\r\n");
+    let origin = Origin::http(move |request| {
+        if request.head.target() == "/chunked" {
+            Reply::Send(answer.clone())
+        } else {
+            Reply::Send(ok(b"after"))
+        }
+    });
+    let proxy = Proxy::start(origin.addr());
+    let mut client = Conn::connect(proxy.addr());
+
+    let response = get(&mut client, "/chunked");
+    assert_eq!(response.head.status(), 200);
+    assert!(response.body == body, "chunked body differs");
+    if let Err(problem) = chunked_is_canonical(&response.raw_body) {
+        panic!("client received non-canonical chunked body ({problem})");
+    }
+    assert_eq!(get(&mut client, "/after").body, b"after");
+}
+
+/// A body delimited by the upstream's close reaches the client whole, and the client's
+/// connection is closed after it.
+#[test]
+fn large_body_until_close_is_streamed_intact() {
+    let body: Vec<u8> = (0..3u32 << 20).map(|i| (i % 241) as u8).collect();
+    let mut answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+    answer.extend(&body);
+    let origin = Origin::http(move |_| Reply::SendAndClose(answer.clone()));
+    let proxy = Proxy::start(origin.addr());
+    let mut client = Conn::connect(proxy.addr());
+
+    let response = get(&mut client, "/until-close");
+    assert_eq!(response.head.status(), 200);
+    assert_eq!(response.body.len(), body.len());
+    assert!(response.body == body, "body differs");
+}
+
+/// An upstream that closes inside a large body gets the client's connection closed:
+/// the client never sees a complete message.
+#[test]
+fn large_truncated_body_closes_the_client_connection() {
+    let mut answer = b"HTTP/1.1 200 OK\r\nContent-Length: 4194304\r\n\r\n".to_vec();
+    answer.extend(vec![b'x'; 2 << 20]);
+    let origin = Origin::http(move |_| Reply::SendAndClose(answer.clone()));
+    let proxy = Proxy::start(origin.addr());
+    let mut client = Conn::connect(proxy.addr());
+
+    client.write_all(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n");
+    let error = client
+        .read_final_response("GET")
+        .expect_err("a complete response from a truncated one");
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{error}");
+}
+
 #[test]
 fn upstream_closing_without_a_response_is_502() {
     let origin = Origin::http(|_| Reply::Close);

@@ -264,6 +264,20 @@ impl Connection {
                 }
                 self.on_masking_key(key);
             }
+            Input::ResponseBodyPassed { bytes } => {
+                if state != StateKind::Exchange {
+                    return unexpected("ResponseBodyPassed");
+                }
+                let budget = self.response_body_passthrough();
+                if bytes as u64 > budget {
+                    return Err(Misuse::PassthroughExceeded {
+                        from: Side::Upstream,
+                        bytes: bytes as u64,
+                        budget,
+                    });
+                }
+                self.on_response_body_passed(bytes as u64);
+            }
             Input::Drain { grace } => self.on_drain(grace),
             Input::Timeout => self.on_timeout(),
         }

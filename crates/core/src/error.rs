@@ -128,7 +128,9 @@ pub enum Misuse {
     /// past the core than
     /// [`Connection::tunnel_passthrough`](crate::Connection::tunnel_passthrough) allowed:
     /// in a frame-aware tunnel those bytes had to be shown with
-    /// [`Input::TunnelData`](crate::Input::TunnelData).
+    /// [`Input::TunnelData`](crate::Input::TunnelData). Or
+    /// [`Input::ResponseBodyPassed`](crate::Input::ResponseBodyPassed) more than
+    /// [`Connection::response_body_passthrough`](crate::Connection::response_body_passthrough).
     PassthroughExceeded {
         /// Where the bytes came from.
         from: Side,
@@ -152,7 +154,7 @@ impl fmt::Display for Misuse {
                 budget,
             } => write!(
                 f,
-                "{bytes} tunnel bytes from the {} moved past the core, but only {budget} may",
+                "{bytes} bytes from the {} moved past the core, but only {budget} may",
                 match from {
                     Side::Client => "client",
                     Side::Upstream => "upstream",

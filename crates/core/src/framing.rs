@@ -195,6 +195,39 @@ impl BodyReader {
         }
     }
 
+    /// How many of the body's next bytes are payload that may go on without being
+    /// decoded: the rest of a `Content-Length` body or of the current chunk, everything
+    /// of a body read until close; 0 where framing comes next (a chunk-size line, the
+    /// CRLF after a chunk, trailers) or when the body is done.
+    pub(crate) fn passthrough(&self) -> u64 {
+        if self.done {
+            return 0;
+        }
+        match (self.kind, self.chunk) {
+            (BodyKind::Length(_), _) => self.remaining,
+            (BodyKind::UntilClose, _) => u64::MAX,
+            (BodyKind::Chunked, Chunk::Data(left)) => left,
+            (BodyKind::Chunked | BodyKind::Empty, _) => 0,
+        }
+    }
+
+    /// `n` bytes of payload went on without being decoded; at most
+    /// [`passthrough`](Self::passthrough) (the caller checks).
+    pub(crate) fn passed(&mut self, n: u64) {
+        debug_assert!(n <= self.passthrough());
+        match (self.kind, self.chunk) {
+            (BodyKind::Length(_), _) => self.remaining -= n,
+            (BodyKind::Chunked, Chunk::Data(left)) => {
+                self.chunk = if left == n {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left - n)
+                };
+            }
+            _ => {}
+        }
+    }
+
     /// Whether the rest of the body is already in `buf` (judged exactly for empty and
     /// `Content-Length` bodies; a chunked body is assumed incomplete).
     pub(crate) fn complete_within(&self, buf: &[u8]) -> bool {

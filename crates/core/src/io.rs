@@ -100,6 +100,17 @@ pub enum Input {
     /// source the peers cannot predict (`getrandom` or another CSPRNG); each key is used
     /// for one frame.
     MaskingKey([u8; 4]),
+    /// In an exchange: the caller moved `bytes` of the response body from the upstream
+    /// to the client itself (spliced them), after everything queued towards the client,
+    /// without showing them to the core; at most
+    /// [`Connection::response_body_passthrough`](crate::Connection::response_body_passthrough)
+    /// (more is [`Misuse::PassthroughExceeded`](crate::Misuse::PassthroughExceeded)).
+    /// Counts as a read from the upstream and a write towards the client (which starts
+    /// `send_timeout` until [`Input::Flushed`]).
+    ResponseBodyPassed {
+        /// How many bytes were moved.
+        bytes: usize,
+    },
     /// Graceful drain: stop taking new requests, finish the exchange in flight, then
     /// close. A tunnel is given `grace` before it is closed. A kept-alive connection
     /// between requests closes at once; a fresh one that has not sent its first request

@@ -12,17 +12,58 @@ use crate::head::{self, Head, Scan};
 use crate::headers::{self, ClientConnection};
 use crate::io::Output;
 use crate::state::Phase;
+use crate::Side;
 
 impl Connection {
     pub(crate) fn on_upstream_data(&mut self, data: BytesMut) {
+        if let Some(ex) = self.upstream_read() {
+            ex.upstream.buf.unsplit(data);
+        }
+    }
+
+    /// What every read from the upstream in an exchange counts for: the upstream has
+    /// answered something, and the read deadline starts again.
+    fn upstream_read(&mut self) -> Option<&mut crate::exchange::Exchange> {
         let Phase::Exchange(ex) = &mut self.phase else {
-            return;
+            return None;
         };
         ex.upstream.sent_bytes = true;
         if ex.read_deadline.is_some() {
             ex.read_deadline = Some(self.now + self.config.routes[ex.route].timeouts.read);
         }
-        ex.upstream.buf.unsplit(data);
+        Some(ex)
+    }
+
+    /// How many of the response body's next bytes the caller may move from the
+    /// upstream to the client itself (splice them), without showing them to the core:
+    /// the rest of a `Content-Length` body or of the current chunk's data, `u64::MAX`
+    /// for a body read until the upstream closes. 0 when the core must see the next
+    /// bytes (a head, a chunk-size line, trailers), while it holds upstream bytes it has
+    /// not forwarded (they go first), and outside an exchange's response body.
+    ///
+    /// Move at most this many, only once everything queued towards the client is
+    /// written, and report them with [`Input::ResponseBodyPassed`](crate::Input::ResponseBodyPassed).
+    pub fn response_body_passthrough(&self) -> u64 {
+        let Phase::Exchange(ex) = &self.phase else {
+            return 0;
+        };
+        match &ex.response {
+            Response::Body { reader, .. } if ex.upstream.buf.is_empty() => reader.passthrough(),
+            _ => 0,
+        }
+    }
+
+    /// The caller moved `bytes` of the response body (at most the passthrough): they
+    /// count as read from the upstream and written towards the client.
+    pub(crate) fn on_response_body_passed(&mut self, bytes: u64) {
+        let Some(ex) = self.upstream_read() else {
+            return;
+        };
+        if let Response::Body { reader, .. } = &mut ex.response {
+            reader.passed(bytes);
+        }
+        ex.bytes_to_client += bytes;
+        self.queue_write(Side::Client);
     }
 
     /// Reads and forwards the upstream's response.

@@ -25,6 +25,7 @@ use crate::signal::Signal;
 use crate::tls::session::TlsSession;
 use crate::upstream::{Group, Pool};
 
+mod body;
 mod dial;
 mod finish;
 mod peer;

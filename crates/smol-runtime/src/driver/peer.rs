@@ -25,11 +25,13 @@ const HTTP_BACKLOG: usize = 256 * 1024;
 pub(super) struct Peer {
     pub(super) stream: Io<TcpStream>,
     pub(super) queue: WriteQueue,
-    /// Tunnel bytes on their way to this peer in a pipe. Written before `queue`: a pipe
-    /// is only filled while nothing is pending towards the peer, so whatever the queue
-    /// holds came after it (frames of the core's own, the next shown read).
+    /// Tunnel bytes (or a response body's) on their way to this peer in a pipe. Written
+    /// before `queue`: a pipe is only filled while nothing is pending towards the peer,
+    /// so whatever the queue holds came after it (frames of the core's own, the next
+    /// shown read, a chunk's end).
     pub(super) pipe: Option<Pipe>,
-    /// Tunnel reads from this peer splice into a pipe (it sent bulk data lately).
+    /// Tunnel reads from this peer, and reads of a response body, splice into a pipe
+    /// (it sent bulk data lately).
     pub(super) splice_reads: bool,
     /// EOF (or a read error) was seen and reported; nothing more is read.
     pub(super) read_eof: bool,
@@ -172,7 +174,8 @@ impl Driver<'_> {
             // write.
             !other.is_some_and(Peer::pending)
         } else {
-            queued_other_way < HTTP_BACKLOG
+            // A spliced body's pipe, too, is one in flight: the next read may splice.
+            queued_other_way < HTTP_BACKLOG && !other.is_some_and(|p| p.pipe.is_some())
         }
     }
 
@@ -189,6 +192,9 @@ impl Driver<'_> {
 
     /// HTTP phase: the read buffer goes to the core, which adopts it when it can.
     fn read_http(&mut self, side: Side, now: Instant) {
+        if side == Side::Upstream && self.splice_response_body(now) {
+            return;
+        }
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
@@ -202,6 +208,8 @@ impl Driver<'_> {
                     Side::Upstream => {
                         if let Some(upstream) = &mut self.upstream {
                             upstream.bytes_read += n as u64;
+                            // Bulk arriving: the body's next reads may splice.
+                            upstream.peer.splice_reads = n >= super::tunnel::SPLICE_AT_LEAST;
                         }
                         Input::UpstreamData(buffer)
                     }

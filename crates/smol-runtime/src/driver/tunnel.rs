@@ -22,11 +22,11 @@ use super::Driver;
 use crate::backend::{pipe_supported, Pipe};
 use crate::buffer::{give_buffer, take_buffer, Chunk};
 
-/// A tunnel direction that splices keeps splicing while each splice moves at least this
-/// much; less sends it back to copying (see `pipe.rs`). A frame-aware direction also
+/// A tunnel direction (or a response body, `body.rs`) that splices keeps splicing while
+/// each splice moves at least this much; less sends it back to copying (see `pipe.rs`). A frame-aware direction also
 /// splices only while the frame has at least this much payload left: the tail of a
 /// frame is copied.
-const SPLICE_AT_LEAST: usize = 16 * 1024;
+pub(super) const SPLICE_AT_LEAST: usize = 16 * 1024;
 
 /// In a frame-aware direction carrying bulk data, a shown read takes at most this much:
 /// a data frame's header (at most 14 bytes) or a whole control frame (2 + 4 + 125), so
