@@ -30,6 +30,7 @@ const BUFFER_LIMIT: usize = 64 * 1024;
 /// # Methods, by kind
 /// - Getters (`&self`): [`state`](Self::state), [`is_closed`](Self::is_closed),
 ///   [`wants_read`](Self::wants_read), [`tunnel_passthrough`](Self::tunnel_passthrough),
+///   [`response_body_passthrough`](Self::response_body_passthrough),
 ///   [`poll_timeout`](Self::poll_timeout), [`request_header`](Self::request_header).
 /// - Input: [`handle_input`](Self::handle_input) (bytes, EOFs, upstream connection
 ///   results, flushes, tunnel activity, shutdown, time), its shorthand

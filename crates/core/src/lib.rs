@@ -69,7 +69,12 @@
 //!   a canned response and [`Output::Close`]. `Err(`[`Misuse`]`)` means the caller broke
 //!   the contract (e.g. input after `Close`).
 //! - **Zero copy.** Body bytes leave the core as [`bytes::Bytes`] slices of the buffers
-//!   given in [`Input::ClientData`] / [`Input::UpstreamData`].
+//!   given in [`Input::ClientData`] / [`Input::UpstreamData`]. A caller that can move
+//!   bytes between sockets itself (`splice(2)`) asks
+//!   [`Connection::response_body_passthrough`] how much of a response body may pass the
+//!   core, moves at most that much once its writes towards the client are done, and
+//!   reports it with [`Input::ResponseBodyPassed`]: heads, chunk lines and trailers
+//!   are always the core's.
 //! - **Tunnels.** After [`Output::StartTunnel`] the caller copies bytes itself and
 //!   reports each read as [`Input::TunnelActivity`], so deadlines and half-close stay in
 //!   the core.
