@@ -151,6 +151,7 @@ mod idle_tests;
 mod limits;
 mod listeners;
 mod log;
+mod masking;
 mod metrics;
 // The backend (see `backend.rs`): the Linux reactor with splice, or async-io.
 #[cfg(all(target_os = "linux", not(feature = "portable")))]

@@ -179,12 +179,11 @@ impl Driver<'_> {
     }
 
     /// Answers the core's [`Output::NeedMaskingKey`](switchyard_core::Output::NeedMaskingKey)
-    /// with a key from the operating system's CSPRNG: the peers must not predict it
-    /// (RFC 6455 §5.3).
+    /// with a key from the operating system's CSPRNG, drawn 64 at a time (`masking.rs`):
+    /// the peers must not predict it (RFC 6455 §5.3).
     pub(super) fn give_masking_key(&mut self) {
-        let mut key = [0; 4];
-        match getrandom::fill(&mut key) {
-            Ok(()) => self.feed(Input::MaskingKey(key), Instant::now()),
+        match crate::masking::masking_key() {
+            Ok(key) => self.feed(Input::MaskingKey(key), Instant::now()),
             // The tunnel goes on; only the proxy's own frames towards the upstream wait
             // (a drain's Close is then given up after its wait).
             Err(error) => tracing::error!(
