@@ -211,11 +211,12 @@ fn copy_fields(out: &mut BytesMut, head: &Head, keep: impl Fn(&Field) -> bool) {
     let bytes = &head.bytes[..];
     let mut run = 0..0;
     for field in head.fields.iter().filter(|f| keep(f)) {
-        let written_plainly = field.value.start == field.name.end + 2
-            && bytes[field.name.end + 1] == b' '
-            && bytes.get(field.value.end..field.value.end + 2) == Some(&b"\r\n"[..]);
+        let (name, value) = (field.name(), field.value());
+        let written_plainly = value.start == name.end + 2
+            && bytes[name.end + 1] == b' '
+            && bytes.get(value.end..value.end + 2) == Some(&b"\r\n"[..]);
         if written_plainly {
-            let line = field.name.start..field.value.end + 2;
+            let line = name.start..value.end + 2;
             if run.end != line.start || run.is_empty() {
                 out.put_slice(&bytes[run]);
                 run = line;
@@ -235,7 +236,7 @@ fn keep_all(out: &mut BytesMut, head: &Head, named: &Tokens<'_>, kind: FieldKind
     if !head.has_kind(kind) {
         return;
     }
-    for f in &head.fields {
+    for f in head.fields.iter() {
         if f.kind == kind && is_end_to_end(head, f, named) {
             put_field(out, head.name(f), head.value(f));
         }
@@ -260,18 +261,25 @@ fn join_into<'a>(out: &mut BytesMut, values: impl Iterator<Item = &'a [u8]>) -> 
 fn put_ip(out: &mut BytesMut, addr: IpAddr) {
     match addr {
         IpAddr::V4(v4) => {
+            let mut text = [0u8; 15];
+            let mut len = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.put_u8(b'.');
+                    text[len] = b'.';
+                    len += 1;
                 }
                 if octet >= 100 {
-                    out.put_u8(b'0' + octet / 100);
+                    text[len] = b'0' + octet / 100;
+                    len += 1;
                 }
                 if octet >= 10 {
-                    out.put_u8(b'0' + octet / 10 % 10);
+                    text[len] = b'0' + octet / 10 % 10;
+                    len += 1;
                 }
-                out.put_u8(b'0' + octet % 10);
+                text[len] = b'0' + octet % 10;
+                len += 1;
             }
+            out.put_slice(&text[..len]);
         }
         IpAddr::V6(v6) => {
             use std::fmt::Write;
@@ -312,7 +320,7 @@ pub(crate) fn client_response(head: &Head, chunked: bool, conn: ClientConnection
     out.put_slice(head.slice(&head.first));
     out.put_slice(b"\r\n");
     let named = connection_tokens(head);
-    for f in &head.fields {
+    for f in head.fields.iter() {
         if is_end_to_end(head, f, &named) {
             put_field(&mut out, head.name(f), head.value(f));
         }

@@ -107,6 +107,7 @@ mod error;
 mod event;
 mod exchange;
 mod field_kind;
+mod fields;
 mod framing;
 mod head;
 mod headers;
