@@ -41,7 +41,7 @@ impl FieldKind {
     /// The kind of the field called `name` (case-insensitive). Names are told apart by
     /// length and first letter, so at most one comparison is made, a word at a time
     /// ([`Spelling`]), never a byte loop.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn of(name: &[u8]) -> FieldKind {
         use FieldKind::*;
         let Some(&first) = name.first() else {
@@ -91,6 +91,12 @@ impl FieldKind {
         self.bit() & HOP_BY_HOP != 0
     }
 
+    /// Neither hop-by-hop nor written by the proxy itself: forwarded as it is.
+    #[inline]
+    pub(crate) fn is_plain(self) -> bool {
+        self.bit() & (HOP_BY_HOP | FORWARDING) == 0
+    }
+
     /// Whether the proxy writes fields of this kind itself towards the upstream.
     #[inline]
     pub(crate) fn is_forwarding(self) -> bool {
@@ -131,7 +137,7 @@ const HOP_BY_HOP: u32 = {
 };
 
 /// The bits of the kinds the proxy writes itself.
-const FORWARDING: u32 = {
+pub(crate) const FORWARDING: u32 = {
     use FieldKind::*;
     1 << XForwardedFor as u8 | 1 << XForwardedProto as u8 | 1 << Forwarded as u8 | 1 << Via as u8
 };
@@ -155,19 +161,31 @@ impl ConnectionOptions {
     /// The options of the comma-separated `values` of a head's `Connection` fields.
     pub(crate) fn of<'a>(values: impl Iterator<Item = &'a [u8]>) -> Self {
         let mut options = ConnectionOptions::default();
-        for token in values.flat_map(crate::head::split_list) {
-            match FieldKind::of(token) {
+        for value in values {
+            // The usual value is one token as a whole: known at once, without splitting.
+            match FieldKind::of(value) {
                 FieldKind::KeepAlive => options.keep_alive = true,
                 FieldKind::Upgrade => options.upgrade = true,
-                kind if kind.is_hop_by_hop() => {}
-                _ if token.eq_ignore_ascii_case(b"close") => {
-                    options.close = true;
-                    options.names_fields = true;
-                }
-                _ => options.names_fields = true,
+                _ => options.add_list(value),
             }
         }
         options
+    }
+
+    /// The options of one comma-separated value.
+    fn add_list(&mut self, value: &[u8]) {
+        for token in crate::head::split_list(value) {
+            match FieldKind::of(token) {
+                FieldKind::KeepAlive => self.keep_alive = true,
+                FieldKind::Upgrade => self.upgrade = true,
+                kind if kind.is_hop_by_hop() => {}
+                _ if token.eq_ignore_ascii_case(b"close") => {
+                    self.close = true;
+                    self.names_fields = true;
+                }
+                _ => self.names_fields = true,
+            }
+        }
     }
 }
 
@@ -366,6 +384,31 @@ mod tests {
         #[test]
         fn field_kinds_agree_with_a_plain_comparison_of_names(name in name_like()) {
             prop_assert_eq!(FieldKind::of(&name), slow_kind(&name));
+        }
+
+        /// A value that is one known token as a whole is read as the list it is.
+        #[test]
+        fn connection_options_agree_with_reading_every_token(
+            values in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::sample::select(
+                        [
+                            "keep-alive", "Keep-Alive", "upgrade", "UPGRADE", "close", "te",
+                            "x-a", ",", " ", ", ",
+                        ]
+                        .map(str::as_bytes)
+                        .to_vec(),
+                    ),
+                    0..4,
+                ).prop_map(|parts| parts.concat()),
+                0..3,
+            ),
+        ) {
+            let mut slow = ConnectionOptions::default();
+            for value in &values {
+                slow.add_list(value);
+            }
+            prop_assert_eq!(ConnectionOptions::of(values.iter().map(|v| &v[..])), slow);
         }
     }
 

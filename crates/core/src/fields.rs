@@ -33,17 +33,25 @@ impl Field {
         kind: FieldKind::Other,
     };
 
-    /// A field whose name and value are these ranges of a head of at most [`MAX_HEAD`]
-    /// bytes.
-    pub(crate) fn new(name: Range<usize>, value: Range<usize>, kind: FieldKind) -> Field {
-        debug_assert!(name.end <= MAX_HEAD && value.end <= MAX_HEAD);
+    /// The field httparse found as `h` in the buffer starting at address `base`.
+    #[inline(always)]
+    fn parsed(base: usize, h: &httparse::Header<'_>) -> Field {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        debug_assert!(name + h.name.len() <= MAX_HEAD && value + h.value.len() <= MAX_HEAD);
         Field {
-            name_start: name.start as u32,
-            name_end: name.end as u32,
-            value_start: value.start as u32,
-            value_end: value.end as u32,
-            kind,
+            name_start: name as u32,
+            name_end: (name + h.name.len()) as u32,
+            value_start: value as u32,
+            value_end: (value + h.value.len()) as u32,
+            kind: FieldKind::of(h.name.as_bytes()),
         }
+    }
+
+    /// Its length written as `name: value` CRLF.
+    #[inline]
+    pub(crate) fn line_len(&self) -> usize {
+        (self.name_end - self.name_start + self.value_end - self.value_start) as usize + 4
     }
 
     /// Where the name is in the head's bytes.
@@ -61,6 +69,9 @@ impl Field {
 #[derive(Debug, Clone)]
 pub(crate) struct Fields {
     len: usize,
+    /// The length, as `name: value` CRLF lines, of the fields neither hop-by-hop nor
+    /// written by the proxy itself: most of a forwarded head, known without a pass.
+    plain_len: usize,
     inline: [Field; INLINE],
     spilled: Vec<Field>,
 }
@@ -69,6 +80,7 @@ impl Fields {
     /// No fields.
     pub(crate) const EMPTY: Fields = Fields {
         len: 0,
+        plain_len: 0,
         inline: [Field::EMPTY; INLINE],
         spilled: Vec::new(),
     };
@@ -80,25 +92,32 @@ impl Fields {
         let mut kinds = 0;
         let base = buf.as_ptr() as usize;
         self.len = parsed.len();
-        if parsed.len() > INLINE {
-            self.spilled = Vec::with_capacity(parsed.len());
-        }
-        for (i, h) in parsed.iter().enumerate() {
-            let kind = FieldKind::of(h.name.as_bytes());
-            kinds |= kind.bit();
-            let name = h.name.as_ptr() as usize - base;
-            let value = h.value.as_ptr() as usize - base;
-            let field = Field::new(
-                name..name + h.name.len(),
-                value..value + h.value.len(),
-                kind,
-            );
-            match self.inline.get_mut(i) {
-                Some(slot) if parsed.len() <= INLINE => *slot = field,
-                _ => self.spilled.push(field),
+        let mut plain_len = 0;
+        let mut add = |f: &Field| {
+            kinds |= f.kind.bit();
+            if f.kind.is_plain() {
+                plain_len += f.line_len();
             }
+        };
+        if parsed.len() <= INLINE {
+            for (slot, h) in self.inline.iter_mut().zip(parsed) {
+                *slot = Field::parsed(base, h);
+                add(slot);
+            }
+        } else {
+            self.spilled = parsed.iter().map(|h| Field::parsed(base, h)).collect();
+            self.spilled.iter().for_each(add);
         }
+        self.plain_len = plain_len;
         kinds
+    }
+}
+
+impl Fields {
+    /// The length of the fields neither hop-by-hop nor the proxy's own, each written as
+    /// `name: value` CRLF.
+    pub(crate) fn plain_len(&self) -> usize {
+        self.plain_len
     }
 }
 

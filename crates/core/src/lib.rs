@@ -110,6 +110,7 @@ mod field_kind;
 mod fields;
 mod framing;
 mod head;
+mod head_size;
 mod headers;
 mod io;
 pub mod proxy_protocol;
