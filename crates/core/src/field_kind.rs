@@ -268,6 +268,12 @@ fn word(name: &[u8], at: usize) -> u64 {
     }
 }
 
+/// Whether `token` is `websocket` in any case (a word compare, for the usual `Upgrade`).
+pub(crate) fn is_websocket(token: &[u8]) -> bool {
+    const WEBSOCKET: Spelling = Spelling::new("websocket");
+    token.len() == WEBSOCKET.len && WEBSOCKET.matches(token)
+}
+
 const TE: Spelling = Spelling::new("te");
 const VIA: Spelling = Spelling::new("via");
 const HOST: Spelling = Spelling::new("host");
