@@ -72,6 +72,9 @@ pub(crate) struct Fields {
     /// The length, as `name: value` CRLF lines, of the fields neither hop-by-hop nor
     /// written by the proxy itself: most of a forwarded head, known without a pass.
     plain_len: usize,
+    /// Every value is followed at once by a CR in the buffer parsed (no trailing
+    /// whitespace): the line-ending check need not look at the fields one by one.
+    cr_after_values: bool,
     inline: [Field; INLINE],
     spilled: Vec<Field>,
 }
@@ -81,6 +84,7 @@ impl Fields {
     pub(crate) const EMPTY: Fields = Fields {
         len: 0,
         plain_len: 0,
+        cr_after_values: true,
         inline: [Field::EMPTY; INLINE],
         spilled: Vec::new(),
     };
@@ -93,11 +97,13 @@ impl Fields {
         let base = buf.as_ptr() as usize;
         self.len = parsed.len();
         let mut plain_len = 0;
+        let mut cr_after_values = true;
         let mut add = |f: &Field| {
             kinds |= f.kind.bit();
             if f.kind.is_plain() {
                 plain_len += f.line_len();
             }
+            cr_after_values &= buf.get(f.value_end as usize) == Some(&b'\r');
         };
         if parsed.len() <= INLINE {
             for (slot, h) in self.inline.iter_mut().zip(parsed) {
@@ -109,6 +115,7 @@ impl Fields {
             self.spilled.iter().for_each(add);
         }
         self.plain_len = plain_len;
+        self.cr_after_values = cr_after_values;
         kinds
     }
 }
@@ -118,6 +125,11 @@ impl Fields {
     /// `name: value` CRLF.
     pub(crate) fn plain_len(&self) -> usize {
         self.plain_len
+    }
+
+    /// Whether, in the buffer they were found in, every value is followed at once by a CR.
+    pub(crate) fn cr_after_values(&self) -> bool {
+        self.cr_after_values
     }
 }
 

@@ -380,11 +380,13 @@ fn with_field_storage<'b, R>(
 /// CRLF. httparse takes a bare LF for a line ending and refuses every CR not followed by
 /// LF; the lines it accepted are the start line, one per field (after the value and any
 /// trailing whitespace it trimmed) and the empty last one, so those are all the line
-/// endings there are to look at.
+/// endings there are to look at. `cr_after_values`: every value is known to be followed
+/// at once by a CR (then the fields need no look each).
 fn scanner_would_accept(
     buf: &[u8],
     end: usize,
     fields: &[httparse::Header<'_>],
+    cr_after_values: bool,
     limits: &Limits,
 ) -> bool {
     if end > limits.max_header_bytes.min(MAX_HEAD) || end < 2 || buf[end - 2] != b'\r' {
@@ -393,6 +395,9 @@ fn scanner_would_accept(
     match find_lf(&buf[..end]) {
         Some(lf) if lf >= 1 && buf[lf - 1] == b'\r' && lf < limits.max_request_line => {}
         _ => return false,
+    }
+    if cr_after_values {
+        return true;
     }
     let head = &buf[..end];
     let base = head.as_ptr() as usize;
@@ -424,13 +429,17 @@ pub(crate) fn parse_request_whole(buf: &[u8], limits: &Limits, head: &mut Head) 
         else {
             return None;
         };
-        if !scanner_would_accept(buf, end, req.headers, limits) {
+        if end > MAX_HEAD {
+            return None;
+        }
+        head.fill_fields(buf, req.headers);
+        let cr_after_values = head.fields.cr_after_values();
+        if !scanner_would_accept(buf, end, req.headers, cr_after_values, limits) {
             return None;
         }
         head.first = offset(buf, req.method?.as_bytes());
         head.target = offset(buf, req.path?.as_bytes());
         head.version = req.version?;
-        head.fill_fields(buf, req.headers);
         Some(end)
     })
 }
