@@ -163,3 +163,83 @@ pub(crate) fn client_response_len(
     };
     len + 2
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Limits, Scheme};
+    use crate::headers::{client_response, connection_tokens, upstream_request};
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    /// Fields the writers treat each their own way, with values empty or not.
+    fn fields() -> impl Strategy<Value = String> {
+        let field = prop_oneof![
+            Just("Host: a.example"),
+            Just("X-Forwarded-For: 10.0.0.1"),
+            Just("X-Forwarded-For:"),
+            Just("x-forwarded-proto: gopher"),
+            Just("Forwarded: for=10.0.0.2"),
+            Just("Via: 1.0 edge"),
+            Just("Connection: keep-alive, x-drop"),
+            Just("Connection: close"),
+            Just("X-Drop: 1"),
+            Just("Upgrade: websocket"),
+            Just("Content-Length: 0"),
+            Just("Accept:   spaced   "),
+            Just("User-Agent: t"),
+        ];
+        proptest::collection::vec(field, 0..8)
+            .prop_map(|lines| lines.iter().map(|l| format!("{l}\r\n")).collect())
+    }
+
+    proptest! {
+        /// The length worked out first is the length written, whatever the head, the
+        /// forwarding settings and the client.
+        #[test]
+        fn the_sizes_are_the_lengths_written(
+            fields in fields(),
+            xff in any::<bool>(),
+            xfp in any::<bool>(),
+            forwarded in any::<bool>(),
+            via in proptest::option::of(Just("proxy".to_string())),
+            client in prop_oneof![
+                Just(None),
+                Just(Some("192.0.2.7".parse::<IpAddr>().unwrap())),
+                Just(Some("10.200.0.1".parse::<IpAddr>().unwrap())),
+                Just(Some("2001:db8::1".parse::<IpAddr>().unwrap())),
+            ],
+            https in any::<bool>(),
+            chunked in any::<bool>(),
+            upgrade in proptest::option::of(Just(&b"websocket"[..])),
+            empty_host in any::<bool>(),
+            conn in prop_oneof![
+                Just(ClientConnection::Persistent),
+                Just(ClientConnection::KeepAlive10),
+                Just(ClientConnection::Close),
+                Just(ClientConnection::Upgrade),
+                Just(ClientConnection::Interim),
+            ],
+        ) {
+            let limits = Limits::default();
+            let request = format!("GET /p?q HTTP/1.1\r\n{fields}\r\n");
+            let head = crate::head::parse_request(Bytes::from(request), &limits).unwrap();
+            let fwd = Forwarding { x_forwarded_for: xff, x_forwarded_proto: xfp, forwarded, via };
+            let scheme = if https { Scheme::Https } else { Scheme::Http };
+            let peer = PeerInfo { client_addr: client, scheme };
+            let extras = RequestExtras { chunked, upgrade, empty_host };
+            let named = connection_tokens(&head);
+            prop_assert_eq!(
+                upstream_request(&head, &fwd, &peer, &extras).len(),
+                upstream_request_len(&head, &fwd, &peer, &extras, &named)
+            );
+            let response = format!("HTTP/1.1 200 Fine\r\n{fields}\r\n");
+            let head = crate::head::parse_response(Bytes::from(response), &limits).unwrap();
+            let named = connection_tokens(&head);
+            prop_assert_eq!(
+                client_response(&head, chunked, conn).len(),
+                client_response_len(&head, chunked, conn, &named)
+            );
+        }
+    }
+}
