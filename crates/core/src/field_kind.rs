@@ -189,6 +189,45 @@ impl ConnectionOptions {
     }
 }
 
+/// `tchar` of RFC 9110 §5.6.2, by byte.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
+/// `tchar` of RFC 9110 §5.6.2.
+#[inline]
+pub(crate) fn is_tchar(b: u8) -> bool {
+    TCHAR[usize::from(b)]
+}
+
+pub(crate) fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
 /// A known name as up to three little-endian words, lower case, with the bits that make
 /// an ASCII letter lower case set in `letters`: `(word | letters) == lower` holds exactly
 /// when the name's bytes equal the known ones but for the case of letters (a `-` or a

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::config::Limits;
 use crate::error::ErrorKind;
+pub(crate) use crate::field_kind::{is_tchar, is_token};
 use crate::field_kind::{ConnectionOptions, FieldKind};
 pub(crate) use crate::fields::Field;
 use crate::fields::{Fields, MAX_HEAD};
@@ -273,45 +274,6 @@ pub(crate) fn split_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .split(|&b| b == b',')
         .map(|e| e.trim_ascii())
         .filter(|e| !e.is_empty())
-}
-
-/// `tchar` of RFC 9110 §5.6.2, by byte.
-const TCHAR: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        b += 1;
-    }
-    table
-};
-
-/// `tchar` of RFC 9110 §5.6.2.
-#[inline]
-pub(crate) fn is_tchar(b: u8) -> bool {
-    TCHAR[usize::from(b)]
-}
-
-pub(crate) fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
 }
 
 fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
