@@ -162,8 +162,9 @@ pub enum Event {
         target: Text,
         /// Route chosen.
         route: RouteId,
-        /// Upgrade protocols forwarded, if the request proposes an upgrade.
-        upgrade: Option<String>,
+        /// Upgrade protocols forwarded, if the request proposes an upgrade (a view of
+        /// the head's bytes, as `method` and `target` are).
+        upgrade: Option<Text>,
     },
     /// The upstream's final response head (status) was forwarded.
     Response {

@@ -193,7 +193,8 @@ impl Exchange {
 impl Connection {
     /// The values of the header `name` (case-insensitive) in the request of the
     /// exchange in progress, as forwarded to the upstream (so never a hop-by-hop
-    /// header), each trimmed, in order; none outside an exchange. What an adapter's
+    /// header), each trimmed, in order, while it waits for its upstream connection;
+    /// none outside an exchange (nor once a fresh connection took the head). What an adapter's
     /// balancer hashes (a session header or cookie) when it answers [`Output::Connect`].
     pub fn request_header<'a: 'n, 'n>(
         &'a self,
@@ -222,7 +223,13 @@ impl Connection {
             return;
         };
         ex.upstream.reused = reused;
-        let head = ex.upstream_head.clone();
+        // Only a pooled connection can be found stale and the head sent again
+        // (`reconnect`): a fresh one takes the head itself, not a shared copy.
+        let head = if reused {
+            ex.upstream_head.clone()
+        } else {
+            std::mem::take(&mut ex.upstream_head)
+        };
         let request_done = ex.request.is_done();
         self.send_upstream(head);
         if request_done {

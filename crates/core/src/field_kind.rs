@@ -39,37 +39,38 @@ pub(crate) enum FieldKind {
 
 impl FieldKind {
     /// The kind of the field called `name` (case-insensitive). Names are told apart by
-    /// length and first letter, so at most one full comparison is made (two for the
-    /// 7-byte `upgrade` / 17-byte `transfer-encoding` families sharing a letter: none do).
+    /// length and first letter, so at most one comparison is made, a word at a time
+    /// ([`Spelling`]), never a byte loop.
+    #[inline(always)]
     pub(crate) fn of(name: &[u8]) -> FieldKind {
         use FieldKind::*;
         let Some(&first) = name.first() else {
             return Other;
         };
-        let (known, kind): (&str, FieldKind) = match (name.len(), first | 0x20) {
-            (2, b't') => ("te", Te),
-            (3, b'v') => ("via", Via),
-            (4, b'h') => ("host", Host),
-            (7, b'u') => ("upgrade", Upgrade),
-            (7, b't') => ("trailer", Trailer),
-            (8, b't') => ("trailers", Trailers),
-            (9, b'f') => ("forwarded", Forwarded),
-            (10, b'c') => ("connection", Connection),
-            (10, b'k') => ("keep-alive", KeepAlive),
-            (14, b'c') => ("content-length", ContentLength),
-            (14, b'h') => ("http2-settings", Http2Settings),
-            (15, b'x') => ("x-forwarded-for", XForwardedFor),
-            (16, b'p') => ("proxy-connection", ProxyConnection),
-            (17, b't') => ("transfer-encoding", TransferEncoding),
-            (17, b'x') => ("x-forwarded-proto", XForwardedProto),
-            (17, b's') => ("sec-websocket-key", SecWebSocketKey),
-            (18, b'p') => ("proxy-authenticate", ProxyAuthenticate),
-            (19, b'p') => ("proxy-authorization", ProxyAuthorization),
-            (20, b's') => ("sec-websocket-accept", SecWebSocketAccept),
-            (24, b's') => ("sec-websocket-extensions", SecWebSocketExtensions),
+        let (known, kind): (&Spelling, FieldKind) = match (name.len(), first | 0x20) {
+            (2, b't') => (&TE, Te),
+            (3, b'v') => (&VIA, Via),
+            (4, b'h') => (&HOST, Host),
+            (7, b'u') => (&UPGRADE, Upgrade),
+            (7, b't') => (&TRAILER, Trailer),
+            (8, b't') => (&TRAILERS, Trailers),
+            (9, b'f') => (&FORWARDED, Forwarded),
+            (10, b'c') => (&CONNECTION, Connection),
+            (10, b'k') => (&KEEP_ALIVE, KeepAlive),
+            (14, b'c') => (&CONTENT_LENGTH, ContentLength),
+            (14, b'h') => (&HTTP2_SETTINGS, Http2Settings),
+            (15, b'x') => (&X_FORWARDED_FOR, XForwardedFor),
+            (16, b'p') => (&PROXY_CONNECTION, ProxyConnection),
+            (17, b't') => (&TRANSFER_ENCODING, TransferEncoding),
+            (17, b'x') => (&X_FORWARDED_PROTO, XForwardedProto),
+            (17, b's') => (&SEC_WEBSOCKET_KEY, SecWebSocketKey),
+            (18, b'p') => (&PROXY_AUTHENTICATE, ProxyAuthenticate),
+            (19, b'p') => (&PROXY_AUTHORIZATION, ProxyAuthorization),
+            (20, b's') => (&SEC_WEBSOCKET_ACCEPT, SecWebSocketAccept),
+            (24, b's') => (&SEC_WEBSOCKET_EXTENSIONS, SecWebSocketExtensions),
             _ => return Other,
         };
-        if name.eq_ignore_ascii_case(known.as_bytes()) {
+        if known.matches(name) {
             kind
         } else if matches!(kind, ContentLength | TransferEncoding) && is_lookalike(name) {
             FramingLookalike
@@ -79,41 +80,67 @@ impl FieldKind {
     }
 
     /// This kind's bit in a head's set of kinds present.
+    #[inline]
     pub(crate) fn bit(self) -> u32 {
         1 << self as u8
     }
 
     /// Whether a field of this kind describes one connection and is never forwarded.
+    #[inline]
     pub(crate) fn is_hop_by_hop(self) -> bool {
-        use FieldKind::*;
-        matches!(
-            self,
-            Connection
-                | KeepAlive
-                | ProxyAuthenticate
-                | ProxyAuthorization
-                | ProxyConnection
-                | Te
-                | Trailer
-                | Trailers
-                | TransferEncoding
-                | Upgrade
-                | Http2Settings
-        )
+        self.bit() & HOP_BY_HOP != 0
+    }
+
+    /// Neither hop-by-hop nor written by the proxy itself: forwarded as it is.
+    #[inline]
+    pub(crate) fn is_plain(self) -> bool {
+        self.bit() & (HOP_BY_HOP | FORWARDING) == 0
     }
 
     /// Whether the proxy writes fields of this kind itself towards the upstream.
+    #[inline]
     pub(crate) fn is_forwarding(self) -> bool {
-        use FieldKind::*;
-        matches!(self, XForwardedFor | XForwardedProto | Forwarded | Via)
+        self.bit() & FORWARDING != 0
     }
 
     /// Fields a `Connection` token may not remove: dropping them would change how the
     /// upstream frames or routes the message (a known way to smuggle through a proxy).
+    #[inline]
     pub(crate) fn is_protected(self) -> bool {
         matches!(self, FieldKind::Host | FieldKind::ContentLength)
     }
 }
+
+/// The bits of the kinds that are hop-by-hop (a bit test, not a `match`, per field).
+const HOP_BY_HOP: u32 = {
+    use FieldKind::*;
+    let kinds = [
+        Connection,
+        KeepAlive,
+        ProxyAuthenticate,
+        ProxyAuthorization,
+        ProxyConnection,
+        Te,
+        Trailer,
+        Trailers,
+        TransferEncoding,
+        Upgrade,
+        Http2Settings,
+    ];
+    let mut bits = 0;
+    let mut i = 0;
+    while i < kinds.len() {
+        bits |= 1 << kinds[i] as u8;
+        i += 1;
+    }
+    bits
+};
+
+/// The bits of the kinds the proxy writes itself.
+pub(crate) const FORWARDING: u32 = {
+    use FieldKind::*;
+    1 << XForwardedFor as u8 | 1 << XForwardedProto as u8 | 1 << Forwarded as u8 | 1 << Via as u8
+};
 
 /// What a head's `Connection` fields say, read once when the head is parsed (keep-alive,
 /// upgrade and the removal of nominated fields each asked it again before).
@@ -134,21 +161,178 @@ impl ConnectionOptions {
     /// The options of the comma-separated `values` of a head's `Connection` fields.
     pub(crate) fn of<'a>(values: impl Iterator<Item = &'a [u8]>) -> Self {
         let mut options = ConnectionOptions::default();
-        for token in values.flat_map(crate::head::split_list) {
-            match FieldKind::of(token) {
+        for value in values {
+            // The usual value is one token as a whole: known at once, without splitting.
+            match FieldKind::of(value) {
                 FieldKind::KeepAlive => options.keep_alive = true,
                 FieldKind::Upgrade => options.upgrade = true,
-                kind if kind.is_hop_by_hop() => {}
-                _ if token.eq_ignore_ascii_case(b"close") => {
-                    options.close = true;
-                    options.names_fields = true;
-                }
-                _ => options.names_fields = true,
+                _ => options.add_list(value),
             }
         }
         options
     }
+
+    /// The options of one comma-separated value.
+    fn add_list(&mut self, value: &[u8]) {
+        for token in crate::head::split_list(value) {
+            match FieldKind::of(token) {
+                FieldKind::KeepAlive => self.keep_alive = true,
+                FieldKind::Upgrade => self.upgrade = true,
+                kind if kind.is_hop_by_hop() => {}
+                _ if token.eq_ignore_ascii_case(b"close") => {
+                    self.close = true;
+                    self.names_fields = true;
+                }
+                _ => self.names_fields = true,
+            }
+        }
+    }
 }
+
+/// `tchar` of RFC 9110 §5.6.2, by byte.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
+/// `tchar` of RFC 9110 §5.6.2.
+#[inline]
+pub(crate) fn is_tchar(b: u8) -> bool {
+    TCHAR[usize::from(b)]
+}
+
+pub(crate) fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// A known name as up to three little-endian words, lower case, with the bits that make
+/// an ASCII letter lower case set in `letters`: `(word | letters) == lower` holds exactly
+/// when the name's bytes equal the known ones but for the case of letters (a `-` or a
+/// digit is compared as it is). A name of 8 bytes or more is read as words at 0, 8, ...,
+/// the last one ending at the name's end (overlapping the one before); a shorter one as
+/// one word, zero-padded.
+struct Spelling {
+    len: usize,
+    lower: [u64; 3],
+    letters: [u64; 3],
+}
+
+impl Spelling {
+    const fn new(name: &str) -> Spelling {
+        let b = name.as_bytes();
+        let mut lower = [0; 3];
+        let mut letters = [0; 3];
+        let mut j = 0;
+        while j < words(b.len()) {
+            let at = word_start(b.len(), j);
+            let mut i = 0;
+            while i < 8 && at + i < b.len() {
+                let byte = b[at + i];
+                lower[j] |= (byte as u64) << (8 * i);
+                if byte.is_ascii_lowercase() {
+                    letters[j] |= 0x20 << (8 * i);
+                }
+                i += 1;
+            }
+            j += 1;
+        }
+        Spelling {
+            len: b.len(),
+            lower,
+            letters,
+        }
+    }
+
+    /// Whether `name` (of this spelling's length) is this name in any case.
+    #[inline(always)]
+    fn matches(&self, name: &[u8]) -> bool {
+        debug_assert_eq!(name.len(), self.len);
+        let len = name.len();
+        (0..words(len)).all(|j| (word(name, word_start(len, j)) | self.letters[j]) == self.lower[j])
+    }
+}
+
+/// How many words a name of `len` bytes is read as.
+const fn words(len: usize) -> usize {
+    if len < 8 {
+        1
+    } else {
+        len.div_ceil(8)
+    }
+}
+
+/// Where the `j`th word of a name of `len` bytes starts.
+const fn word_start(len: usize, j: usize) -> usize {
+    if len < 8 {
+        0
+    } else if 8 * j + 8 > len {
+        len - 8
+    } else {
+        8 * j
+    }
+}
+
+/// The word of `name` at `at`: eight bytes, or a shorter name zero-padded.
+#[inline(always)]
+fn word(name: &[u8], at: usize) -> u64 {
+    match name.get(at..at + 8) {
+        Some(eight) => u64::from_le_bytes(eight.try_into().unwrap_or_default()),
+        None => name
+            .iter()
+            .enumerate()
+            .fold(0, |w, (i, &b)| w | u64::from(b) << (8 * i)),
+    }
+}
+
+/// Whether `token` is `websocket` in any case (a word compare, for the usual `Upgrade`).
+pub(crate) fn is_websocket(token: &[u8]) -> bool {
+    const WEBSOCKET: Spelling = Spelling::new("websocket");
+    token.len() == WEBSOCKET.len && WEBSOCKET.matches(token)
+}
+
+const TE: Spelling = Spelling::new("te");
+const VIA: Spelling = Spelling::new("via");
+const HOST: Spelling = Spelling::new("host");
+const UPGRADE: Spelling = Spelling::new("upgrade");
+const TRAILER: Spelling = Spelling::new("trailer");
+const TRAILERS: Spelling = Spelling::new("trailers");
+const FORWARDED: Spelling = Spelling::new("forwarded");
+const CONNECTION: Spelling = Spelling::new("connection");
+const KEEP_ALIVE: Spelling = Spelling::new("keep-alive");
+const CONTENT_LENGTH: Spelling = Spelling::new("content-length");
+const HTTP2_SETTINGS: Spelling = Spelling::new("http2-settings");
+const X_FORWARDED_FOR: Spelling = Spelling::new("x-forwarded-for");
+const PROXY_CONNECTION: Spelling = Spelling::new("proxy-connection");
+const TRANSFER_ENCODING: Spelling = Spelling::new("transfer-encoding");
+const X_FORWARDED_PROTO: Spelling = Spelling::new("x-forwarded-proto");
+const SEC_WEBSOCKET_KEY: Spelling = Spelling::new("sec-websocket-key");
+const PROXY_AUTHENTICATE: Spelling = Spelling::new("proxy-authenticate");
+const PROXY_AUTHORIZATION: Spelling = Spelling::new("proxy-authorization");
+const SEC_WEBSOCKET_ACCEPT: Spelling = Spelling::new("sec-websocket-accept");
+const SEC_WEBSOCKET_EXTENSIONS: Spelling = Spelling::new("sec-websocket-extensions");
 
 /// `Content_Length` / `Transfer_Encoding` with `_` for any `-` (at least one `_`).
 fn is_lookalike(name: &[u8]) -> bool {
@@ -245,6 +429,31 @@ mod tests {
         #[test]
         fn field_kinds_agree_with_a_plain_comparison_of_names(name in name_like()) {
             prop_assert_eq!(FieldKind::of(&name), slow_kind(&name));
+        }
+
+        /// A value that is one known token as a whole is read as the list it is.
+        #[test]
+        fn connection_options_agree_with_reading_every_token(
+            values in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::sample::select(
+                        [
+                            "keep-alive", "Keep-Alive", "upgrade", "UPGRADE", "close", "te",
+                            "x-a", ",", " ", ", ",
+                        ]
+                        .map(str::as_bytes)
+                        .to_vec(),
+                    ),
+                    0..4,
+                ).prop_map(|parts| parts.concat()),
+                0..3,
+            ),
+        ) {
+            let mut slow = ConnectionOptions::default();
+            for value in &values {
+                slow.add_list(value);
+            }
+            prop_assert_eq!(ConnectionOptions::of(values.iter().map(|v| &v[..])), slow);
         }
     }
 

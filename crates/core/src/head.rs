@@ -12,7 +12,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::config::Limits;
 use crate::error::ErrorKind;
+pub(crate) use crate::field_kind::{is_tchar, is_token};
 use crate::field_kind::{ConnectionOptions, FieldKind};
+pub(crate) use crate::fields::Field;
+use crate::fields::{Fields, MAX_HEAD};
 
 /// Upper bound of header fields parsed on the stack; larger limits use the heap.
 const STACK_FIELDS: usize = 128;
@@ -148,14 +151,6 @@ pub(crate) fn skip_leading_crlf(buf: &mut BytesMut) -> bool {
     !(buf.is_empty() || buf[..] == b"\r"[..])
 }
 
-/// One header field: ranges into the head's bytes, and what its name is to the core.
-#[derive(Debug, Clone)]
-pub(crate) struct Field {
-    pub name: Range<usize>,
-    pub value: Range<usize>,
-    pub kind: FieldKind,
-}
-
 /// A parsed head (request or response), as ranges into `bytes`.
 #[derive(Debug, Clone)]
 pub(crate) struct Head {
@@ -168,7 +163,7 @@ pub(crate) struct Head {
     pub version: u8,
     /// Status code (response); 0 for a request.
     pub status: u16,
-    pub fields: Vec<Field>,
+    pub fields: Fields,
     /// The [`FieldKind::bit`]s of the kinds among `fields`.
     pub kinds: u32,
     /// What its `Connection` fields say.
@@ -176,10 +171,35 @@ pub(crate) struct Head {
 }
 
 impl Head {
-    /// The head with its [`connection`](Self::connection) options read.
-    fn with_connection_options(mut self) -> Self {
-        self.connection = ConnectionOptions::of(self.values_of(FieldKind::Connection));
-        self
+    /// A head with nothing in it yet, for a parser to fill in place (a head is a few
+    /// hundred bytes with its fields inline: moving it costs more than filling it).
+    pub(crate) fn empty() -> Head {
+        Head {
+            bytes: Bytes::new(),
+            first: 0..0,
+            target: 0..0,
+            version: 0,
+            status: 0,
+            fields: Fields::EMPTY,
+            kinds: 0,
+            connection: ConnectionOptions::default(),
+        }
+    }
+
+    /// Fills in the fields httparse found in `buf` (the head's bytes, or a buffer starting
+    /// with them), their kinds and what the `Connection` fields say.
+    fn fill_fields(&mut self, buf: &[u8], parsed: &[httparse::Header<'_>]) {
+        self.kinds = self.fields.fill(buf, parsed);
+        self.connection = if self.has_kind(FieldKind::Connection) {
+            ConnectionOptions::of(
+                self.fields
+                    .iter()
+                    .filter(|f| f.kind == FieldKind::Connection)
+                    .map(|f| &buf[f.value()]),
+            )
+        } else {
+            ConnectionOptions::default()
+        };
     }
 
     pub fn slice(&self, r: &Range<usize>) -> &[u8] {
@@ -187,11 +207,11 @@ impl Head {
     }
 
     pub fn name(&self, f: &Field) -> &[u8] {
-        self.slice(&f.name)
+        &self.bytes[f.name()]
     }
 
     pub fn value(&self, f: &Field) -> &[u8] {
-        self.slice(&f.value)
+        &self.bytes[f.value()]
     }
 
     /// Values of every field called `name` (case-insensitive), in order. A name the
@@ -256,15 +276,6 @@ pub(crate) fn split_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|e| !e.is_empty())
 }
 
-/// `tchar` of RFC 9110 §5.6.2.
-pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-pub(crate) fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
-}
-
 fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
     let start = part.as_ptr() as usize - base.as_ptr() as usize;
     start..start + part.len()
@@ -326,110 +337,81 @@ fn with_field_storage<'b, R>(
     }
 }
 
-/// The parsed fields as ranges into `bytes`, each with its kind, and the set of kinds.
-fn field_ranges(bytes: &[u8], parsed: &[httparse::Header<'_>]) -> (Vec<Field>, u32) {
-    let mut kinds = 0;
-    let fields = parsed
-        .iter()
-        .map(|h| {
-            let kind = FieldKind::of(h.name.as_bytes());
-            kinds |= kind.bit();
-            Field {
-                name: offset(bytes, h.name.as_bytes()),
-                value: offset(bytes, h.value),
-                kind,
-            }
-        })
-        .collect();
-    (fields, kinds)
-}
-
 /// Whether a head httparse parsed completely as `buf[..end]`, with `fields`, follows
 /// every rule [`HeadScanner`] checks: within the size limits, and every line ending in
 /// CRLF. httparse takes a bare LF for a line ending and refuses every CR not followed by
 /// LF; the lines it accepted are the start line, one per field (after the value and any
 /// trailing whitespace it trimmed) and the empty last one, so those are all the line
-/// endings there are to look at.
+/// endings there are to look at. `cr_after_values`: every value is known to be followed
+/// at once by a CR (then the fields need no look each).
 fn scanner_would_accept(
     buf: &[u8],
     end: usize,
     fields: &[httparse::Header<'_>],
+    cr_after_values: bool,
     limits: &Limits,
 ) -> bool {
-    if end > limits.max_header_bytes || end < 2 || buf[end - 2] != b'\r' {
+    if end > limits.max_header_bytes.min(MAX_HEAD) || end < 2 || buf[end - 2] != b'\r' {
         return false;
     }
     match find_lf(&buf[..end]) {
         Some(lf) if lf >= 1 && buf[lf - 1] == b'\r' && lf < limits.max_request_line => {}
         _ => return false,
     }
+    if cr_after_values {
+        return true;
+    }
+    let head = &buf[..end];
+    let base = head.as_ptr() as usize;
     fields.iter().all(|field| {
-        let value_end = offset(buf, field.value).end;
-        let rest = &buf[value_end..end];
-        let after_whitespace = rest.iter().position(|&b| b != b' ' && b != b'\t');
-        after_whitespace.is_some_and(|i| rest[i] == b'\r')
+        let value_end = field.value.as_ptr() as usize - base + field.value.len();
+        // Usually the value ends the line: then the CR is right after it.
+        match head.get(value_end) {
+            Some(b'\r') => true,
+            Some(b' ' | b'\t') => {
+                let rest = &head[value_end..];
+                let after_whitespace = rest.iter().position(|&b| b != b' ' && b != b'\t');
+                after_whitespace.is_some_and(|i| rest[i] == b'\r')
+            }
+            _ => false,
+        }
     })
 }
 
 /// A request head at the start of `buf`, when all of it is there and it breaks no rule:
-/// parsed in one pass, without [`HeadScanner`]'s search for its end. `None` when the
+/// parsed in one pass, without [`HeadScanner`]'s search for its end, into `head` (all
+/// but its bytes: the first `end` bytes of the buffer, to be split off). `None` when the
 /// head is incomplete or anything about it is wrong: then the scanner and
-/// [`parse_request`] take it, and decide exactly as if this had not been tried. The
-/// ranges are offsets into `buf`, to be split off as [`WholeHead::end`] bytes.
-pub(crate) fn parse_request_whole(buf: &[u8], limits: &Limits) -> Option<WholeHead> {
+/// [`parse_request`] take it, and decide exactly as if this had not been tried (`head` is
+/// to be dropped then).
+pub(crate) fn parse_request_whole(buf: &[u8], limits: &Limits, head: &mut Head) -> Option<usize> {
     with_field_storage(limits.max_headers, |storage| {
         let mut req = httparse::Request::new(&mut []);
         let Ok(httparse::Status::Complete(end)) = req.parse_with_uninit_headers(buf, storage)
         else {
             return None;
         };
-        if !scanner_would_accept(buf, end, req.headers, limits) {
+        if end > MAX_HEAD {
             return None;
         }
-        let (fields, kinds) = field_ranges(buf, req.headers);
-        Some(WholeHead {
-            end,
-            first: offset(buf, req.method?.as_bytes()),
-            target: offset(buf, req.path?.as_bytes()),
-            version: req.version?,
-            fields,
-            kinds,
-        })
-    })
-}
-
-/// What [`parse_request_whole`] found: a [`Head`] but for its bytes.
-#[derive(Debug)]
-pub(crate) struct WholeHead {
-    /// Where the head ends in the buffer.
-    pub end: usize,
-    first: Range<usize>,
-    target: Range<usize>,
-    version: u8,
-    fields: Vec<Field>,
-    kinds: u32,
-}
-
-impl WholeHead {
-    /// The head, given its bytes (the first [`end`](Self::end) of the buffer parsed).
-    pub(crate) fn into_head(self, bytes: Bytes) -> Head {
-        debug_assert_eq!(bytes.len(), self.end);
-        Head {
-            bytes,
-            first: self.first,
-            target: self.target,
-            version: self.version,
-            status: 0,
-            fields: self.fields,
-            kinds: self.kinds,
-            connection: ConnectionOptions::default(),
+        head.fill_fields(buf, req.headers);
+        let cr_after_values = head.fields.cr_after_values();
+        if !scanner_would_accept(buf, end, req.headers, cr_after_values, limits) {
+            return None;
         }
-        .with_connection_options()
-    }
+        head.first = offset(buf, req.method?.as_bytes());
+        head.target = offset(buf, req.path?.as_bytes());
+        head.version = req.version?;
+        Some(end)
+    })
 }
 
 /// Parses a complete request head (`bytes` ends with CRLF CRLF).
 pub(crate) fn parse_request(bytes: Bytes, limits: &Limits) -> Result<Head, ErrorKind> {
+    if bytes.len() > MAX_HEAD {
+        return Err(ErrorKind::HeadTooLarge);
+    }
+    let mut head = Head::empty();
     with_field_storage(limits.max_headers, |storage| {
         let mut req = httparse::Request::new(&mut []);
         match req.parse_with_uninit_headers(&bytes, storage) {
@@ -439,23 +421,22 @@ pub(crate) fn parse_request(bytes: Bytes, limits: &Limits) -> Result<Head, Error
         }
         let method = req.method.ok_or(ErrorKind::MalformedHead)?.as_bytes();
         let target = req.path.ok_or(ErrorKind::MalformedHead)?.as_bytes();
-        let (fields, kinds) = field_ranges(&bytes, req.headers);
-        Ok(Head {
-            first: offset(&bytes, method),
-            target: offset(&bytes, target),
-            version: req.version.ok_or(ErrorKind::MalformedHead)?,
-            status: 0,
-            fields,
-            kinds,
-            connection: ConnectionOptions::default(),
-            bytes: bytes.clone(),
-        }
-        .with_connection_options())
-    })
+        head.first = offset(&bytes, method);
+        head.target = offset(&bytes, target);
+        head.version = req.version.ok_or(ErrorKind::MalformedHead)?;
+        head.fill_fields(&bytes, req.headers);
+        Ok(())
+    })?;
+    head.bytes = bytes;
+    Ok(head)
 }
 
 /// Parses a complete response head.
 pub(crate) fn parse_response(bytes: Bytes, limits: &Limits) -> Result<Head, ErrorKind> {
+    if bytes.len() > MAX_HEAD {
+        return Err(ErrorKind::HeadTooLarge);
+    }
+    let mut head = Head::empty();
     with_field_storage(limits.max_headers, |storage| {
         let mut resp = httparse::Response::new(&mut []);
         match httparse::ParserConfig::default()
@@ -470,24 +451,18 @@ pub(crate) fn parse_response(bytes: Bytes, limits: &Limits) -> Result<Head, Erro
             return Err(ErrorKind::MalformedHead);
         }
         let reason = resp.reason.unwrap_or("").as_bytes();
-        let reason = if reason.is_empty() {
+        head.first = if reason.is_empty() {
             0..0
         } else {
             offset(&bytes, reason)
         };
-        let (fields, kinds) = field_ranges(&bytes, resp.headers);
-        Ok(Head {
-            first: reason,
-            target: 0..0,
-            version: resp.version.ok_or(ErrorKind::MalformedHead)?,
-            status,
-            fields,
-            kinds,
-            connection: ConnectionOptions::default(),
-            bytes: bytes.clone(),
-        }
-        .with_connection_options())
-    })
+        head.version = resp.version.ok_or(ErrorKind::MalformedHead)?;
+        head.status = status;
+        head.fill_fields(&bytes, resp.headers);
+        Ok(())
+    })?;
+    head.bytes = bytes;
+    Ok(head)
 }
 
 #[cfg(test)]
@@ -555,10 +530,11 @@ mod tests {
     #[test]
     fn a_plain_head_in_one_read_is_parsed_at_once() {
         let buf = b"GET / HTTP/1.1\r\nHost: a\r\nX:  b \r\n\r\nGET";
-        let whole = parse_request_whole(buf, &Limits::default()).expect("parsed at once");
-        assert_eq!(whole.end, buf.len() - 3);
+        let mut head = Head::empty();
+        let end = parse_request_whole(buf, &Limits::default(), &mut head).expect("parsed at once");
+        assert_eq!(end, buf.len() - 3);
         let bare = b"GET / HTTP/1.1\r\nHost: a\n\r\n";
-        assert!(parse_request_whole(bare, &Limits::default()).is_none());
+        assert!(parse_request_whole(bare, &Limits::default(), &mut Head::empty()).is_none());
     }
 
     proptest! {
@@ -575,16 +551,17 @@ mod tests {
                 limits.max_header_bytes = 48;
                 limits.max_headers = 2;
             }
-            if let Some(whole) = parse_request_whole(&buf, &limits) {
-                let end = whole.end;
-                let fast = whole.into_head(Bytes::copy_from_slice(&buf[..end]));
+            let mut fast = Head::empty();
+            if let Some(end) = parse_request_whole(&buf, &limits, &mut fast) {
+                fast.bytes = Bytes::copy_from_slice(&buf[..end]);
                 let slow = slow_path(&buf, &limits);
                 prop_assert!(matches!(slow, Ok(Some(_))), "{:?} refused: {:?}", String::from_utf8_lossy(&buf), slow);
                 let slow = slow.unwrap().unwrap();
                 prop_assert_eq!(&fast.bytes, &slow.bytes);
                 prop_assert_eq!((&fast.first, &fast.target, fast.version), (&slow.first, &slow.target, slow.version));
                 prop_assert_eq!(fast.kinds, slow.kinds);
-                let ranges = |h: &Head| h.fields.iter().map(|f| (f.name.clone(), f.value.clone(), f.kind)).collect::<Vec<_>>();
+                prop_assert_eq!(fast.connection, slow.connection);
+                let ranges = |h: &Head| h.fields.iter().map(|f| (f.name(), f.value(), f.kind)).collect::<Vec<_>>();
                 prop_assert_eq!(ranges(&fast), ranges(&slow));
             }
         }

@@ -5,9 +5,10 @@ use std::net::IpAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::config::{Forwarding, PeerInfo};
+use crate::config::{Forwarding, PeerInfo, Scheme};
 use crate::field_kind::FieldKind;
 use crate::head::{split_list, Field, Head};
+use crate::head_size;
 
 /// Fields that describe one connection and are never forwarded, in either direction.
 /// `HTTP2-Settings` belongs to the `h2c` upgrade, which is never forwarded.
@@ -62,7 +63,7 @@ pub(crate) struct Tokens<'a> {
 }
 
 impl Tokens<'_> {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
@@ -76,6 +77,7 @@ impl Tokens<'_> {
 
 /// Whether `field` of `head` is end-to-end: not hop-by-hop and not among `named` (the
 /// head's [`connection_tokens`]), unless protected (`Host`, `Content-Length`).
+#[inline]
 pub(crate) fn is_end_to_end(head: &Head, field: &Field, named: &Tokens<'_>) -> bool {
     if field.kind.is_hop_by_hop() {
         return false;
@@ -101,21 +103,19 @@ pub(crate) struct RequestExtras<'a> {
     pub empty_host: bool,
 }
 
-/// Room for what the proxy adds to a head (forwarding fields, framing, `Connection`),
-/// so that writing the head never grows its buffer.
-const ADDED_ROOM: usize = 192;
-
 /// The request head sent to the upstream: always HTTP/1.1, end-to-end fields byte-exact
 /// and in order, forwarding fields merged, then framing and `Connection`. Written into
-/// one buffer sized once; runs of end-to-end fields are copied as they lie in the
-/// client's head, with their line endings, one copy per run.
+/// one buffer of exactly its size ([`head_size`]); runs of end-to-end fields are copied
+/// as they lie in the client's head, with their line endings, one copy per run.
 pub(crate) fn upstream_request(
     head: &Head,
     fwd: &Forwarding,
     peer: &PeerInfo,
     extras: &RequestExtras<'_>,
 ) -> Bytes {
-    let mut out = BytesMut::with_capacity(head.bytes.len() + ADDED_ROOM);
+    let named = connection_tokens(head);
+    let len = head_size::upstream_request_len(head, fwd, peer, extras, &named);
+    let mut out = BytesMut::with_capacity(len);
     out.put_slice(head.method());
     out.put_u8(b' ');
     out.put_slice(head.slice(&head.target));
@@ -123,7 +123,6 @@ pub(crate) fn upstream_request(
     if extras.empty_host {
         out.put_slice(b"Host: \r\n");
     }
-    let named = connection_tokens(head);
     copy_fields(&mut out, head, |f| {
         is_end_to_end(head, f, &named) && !f.kind.is_forwarding()
     });
@@ -148,11 +147,10 @@ pub(crate) fn upstream_request(
         keep_all(&mut out, head, &named, FieldKind::XForwardedFor);
     }
     if fwd.x_forwarded_proto {
-        put_field(
-            &mut out,
-            b"X-Forwarded-Proto",
-            peer.scheme.as_str().as_bytes(),
-        );
+        out.put_slice(match peer.scheme {
+            Scheme::Http => b"X-Forwarded-Proto: http\r\n",
+            Scheme::Https => b"X-Forwarded-Proto: https\r\n",
+        });
     } else {
         keep_all(&mut out, head, &named, FieldKind::XForwardedProto);
     }
@@ -201,6 +199,7 @@ pub(crate) fn upstream_request(
         None => out.put_slice(b"Connection: keep-alive\r\n"),
     }
     out.put_slice(b"\r\n");
+    debug_assert_eq!(out.len(), len, "head_size::upstream_request_len");
     out.freeze()
 }
 
@@ -211,11 +210,12 @@ fn copy_fields(out: &mut BytesMut, head: &Head, keep: impl Fn(&Field) -> bool) {
     let bytes = &head.bytes[..];
     let mut run = 0..0;
     for field in head.fields.iter().filter(|f| keep(f)) {
-        let written_plainly = field.value.start == field.name.end + 2
-            && bytes[field.name.end + 1] == b' '
-            && bytes.get(field.value.end..field.value.end + 2) == Some(&b"\r\n"[..]);
+        let (name, value) = (field.name(), field.value());
+        let written_plainly = value.start == name.end + 2
+            && bytes[name.end + 1] == b' '
+            && bytes.get(value.end..value.end + 2) == Some(&b"\r\n"[..]);
         if written_plainly {
-            let line = field.name.start..field.value.end + 2;
+            let line = name.start..value.end + 2;
             if run.end != line.start || run.is_empty() {
                 out.put_slice(&bytes[run]);
                 run = line;
@@ -231,11 +231,12 @@ fn copy_fields(out: &mut BytesMut, head: &Head, keep: impl Fn(&Field) -> bool) {
     out.put_slice(&bytes[run]);
 }
 
+#[inline]
 fn keep_all(out: &mut BytesMut, head: &Head, named: &Tokens<'_>, kind: FieldKind) {
     if !head.has_kind(kind) {
         return;
     }
-    for f in &head.fields {
+    for f in head.fields.iter() {
         if f.kind == kind && is_end_to_end(head, f, named) {
             put_field(out, head.name(f), head.value(f));
         }
@@ -260,18 +261,25 @@ fn join_into<'a>(out: &mut BytesMut, values: impl Iterator<Item = &'a [u8]>) -> 
 fn put_ip(out: &mut BytesMut, addr: IpAddr) {
     match addr {
         IpAddr::V4(v4) => {
+            let mut text = [0u8; 15];
+            let mut len = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.put_u8(b'.');
+                    text[len] = b'.';
+                    len += 1;
                 }
                 if octet >= 100 {
-                    out.put_u8(b'0' + octet / 100);
+                    text[len] = b'0' + octet / 100;
+                    len += 1;
                 }
                 if octet >= 10 {
-                    out.put_u8(b'0' + octet / 10 % 10);
+                    text[len] = b'0' + octet / 10 % 10;
+                    len += 1;
                 }
-                out.put_u8(b'0' + octet % 10);
+                text[len] = b'0' + octet % 10;
+                len += 1;
             }
+            out.put_slice(&text[..len]);
         }
         IpAddr::V6(v6) => {
             use std::fmt::Write;
@@ -299,7 +307,9 @@ pub(crate) enum ClientConnection {
 
 /// The response head sent to the client: end-to-end fields byte-exact and in order.
 pub(crate) fn client_response(head: &Head, chunked: bool, conn: ClientConnection) -> Bytes {
-    let mut out = BytesMut::with_capacity(head.bytes.len() + 64);
+    let named = connection_tokens(head);
+    let len = head_size::client_response_len(head, chunked, conn, &named);
+    let mut out = BytesMut::with_capacity(len);
     out.put_slice(b"HTTP/1.1 ");
     // A status is three digits (checked when parsed).
     let status = head.status;
@@ -311,8 +321,7 @@ pub(crate) fn client_response(head: &Head, chunked: bool, conn: ClientConnection
     out.put_u8(b' ');
     out.put_slice(head.slice(&head.first));
     out.put_slice(b"\r\n");
-    let named = connection_tokens(head);
-    for f in &head.fields {
+    for f in head.fields.iter() {
         if is_end_to_end(head, f, &named) {
             put_field(&mut out, head.name(f), head.value(f));
         }
@@ -332,6 +341,7 @@ pub(crate) fn client_response(head: &Head, chunked: bool, conn: ClientConnection
         }
     }
     out.put_slice(b"\r\n");
+    debug_assert_eq!(out.len(), len, "head_size::client_response_len");
     out.freeze()
 }
 

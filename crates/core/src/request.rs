@@ -126,9 +126,12 @@ impl Connection {
         };
         if scanner.is_fresh() {
             // The usual case: the whole head came in one read.
-            if let Some(whole) = head::parse_request_whole(&self.client_buf, &self.config.limits) {
-                let bytes = self.client_buf.split_to(whole.end).freeze();
-                self.accept_request(whole.into_head(bytes));
+            let mut head = Head::empty();
+            if let Some(end) =
+                head::parse_request_whole(&self.client_buf, &self.config.limits, &mut head)
+            {
+                head.bytes = self.client_buf.split_to(end).freeze();
+                self.accept_request(&head);
                 return true;
             }
         }
@@ -141,7 +144,7 @@ impl Connection {
             Ok(Scan::Complete(end)) => {
                 let bytes = self.client_buf.split_to(end).freeze();
                 match head::parse_request(bytes, &self.config.limits) {
-                    Ok(head) => self.accept_request(head),
+                    Ok(head) => self.accept_request(&head),
                     Err(kind) => self.reject(ProtocolError::client(kind)),
                 }
                 true
@@ -150,31 +153,32 @@ impl Connection {
     }
 
     /// A parsed head: checked, routed, and sent on its way to the upstream.
-    fn accept_request(&mut self, head: Head) {
+    fn accept_request(&mut self, head: &Head) {
         // httparse gave both as `&str`.
         let method = Text::from_utf8_bytes(head.bytes.slice(head.first.clone()));
         let target = Text::from_utf8_bytes(head.bytes.slice(head.target.clone()));
-        let (route, body) = match check_request(&head, &self.config) {
+        let (route, body) = match check_request(head, &self.config) {
             Ok(checked) => checked,
             Err(kind) => {
-                return self.refuse_request(method, target, &head, ProtocolError::client(kind))
+                return self.refuse_request(method, target, head, ProtocolError::client(kind))
             }
         };
-        let proposal = upgrade::proposal(&head, &self.config.routes[route].allow_upgrade);
+        let proposal = upgrade::proposal(head, &self.config.routes[route].allow_upgrade);
         let extras = RequestExtras {
             chunked: body == BodyKind::Chunked,
             upgrade: proposal.as_ref().map(|p| &p.upgrade[..]),
             empty_host: head.version == 0 && !head.has_kind(FieldKind::Host),
         };
         let upstream_head =
-            headers::upstream_request(&head, &self.config.forwarding, &self.peer, &extras);
+            headers::upstream_request(head, &self.config.forwarding, &self.peer, &extras);
         self.out.push_back(Output::Event(Event::Request {
             method: method.clone(),
             target: target.clone(),
             route,
+            // Protocol tokens (checked by `upgrade::proposal`) joined by ", ": ASCII.
             upgrade: proposal
                 .as_ref()
-                .map(|p| String::from_utf8_lossy(&p.upgrade).into_owned()),
+                .map(|p| Text::from_utf8_bytes(p.upgrade.clone())),
         }));
         let accepted = Accepted {
             route,
@@ -184,7 +188,7 @@ impl Connection {
             proposal,
             upstream_head,
         };
-        let exchange = Exchange::new(accepted, &head, self.now, &self.config.limits);
+        let exchange = Exchange::new(accepted, head, self.now, &self.config.limits);
         let connect_by = self.now + self.config.routes[route].timeouts.connect;
         if self.enter(Step::HeadAccepted {
             exchange: Box::new(exchange),

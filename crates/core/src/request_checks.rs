@@ -56,8 +56,57 @@ fn strip_scheme(target: &[u8]) -> Option<&[u8]> {
     None
 }
 
+/// Bytes of `Host = uri-host [ ":" port ]`: reg-name, IPv4 or bracketed IPv6 characters.
+const HOST_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+            );
+        b += 1;
+    }
+    table
+};
+
 /// `Host = uri-host [ ":" port ]`: reg-name, IPv4 or bracketed IPv6 characters only.
 fn valid_host(host: &[u8]) -> bool {
-    host.iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
+    host.iter().all(|&b| HOST_BYTE[usize::from(b)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The table says what the list of allowed bytes says.
+        #[test]
+        fn host_bytes_are_the_listed_ones(b in any::<u8>()) {
+            let listed = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b);
+            prop_assert_eq!(HOST_BYTE[usize::from(b)], listed);
+            let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            prop_assert_eq!(crate::head::is_tchar(b), tchar);
+        }
+    }
 }

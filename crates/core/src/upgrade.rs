@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::field_kind::FieldKind;
+use crate::field_kind::{is_websocket, FieldKind};
 use crate::head::{is_tchar, Head};
 
 /// GUID of RFC 6455 §1.3, appended to `Sec-WebSocket-Key` for `Sec-WebSocket-Accept`.
@@ -55,6 +55,24 @@ pub(crate) fn proposal(head: &Head, allow: &[String]) -> Option<Proposal> {
     if head.version != 1 || !head.connection.upgrade {
         return None;
     }
+    let websocket_key = || {
+        let mut keys = head.values_of(FieldKind::SecWebSocketKey);
+        match (keys.next(), keys.next()) {
+            (Some(k), None) => Some(head.bytes.slice_ref(k)),
+            _ => None,
+        }
+    };
+    // The usual proposal, one `Upgrade: websocket`: what the list below finds for it,
+    // without splitting it.
+    let mut upgrades = head.values_of(FieldKind::Upgrade);
+    if let (Some(only), None) = (upgrades.next(), upgrades.next()) {
+        if is_websocket(only) {
+            return allowed(only, allow).then(|| Proposal {
+                upgrade: head.bytes.slice_ref(only),
+                websocket_key: websocket_key(),
+            });
+        }
+    }
     // The offered protocols the route allows, each once (on the stack for the usual
     // one or two): `Upgrade: websocket` twice is forwarded as one `Upgrade: websocket`,
     // which origins that compare the value exactly accept.
@@ -90,14 +108,9 @@ pub(crate) fn proposal(head: &Head, allow: &[String]) -> Option<Proposal> {
             Bytes::from(joined)
         }
     };
-    let mut keys = head.values_of(FieldKind::SecWebSocketKey);
-    let websocket_key = match (keys.next(), keys.next()) {
-        (Some(k), None) => Some(head.bytes.slice_ref(k)),
-        _ => None,
-    };
     Some(Proposal {
         upgrade,
-        websocket_key,
+        websocket_key: websocket_key(),
     })
 }
 
