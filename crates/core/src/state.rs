@@ -303,12 +303,7 @@ mod tests {
                 deadline: now,
             },
             StateKind::Exchange => Phase::Exchange(exchange(now)),
-            StateKind::Tunnel => Phase::Tunnel(Box::new(Tunnel::new(
-                0,
-                "/".into(),
-                "websocket".into(),
-                now,
-            ))),
+            StateKind::Tunnel => Phase::Tunnel(Box::new(Tunnel::new(0, "/", "websocket", now))),
             StateKind::Closed => Phase::Closed,
         }
     }

@@ -165,20 +165,20 @@ impl Frames {
         let code = violation.close_code();
         self.queue_close(from.other(), code, why);
         let fresh = matches!(
-            self.ending,
+            self.ending(),
             None | Some(Ending {
                 kind: EndingKind::PeerLeft(_),
                 ..
             })
         );
         if fresh && !other_closed {
-            self.ending = Some(Ending {
+            self.ending = Some(Box::new(Ending {
                 kind: EndingKind::Violation {
                     offender: from,
                     answers: Answers::Awaited,
                 },
                 by: Some(now + CLOSE_WAIT),
-            });
+            }));
             return;
         }
         self.queue_close(from, code, why);

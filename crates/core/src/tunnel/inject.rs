@@ -37,7 +37,7 @@ impl Connection {
         }
         let flushed = ws.closes_flushed(|side| sink.writes.pending(side));
         let both_eof = eof[0] && eof[1];
-        let reason = match ws.ending.map(|ending| ending.kind) {
+        let reason = match ws.ending().map(|ending| ending.kind) {
             // Both directions are over: the tunnel ends as a byte tunnel does, once the
             // Close owed to a side that stayed is written.
             None if both_eof => Some(CloseReason::BothClosed),
@@ -81,7 +81,7 @@ impl Connection {
             if let Some(EndingKind::Violation {
                 answers: Answers::Awaited,
                 ..
-            }) = ws.ending.map(|ending| ending.kind)
+            }) = ws.ending().map(|ending| ending.kind)
             {
                 ws.end_answers(now);
                 return None;
@@ -176,7 +176,7 @@ impl Connection {
         towards.ping_due = false;
         towards.half_close_deferred = false;
         let tracker = ws.tracker(to);
-        if tracker.stats().close_frames == 0 && tracker.at_frame_boundary() {
+        if !tracker.saw_close() && tracker.at_frame_boundary() {
             let (code, why) = match to {
                 Side::Upstream => (CloseCode::INTERNAL_ERROR, CloseWhy::UpstreamFailed),
                 Side::Client => (CloseCode::GOING_AWAY, CloseWhy::WentAway(Side::Client)),
@@ -215,7 +215,7 @@ impl Frames {
             towards.close = None;
             towards.close_sent = true;
             towards.ping_due = false;
-            if let Some(ending) = &mut self.ending {
+            if let Some(ending) = self.ending.as_deref_mut() {
                 if matches!(ending.kind, EndingKind::PeerLeft(_)) {
                     ending.by.get_or_insert(sink.now + CLOSE_WAIT);
                 }
@@ -271,7 +271,7 @@ impl Frames {
             self.end_answers(sink.now);
         }
         let tracker = self.tracker(from);
-        if tracker.stats().close_frames == 0
+        if !tracker.saw_close()
             && tracker.at_frame_boundary()
             && self.queue_close(to, CloseCode::GOING_AWAY, CloseWhy::WentAway(from))
         {
