@@ -40,26 +40,31 @@ pub(crate) struct Frames {
     pub gone: [bool; 2],
 }
 
-/// What the proxy writes, or waits to write, towards one side.
+/// What the proxy writes, or waits to write, towards one side: 7 bytes, so that both
+/// sides' slots, the key and the flags of `Frames` fill one word and a half.
 #[derive(Debug, Default)]
 pub(crate) struct Towards {
     /// A Ping is due (the slot for one Ping).
     pub ping_due: bool,
-    /// A Close of the proxy's own is waiting (the slot for one Close; it replaces a Ping).
-    pub close: Option<OwnClose>,
+    /// A Close of the proxy's own is waiting, for this reason (the slot for one Close;
+    /// it replaces a Ping). Its code follows from the reason.
+    pub close: Option<CloseWhy>,
     /// The proxy's own Close was emitted: nothing more is forwarded towards this side.
     pub close_sent: bool,
-    /// A half-close towards this side waits for the Close in the slot to be written.
-    pub half_close_deferred: bool,
-    /// The half-close towards this side was emitted: nothing more can be written.
-    pub shut: bool,
+    /// Where the half-close towards this side is.
+    pub half_close: HalfClose,
 }
 
-/// A Close frame of the proxy's own, waiting for its moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct OwnClose {
-    pub code: CloseCode,
-    pub why: CloseWhy,
+/// The half-close towards a side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum HalfClose {
+    /// Not asked for.
+    #[default]
+    Open,
+    /// Waits for the Close in the slot to be written.
+    Deferred,
+    /// Emitted: nothing more can be written.
+    Shut,
 }
 
 /// Why the proxy closes: the reason text of its Close frame.
@@ -78,6 +83,18 @@ pub(crate) enum CloseWhy {
 }
 
 impl CloseWhy {
+    /// The Close frame's code: 1002 for a broken rule, 1011 for a failed upstream,
+    /// 1001 (going away) otherwise.
+    pub(crate) fn code(self) -> CloseCode {
+        match self {
+            CloseWhy::Violation(_, violation) => violation.close_code(),
+            CloseWhy::UpstreamFailed => CloseCode::INTERNAL_ERROR,
+            CloseWhy::WentAway(_) | CloseWhy::StoppedAnswering(_) | CloseWhy::Draining => {
+                CloseCode::GOING_AWAY
+            }
+        }
+    }
+
     pub(crate) fn text(self) -> String {
         let who = |side: Side| match side {
             Side::Client => "client",
@@ -190,7 +207,7 @@ impl Frames {
 
     /// Whether the proxy may still write towards `to`.
     pub(crate) fn can_write(&self, to: Side) -> bool {
-        !self.gone[to.index()] && !self.towards[to.index()].shut
+        !self.gone[to.index()] && (self.towards[to.index()].half_close != HalfClose::Shut)
     }
 
     /// Whether what `from` sends is parsed and dropped rather than forwarded: the proxy
@@ -237,7 +254,7 @@ impl Frames {
     /// Puts a Close of the proxy's own in the slot towards `to`, unless one is there or
     /// was sent, a Close from the other peer went that way already, or `to` cannot be
     /// written to. Returns whether it did.
-    pub(crate) fn queue_close(&mut self, to: Side, code: CloseCode, why: CloseWhy) -> bool {
+    pub(crate) fn queue_close(&mut self, to: Side, why: CloseWhy) -> bool {
         let towards = &self.towards[to.index()];
         if !self.can_write(to) || towards.close_sent || towards.close.is_some() {
             return false;
@@ -246,7 +263,7 @@ impl Frames {
             return false;
         }
         let towards = self.towards(to);
-        towards.close = Some(OwnClose { code, why });
+        towards.close = Some(why);
         towards.ping_due = false;
         true
     }
@@ -303,7 +320,7 @@ impl Frames {
         let offender = *offender;
         if let Some(violation) = self.tracker(offender).violation() {
             let why = CloseWhy::Violation(offender, violation);
-            self.queue_close(offender, violation.close_code(), why);
+            self.queue_close(offender, why);
         }
     }
 

@@ -20,6 +20,7 @@ mod lent;
 mod pings;
 
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -37,8 +38,21 @@ use crate::upgrade;
 use crate::websocket::{Extensions, FrameTracker, Rules};
 use frames::Frames;
 
+/// The `Tunnel` phase, inline in the connection's phase: when each side was last read
+/// from (stored on every read, asked before every wait) fits beside the pointer in the
+/// room the `ReadingHead` phase takes anyway, so only the rest is boxed. It reads as its
+/// [`TunnelState`] (`Deref`), so the tunnel's code names a field the same way wherever
+/// it lives.
 #[derive(Debug)]
 pub(crate) struct Tunnel {
+    /// When each side was last read from (or the tunnel opened).
+    last_read: [Instant; 2],
+    state: Box<TunnelState>,
+}
+
+/// What a tunnel keeps out of line.
+#[derive(Debug)]
+pub(crate) struct TunnelState {
     pub route: RouteId,
     /// The upgrade's protocol, then the request's target, in one allocation: only the
     /// tunnel's events and record name them (16 bytes where a `String` and a
@@ -47,8 +61,6 @@ pub(crate) struct Tunnel {
     /// Where the protocol ends in `names`.
     protocol_len: u32,
     pub started: Instant,
-    /// When each side was last read from (or the tunnel opened).
-    last_read: [Instant; 2],
     /// Whether each side has sent EOF.
     eof: [bool; 2],
     /// Bytes read from each side.
@@ -96,21 +108,37 @@ impl Sink<'_> {
     }
 }
 
+impl Deref for Tunnel {
+    type Target = TunnelState;
+
+    fn deref(&self) -> &TunnelState {
+        &self.state
+    }
+}
+
+impl DerefMut for Tunnel {
+    fn deref_mut(&mut self) -> &mut TunnelState {
+        &mut self.state
+    }
+}
+
 impl Tunnel {
     /// A tunnel on `route` opened at `now`.
     pub(crate) fn new(route: RouteId, target: &str, protocol: &str, now: Instant) -> Self {
         // Both come from one head, whose size the limits bound far below 4 GiB.
         let protocol_len = u32::try_from(protocol.len()).unwrap_or(u32::MAX);
         Tunnel {
-            route,
-            names: [protocol, target].concat().into_boxed_str(),
-            protocol_len,
-            started: now,
             last_read: [now; 2],
-            eof: [false; 2],
-            bytes_from: [0; 2],
-            drain_deadline: None,
-            ws: None,
+            state: Box::new(TunnelState {
+                route,
+                names: [protocol, target].concat().into_boxed_str(),
+                protocol_len,
+                started: now,
+                eof: [false; 2],
+                bytes_from: [0; 2],
+                drain_deadline: None,
+                ws: None,
+            }),
         }
     }
 
@@ -331,7 +359,7 @@ impl Connection {
                 side: Side::Upstream,
             });
         }
-        self.enter(Step::Switched(Box::new(tunnel)));
+        self.enter(Step::Switched(tunnel));
     }
 
     /// A frame-aware tunnel starts with empty leftovers: the bytes that came with the
@@ -348,7 +376,7 @@ impl Connection {
             upstream_leftover: Bytes::new(),
         });
         self.out.push_back(Output::NeedMaskingKey);
-        if !self.enter(Step::Switched(Box::new(tunnel))) {
+        if !self.enter(Step::Switched(tunnel)) {
             return;
         }
         if !client_leftover.is_empty() {
@@ -459,14 +487,16 @@ mod tests {
     /// tunnel"): exact, so that a field added shows here.
     #[test]
     fn a_tunnel_stays_small_and_its_frames_are_boxed() {
+        // Inline in the phase: when each side was last read, and the pointer to the rest.
+        assert_eq!(std::mem::size_of::<Tunnel>(), 40);
         // The route, the protocol and target (one boxed string and its split), when it
-        // started and when each side was last read, the EOFs, the bytes each way, a
-        // drain's deadline, the frames (boxed, in a frame-aware tunnel only).
-        assert_eq!(std::mem::size_of::<Tunnel>(), 120);
+        // started, the EOFs, the bytes each way, a drain's deadline, the frames (boxed,
+        // in a frame-aware tunnel only).
+        assert_eq!(std::mem::size_of::<TunnelState>(), 88);
         // Two trackers, the pings (boxed, on a route that pings), how it is ending
         // (boxed), when the peers' bytes were last forwarded, the slots for the proxy's
         // own frames towards each side, the masking key, which sides stopped or are gone.
-        assert_eq!(std::mem::size_of::<Frames>(), 176);
+        assert_eq!(std::mem::size_of::<Frames>(), 168);
         // The frame and message counts (64 bits), the control-frame counts (32 bits),
         // the payload left, the room for a split frame head (boxed, only while one is
         // split), the rules and the head's progress.
