@@ -31,9 +31,9 @@ pub(crate) struct Frames {
     /// When a byte of the peers' own was last forwarded (`tunnel_idle_timeout` counts
     /// only those: an absorbed Pong is not traffic).
     pub last_forwarded: Instant,
-    /// How the tunnel is ending: boxed, since only an ending tunnel has one (16 bytes
-    /// less in every idle tunnel; the hot paths only ask whether there is one).
-    pub ending: Option<Box<Ending>>,
+    /// How the tunnel is ending. Inline: boxed it would be 16 bytes less in every idle
+    /// tunnel, and an allocation in every tunnel a peer leaves without a Close.
+    pub ending: Option<Ending>,
     /// Reading from this side stopped: it broke a rule, stopped answering, or failed.
     pub stopped: [bool; 2],
     /// This side cannot be written to any more (a write to it failed).
@@ -194,7 +194,7 @@ impl Frames {
 
     /// How the tunnel is ending, if it is.
     pub(crate) fn ending(&self) -> Option<Ending> {
-        self.ending.as_deref().copied()
+        self.ending
     }
 
     pub(crate) fn tracker(&self, from: Side) -> &FrameTracker {
@@ -308,7 +308,7 @@ impl Frames {
         let Some(Ending {
             kind: EndingKind::Violation { offender, answers },
             by,
-        }) = self.ending.as_deref_mut()
+        }) = &mut self.ending
         else {
             return;
         };
@@ -332,7 +332,7 @@ impl Frames {
             | Some(Ending {
                 kind: EndingKind::PeerLeft(_),
                 ..
-            }) => self.ending = Some(Box::new(Ending { kind, by })),
+            }) => self.ending = Some(Ending { kind, by }),
             Some(_) => {}
         }
     }

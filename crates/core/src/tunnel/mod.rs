@@ -38,29 +38,28 @@ use crate::upgrade;
 use crate::websocket::{Extensions, FrameTracker, Rules};
 use frames::Frames;
 
-/// The `Tunnel` phase, inline in the connection's phase: when each side was last read
-/// from (stored on every read, asked before every wait) fits beside the pointer in the
-/// room the `ReadingHead` phase takes anyway, so only the rest is boxed. It reads as its
-/// [`TunnelState`] (`Deref`), so the tunnel's code names a field the same way wherever
-/// it lives.
+/// The `Tunnel` phase, inline in the connection's phase: what only its events and its
+/// record read (when it started, its names) fits beside the pointer to the rest in the
+/// room the `ReadingHead` phase takes anyway. The rest, [`TunnelState`], is what every
+/// read and wait touches, boxed as the whole tunnel was, so the per-read path loads the
+/// same pointer as before; `Tunnel` derefs to it.
 #[derive(Debug)]
 pub(crate) struct Tunnel {
-    /// When each side was last read from (or the tunnel opened).
-    last_read: [Instant; 2],
+    started: Instant,
+    /// The upgrade's protocol, then the request's target, in one allocation (16 bytes
+    /// where a `String` and a `Cow<str>` took 48).
+    names: Box<str>,
     state: Box<TunnelState>,
 }
 
-/// What a tunnel keeps out of line.
+/// What a tunnel keeps out of line: everything a read or a wait looks at.
 #[derive(Debug)]
 pub(crate) struct TunnelState {
     pub route: RouteId,
-    /// The upgrade's protocol, then the request's target, in one allocation: only the
-    /// tunnel's events and record name them (16 bytes where a `String` and a
-    /// `Cow<str>` took 48, and one heap block).
-    names: Box<str>,
-    /// Where the protocol ends in `names`.
+    /// Where the protocol ends in the tunnel's names.
     protocol_len: u32,
-    pub started: Instant,
+    /// When each side was last read from (or the tunnel opened).
+    last_read: [Instant; 2],
     /// Whether each side has sent EOF.
     eof: [bool; 2],
     /// Bytes read from each side.
@@ -128,12 +127,12 @@ impl Tunnel {
         // Both come from one head, whose size the limits bound far below 4 GiB.
         let protocol_len = u32::try_from(protocol.len()).unwrap_or(u32::MAX);
         Tunnel {
-            last_read: [now; 2],
+            started: now,
+            names: [protocol, target].concat().into_boxed_str(),
             state: Box::new(TunnelState {
                 route,
-                names: [protocol, target].concat().into_boxed_str(),
                 protocol_len,
-                started: now,
+                last_read: [now; 2],
                 eof: [false; 2],
                 bytes_from: [0; 2],
                 drain_deadline: None,
@@ -156,6 +155,21 @@ impl Tunnel {
             .unwrap_or_default()
     }
 
+    pub(crate) fn record(&self, reason: CloseReason, now: Instant) -> TunnelRecord {
+        TunnelRecord {
+            route: self.route,
+            target: self.target().to_owned(),
+            protocol: self.protocol().to_owned(),
+            bytes_client_to_upstream: self.bytes_from[Side::Client.index()],
+            bytes_upstream_to_client: self.bytes_from[Side::Upstream.index()],
+            duration: now.saturating_duration_since(self.started),
+            reason,
+            websocket: self.ws.as_ref().map(|ws| ws.record()),
+        }
+    }
+}
+
+impl TunnelState {
     pub(crate) fn activity(&mut self, from: Side, bytes: usize, now: Instant) {
         self.last_read[from.index()] = now;
         self.bytes_from[from.index()] += bytes as u64;
@@ -265,19 +279,6 @@ impl Tunnel {
             }
         }
         sooner(next, writes.next_at())
-    }
-
-    pub(crate) fn record(&self, reason: CloseReason, now: Instant) -> TunnelRecord {
-        TunnelRecord {
-            route: self.route,
-            target: self.target().to_owned(),
-            protocol: self.protocol().to_owned(),
-            bytes_client_to_upstream: self.bytes_from[Side::Client.index()],
-            bytes_upstream_to_client: self.bytes_from[Side::Upstream.index()],
-            duration: now.saturating_duration_since(self.started),
-            reason,
-            websocket: self.ws.as_ref().map(|ws| ws.record()),
-        }
     }
 }
 
@@ -391,7 +392,7 @@ impl Connection {
     }
 
     /// The tunnel and where its outputs go, borrowed side by side.
-    pub(crate) fn tunnel_sink(&mut self) -> Option<(&mut Tunnel, Sink<'_>)> {
+    pub(crate) fn tunnel_sink(&mut self) -> Option<(&mut TunnelState, Sink<'_>)> {
         let Phase::Tunnel(tunnel) = &mut self.phase else {
             return None;
         };
@@ -401,7 +402,7 @@ impl Connection {
             now: self.now,
             send_timeout: self.config.routes[tunnel.route].timeouts.send,
         };
-        Some((tunnel, sink))
+        Some((&mut tunnel.state, sink))
     }
 
     /// How many bytes read from `from` the caller may forward to the other side without
@@ -487,16 +488,17 @@ mod tests {
     /// tunnel"): exact, so that a field added shows here.
     #[test]
     fn a_tunnel_stays_small_and_its_frames_are_boxed() {
-        // Inline in the phase: when each side was last read, and the pointer to the rest.
+        // Inline in the phase: when it started, its protocol and target (one boxed
+        // string), and the pointer to the rest.
         assert_eq!(std::mem::size_of::<Tunnel>(), 40);
-        // The route, the protocol and target (one boxed string and its split), when it
-        // started, the EOFs, the bytes each way, a drain's deadline, the frames (boxed,
-        // in a frame-aware tunnel only).
+        // The route, where the protocol ends in the names, when each side was last read,
+        // the EOFs, the bytes each way, a drain's deadline, the frames (boxed, in a
+        // frame-aware tunnel only).
         assert_eq!(std::mem::size_of::<TunnelState>(), 88);
-        // Two trackers, the pings (boxed, on a route that pings), how it is ending
-        // (boxed), when the peers' bytes were last forwarded, the slots for the proxy's
-        // own frames towards each side, the masking key, which sides stopped or are gone.
-        assert_eq!(std::mem::size_of::<Frames>(), 168);
+        // Two trackers, the pings (boxed, on a route that pings), how it is ending,
+        // when the peers' bytes were last forwarded, the slots for the proxy's own
+        // frames towards each side, the masking key, which sides stopped or are gone.
+        assert_eq!(std::mem::size_of::<Frames>(), 184);
         // The frame and message counts (64 bits), the control-frame counts (32 bits),
         // the payload left, the room for a split frame head (boxed, only while one is
         // split), the rules and the head's progress.
