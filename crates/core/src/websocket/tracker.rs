@@ -56,7 +56,7 @@ pub struct FrameStats {
     pub frames: u64,
     /// Data messages whose final frame's header was complete.
     pub messages: u64,
-    /// Ping frames.
+    /// Ping frames. A tracker stops counting Pings, Pongs and Closes at 2³² − 1.
     pub pings: u64,
     /// Pong frames (also those the proxy absorbs).
     pub pongs: u64,
