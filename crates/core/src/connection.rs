@@ -514,6 +514,18 @@ mod tests {
         assert!(conn.is_closed());
     }
 
+    /// What every connection's task holds inline (benches/RESULTS.md, "Memory per idle
+    /// tunnel"); exact, so that a field added shows here.
+    #[test]
+    fn a_connection_and_its_phase_stay_small() {
+        // The reading phase's deadline and head scanner; a tunnel's last reads and the
+        // pointer to the rest of it fit in the same room.
+        assert_eq!(std::mem::size_of::<Phase>(), 48);
+        // The configuration, the client's address, the phase, the clock, the output
+        // queue, the client's unread bytes, the write deadlines, a drain's grace.
+        assert_eq!(std::mem::size_of::<Connection>(), 208);
+    }
+
     #[test]
     fn a_second_close_changes_nothing() {
         let now = Instant::now();

@@ -97,8 +97,9 @@ pub(crate) enum Phase {
     /// Sending the request and forwarding its response. Boxed: an idle connection and a
     /// tunnel need not carry its size.
     Exchange(Box<Exchange>),
-    /// Copying bytes both ways after a validated `101`. Boxed for the same reason.
-    Tunnel(Box<Tunnel>),
+    /// Copying bytes both ways after a validated `101`. Inline, but only what fits in
+    /// the room `ReadingHead` takes anyway (the rest of it is boxed).
+    Tunnel(Tunnel),
     /// Over.
     Closed,
 }
@@ -126,7 +127,7 @@ pub(crate) enum Step {
         idle_until: Instant,
     },
     /// A validated `101` opened this tunnel.
-    Switched(Box<Tunnel>),
+    Switched(Tunnel),
     /// The connection ends.
     Close,
 }
@@ -303,12 +304,7 @@ mod tests {
                 deadline: now,
             },
             StateKind::Exchange => Phase::Exchange(exchange(now)),
-            StateKind::Tunnel => Phase::Tunnel(Box::new(Tunnel::new(
-                0,
-                "/".into(),
-                "websocket".into(),
-                now,
-            ))),
+            StateKind::Tunnel => Phase::Tunnel(Tunnel::new(0, "/", "websocket", now)),
             StateKind::Closed => Phase::Closed,
         }
     }

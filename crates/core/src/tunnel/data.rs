@@ -162,10 +162,9 @@ impl Frames {
         // A violation by the side whose answers were awaited ends that wait.
         self.end_answers(now);
         let why = CloseWhy::Violation(from, violation);
-        let code = violation.close_code();
-        self.queue_close(from.other(), code, why);
+        self.queue_close(from.other(), why);
         let fresh = matches!(
-            self.ending,
+            self.ending(),
             None | Some(Ending {
                 kind: EndingKind::PeerLeft(_),
                 ..
@@ -181,7 +180,7 @@ impl Frames {
             });
             return;
         }
-        self.queue_close(from, code, why);
+        self.queue_close(from, why);
         let kind = EndingKind::Violation {
             offender: from,
             answers: Answers::None,

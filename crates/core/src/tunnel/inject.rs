@@ -6,13 +6,13 @@
 //! the slot of its side, and [`Connection::pump_websocket`], run after every input,
 //! writes it the first time both hold.
 
-use super::frames::{Answers, CloseWhy, EndingKind, Frames, CLOSE_WAIT};
+use super::frames::{Answers, CloseWhy, EndingKind, Frames, HalfClose, CLOSE_WAIT};
 use super::Sink;
 use crate::connection::Connection;
 use crate::event::CloseReason;
 use crate::io::{Output, Side};
 use crate::state::Phase;
-use crate::websocket::{encode, CloseCode};
+use crate::websocket::encode;
 
 impl Connection {
     /// After every input to a frame-aware tunnel: writes the waiting frames the rule
@@ -37,7 +37,7 @@ impl Connection {
         }
         let flushed = ws.closes_flushed(|side| sink.writes.pending(side));
         let both_eof = eof[0] && eof[1];
-        let reason = match ws.ending.map(|ending| ending.kind) {
+        let reason = match ws.ending().map(|ending| ending.kind) {
             // Both directions are over: the tunnel ends as a byte tunnel does, once the
             // Close owed to a side that stayed is written.
             None if both_eof => Some(CloseReason::BothClosed),
@@ -81,7 +81,7 @@ impl Connection {
             if let Some(EndingKind::Violation {
                 answers: Answers::Awaited,
                 ..
-            }) = ws.ending.map(|ending| ending.kind)
+            }) = ws.ending().map(|ending| ending.kind)
             {
                 ws.end_answers(now);
                 return None;
@@ -120,7 +120,7 @@ impl Connection {
         }
         if ws.tracker(side).at_frame_boundary() {
             let why = CloseWhy::StoppedAnswering(side);
-            ws.queue_close(side.other(), CloseCode::GOING_AWAY, why);
+            ws.queue_close(side.other(), why);
         }
         ws.begin(EndingKind::Unresponsive(side), Some(now + CLOSE_WAIT));
     }
@@ -140,7 +140,7 @@ impl Connection {
         // A violation's offender gets its 1002, not the drain's 1001.
         ws.end_answers(now);
         for to in [Side::Client, Side::Upstream] {
-            ws.queue_close(to, CloseCode::GOING_AWAY, CloseWhy::Draining);
+            ws.queue_close(to, CloseWhy::Draining);
         }
         ws.begin(EndingKind::Drain, Some(now + CLOSE_WAIT));
         true
@@ -174,14 +174,16 @@ impl Connection {
         let towards = ws.towards(to);
         towards.close = None;
         towards.ping_due = false;
-        towards.half_close_deferred = false;
+        if towards.half_close == HalfClose::Deferred {
+            towards.half_close = HalfClose::Open;
+        }
         let tracker = ws.tracker(to);
-        if tracker.stats().close_frames == 0 && tracker.at_frame_boundary() {
-            let (code, why) = match to {
-                Side::Upstream => (CloseCode::INTERNAL_ERROR, CloseWhy::UpstreamFailed),
-                Side::Client => (CloseCode::GOING_AWAY, CloseWhy::WentAway(Side::Client)),
+        if !tracker.saw_close() && tracker.at_frame_boundary() {
+            let why = match to {
+                Side::Upstream => CloseWhy::UpstreamFailed,
+                Side::Client => CloseWhy::WentAway(Side::Client),
             };
-            ws.queue_close(to.other(), code, why);
+            ws.queue_close(to.other(), why);
         }
         ws.begin(EndingKind::WriteFailed(to), Some(now + CLOSE_WAIT));
         None
@@ -200,7 +202,7 @@ impl Frames {
         if !self.tracker(to.other()).at_frame_boundary() || sink.writes.pending(to) {
             return;
         }
-        if let Some(close) = self.towards[to.index()].close {
+        if let Some(why) = self.towards[to.index()].close {
             if self.peer_close_forwarded(to) {
                 // The other peer's Close went that way first: one Close is enough.
                 self.towards(to).close = None;
@@ -209,7 +211,7 @@ impl Frames {
             let Some(key) = self.take_key(to) else {
                 return;
             };
-            let frame = encode::close(to, close.code, &close.why.text(), key);
+            let frame = encode::close(to, why.code(), &why.text(), key);
             self.write_own(to, frame, sink);
             let towards = self.towards(to);
             towards.close = None;
@@ -271,16 +273,16 @@ impl Frames {
             self.end_answers(sink.now);
         }
         let tracker = self.tracker(from);
-        if tracker.stats().close_frames == 0
+        if !tracker.saw_close()
             && tracker.at_frame_boundary()
-            && self.queue_close(to, CloseCode::GOING_AWAY, CloseWhy::WentAway(from))
+            && self.queue_close(to, CloseWhy::WentAway(from))
         {
             self.begin(EndingKind::PeerLeft(from), None);
         }
         if self.towards[to.index()].close.is_some() {
-            self.towards(to).half_close_deferred = true;
+            self.towards(to).half_close = HalfClose::Deferred;
         } else if self.can_write(to) {
-            self.towards(to).shut = true;
+            self.towards(to).half_close = HalfClose::Shut;
             sink.push(Output::HalfClose { side: to });
         }
     }
@@ -288,8 +290,8 @@ impl Frames {
     /// The Close towards `to` is written (or dropped): a half-close waiting for it follows.
     fn release_half_close(&mut self, to: Side, sink: &mut Sink<'_>) {
         let towards = self.towards(to);
-        if std::mem::take(&mut towards.half_close_deferred) {
-            towards.shut = true;
+        if towards.half_close == HalfClose::Deferred {
+            towards.half_close = HalfClose::Shut;
             sink.push(Output::HalfClose { side: to });
         }
     }

@@ -11,7 +11,8 @@
 //! whole frames at a test's receiving end.
 //!
 //! Like the rest of the core this module is sans-IO: no clock, no randomness, and no
-//! payload is ever buffered (a tracker is a fixed ~200 bytes).
+//! payload is ever buffered (a tracker is 56 bytes, and 139 more only while it holds a
+//! split frame head).
 //!
 //! # Driving a tracker
 //! ```text

@@ -56,7 +56,7 @@ pub struct FrameStats {
     pub frames: u64,
     /// Data messages whose final frame's header was complete.
     pub messages: u64,
-    /// Ping frames.
+    /// Ping frames. A tracker stops counting Pings, Pongs and Closes at 2³² − 1.
     pub pings: u64,
     /// Pong frames (also those the proxy absorbs).
     pub pongs: u64,
@@ -150,7 +150,34 @@ pub struct FrameTracker {
     complete: bool,
     payload_remaining: u64,
     violation: Option<Violation>,
-    stats: FrameStats,
+    counts: Counts,
+}
+
+/// [`FrameStats`] as a tracker keeps them: the control-frame counts in 32 bits, which
+/// 4 billion Pings, Pongs or Closes per direction would saturate (no decision reads more
+/// than whether a Close came), so that a tracker is 56 bytes rather than 72; an idle
+/// frame-aware tunnel holds two.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counts {
+    frames: u64,
+    messages: u64,
+    pings: u32,
+    pongs: u32,
+    close_frames: u32,
+    close_code: Option<u16>,
+}
+
+impl Counts {
+    fn stats(&self) -> FrameStats {
+        FrameStats {
+            frames: self.frames,
+            messages: self.messages,
+            pings: u64::from(self.pings),
+            pongs: u64::from(self.pongs),
+            close_frames: u64::from(self.close_frames),
+            close_code: self.close_code,
+        }
+    }
 }
 
 impl FrameTracker {
@@ -164,7 +191,7 @@ impl FrameTracker {
             complete: false,
             payload_remaining: 0,
             violation: None,
-            stats: FrameStats::default(),
+            counts: Counts::default(),
         }
     }
 
@@ -395,29 +422,35 @@ impl FrameTracker {
     }
 
     /// The counts so far.
-    pub fn stats(&self) -> &FrameStats {
-        &self.stats
+    pub fn stats(&self) -> FrameStats {
+        self.counts.stats()
+    }
+
+    /// Whether a Close frame came in this direction.
+    pub(crate) fn saw_close(&self) -> bool {
+        self.counts.close_frames > 0
     }
 
     #[inline]
     fn count(&mut self, header: &FrameHeader, header_len: usize) {
-        self.stats.frames += 1;
+        let counts = &mut self.counts;
+        counts.frames += 1;
         if self.validator.commit(header) {
-            self.stats.messages += 1;
+            counts.messages += 1;
         }
         match header.opcode {
-            Opcode::Ping => self.stats.pings += 1,
-            Opcode::Pong => self.stats.pongs += 1,
+            Opcode::Ping => counts.pings = counts.pings.saturating_add(1),
+            Opcode::Pong => counts.pongs = counts.pongs.saturating_add(1),
             Opcode::Close => {
-                self.stats.close_frames += 1;
+                counts.close_frames = counts.close_frames.saturating_add(1);
                 // Empty unless the tracker holds the payload.
                 let payload = self.held().get(header_len..).unwrap_or_default();
-                if let (None, &[high, low, ..]) = (self.stats.close_code, payload) {
+                if let (None, &[high, low, ..]) = (self.counts.close_code, payload) {
                     let mut code = [high, low];
                     if let Some(key) = header.mask {
                         apply_mask(&mut code, key, 0);
                     }
-                    self.stats.close_code = Some(u16::from_be_bytes(code));
+                    self.counts.close_code = Some(u16::from_be_bytes(code));
                 }
             }
             _ => {}
@@ -487,7 +520,7 @@ impl fmt::Debug for FrameTracker {
             .field("complete", &self.complete)
             .field("payload_remaining", &self.payload_remaining)
             .field("violation", &self.violation)
-            .field("stats", &self.stats)
+            .field("stats", &self.counts)
             .finish()
     }
 }
