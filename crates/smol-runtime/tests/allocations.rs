@@ -202,12 +202,13 @@ fn a_websocket_handshake_allocates_little() {
         |handshakes| origin.wait_closed(handshakes),
     );
     println!("allocations per WebSocket handshake: {per_handshake:.2}");
-    // Measured 41.20 on the Linux reactor (50.20 before issue 14; benches/RESULTS.md,
-    // "Allocations per request"), 52.12 on the portable backend.
+    // Measured 42.23 on the Linux reactor (50.20 before issue 14; benches/RESULTS.md,
+    // "Allocations per request"; one more since a tunnel has a task of its own, which
+    // holds far less than the HTTP task it replaces), 53.1 on the portable backend.
     let bound = if cfg!(feature = "portable") {
-        52.5
+        53.5
     } else {
-        42.0
+        43.0
     };
     assert!(
         per_handshake <= bound,

@@ -14,9 +14,9 @@ use std::future::Future;
 use switchyard_core::Side;
 
 use super::peer::{poll_readable, poll_write_queued, wants_write};
-use super::{Driver, Wake};
+use super::{Link, Wake};
 
-impl Driver<'_> {
+impl Link {
     /// Makes sure the timer fires no later than the core's next deadline. A deadline that
     /// moved later (each tunnel read moves the read deadline) leaves the timer as it is:
     /// it fires early, the timeout is a no-op, and the timer is set again then. Moving a
@@ -30,36 +30,46 @@ impl Driver<'_> {
         }
     }
 
-    /// Sleeps until a socket is readable, a write made progress, the deadline passed or
-    /// shutdown began.
-    pub(super) async fn wait(&mut self) -> Wake {
+    /// Begins a wait: the timer armed, the peers to read decided, the turn taken.
+    pub(super) fn begin_wait(&mut self) {
         self.arm_timer();
-        let reads = Reads {
+        self.reads = Reads {
             client: self.should_read(Side::Client),
             upstream: self.should_read(Side::Upstream),
         };
         // Whichever is looked at first wins when both are ready: take turns, so that one
         // busy direction of a tunnel cannot starve the other.
         self.client_first = !self.client_first;
-        let mut slept = false;
-        let wake = future::poll_fn(|cx| {
-            let poll = self.poll_wake(cx, reads);
-            slept |= poll.is_pending();
-            poll
-        })
-        .await;
-        self.waits = if slept {
+    }
+
+    /// Ends a wait that completed, counting it among the waits in a row unless it slept.
+    pub(super) fn end_wait(&mut self) {
+        self.waits = if self.waiting {
             0
         } else {
             self.waits.saturating_add(1)
         };
+        self.waiting = false;
+    }
+
+    /// Sleeps until a socket is readable, a write made progress, the deadline passed or
+    /// shutdown began.
+    pub(super) async fn wait(&mut self) -> Wake {
+        self.begin_wait();
+        let wake = future::poll_fn(|cx| {
+            let poll = self.poll_wake(cx, self.reads);
+            self.waiting |= poll.is_pending();
+            poll
+        })
+        .await;
+        self.end_wait();
         wake
     }
 
     /// One look at every condition of the wait, in order: writes (the client's first),
     /// reads (in turns), shutdown, deadline. Each registers the task's waker where it is
     /// pending, so the next wake-up polls again.
-    fn poll_wake(&mut self, cx: &mut Context<'_>, reads: Reads) -> Poll<Wake> {
+    pub(super) fn poll_wake(&mut self, cx: &mut Context<'_>, reads: Reads) -> Poll<Wake> {
         for side in [Side::Client, Side::Upstream] {
             if let Some(peer) = self.peer(side).filter(|peer| wants_write(peer)) {
                 if let Poll::Ready(result) = poll_write_queued(peer, cx) {
@@ -95,8 +105,8 @@ impl Driver<'_> {
 }
 
 /// Which peers a wait looks at for readability, decided once at its start.
-#[derive(Debug, Clone, Copy)]
-struct Reads {
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Reads {
     client: bool,
     upstream: bool,
 }
