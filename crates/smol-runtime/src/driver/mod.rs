@@ -395,11 +395,12 @@ mod tests {
         // phase's own state) and the state of its loop; the wait is a poll over the
         // driver's own fields (no future of its own); the connection's starting state,
         // dialing, closing, a PROXY header's read, a kept PROXY upstream connection and
-        // a TLS session are boxed. Measured: TODO bytes on the Linux reactor, TODO on the
+        // a TLS session are boxed. Measured: 776 bytes on the Linux reactor, 808 on the
         // portable backend (1464 and 1456 with the wait's tree of futures, the
         // arguments of `serve` kept beside the driver and a timer holding its reactor;
-        // 848 and 864 before a tunnel had a task of its own).
-        let bound = 880;
+        // 848 and 864 before a tunnel had a task of its own, and the accept loop's
+        // block held 48 bytes more around it).
+        let bound = 820;
         assert!(size < bound, "a connection task takes {size} bytes");
     }
 
@@ -445,7 +446,11 @@ mod tests {
         })
         .unwrap();
         println!("link: {link} bytes, tunnel task: {task} bytes");
-        let bound = 880;
+        // The link alone: a hand-written future keeps nothing beside it. Measured: 560
+        // bytes on the Linux reactor, 592 on the portable backend (the core's
+        // `Connection` 232 of it; the tunnel's task was the HTTP task before, 848 and 864
+        // bytes).
+        let bound = 600;
         assert!(task < bound, "a tunnel task takes {task} bytes");
     }
 }
