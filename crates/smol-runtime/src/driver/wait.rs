@@ -33,23 +33,21 @@ impl Link {
     /// Begins a wait: the timer armed, the peers to read decided, the turn taken.
     pub(super) fn begin_wait(&mut self) {
         self.arm_timer();
-        self.reads = Reads {
-            client: self.should_read(Side::Client),
-            upstream: self.should_read(Side::Upstream),
-        };
+        let client = self.should_read(Side::Client);
+        let upstream = self.should_read(Side::Upstream);
         // Whichever is looked at first wins when both are ready: take turns, so that one
         // busy direction of a tunnel cannot starve the other.
-        self.client_first = !self.client_first;
+        self.wait.begin(client, upstream);
     }
 
     /// Ends a wait that completed, counting it among the waits in a row unless it slept.
     pub(super) fn end_wait(&mut self) {
-        self.waits = if self.waiting {
+        self.waits = if self.wait.waiting() {
             0
         } else {
             self.waits.saturating_add(1)
         };
-        self.waiting = false;
+        self.wait.end();
     }
 
     /// Sleeps until a socket is readable, a write made progress, the deadline passed or
@@ -57,8 +55,10 @@ impl Link {
     pub(super) async fn wait(&mut self) -> Wake {
         self.begin_wait();
         let wake = future::poll_fn(|cx| {
-            let poll = self.poll_wake(cx, self.reads);
-            self.waiting |= poll.is_pending();
+            let poll = self.poll_wake(cx);
+            if poll.is_pending() {
+                self.wait.set_waiting();
+            }
             poll
         })
         .await;
@@ -69,7 +69,7 @@ impl Link {
     /// One look at every condition of the wait, in order: writes (the client's first),
     /// reads (in turns), shutdown, deadline. Each registers the task's waker where it is
     /// pending, so the next wake-up polls again.
-    pub(super) fn poll_wake(&mut self, cx: &mut Context<'_>, reads: Reads) -> Poll<Wake> {
+    pub(super) fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Wake> {
         for side in [Side::Client, Side::Upstream] {
             if let Some(peer) = self.peer(side).filter(|peer| wants_write(peer)) {
                 if let Poll::Ready(result) = poll_write_queued(peer, cx) {
@@ -77,13 +77,13 @@ impl Link {
                 }
             }
         }
-        let order = if self.client_first {
+        let order = if self.wait.client_first() {
             [Side::Client, Side::Upstream]
         } else {
             [Side::Upstream, Side::Client]
         };
         for side in order {
-            if reads.wants(side) {
+            if self.wait.reads(side) {
                 if let Some(peer) = self.peer(side) {
                     if poll_readable(peer, cx).is_ready() {
                         return Poll::Ready(Wake::Readable(side));
@@ -91,11 +91,9 @@ impl Link {
                 }
             }
         }
-        if !self.shutdown_told {
-            let signal = &self.shared.shutdown;
-            if signal.poll_fired(&mut self.shutdown_waiter, cx).is_ready() {
-                return Poll::Ready(Wake::Shutdown);
-            }
+        if !self.shutdown_key.told() && self.shutdown_key.poll(&self.shared.shutdown, cx).is_ready()
+        {
+            return Poll::Ready(Wake::Shutdown);
         }
         if Pin::new(&mut self.timer).poll(cx).is_ready() {
             return Poll::Ready(Wake::Timer);
@@ -104,18 +102,54 @@ impl Link {
     }
 }
 
-/// Which peers a wait looks at for readability, decided once at its start.
+/// A wait's state in one byte: whose turn the next wait begins with, whether the
+/// current one slept, and which peers it looks at for readability (decided once at its
+/// start). One byte rather than four flags: every idle tunnel keeps it.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Reads {
-    client: bool,
-    upstream: bool,
-}
+pub(super) struct WaitState(u8);
 
-impl Reads {
-    fn wants(self, side: Side) -> bool {
-        match side {
-            Side::Client => self.client,
-            Side::Upstream => self.upstream,
+impl WaitState {
+    const CLIENT_FIRST: u8 = 1;
+    const WAITING: u8 = 2;
+    const READ_CLIENT: u8 = 4;
+    const READ_UPSTREAM: u8 = 8;
+
+    /// A wait begins: the turn passes to the other peer.
+    fn begin(&mut self, client: bool, upstream: bool) {
+        let turn = (self.0 & Self::CLIENT_FIRST) ^ Self::CLIENT_FIRST;
+        let mut bits = turn;
+        if client {
+            bits |= Self::READ_CLIENT;
         }
+        if upstream {
+            bits |= Self::READ_UPSTREAM;
+        }
+        self.0 = bits;
+    }
+
+    /// The wait completed; the turn stays.
+    fn end(&mut self) {
+        self.0 &= Self::CLIENT_FIRST;
+    }
+
+    /// The wait slept (found nothing ready).
+    pub(super) fn set_waiting(&mut self) {
+        self.0 |= Self::WAITING;
+    }
+
+    pub(super) fn waiting(self) -> bool {
+        self.0 & Self::WAITING != 0
+    }
+
+    fn client_first(self) -> bool {
+        self.0 & Self::CLIENT_FIRST != 0
+    }
+
+    fn reads(self, side: Side) -> bool {
+        let bit = match side {
+            Side::Client => Self::READ_CLIENT,
+            Side::Upstream => Self::READ_UPSTREAM,
+        };
+        self.0 & bit != 0
     }
 }
