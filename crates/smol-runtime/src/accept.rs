@@ -161,14 +161,13 @@ struct Accepted {
 /// Serves one accepted connection under `shared` in a task of its own, counted by
 /// `guard`.
 fn spawn_connection(
-    executor: &LocalExecutor<'static>,
+    executor: &Rc<LocalExecutor<'static>>,
     shared: Arc<Shared>,
     pool: &Rc<Pool>,
     stream: Io<TcpStream>,
     accepted: Accepted,
     guard: ConnectionGuard,
 ) {
-    let pool = pool.clone();
     let Accepted {
         client: client_addr,
         listener,
@@ -179,16 +178,16 @@ fn spawn_connection(
     let tls = shared.tls.get(listener);
     // Boxed: the task carries only what it serves with (see `driver::serve`).
     let start = Box::new(driver::Start {
+        shared,
+        pool: pool.clone(),
+        guard,
+        executor: Rc::downgrade(executor),
         client: stream,
         context,
         proxy_header,
         tls,
     });
-    let task = async move {
-        let _guard = guard;
-        driver::serve(&shared, &pool, start).await;
-    };
-    executor.spawn(task).detach();
+    executor.spawn(driver::serve(start)).detach();
 }
 
 /// Errors that concern one failed handshake, not the listener or the process (running

@@ -127,19 +127,26 @@ impl Chunk {
 
 /// An ordered queue of chunks towards one peer.
 ///
-/// The first chunk is kept inline: a tunnel has at most one chunk in flight per
-/// direction, so its queues never allocate, and once [`WriteQueue::compact`] was called
-/// the spill-over capacity left from the HTTP phase is freed as soon as it is drained
-/// (an idle tunnel keeps none).
+/// The first chunk is kept inline and the rest, with their byte count, out of line: a
+/// tunnel has at most one chunk in flight per direction, so its queues never allocate,
+/// and an idle connection keeps only the inline head's room (56 bytes a queue; 88 with
+/// the rest inline). Once [`WriteQueue::compact`] was called the spill-over left from
+/// the HTTP phase is freed as soon as it is drained (an idle tunnel keeps none).
 #[derive(Debug, Default)]
 pub(crate) struct WriteQueue {
     /// The chunk written next; `None` only when the queue is empty.
     head: Option<Chunk>,
     /// The chunks after `head`.
-    rest: VecDeque<Chunk>,
-    len: usize,
-    /// Free `rest`'s capacity whenever it is drained.
+    rest: Option<Box<Rest>>,
+    /// Free `rest` whenever it is drained.
     compact: bool,
+}
+
+/// The chunks queued after the head, and their bytes.
+#[derive(Debug, Default)]
+struct Rest {
+    chunks: VecDeque<Chunk>,
+    len: usize,
 }
 
 impl WriteQueue {
@@ -149,11 +156,12 @@ impl WriteQueue {
             chunk.release();
             return;
         }
-        self.len += n;
         if self.head.is_none() {
             self.head = Some(chunk);
         } else {
-            self.rest.push_back(chunk);
+            let rest = self.rest.get_or_insert_with(Box::default);
+            rest.len += n;
+            rest.chunks.push_back(chunk);
         }
     }
 
@@ -163,7 +171,8 @@ impl WriteQueue {
 
     /// Bytes queued.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        let head = self.head.as_ref().map_or(0, |chunk| chunk.as_slice().len());
+        head + self.rest.as_ref().map_or(0, |rest| rest.len)
     }
 
     /// From now on, keep no spare capacity once drained (for a tunnel, which mostly
@@ -174,8 +183,13 @@ impl WriteQueue {
     }
 
     fn shed_spare(&mut self) {
-        if self.compact && self.rest.is_empty() && self.rest.capacity() > 0 {
-            self.rest = VecDeque::new();
+        if self.compact
+            && self
+                .rest
+                .as_ref()
+                .is_some_and(|rest| rest.chunks.is_empty())
+        {
+            self.rest = None;
         }
     }
 
@@ -188,7 +202,11 @@ impl WriteQueue {
     /// Fills `slices` with the queued chunks, in order, as far as they go; returns how
     /// many it filled (0 when the queue is empty).
     pub(crate) fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
-        let chunks = self.head.iter().chain(&self.rest);
+        let Some(head) = &self.head else {
+            return 0;
+        };
+        let rest = self.rest.as_ref().map(|rest| rest.chunks.iter());
+        let chunks = std::iter::once(head).chain(rest.into_iter().flatten());
         let mut filled = 0;
         for (slot, chunk) in slices.iter_mut().zip(chunks) {
             *slot = IoSlice::new(chunk.as_slice());
@@ -197,9 +215,16 @@ impl WriteQueue {
         filled
     }
 
+    /// The next chunk after the head, taken out of the rest.
+    fn pop_rest(&mut self) -> Option<Chunk> {
+        let rest = self.rest.as_mut()?;
+        let chunk = rest.chunks.pop_front()?;
+        rest.len -= chunk.as_slice().len();
+        Some(chunk)
+    }
+
     /// Marks `n` bytes of the front as written, releasing finished chunks.
     pub(crate) fn consume(&mut self, mut n: usize) {
-        self.len -= n.min(self.len);
         while n > 0 {
             let Some(front) = self.head.as_mut() else {
                 break;
@@ -210,7 +235,8 @@ impl WriteQueue {
                 break;
             }
             n -= available;
-            if let Some(done) = std::mem::replace(&mut self.head, self.rest.pop_front()) {
+            let next = self.pop_rest();
+            if let Some(done) = std::mem::replace(&mut self.head, next) {
                 done.release();
             }
         }
@@ -222,10 +248,12 @@ impl WriteQueue {
         if let Some(chunk) = self.head.take() {
             chunk.release();
         }
-        for chunk in self.rest.drain(..) {
-            chunk.release();
+        if let Some(rest) = &mut self.rest {
+            for chunk in rest.chunks.drain(..) {
+                chunk.release();
+            }
+            rest.len = 0;
         }
-        self.len = 0;
         self.shed_spare();
     }
 }
@@ -269,12 +297,29 @@ mod tests {
         }
         queue.consume(3);
         assert!(queue.is_empty());
-        assert!(queue.rest.capacity() > 0, "kept for the next response");
+        assert!(queue.rest.is_some(), "kept for the next response");
         queue.compact();
-        assert_eq!(queue.rest.capacity(), 0);
+        assert!(queue.rest.is_none());
         queue.push(Chunk::Bytes(Bytes::from_static(b"one in flight")));
-        assert_eq!(queue.rest.capacity(), 0, "a single chunk stays inline");
+        assert!(queue.rest.is_none(), "a single chunk stays inline");
         assert_eq!(queue.front(), b"one in flight");
+    }
+
+    /// Every idle connection keeps two queues: their room is per connection.
+    #[test]
+    fn an_empty_queue_keeps_only_the_head_inline() {
+        assert!(std::mem::size_of::<WriteQueue>() <= 56);
+        let mut queue = WriteQueue::default();
+        queue.push(Chunk::Bytes(Bytes::from_static(b"head")));
+        queue.push(Chunk::Bytes(Bytes::from_static(b"body")));
+        queue.push(Chunk::Bytes(Bytes::from_static(b"tail")));
+        assert_eq!(queue.len(), 12);
+        queue.consume(6);
+        assert_eq!(queue.len(), 6);
+        assert_eq!(queue.front(), b"dy");
+        queue.clear();
+        assert_eq!(queue.len(), 0);
+        assert!(queue.is_empty());
     }
 
     #[test]

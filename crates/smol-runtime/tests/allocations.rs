@@ -202,13 +202,14 @@ fn a_websocket_handshake_allocates_little() {
         |handshakes| origin.wait_closed(handshakes),
     );
     println!("allocations per WebSocket handshake: {per_handshake:.2}");
-    // Measured 36.20 on the Linux reactor (50.20 before issue 14, 41.20 before the head
+    // Measured 37.2 on the Linux reactor (50.20 before issue 14, 42.2 before the head
     // fields went inline and heads exactly sized; benches/RESULTS.md, "Allocations per
-    // request"), 45.91 on the portable backend.
+    // request"; one of them the tunnel's own task, which holds far less than the HTTP
+    // task it replaces), 47 on the portable backend.
     let bound = if cfg!(feature = "portable") {
-        46.5
+        47.5
     } else {
-        36.7
+        37.7
     };
     assert!(
         per_handshake <= bound,

@@ -13,7 +13,7 @@ use super::tunnel::SPLICE_AT_LEAST;
 use super::Driver;
 use crate::backend::{pipe_supported, Pipe};
 
-impl Driver<'_> {
+impl Driver {
     /// Splices what the upstream sent of a response body towards the client, when the
     /// body has at least [`SPLICE_AT_LEAST`] bytes left, the upstream sent bulk lately,
     /// neither side is TLS and everything queued towards the client is written (the
@@ -24,10 +24,11 @@ impl Driver<'_> {
         if budget < SPLICE_AT_LEAST as u64 || !self.may_splice() || self.client.pending() {
             return false;
         }
-        let Some(upstream) = &mut self.upstream else {
+        let link = &mut self.link;
+        let Some(upstream) = &mut link.upstream else {
             return false;
         };
-        if !upstream.peer.splice_reads || self.client.write_closed {
+        if !upstream.peer.splice_reads || link.client.write_closed {
             return false;
         }
         let pipe = match Pipe::take() {
@@ -49,7 +50,9 @@ impl Driver<'_> {
                 self.eof(Side::Upstream, now);
             }
             Ok(n) => {
-                upstream.bytes_read += n as u64;
+                if let Some(facts) = &mut self.facts {
+                    facts.bytes_read += n as u64;
+                }
                 self.feed(Input::ResponseBodyPassed { bytes: n }, now);
                 self.client.pipe = Some(pipe);
             }

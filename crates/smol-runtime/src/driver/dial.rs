@@ -2,30 +2,32 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
 use futures_lite::future;
 use switchyard_core::{Input, RouteId, StateKind};
 
-use super::peer::{Peer, Upstream};
+use super::link::Upstream;
+use super::peer::{Peer, UpstreamFacts};
 use super::Driver;
 use crate::buffer::Chunk;
 use crate::upstream::{self, Dialed};
 
-impl Driver<'_> {
+impl Driver {
     pub(super) fn release_upstream(&mut self, reusable: bool) {
-        let Some(upstream) = self.upstream.take() else {
+        let (Some(upstream), Some(facts)) = (self.upstream.take(), self.facts.take()) else {
             return;
         };
-        let Upstream {
-            peer,
+        let Upstream { peer, in_use } = upstream;
+        let UpstreamFacts {
             server,
             reused,
             bytes_read,
-            in_use,
             poolable,
-        } = upstream;
+        } = facts;
         let group = self.upstream_group;
         // A pooled connection that ended before answering anything makes the core retry
         // once, and that retry should not meet another stale pooled connection.
@@ -38,16 +40,15 @@ impl Driver<'_> {
         } else if reusable && clean {
             // Its PROXY header names this client: kept for this client's next request
             // only, as the pool would for anyone.
-            let upstream = Upstream {
-                peer,
+            // Still this client's: still in use.
+            let upstream = Upstream { peer, in_use };
+            let facts = UpstreamFacts {
                 server,
                 reused,
                 bytes_read: 0,
-                // Still this client's: still in use.
-                in_use,
                 poolable,
             };
-            self.kept = group.map(|group| Box::new((group as usize, upstream)));
+            self.kept = group.map(|group| Box::new((group as usize, upstream, facts)));
         }
     }
 
@@ -60,18 +61,19 @@ impl Driver<'_> {
             return;
         };
         let (group_index, send_proxy) = (plan.group, plan.send_proxy);
-        let group = &self.shared.groups[plan.group];
+        let group_tls = self.shared.groups[plan.group].tls.is_some();
         // Towards a TLS group the header goes out before the handshake, in the dial;
         // towards a plain one, with the request head.
-        let tls_header = (plan.send_proxy && group.tls.is_some()).then(|| self.proxy_header());
-        let pool = self.pool;
+        let tls_header = (plan.send_proxy && group_tls).then(|| self.proxy_header());
+        let shared = Arc::clone(&self.link.shared);
+        let pool = Rc::clone(&self.pool);
         // On the heap, with the header it writes: dialing state would otherwise sit in
-        // every connection's task, also while it idles as a tunnel.
+        // every connection's task (dialing is over before a tunnel starts).
         let mut dial = Box::pin(async move {
             let header = tls_header.as_deref();
             upstream::connect(
-                group,
-                pool,
+                &shared.groups[group_index],
+                &pool,
                 plan.fresh,
                 plan.connect_timeout,
                 plan.choice,
@@ -112,29 +114,33 @@ impl Driver<'_> {
         // The core asks for a new connection only after releasing the old one; if it
         // did not, the old one is not reusable.
         self.upstream = None;
-        let shared = self.shared;
-        let found = shared
+        self.facts = None;
+        let found = self
+            .shared
             .route_upstream
             .get(route)
-            .and_then(|&index| shared.groups.get(index).map(|group| (index, group)));
-        let Some((group_index, group)) = found else {
+            .copied()
+            .filter(|&index| index < self.shared.groups.len());
+        let Some(group_index) = found else {
             tracing::warn!(route, "route has no upstream group");
             self.feed(Input::UpstreamConnectFailed, Instant::now());
             return None;
         };
         // A connection that carries a PROXY header is the client's that opened it: it is
         // never taken from the pool (nor given back to it).
-        let send_proxy = shared
+        let send_proxy = self
+            .shared
             .groups
             .get(group_index)
             .is_some_and(|g| g.proxy_header);
         // This client's own connection from its previous request, unless the core's
         // retry needs a fresh one (it was found closed).
         let kept = self.kept.take().map(|kept| *kept);
-        if let (Some((group_kept, mut kept)), false) = (kept, fresh) {
+        if let (Some((group_kept, kept, mut facts)), false) = (kept, fresh) {
             if send_proxy && group_kept == group_index {
-                kept.reused = true;
+                facts.reused = true;
                 self.upstream = Some(kept);
+                self.facts = Some(facts);
                 self.feed(Input::UpstreamConnected { reused: true }, Instant::now());
                 return None;
             }
@@ -143,19 +149,22 @@ impl Driver<'_> {
         // A one-server group's pooled connection needs neither the balancer's order nor
         // a dial.
         if !fresh {
-            if let Some(pooled) = upstream::pooled_single(group, self.pool) {
+            let group = &self.shared.groups[group_index];
+            if let Some(pooled) = upstream::pooled_single(group, &self.pool) {
                 self.connected(group_index, send_proxy, Some(pooled));
                 return None;
             }
         }
+        let shared = &self.link.shared;
+        let group = &shared.groups[group_index];
         let connect_timeout = shared
             .core
             .routes
             .get(route)
             .map_or(shared.core.timeouts.connect, |r| r.timeouts.connect);
-        let conn = &self.conn;
+        let conn = &self.link.conn;
         let choice = upstream::Choice {
-            key: group.balance().key(self.context.client, |name| {
+            key: group.balance().key(self.link.context.client, |name| {
                 conn.request_header(name).collect()
             }),
         };
@@ -188,10 +197,12 @@ impl Driver<'_> {
                 self.upstream_group = u32::try_from(group_index).ok();
                 self.upstream = Some(Upstream {
                     peer,
+                    in_use: upstream::InUse::new(&self.pool, server, open),
+                });
+                self.facts = Some(UpstreamFacts {
                     server,
                     reused,
                     bytes_read: 0,
-                    in_use: upstream::InUse::new(self.pool, server, open),
                     poolable: !send_proxy,
                 });
                 self.feed(Input::UpstreamConnected { reused }, now);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 
 use super::peer::{flush, is_transient};
-use super::Driver;
+use super::Link;
 use crate::backend::{Io, Timer};
 
 /// After the core closes, how long the client may keep sending before its socket is
@@ -19,7 +19,7 @@ const LINGER_QUIET: Duration = Duration::from_millis(250);
 /// At most this much is read and discarded while lingering.
 const LINGER_BYTES: usize = 256 * 1024;
 
-impl Driver<'_> {
+impl Link {
     /// After `Close`: write what is pending (within the `send_timeout` of the route that
     /// queued it, as the core says), close the upstream, then half-close the client and
     /// linger briefly so unread request bytes do not turn the close into a reset.

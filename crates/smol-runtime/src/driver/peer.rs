@@ -9,7 +9,7 @@ use std::time::Instant;
 use futures_lite::future;
 use switchyard_core::{Input, Side};
 
-use super::Driver;
+use super::{Driver, Link};
 use crate::backend::{Io, Pipe};
 use crate::buffer::{self, Chunk, WriteQueue, MAX_WRITE_SLICES};
 use crate::tls::session::TlsSession;
@@ -128,23 +128,21 @@ impl Peer {
     }
 }
 
-/// The current upstream connection.
+/// What the HTTP phase knows of the current upstream connection, which a tunnel does
+/// not need.
 #[derive(Debug)]
-pub(super) struct Upstream {
-    pub(super) peer: Peer,
+pub(super) struct UpstreamFacts {
     pub(super) server: SocketAddr,
     pub(super) reused: bool,
     /// Response bytes read so far: a reused connection that closes before sending any
     /// makes the core's retry dial a fresh one.
     pub(super) bytes_read: u64,
-    /// Counts the connection as in use while it lives.
-    pub(super) in_use: crate::upstream::InUse,
     /// Whether it may go back to the pool (not when it began with a client's PROXY
     /// header).
     pub(super) poolable: bool,
 }
 
-impl Driver<'_> {
+impl Link {
     pub(super) fn peer_mut(&mut self, side: Side) -> Option<&mut Peer> {
         match side {
             Side::Client => Some(&mut self.client),
@@ -176,51 +174,6 @@ impl Driver<'_> {
         } else {
             // A spliced body's pipe, too, is one in flight: the next read may splice.
             queued_other_way < HTTP_BACKLOG && !other.is_some_and(|p| p.pipe.is_some())
-        }
-    }
-
-    /// Reads what `side` sent, as the phase wants it.
-    pub(super) fn read(&mut self, side: Side, now: Instant) {
-        if self.in_tunnel() {
-            self.read_tunnel(side, now);
-            self.count_tunnel_traffic();
-            self.write_through(side.other(), now);
-        } else {
-            self.read_http(side, now);
-        }
-    }
-
-    /// HTTP phase: the read buffer goes to the core, which adopts it when it can.
-    fn read_http(&mut self, side: Side, now: Instant) {
-        if side == Side::Upstream && self.splice_response_body(now) {
-            return;
-        }
-        let Some(peer) = self.peer_mut(side) else {
-            return;
-        };
-        let result = peer.read_http();
-        match result {
-            Ok(buffer) if buffer.is_empty() => self.eof(side, now),
-            Ok(buffer) => {
-                let n = buffer.len();
-                let input = match side {
-                    Side::Client => Input::ClientData(buffer),
-                    Side::Upstream => {
-                        if let Some(upstream) = &mut self.upstream {
-                            upstream.bytes_read += n as u64;
-                            // Bulk arriving: the body's next reads may splice.
-                            upstream.peer.splice_reads = n >= super::tunnel::SPLICE_AT_LEAST;
-                        }
-                        Input::UpstreamData(buffer)
-                    }
-                };
-                self.feed(input, now);
-            }
-            Err(e) if is_transient(&e) => {}
-            Err(error) => {
-                tracing::debug!(client = %self.context.client, ?side, %error, "read failed");
-                self.eof(side, now);
-            }
         }
     }
 
@@ -275,6 +228,53 @@ impl Driver<'_> {
         }
         // The peer is gone both ways: the core ends the exchange or tunnel at once.
         self.feed(Input::WriteFailed { to: side }, now);
+    }
+}
+
+impl Driver {
+    /// Reads what `side` sent, as the phase wants it.
+    pub(super) fn read(&mut self, side: Side, now: Instant) {
+        if self.in_tunnel() {
+            self.read_tunnel_side(side, now);
+        } else {
+            self.read_http(side, now);
+        }
+    }
+
+    /// HTTP phase: the read buffer goes to the core, which adopts it when it can.
+    fn read_http(&mut self, side: Side, now: Instant) {
+        if side == Side::Upstream && self.splice_response_body(now) {
+            return;
+        }
+        let Some(peer) = self.peer_mut(side) else {
+            return;
+        };
+        let result = peer.read_http();
+        match result {
+            Ok(buffer) if buffer.is_empty() => self.eof(side, now),
+            Ok(buffer) => {
+                let n = buffer.len();
+                let input = match side {
+                    Side::Client => Input::ClientData(buffer),
+                    Side::Upstream => {
+                        if let Some(facts) = &mut self.facts {
+                            facts.bytes_read += n as u64;
+                        }
+                        if let Some(upstream) = &mut self.link.upstream {
+                            // Bulk arriving: the body's next reads may splice.
+                            upstream.peer.splice_reads = n >= super::tunnel::SPLICE_AT_LEAST;
+                        }
+                        Input::UpstreamData(buffer)
+                    }
+                };
+                self.feed(input, now);
+            }
+            Err(e) if is_transient(&e) => {}
+            Err(error) => {
+                tracing::debug!(client = %self.context.client, ?side, %error, "read failed");
+                self.eof(side, now);
+            }
+        }
     }
 }
 

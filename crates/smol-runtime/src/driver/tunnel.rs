@@ -18,7 +18,7 @@ use switchyard_core::websocket::MAX_CONTROL_PAYLOAD;
 use switchyard_core::{Event, Input, Side};
 
 use super::peer::{is_transient, wants_write};
-use super::Driver;
+use super::Link;
 use crate::backend::{pipe_supported, Pipe};
 use crate::buffer::{give_buffer, take_buffer, Chunk};
 
@@ -33,7 +33,14 @@ pub(super) const SPLICE_AT_LEAST: usize = 16 * 1024;
 /// that the payload after a header is spliced rather than read through userspace.
 const SHOWN_IN_BULK: usize = 2 + 4 + MAX_CONTROL_PAYLOAD;
 
-impl Driver<'_> {
+impl Link {
+    /// Tunnel: reads what `side` sent, publishes the counts, and writes it through.
+    pub(super) fn read_tunnel_side(&mut self, side: Side, now: Instant) {
+        self.read_tunnel(side, now);
+        self.count_tunnel_traffic();
+        self.write_through(side.other(), now);
+    }
+
     /// Tunnel: read what `side` sent as the core's passthrough budget allows.
     pub(super) fn read_tunnel(&mut self, side: Side, now: Instant) {
         let budget = self.conn.tunnel_passthrough(side);
@@ -256,7 +263,7 @@ impl Driver<'_> {
 // The live tunnel list (`/status.json`): entered when the tunnel opens, its counts
 // published after each read, left when it closes. Apart from the data path above: the
 // only cost there is one call after each read, which does nothing without the list.
-impl Driver<'_> {
+impl Link {
     /// Enters or leaves the live tunnel list at the tunnel's open and close events, and
     /// names the tunnel's route in the events' context.
     pub(super) fn track_tunnel(&mut self, event: &Event) {

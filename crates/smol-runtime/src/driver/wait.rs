@@ -14,9 +14,9 @@ use std::future::Future;
 use switchyard_core::Side;
 
 use super::peer::{poll_readable, poll_write_queued, wants_write};
-use super::{Driver, Wake};
+use super::{Link, Wake};
 
-impl Driver<'_> {
+impl Link {
     /// Makes sure the timer fires no later than the core's next deadline. A deadline that
     /// moved later (each tunnel read moves the read deadline) leaves the timer as it is:
     /// it fires early, the timeout is a no-op, and the timer is set again then. Moving a
@@ -30,36 +30,46 @@ impl Driver<'_> {
         }
     }
 
-    /// Sleeps until a socket is readable, a write made progress, the deadline passed or
-    /// shutdown began.
-    pub(super) async fn wait(&mut self) -> Wake {
+    /// Begins a wait: the timer armed, the peers to read decided, the turn taken.
+    pub(super) fn begin_wait(&mut self) {
         self.arm_timer();
-        let reads = Reads {
-            client: self.should_read(Side::Client),
-            upstream: self.should_read(Side::Upstream),
-        };
+        let client = self.should_read(Side::Client);
+        let upstream = self.should_read(Side::Upstream);
         // Whichever is looked at first wins when both are ready: take turns, so that one
         // busy direction of a tunnel cannot starve the other.
-        self.client_first = !self.client_first;
-        let mut slept = false;
-        let wake = future::poll_fn(|cx| {
-            let poll = self.poll_wake(cx, reads);
-            slept |= poll.is_pending();
-            poll
-        })
-        .await;
-        self.waits = if slept {
+        self.wait.begin(client, upstream);
+    }
+
+    /// Ends a wait that completed, counting it among the waits in a row unless it slept.
+    pub(super) fn end_wait(&mut self) {
+        self.waits = if self.wait.waiting() {
             0
         } else {
             self.waits.saturating_add(1)
         };
+        self.wait.end();
+    }
+
+    /// Sleeps until a socket is readable, a write made progress, the deadline passed or
+    /// shutdown began.
+    pub(super) async fn wait(&mut self) -> Wake {
+        self.begin_wait();
+        let wake = future::poll_fn(|cx| {
+            let poll = self.poll_wake(cx);
+            if poll.is_pending() {
+                self.wait.set_waiting();
+            }
+            poll
+        })
+        .await;
+        self.end_wait();
         wake
     }
 
     /// One look at every condition of the wait, in order: writes (the client's first),
     /// reads (in turns), shutdown, deadline. Each registers the task's waker where it is
     /// pending, so the next wake-up polls again.
-    fn poll_wake(&mut self, cx: &mut Context<'_>, reads: Reads) -> Poll<Wake> {
+    pub(super) fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Wake> {
         for side in [Side::Client, Side::Upstream] {
             if let Some(peer) = self.peer(side).filter(|peer| wants_write(peer)) {
                 if let Poll::Ready(result) = poll_write_queued(peer, cx) {
@@ -67,13 +77,13 @@ impl Driver<'_> {
                 }
             }
         }
-        let order = if self.client_first {
+        let order = if self.wait.client_first() {
             [Side::Client, Side::Upstream]
         } else {
             [Side::Upstream, Side::Client]
         };
         for side in order {
-            if reads.wants(side) {
+            if self.wait.reads(side) {
                 if let Some(peer) = self.peer(side) {
                     if poll_readable(peer, cx).is_ready() {
                         return Poll::Ready(Wake::Readable(side));
@@ -81,11 +91,9 @@ impl Driver<'_> {
                 }
             }
         }
-        if !self.shutdown_told {
-            let signal = &self.shared.shutdown;
-            if signal.poll_fired(&mut self.shutdown_waiter, cx).is_ready() {
-                return Poll::Ready(Wake::Shutdown);
-            }
+        if !self.shutdown_key.told() && self.shutdown_key.poll(&self.shared.shutdown, cx).is_ready()
+        {
+            return Poll::Ready(Wake::Shutdown);
         }
         if Pin::new(&mut self.timer).poll(cx).is_ready() {
             return Poll::Ready(Wake::Timer);
@@ -94,18 +102,54 @@ impl Driver<'_> {
     }
 }
 
-/// Which peers a wait looks at for readability, decided once at its start.
-#[derive(Debug, Clone, Copy)]
-struct Reads {
-    client: bool,
-    upstream: bool,
-}
+/// A wait's state in one byte: whose turn the next wait begins with, whether the
+/// current one slept, and which peers it looks at for readability (decided once at its
+/// start). One byte rather than four flags: every idle tunnel keeps it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct WaitState(u8);
 
-impl Reads {
-    fn wants(self, side: Side) -> bool {
-        match side {
-            Side::Client => self.client,
-            Side::Upstream => self.upstream,
+impl WaitState {
+    const CLIENT_FIRST: u8 = 1;
+    const WAITING: u8 = 2;
+    const READ_CLIENT: u8 = 4;
+    const READ_UPSTREAM: u8 = 8;
+
+    /// A wait begins: the turn passes to the other peer.
+    fn begin(&mut self, client: bool, upstream: bool) {
+        let turn = (self.0 & Self::CLIENT_FIRST) ^ Self::CLIENT_FIRST;
+        let mut bits = turn;
+        if client {
+            bits |= Self::READ_CLIENT;
         }
+        if upstream {
+            bits |= Self::READ_UPSTREAM;
+        }
+        self.0 = bits;
+    }
+
+    /// The wait completed; the turn stays.
+    fn end(&mut self) {
+        self.0 &= Self::CLIENT_FIRST;
+    }
+
+    /// The wait slept (found nothing ready).
+    pub(super) fn set_waiting(&mut self) {
+        self.0 |= Self::WAITING;
+    }
+
+    pub(super) fn waiting(self) -> bool {
+        self.0 & Self::WAITING != 0
+    }
+
+    fn client_first(self) -> bool {
+        self.0 & Self::CLIENT_FIRST != 0
+    }
+
+    fn reads(self, side: Side) -> bool {
+        let bit = match side {
+            Side::Client => Self::READ_CLIENT,
+            Side::Upstream => Self::READ_UPSTREAM,
+        };
+        self.0 & bit != 0
     }
 }
