@@ -143,6 +143,7 @@ mod balance;
 mod buffer;
 mod driver;
 mod events;
+mod executor;
 mod generation;
 mod handover;
 mod health;
