@@ -80,7 +80,12 @@ impl Shared {
         // gone, a closure owning it would drop the task, perhaps on the wrong thread.
         let mut runnable = Some(runnable);
         let _ = LOCAL.try_with(|local| {
-            let mut local = local.borrow_mut();
+            // Already borrowed only when this wake comes from inside the queue's own
+            // bookkeeping (an executor run inside another's task, whose waker this is):
+            // the lock's way is as good.
+            let Ok(mut local) = local.try_borrow_mut() else {
+                return;
+            };
             if local.owner != self.id {
                 return;
             }
@@ -500,6 +505,25 @@ mod tests {
         // The first still owns the thread's queue.
         let task = first.spawn(async { 3 });
         assert_eq!(future::block_on(first.run(task)), 3);
+    }
+
+    #[test]
+    fn an_executor_run_inside_another_executors_task_wakes_that_task() {
+        // The inner one owns the thread's queue; the outer one, made second, does not.
+        let inner = Rc::new(LocalExecutor::new());
+        let outer = LocalExecutor::new();
+        let (flag, waker) = (Rc::new(Cell::new(false)), Rc::new(RefCell::new(None)));
+        let task = inner.spawn(wait_for(flag.clone(), waker.clone()));
+        let running = inner.clone();
+        let runner = outer.spawn(async move { running.run(task).await });
+        future::block_on(outer.run(async {
+            future::yield_now().await;
+            flag.set(true);
+            // Queued on the thread's queue, whose waker is the outer task's: waking it
+            // happens while that queue is borrowed.
+            waker.borrow_mut().take().unwrap().wake();
+            runner.await;
+        }));
     }
 
     #[test]
