@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_executor::LocalExecutor;
+use crate::executor::LocalExecutor;
 use futures_lite::future;
 
 use crate::backend::{Io, Timer};
@@ -35,7 +35,7 @@ pub(crate) async fn accept_loop(
     generations: Arc<Generations>,
     pool: Rc<Pool>,
     tracker: Arc<Tracker>,
-    executor: Rc<LocalExecutor<'static>>,
+    executor: Rc<LocalExecutor>,
     max_connections: usize,
     worker: usize,
 ) {
@@ -161,7 +161,7 @@ struct Accepted {
 /// Serves one accepted connection under `shared` in a task of its own, counted by
 /// `guard`.
 fn spawn_connection(
-    executor: &Rc<LocalExecutor<'static>>,
+    executor: &Rc<LocalExecutor>,
     shared: Arc<Shared>,
     pool: &Rc<Pool>,
     stream: Io<TcpStream>,

@@ -1,6 +1,6 @@
 //! switchyard-smol drives real sockets through the sans-IO
-//! [`switchyard_core::Connection`], on smol's executor (`async-executor`) and
-//! `futures-lite`. On Linux each worker thread has a reactor of its own (an
+//! [`switchyard_core::Connection`], on smol's tasks (`async-task`, an executor per
+//! worker thread: `executor.rs`) and `futures-lite`. On Linux each worker thread has a reactor of its own (an
 //! edge-triggered epoll) and bulk tunnel data moves with `splice(2)`; on every other
 //! system, and on Linux with the cargo feature `portable`, the same code runs on
 //! async-io (smol's reactor) and tunnels copy. The feature exists to compare the two and
@@ -143,6 +143,7 @@ mod balance;
 mod buffer;
 mod driver;
 mod events;
+mod executor;
 mod generation;
 mod handover;
 mod health;

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use async_executor::LocalExecutor;
+use crate::executor::LocalExecutor;
 use futures_lite::future;
 
 use crate::admin::{Admin, Status};

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use async_executor::LocalExecutor;
+use crate::executor::LocalExecutor;
 use futures_lite::future;
 
 use crate::accept::accept_loop;
@@ -44,7 +44,7 @@ impl Worker {
     /// anything else never retries an `accept`), spawning connections on `executor`,
     /// and prunes the worker's upstream pool, until shutdown; every listener is closed
     /// when this returns.
-    pub(crate) async fn serve(self, executor: &Rc<LocalExecutor<'static>>) {
+    pub(crate) async fn serve(self, executor: &Rc<LocalExecutor>) {
         let Worker {
             index,
             listeners,

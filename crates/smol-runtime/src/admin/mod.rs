@@ -18,7 +18,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_executor::LocalExecutor;
+use crate::executor::LocalExecutor;
 use futures_lite::future;
 
 use crate::backend::{Io, Timer};
@@ -96,7 +96,7 @@ impl Admin {
     /// Accepts and answers admin connections, each on a task of `spawner`, until that
     /// executor is dropped (which drops this task and closes the listener). `/readyz`
     /// answers 503 once `shutdown` is set.
-    pub(crate) async fn serve(self, shutdown: Arc<Signal>, spawner: Weak<LocalExecutor<'static>>) {
+    pub(crate) async fn serve(self, shutdown: Arc<Signal>, spawner: Weak<LocalExecutor>) {
         let listener = match Io::listener(self.listener) {
             Ok(listener) => listener,
             Err(error) => {

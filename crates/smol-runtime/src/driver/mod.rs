@@ -15,7 +15,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_executor::LocalExecutor;
+use crate::executor::LocalExecutor;
 use futures_lite::{future, FutureExt};
 use switchyard_core::{Config, Connection, Input, Output, PeerInfo, RouteId, Scheme, Side};
 
@@ -91,7 +91,7 @@ pub(crate) struct Start {
     /// Counts the connection among the server's while it lives.
     pub(crate) guard: ConnectionGuard,
     /// Where the tunnel's own task is spawned, once the connection becomes one.
-    pub(crate) executor: Weak<LocalExecutor<'static>>,
+    pub(crate) executor: Weak<LocalExecutor>,
     pub(crate) client: Io<TcpStream>,
     /// Names the worker and the client for the events.
     pub(crate) context: EventContext,
@@ -256,7 +256,7 @@ enum Ended {
 struct Driver {
     link: Link,
     pool: Rc<Pool>,
-    executor: Weak<LocalExecutor<'static>>,
+    executor: Weak<LocalExecutor>,
     pending_connect: Option<RouteId>,
     /// The last pooled connection died before answering: the core's retry must dial.
     next_fresh: bool,

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use async_executor::LocalExecutor;
+use crate::executor::LocalExecutor;
 use futures_lite::future;
 
 use super::{probe, Change, Targets};
@@ -29,7 +29,7 @@ impl Checks {
     pub(crate) fn start(
         &mut self,
         groups: &[Group],
-        executor: &LocalExecutor<'static>,
+        executor: &LocalExecutor,
         server_stop: &Arc<Signal>,
     ) {
         if let Some(old) = self.stop.take() {
