@@ -362,6 +362,7 @@ fn a_handover_loses_no_connection_and_the_old_tunnel_drains_with_1001() {
     b.wait_for_log("took over the listening sockets");
     let handed_over = Instant::now();
     a.wait_for_log("took over the listening sockets; draining");
+    a.wait_for_log("admin listener closed; the successor answers on it");
     echo("during the drain");
     for _ in 0..20 {
         assert_eq!(

@@ -324,7 +324,26 @@ impl Server {
                     let handed_over = handed_over.clone();
                     let serve = admin.serve(stopping.clone(), spawner);
                     executor
-                        .spawn(future::or(serve, async move { handed_over.wait().await }))
+                        .spawn(async move {
+                            let stopped = future::or(
+                                async {
+                                    serve.await;
+                                    false
+                                },
+                                async {
+                                    handed_over.wait().await;
+                                    true
+                                },
+                            )
+                            .await;
+                            // Only now is the listener closed here: from this line on,
+                            // every admin connection reaches the successor.
+                            if stopped {
+                                tracing::info!(
+                                    "upgrade: admin listener closed; the successor answers on it"
+                                );
+                            }
+                        })
                         .detach();
                 }
                 own.serve(&executor).await;
