@@ -175,17 +175,8 @@ impl Drop for ConnectionGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::Wakes;
     use std::sync::Arc;
-    use std::task::Wake;
-
-    #[derive(Default)]
-    struct Wakes(AtomicUsize);
-
-    impl Wake for Wakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
 
     /// A connection waiting for the drain is woken by the fire, once, through the waker
     /// it registered; one that stopped waiting is not, and leaves nothing behind.
@@ -205,8 +196,8 @@ mod tests {
         signal.forget(&mut gone_key);
         assert_eq!((gone_key, signal.lock_waiters().len()), (None, 1));
         signal.fire();
-        assert_eq!(waiting.0.load(Ordering::SeqCst), 1);
-        assert_eq!(gone.0.load(Ordering::SeqCst), 0);
+        assert_eq!(waiting.count(), 1);
+        assert_eq!(gone.count(), 0);
         assert!(signal.poll_fired(&mut waiting_key, &mut cx).is_ready());
         assert!(
             signal.poll_fired(&mut None, &mut cx).is_ready(),

@@ -137,18 +137,8 @@ impl Drop for Timer {
 mod tests {
     use super::*;
     use crate::reactor::block_on;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::test_support::Wakes;
     use std::sync::Arc;
-    use std::task::Wake;
-
-    #[derive(Default)]
-    struct Wakes(AtomicUsize);
-
-    impl Wake for Wakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
 
     /// A timer dropped while it waits (a deadline that lost a race, a connection that
     /// closed) leaves nothing behind in the reactor, and nothing wakes its task later.
@@ -183,11 +173,7 @@ mod tests {
                 "the map holds nothing more"
             );
             reactor.fire_timers(Instant::now() + Duration::from_secs(10_000));
-            assert_eq!(
-                wakes.0.load(Ordering::SeqCst),
-                0,
-                "no wake-up after the drop"
-            );
+            assert_eq!(wakes.count(), 0, "no wake-up after the drop");
         })
         .unwrap();
     }
@@ -202,7 +188,7 @@ mod tests {
             let mut timer = Timer::after(Duration::from_secs(3600));
             assert!(Pin::new(&mut timer).poll(&mut cx).is_pending());
             reactor.fire_timers(Instant::now() + Duration::from_secs(3601));
-            assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+            assert_eq!(wakes.count(), 1);
             assert!(reactor.timers.borrow().is_empty());
             timer.set_at(Instant::now());
             assert!(Pin::new(&mut timer).poll(&mut cx).is_ready());

@@ -3,9 +3,9 @@
 
 use super::*;
 use crate::reactor::{block_on, split_event_data};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use crate::test_support::Wakes;
 use std::sync::Arc;
-use std::task::{Wake, Waker};
+use std::task::Waker;
 
 /// A connected pair: the registered side (non-blocking) and its plain peer.
 /// A connected pair whose near end is non-blocking, as registered sockets are.
@@ -13,22 +13,6 @@ fn pair() -> (TcpStream, TcpStream) {
     let (near, far) = crate::test_support::tcp_pair();
     near.set_nonblocking(true).unwrap();
     (near, far)
-}
-
-/// Counts its wake-ups.
-#[derive(Default)]
-struct Wakes(AtomicUsize);
-
-impl Wake for Wakes {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl Wakes {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
 }
 
 fn slot_state(io: &Io<TcpStream>) -> (bool, bool, bool, bool) {
