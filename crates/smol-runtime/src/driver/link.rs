@@ -121,6 +121,31 @@ impl ShutdownKey {
 }
 
 impl Link {
+    /// A connection's link at its start: the client's peer, no upstream yet, nothing
+    /// waited for.
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        guard: ConnectionGuard,
+        context: EventContext,
+        conn: Connection,
+        client: Peer,
+    ) -> Self {
+        Link {
+            shared,
+            _guard: guard,
+            context,
+            conn,
+            client,
+            upstream: None,
+            abandoned: false,
+            waits: 0,
+            wait: WaitState::default(),
+            shutdown_key: ShutdownKey::new(),
+            timer: Timer::never(),
+            tunnel: None,
+        }
+    }
+
     pub(super) fn feed(&mut self, input: Input, now: Instant) {
         if let Err(misuse) = self.conn.handle_input(input, now) {
             self.misused(misuse);
