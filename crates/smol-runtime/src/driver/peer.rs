@@ -12,6 +12,8 @@ use switchyard_core::{Input, Side};
 use super::{Driver, Link};
 use crate::backend::{Io, Pipe};
 use crate::buffer::{self, Chunk, WriteQueue, MAX_WRITE_SLICES};
+/// A failure that means "not now" (shared with the proxy's other socket code).
+pub(super) use crate::stream_io::is_transient;
 use crate::tls::session::TlsSession;
 
 /// In the HTTP phase, stop reading from a peer while this much is queued towards the
@@ -276,15 +278,6 @@ impl Driver {
             }
         }
     }
-}
-
-/// A failure that means "not now": the socket is drained (or full), or a signal
-/// interrupted the call.
-pub(super) fn is_transient(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
 }
 
 /// One splice out of the pipe towards `peer`, or else one vectored write of what is
