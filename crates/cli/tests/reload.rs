@@ -213,19 +213,7 @@ fn sighup_adds_and_removes_listeners_and_the_admin_metrics_count_reloads() {
     );
     let mut proxy = Running::start(&["--config", path.to_str().unwrap()]);
     proxy.listening_addr();
-    let admin_line = proxy.wait_for_log("admin endpoints on http://");
-    let admin: SocketAddr = admin_line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| {
-            rest.split(':')
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(":")
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("{admin_line}"));
+    let admin = proxy.admin_addr();
 
     write(&path, &with_admin(&format!("\"{first}\", \"{second}\"")));
     signal(proxy.child.id(), "HUP");

@@ -229,19 +229,7 @@ fn the_admin_listener_serves_metrics_and_readiness_turns_503_on_sigterm() {
         "10s",
     ]);
     let addr = proxy.listening_addr();
-    let line = proxy.wait_for_log("admin endpoints on http://");
-    let admin: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| {
-            rest.split(':')
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(":")
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let admin = proxy.admin_addr();
     assert_ne!(admin, addr);
 
     assert_eq!(admin_get(admin, "/healthz"), (200, "ok\n".to_string()));

@@ -30,19 +30,7 @@ fn file(name: &str, origin: SocketAddr, tls: &str, extra: &str) -> std::path::Pa
 fn start(config: &Path) -> (Running, SocketAddr, SocketAddr) {
     let mut proxy = Running::start(&["--config", path(config)]);
     let addr = proxy.listening_addr();
-    let line = proxy.wait_for_log("admin endpoints on http://");
-    let admin = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| {
-            rest.split(':')
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(":")
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no admin address in {line:?}"));
+    let admin = proxy.admin_addr();
     (proxy, addr, admin)
 }
 

@@ -171,6 +171,22 @@ impl Running {
             .unwrap_or_else(|_| panic!("bad address in {line:?}"))
     }
 
+    /// Waits for the `admin endpoints on http://ADDR/...` log line and returns the address.
+    pub fn admin_addr(&mut self) -> SocketAddr {
+        let line = self.wait_for_log("admin endpoints on http://");
+        line.split("http://")
+            .nth(1)
+            .and_then(|rest| {
+                rest.split(':')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(":")
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no admin address in {line:?}"))
+    }
+
     /// Waits for the process to exit within [`LIMIT`]; by then every stderr line it
     /// wrote has been read.
     pub fn wait_exit(&mut self) -> ExitStatus {
