@@ -254,7 +254,7 @@ impl Group {
 }
 
 mod dial;
-pub(crate) use dial::{connect, pooled_single};
+pub(crate) use dial::{connect, open, pooled_single, DialError};
 
 /// An upstream connection handed to a client connection.
 #[derive(Debug)]

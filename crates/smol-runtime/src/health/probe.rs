@@ -1,9 +1,11 @@
-//! One health check: connect (from the group's next source address; in a group whose
-//! connections begin with a PROXY header, write a v2 `LOCAL` one; in a group with TLS,
-//! make the handshake, verified as the group's connections are), send
+//! One health check: open a connection as the group's connections are opened
+//! (`upstream::open`: from the group's next source address; in a group with TLS, the
+//! handshake, verified as theirs is), beginning with a v2 `LOCAL` PROXY header in a
+//! group whose connections begin with a PROXY header; send
 //! `GET path HTTP/1.1` with `Connection: close`, read the status line, close. Only the
 //! status line is read: the rest of the answer does not matter.
 
+use std::borrow::Cow;
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
 
@@ -11,15 +13,14 @@ use futures_lite::future;
 
 use super::HealthCheck;
 use crate::backend::{Io, Timer};
-use crate::stream_io::write_all;
 use crate::tls::session::TlsSession;
+use crate::upstream::{self, DialError};
 use crate::UpstreamTls;
 
 /// A group's TLS and the name a server is verified for.
 pub(super) type Tls<'a> = Option<(&'a UpstreamTls, rustls::pki_types::ServerName<'static>)>;
 
 /// How a check connects to its server: from where, with which PROXY header and TLS.
-#[derive(Clone)]
 pub(super) struct Dial<'a> {
     pub(super) source: Option<IpAddr>,
     /// Written first, before the TLS handshake if any.
@@ -66,21 +67,16 @@ pub(super) async fn check(
 
 /// Sends `request` and reads the status code of the answer.
 async fn exchange(server: SocketAddr, dial: Dial<'_>, request: &[u8]) -> Result<u16, String> {
-    let stream = Io::connect(server, dial.source)
+    let (stream, session) = upstream::open(server, dial.source, dial.proxy_header, dial.tls)
         .await
-        .map_err(|error| format!("connect: {error}"))?;
-    if let Some(header) = dial.proxy_header {
-        write_all(&stream, header)
-            .await
-            .map_err(|error| format!("send the PROXY header: {error}"))?;
-    }
-    let session = match dial.tls {
-        Some((tls, name)) => Some(
-            tls.handshake(&stream, server, name)
-                .await
-                .map_err(|failure| format!("TLS handshake: {failure}"))?,
-        ),
-        None => None,
+        .map_err(|error| match error {
+            DialError::Connect(error) => format!("connect: {error}"),
+            DialError::Tls(failure) => format!("TLS handshake: {failure}"),
+        })?;
+    // Without TLS the PROXY header goes out with the request, as a connection's does.
+    let request = match dial.proxy_header.filter(|_| session.is_none()) {
+        Some(header) => Cow::Owned([header, request].concat()),
+        None => Cow::Borrowed(request),
     };
     let conn = Conn {
         stream: &stream,

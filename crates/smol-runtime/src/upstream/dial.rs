@@ -2,7 +2,9 @@
 //! TLS, the handshake), server after server in the balancer's order.
 
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+
+use rustls::pki_types::ServerName;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
@@ -13,6 +15,7 @@ use crate::metrics::WorkerMetrics;
 use crate::stream_io::write_all;
 use crate::tls::session::TlsSession;
 use crate::tls::upstream::HandshakeFailure;
+use crate::UpstreamTls;
 
 /// A pooled connection to the only server of a one-server group, found without the
 /// balancer: its rotation, which allocates the order of the servers, can only name that
@@ -129,7 +132,7 @@ pub(crate) async fn connect(
 }
 
 /// Why a dial gave no connection.
-enum DialError {
+pub(crate) enum DialError {
     Connect(io::Error),
     Tls(HandshakeFailure),
 }
@@ -145,13 +148,27 @@ async fn dial(
         .sources
         .next_for(server.addr)
         .map_err(DialError::Connect)?;
-    let stream = Io::connect(server.addr, source)
+    let tls = group.tls.as_ref().zip(server.tls_name.clone());
+    open(server.addr, source, proxy_header, tls).await
+}
+
+/// Connects to `addr` from `source` and, with `tls` (the group's and the name the server
+/// is verified for), writes `proxy_header` in clear and makes the handshake. Without TLS
+/// the header is not written here: it goes out with the connection's first bytes, which
+/// are the caller's. The connections to servers and their health checks both open so.
+pub(crate) async fn open(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    proxy_header: Option<&[u8]>,
+    tls: Option<(&UpstreamTls, ServerName<'static>)>,
+) -> Result<(Io<TcpStream>, Option<Box<TlsSession>>), DialError> {
+    let stream = Io::connect(addr, source)
         .await
         .map_err(DialError::Connect)?;
     if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(server = %server.addr, %error, "setting TCP_NODELAY failed");
+        tracing::debug!(server = %addr, %error, "setting TCP_NODELAY failed");
     }
-    let (Some(tls), Some(name)) = (&group.tls, &server.tls_name) else {
+    let Some((tls, name)) = tls else {
         return Ok((stream, None));
     };
     if let Some(header) = proxy_header {
@@ -160,7 +177,7 @@ async fn dial(
             .map_err(DialError::Connect)?;
     }
     let session = tls
-        .handshake(&stream, server.addr, name.clone())
+        .handshake(&stream, addr, name)
         .await
         .map_err(DialError::Tls)?;
     Ok((stream, Some(session)))
