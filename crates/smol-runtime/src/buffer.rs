@@ -1,4 +1,4 @@
-//! Read buffers, tunnel buffers and per-peer write queues.
+//! Read buffers and tunnel buffers (the write queues that hold them: `write_queue.rs`).
 //!
 //! HTTP-phase reads land in one read buffer per thread, never zeroed (the kernel writes
 //! into its spare capacity); a read under half the buffer is copied out into a
@@ -9,8 +9,7 @@
 //! bounded number of them.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::TcpStream;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -35,7 +34,7 @@ pub(crate) const MAX_WRITE_SLICES: usize = 16;
 const HTTP_COPY_BELOW: usize = HTTP_READ_SIZE / 2;
 
 thread_local! {
-    static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    pub(crate) static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     static HTTP_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -110,7 +109,7 @@ impl Chunk {
         }
     }
 
-    fn advance(&mut self, n: usize) {
+    pub(crate) fn advance(&mut self, n: usize) {
         match self {
             Chunk::Bytes(bytes) => bytes.advance(n),
             Chunk::Pooled { start, .. } => *start += n,
@@ -125,214 +124,9 @@ impl Chunk {
     }
 }
 
-/// An ordered queue of chunks towards one peer.
-///
-/// The first chunk is kept inline and the rest, with their byte count, out of line: a
-/// tunnel has at most one chunk in flight per direction, so its queues never allocate,
-/// and an idle connection keeps only the inline head's room (56 bytes a queue; 88 with
-/// the rest inline). Once [`WriteQueue::compact`] was called the spill-over left from
-/// the HTTP phase is freed as soon as it is drained (an idle tunnel keeps none).
-#[derive(Debug, Default)]
-pub(crate) struct WriteQueue {
-    /// The chunk written next; `None` only when the queue is empty.
-    head: Option<Chunk>,
-    /// The chunks after `head`.
-    rest: Option<Box<Rest>>,
-    /// Free `rest` whenever it is drained.
-    compact: bool,
-}
-
-/// The chunks queued after the head, and their bytes.
-#[derive(Debug, Default)]
-struct Rest {
-    chunks: VecDeque<Chunk>,
-    len: usize,
-}
-
-impl WriteQueue {
-    pub(crate) fn push(&mut self, chunk: Chunk) {
-        let n = chunk.as_slice().len();
-        if n == 0 {
-            chunk.release();
-            return;
-        }
-        if self.head.is_none() {
-            self.head = Some(chunk);
-        } else {
-            let rest = self.rest.get_or_insert_with(Box::default);
-            rest.len += n;
-            rest.chunks.push_back(chunk);
-        }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.head.is_none()
-    }
-
-    /// Bytes queued.
-    pub(crate) fn len(&self) -> usize {
-        let head = self.head.as_ref().map_or(0, |chunk| chunk.as_slice().len());
-        head + self.rest.as_ref().map_or(0, |rest| rest.len)
-    }
-
-    /// From now on, keep no spare capacity once drained (for a tunnel, which mostly
-    /// idles).
-    pub(crate) fn compact(&mut self) {
-        self.compact = true;
-        self.shed_spare();
-    }
-
-    fn shed_spare(&mut self) {
-        if self.compact
-            && self
-                .rest
-                .as_ref()
-                .is_some_and(|rest| rest.chunks.is_empty())
-        {
-            self.rest = None;
-        }
-    }
-
-    /// The bytes to write next (empty when the queue is).
-    #[cfg(test)]
-    pub(crate) fn front(&self) -> &[u8] {
-        self.head.as_ref().map_or(&[], Chunk::as_slice)
-    }
-
-    /// Fills `slices` with the queued chunks, in order, as far as they go; returns how
-    /// many it filled (0 when the queue is empty).
-    pub(crate) fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
-        let Some(head) = &self.head else {
-            return 0;
-        };
-        let rest = self.rest.as_ref().map(|rest| rest.chunks.iter());
-        let chunks = std::iter::once(head).chain(rest.into_iter().flatten());
-        let mut filled = 0;
-        for (slot, chunk) in slices.iter_mut().zip(chunks) {
-            *slot = IoSlice::new(chunk.as_slice());
-            filled += 1;
-        }
-        filled
-    }
-
-    /// The next chunk after the head, taken out of the rest.
-    fn pop_rest(&mut self) -> Option<Chunk> {
-        let rest = self.rest.as_mut()?;
-        let chunk = rest.chunks.pop_front()?;
-        rest.len -= chunk.as_slice().len();
-        Some(chunk)
-    }
-
-    /// Marks `n` bytes of the front as written, releasing finished chunks.
-    pub(crate) fn consume(&mut self, mut n: usize) {
-        while n > 0 {
-            let Some(front) = self.head.as_mut() else {
-                break;
-            };
-            let available = front.as_slice().len();
-            if n < available {
-                front.advance(n);
-                break;
-            }
-            n -= available;
-            let next = self.pop_rest();
-            if let Some(done) = std::mem::replace(&mut self.head, next) {
-                done.release();
-            }
-        }
-        self.shed_spare();
-    }
-
-    /// Drops everything queued, returning pooled buffers.
-    pub(crate) fn clear(&mut self) {
-        if let Some(chunk) = self.head.take() {
-            chunk.release();
-        }
-        if let Some(rest) = &mut self.rest {
-            for chunk in rest.chunks.drain(..) {
-                chunk.release();
-            }
-            rest.len = 0;
-        }
-        self.shed_spare();
-    }
-}
-
-impl Drop for WriteQueue {
-    fn drop(&mut self) {
-        self.clear();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn free_buffers() -> usize {
-        FREE.with(|free| free.borrow().len())
-    }
-
-    #[test]
-    fn consume_walks_across_chunks_in_order() {
-        let mut queue = WriteQueue::default();
-        queue.push(Chunk::Bytes(Bytes::from_static(b"abc")));
-        queue.push(Chunk::Bytes(Bytes::new()));
-        queue.push(Chunk::Bytes(Bytes::from_static(b"defg")));
-        assert_eq!(queue.len(), 7);
-        queue.consume(2);
-        assert_eq!(queue.front(), b"c");
-        queue.consume(2);
-        assert_eq!(queue.front(), b"efg");
-        assert_eq!(queue.len(), 3);
-        queue.consume(3);
-        assert!(queue.is_empty());
-        assert_eq!(queue.front(), b"");
-    }
-
-    #[test]
-    fn a_compact_queue_frees_its_spill_over_once_drained() {
-        let mut queue = WriteQueue::default();
-        for part in [&b"a"[..], b"b", b"c"] {
-            queue.push(Chunk::Bytes(Bytes::from_static(part)));
-        }
-        queue.consume(3);
-        assert!(queue.is_empty());
-        assert!(queue.rest.is_some(), "kept for the next response");
-        queue.compact();
-        assert!(queue.rest.is_none());
-        queue.push(Chunk::Bytes(Bytes::from_static(b"one in flight")));
-        assert!(queue.rest.is_none(), "a single chunk stays inline");
-        assert_eq!(queue.front(), b"one in flight");
-    }
-
-    /// Every idle connection keeps two queues: their room is per connection.
-    #[test]
-    fn an_empty_queue_keeps_only_the_head_inline() {
-        assert!(std::mem::size_of::<WriteQueue>() <= 56);
-        let mut queue = WriteQueue::default();
-        queue.push(Chunk::Bytes(Bytes::from_static(b"head")));
-        queue.push(Chunk::Bytes(Bytes::from_static(b"body")));
-        queue.push(Chunk::Bytes(Bytes::from_static(b"tail")));
-        assert_eq!(queue.len(), 12);
-        queue.consume(6);
-        assert_eq!(queue.len(), 6);
-        assert_eq!(queue.front(), b"dy");
-        queue.clear();
-        assert_eq!(queue.len(), 0);
-        assert!(queue.is_empty());
-    }
-
-    #[test]
-    fn slices_list_the_chunks_in_order() {
-        let mut queue = WriteQueue::default();
-        queue.push(Chunk::Bytes(Bytes::from_static(b"head")));
-        queue.push(Chunk::Bytes(Bytes::from_static(b"body")));
-        queue.consume(2);
-        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-        let n = queue.slices(&mut slices);
-        let listed: Vec<&[u8]> = slices[..n].iter().map(|s| &s[..]).collect();
-        assert_eq!(listed, [&b"ad"[..], &b"body"[..]]);
-    }
 
     #[test]
     fn http_reads_come_back_in_buffers_of_their_own_size() {
@@ -393,38 +187,5 @@ mod tests {
             assert!(read().await.is_empty(), "EOF reads nothing");
         })
         .unwrap();
-    }
-
-    #[test]
-    fn a_written_tunnel_buffer_returns_to_the_pool() {
-        let before = free_buffers();
-        let mut buffer = take_buffer();
-        buffer[..5].copy_from_slice(b"hello");
-        let mut queue = WriteQueue::default();
-        queue.push(Chunk::Pooled {
-            buffer,
-            start: 0,
-            end: 5,
-        });
-        assert_eq!(queue.front(), b"hello");
-        queue.consume(3);
-        assert_eq!(queue.front(), b"lo");
-        assert_eq!(free_buffers(), before.saturating_sub(1));
-        queue.consume(2);
-        assert_eq!(free_buffers(), before.max(1));
-    }
-
-    #[test]
-    fn dropped_queue_returns_its_buffers() {
-        let buffer = take_buffer();
-        let before = free_buffers();
-        let mut queue = WriteQueue::default();
-        queue.push(Chunk::Pooled {
-            buffer,
-            start: 0,
-            end: 10,
-        });
-        drop(queue);
-        assert_eq!(free_buffers(), before + 1);
     }
 }

@@ -176,6 +176,7 @@ mod tls;
 mod tunnels;
 mod upstream;
 mod worker;
+mod write_queue;
 
 pub use events::{EventContext, EventSink};
 pub use generation::{ReloadError, ReloadHandle, ReloadReport};

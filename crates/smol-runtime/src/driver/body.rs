@@ -60,7 +60,7 @@ impl Driver {
             Err(_) if !pipe_supported() => pipe.give(),
             Err(error) => {
                 pipe.give();
-                tracing::debug!(client = %self.context.client, %error, "splice failed");
+                tracing::debug!(client = %self.origin.client, %error, "splice failed");
                 self.eof(Side::Upstream, now);
             }
         }

@@ -164,7 +164,7 @@ impl Driver {
             .map_or(shared.core.timeouts.connect, |r| r.timeouts.connect);
         let conn = &self.link.conn;
         let choice = upstream::Choice {
-            key: group.balance().key(self.link.context.client, |name| {
+            key: group.balance().key(self.link.origin.client, |name| {
                 conn.request_header(name).collect()
             }),
         };
@@ -188,7 +188,7 @@ impl Driver {
                 reused,
                 open,
             }) => {
-                tracing::debug!(client = %self.context.client, %server, reused, "upstream connected");
+                tracing::debug!(client = %self.origin.client, %server, reused, "upstream connected");
                 let plain = tls.is_none();
                 let mut peer = Peer::with_tls(stream, tls);
                 if send_proxy && plain {
@@ -220,7 +220,7 @@ impl Driver {
             .as_deref()
             .copied()
             .or_else(|| self.client.stream.local_addr().ok());
-        let addresses = destination.map(|destination| (self.context.client, destination));
+        let addresses = destination.map(|destination| (self.origin.client, destination));
         switchyard_core::proxy_protocol::encode_v2(addresses)
     }
 }

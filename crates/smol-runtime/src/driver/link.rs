@@ -9,6 +9,7 @@
 //! so the same task could never shrink to what an idle tunnel needs.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -37,7 +38,8 @@ pub(super) struct Link {
     pub(super) shared: Arc<Shared>,
     /// Counts the connection among the server's while it lives.
     pub(super) _guard: ConnectionGuard,
-    pub(super) context: EventContext,
+    /// Whose connection it is, for the events' context and the logs.
+    pub(super) origin: Origin,
     pub(super) conn: Connection,
     pub(super) client: Peer,
     pub(super) upstream: Option<Upstream>,
@@ -61,6 +63,54 @@ impl Drop for Link {
     fn drop(&mut self) {
         // Also when the task is dropped mid-wait: the signal must not keep its waker.
         self.shutdown_key.forget(&self.shared.shutdown);
+    }
+}
+
+/// What the events' context says of a connection, in 40 bytes where an
+/// [`EventContext`] takes 56 (its indexes are `usize`s): every connection's task keeps
+/// it, and an event, which makes the context from it, is rare next to a read.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin {
+    /// The client's address.
+    pub(super) client: SocketAddr,
+    /// The worker serving the connection.
+    worker: u32,
+    /// The tunnel's route once it opened; [`Origin::NO_ROUTE`] before.
+    route: u32,
+}
+
+impl Origin {
+    const NO_ROUTE: u32 = u32::MAX;
+
+    fn new(context: &EventContext) -> Self {
+        Origin {
+            client: context.client,
+            // Both are far below 4 billion (workers are threads, routes a
+            // configuration's); one that was not would only lose its label.
+            worker: u32::try_from(context.worker).unwrap_or(u32::MAX),
+            route: context
+                .tunnel_route
+                .and_then(|route| u32::try_from(route).ok())
+                .unwrap_or(Self::NO_ROUTE),
+        }
+    }
+
+    /// The context of this connection's events.
+    pub(super) fn context(&self) -> EventContext {
+        EventContext {
+            worker: self.worker as usize,
+            client: self.client,
+            tunnel_route: (self.route != Self::NO_ROUTE).then_some(self.route as usize),
+        }
+    }
+
+    pub(super) fn worker(&self) -> usize {
+        self.worker as usize
+    }
+
+    /// The connection's tunnel opened on `route`.
+    pub(super) fn set_route(&mut self, route: switchyard_core::RouteId) {
+        self.route = u32::try_from(route).unwrap_or(Self::NO_ROUTE);
     }
 }
 
@@ -133,7 +183,7 @@ impl Link {
         Link {
             shared,
             _guard: guard,
-            context,
+            origin: Origin::new(&context),
             conn,
             client,
             upstream: None,
@@ -158,7 +208,7 @@ impl Link {
             // Already closed: the loop ends once the outputs are drained.
             Misuse::Closed => {}
             other => {
-                tracing::warn!(client = %self.context.client, %other, "core rejected an input");
+                tracing::warn!(client = %self.origin.client, %other, "core rejected an input");
                 // The driver's own bug (say, bytes past a frame-aware tunnel's
                 // passthrough budget): loud in tests and debug builds.
                 debug_assert!(false, "core rejected an input: {other}");
@@ -187,16 +237,14 @@ impl Link {
             Output::ToUpstream(bytes) => match &mut self.upstream {
                 Some(upstream) => upstream.peer.push(Chunk::Bytes(bytes)),
                 None => {
-                    tracing::debug!(client = %self.context.client, "bytes for a missing upstream dropped")
+                    tracing::debug!(client = %self.origin.client, "bytes for a missing upstream dropped")
                 }
             },
             Output::StartTunnel {
                 client_leftover,
                 upstream_leftover,
             } => {
-                self.client.queue.compact();
                 if let Some(upstream) = &mut self.upstream {
-                    upstream.peer.queue.compact();
                     upstream.peer.push(Chunk::Bytes(client_leftover));
                 }
                 self.client.push(Chunk::Bytes(upstream_leftover));
@@ -213,7 +261,7 @@ impl Link {
             Output::Close => {}
             Output::Event(event) => {
                 self.track_tunnel(&event);
-                self.shared.events.event(&self.context, &event);
+                self.shared.events.event(&self.origin.context(), &event);
             }
             other => return Some(other),
         }
@@ -223,7 +271,7 @@ impl Link {
     /// The answer to an output this driver does not know (a newer core): ending the
     /// connection is the only safe one.
     pub(super) fn unknown(&mut self, output: Output) {
-        tracing::error!(client = %self.context.client, ?output, "unknown core output");
+        tracing::error!(client = %self.origin.client, ?output, "unknown core output");
         self.abandoned = true;
     }
 
@@ -358,7 +406,7 @@ impl Future for TunnelTask {
                             }));
                         }
                         Err(_) => {
-                            tracing::error!(client_addr = %link.context.client, "tunnel task panicked");
+                            tracing::error!(client_addr = %link.origin.client, "tunnel task panicked");
                             *this = TunnelTask::Done;
                         }
                     }

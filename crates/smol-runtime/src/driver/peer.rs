@@ -11,10 +11,11 @@ use switchyard_core::{Input, Side};
 
 use super::{Driver, Link};
 use crate::backend::{Io, Pipe};
-use crate::buffer::{self, Chunk, WriteQueue, MAX_WRITE_SLICES};
+use crate::buffer::{self, Chunk, MAX_WRITE_SLICES};
 /// A failure that means "not now" (shared with the proxy's other socket code).
 pub(super) use crate::stream_io::is_transient;
 use crate::tls::session::TlsSession;
+use crate::write_queue::WriteQueue;
 
 /// In the HTTP phase, stop reading from a peer while this much is queued towards the
 /// other one (the core has its own backpressure; this bounds memory whatever it does).
@@ -221,7 +222,7 @@ impl Link {
     /// A peer that cannot be written to is gone: drop what was queued for it and tell the
     /// core, which ends the exchange or tunnel (an EOF would only half-close it).
     fn write_failed(&mut self, side: Side, error: io::Error, now: Instant) {
-        tracing::debug!(client = %self.context.client, ?side, %error, "write failed");
+        tracing::debug!(client = %self.origin.client, ?side, %error, "write failed");
         if let Some(peer) = self.peer_mut(side) {
             peer.discard();
             peer.shutdown_pending = false;
@@ -273,7 +274,7 @@ impl Driver {
             }
             Err(e) if is_transient(&e) => {}
             Err(error) => {
-                tracing::debug!(client = %self.context.client, ?side, %error, "read failed");
+                tracing::debug!(client = %self.origin.client, ?side, %error, "read failed");
                 self.eof(side, now);
             }
         }

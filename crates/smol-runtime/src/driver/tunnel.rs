@@ -103,7 +103,7 @@ impl Link {
             Err(e) if is_transient(&e) => give_buffer(buffer),
             Err(error) => {
                 give_buffer(buffer);
-                tracing::debug!(client = %self.context.client, ?side, %error, "read failed");
+                tracing::debug!(client = %self.origin.client, ?side, %error, "read failed");
                 self.eof(side, now);
             }
         }
@@ -161,7 +161,7 @@ impl Link {
             }
             Err(error) => {
                 pipe.give();
-                tracing::debug!(client = %self.context.client, ?side, %error, "splice failed");
+                tracing::debug!(client = %self.origin.client, ?side, %error, "splice failed");
                 self.eof(side, now);
             }
         }
@@ -194,7 +194,7 @@ impl Link {
             // The tunnel goes on; only the proxy's own frames towards the upstream wait
             // (a drain's Close is then given up after its wait).
             Err(error) => tracing::error!(
-                client = %self.context.client,
+                client = %self.origin.client,
                 %error,
                 "no random masking key: frames of the proxy's own towards the upstream wait"
             ),
@@ -253,7 +253,7 @@ impl Link {
             Err(e) if is_transient(&e) => give_buffer(buffer),
             Err(error) => {
                 give_buffer(buffer);
-                tracing::debug!(client = %self.context.client, ?side, %error, "read failed");
+                tracing::debug!(client = %self.origin.client, ?side, %error, "read failed");
                 self.eof(side, now);
             }
         }
@@ -269,13 +269,13 @@ impl Link {
     pub(super) fn track_tunnel(&mut self, event: &Event) {
         match event {
             Event::TunnelOpened { route, protocol } => {
-                self.context.tunnel_route = Some(*route);
+                self.origin.set_route(*route);
                 let Some(registry) = &self.shared.tunnels else {
                     return;
                 };
                 self.tunnel = Some(Box::new(registry.open(crate::tunnels::Opened {
-                    worker: self.context.worker,
-                    client: self.context.client,
+                    worker: self.origin.worker(),
+                    client: self.origin.client,
                     core: &self.shared.core,
                     route: *route,
                     protocol,
