@@ -87,7 +87,8 @@ impl Timer {
         // entry, go with it.
         if let Ok(reactor) = Reactor::current() {
             // Dropped once the map is released: a waker's drop may run code.
-            let removed = reactor.timers.borrow_mut().remove(&(when, registration.id));
+            let key = reactor.timer_key(when, registration.id);
+            let removed = reactor.timers.borrow_mut().remove(&key);
             drop(removed);
         }
     }
