@@ -171,13 +171,13 @@ impl Frames {
             })
         );
         if fresh && !other_closed {
-            self.ending = Some(Ending {
+            self.ending = Some(Box::new(Ending {
                 kind: EndingKind::Violation {
                     offender: from,
                     answers: Answers::Awaited,
                 },
                 by: Some(now + CLOSE_WAIT),
-            });
+            }));
             return;
         }
         self.queue_close(from, why);

@@ -31,9 +31,11 @@ pub(crate) struct Frames {
     /// When a byte of the peers' own was last forwarded (`tunnel_idle_timeout` counts
     /// only those: an absorbed Pong is not traffic).
     pub last_forwarded: Instant,
-    /// How the tunnel is ending. Inline: boxed it would be 16 bytes less in every idle
-    /// tunnel, and an allocation in every tunnel a peer leaves without a Close.
-    pub ending: Option<Ending>,
+    /// How the tunnel is ending. Boxed: 16 bytes less in every idle tunnel (which puts
+    /// `Frames` in a 176-byte allocator chunk instead of a 192-byte one), for one
+    /// allocation at the end of a tunnel that ends with a wait (a Close exchange, a
+    /// peer that left, a violation).
+    pub ending: Option<Box<Ending>>,
     /// Reading from this side stopped: it broke a rule, stopped answering, or failed.
     pub stopped: [bool; 2],
     /// This side cannot be written to any more (a write to it failed).
@@ -194,7 +196,7 @@ impl Frames {
 
     /// How the tunnel is ending, if it is.
     pub(crate) fn ending(&self) -> Option<Ending> {
-        self.ending
+        self.ending.as_deref().copied()
     }
 
     pub(crate) fn tracker(&self, from: Side) -> &FrameTracker {
@@ -308,7 +310,7 @@ impl Frames {
         let Some(Ending {
             kind: EndingKind::Violation { offender, answers },
             by,
-        }) = &mut self.ending
+        }) = self.ending.as_deref_mut()
         else {
             return;
         };
@@ -327,12 +329,11 @@ impl Frames {
     /// The tunnel is ending for `kind`, by `by` at the latest. An ending already under
     /// way stays, unless it is only a peer having left (whose wait is the weakest).
     pub(crate) fn begin(&mut self, kind: EndingKind, by: Option<Instant>) {
-        match self.ending() {
-            None
-            | Some(Ending {
-                kind: EndingKind::PeerLeft(_),
-                ..
-            }) => self.ending = Some(Ending { kind, by }),
+        match self.ending.as_deref_mut() {
+            None => self.ending = Some(Box::new(Ending { kind, by })),
+            Some(ending) if matches!(ending.kind, EndingKind::PeerLeft(_)) => {
+                *ending = Ending { kind, by };
+            }
             Some(_) => {}
         }
     }

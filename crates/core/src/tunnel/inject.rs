@@ -217,7 +217,7 @@ impl Frames {
             towards.close = None;
             towards.close_sent = true;
             towards.ping_due = false;
-            if let Some(ending) = &mut self.ending {
+            if let Some(ending) = self.ending.as_deref_mut() {
                 if matches!(ending.kind, EndingKind::PeerLeft(_)) {
                     ending.by.get_or_insert(sink.now + CLOSE_WAIT);
                 }

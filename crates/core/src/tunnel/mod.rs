@@ -495,10 +495,11 @@ mod tests {
         // the EOFs, the bytes each way, a drain's deadline, the frames (boxed, in a
         // frame-aware tunnel only).
         assert_eq!(std::mem::size_of::<TunnelState>(), 88);
-        // Two trackers, the pings (boxed, on a route that pings), how it is ending,
+        // Two trackers, the pings (boxed, on a route that pings), how it is ending (boxed,
+        // once it is),
         // when the peers' bytes were last forwarded, the slots for the proxy's own
         // frames towards each side, the masking key, which sides stopped or are gone.
-        assert_eq!(std::mem::size_of::<Frames>(), 184);
+        assert_eq!(std::mem::size_of::<Frames>(), 168);
         // The frame and message counts (64 bits), the control-frame counts (32 bits),
         // the payload left, the room for a split frame head (boxed, only while one is
         // split), the rules and the head's progress.
