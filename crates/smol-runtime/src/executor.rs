@@ -175,7 +175,10 @@ impl LocalExecutor {
                 has_foreign: AtomicBool::new(false),
                 waker: Mutex::new(None),
             }),
-            active: Rc::new(RefCell::new(Slab::new())),
+            // Room for its connections' tasks from the start (see `RESERVED_CONNECTIONS`).
+            active: Rc::new(RefCell::new(Slab::with_capacity(
+                crate::backend::RESERVED_CONNECTIONS,
+            ))),
         }
     }
 

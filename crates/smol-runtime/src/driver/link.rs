@@ -327,13 +327,15 @@ impl Link {
 
     /// Readies the link for another task: the wakers of the HTTP task stay nowhere
     /// (the reactor's slots, the shutdown signal's slab), where they would keep that
-    /// task's memory alive. The timer replaces its waker at its next poll.
+    /// task's memory alive. So does the timer's registration: the tunnel task's first
+    /// poll registers its own.
     pub(super) fn hand_over(&mut self) {
         self.client.stream.forget_wakers();
         if let Some(upstream) = &self.upstream {
             upstream.peer.stream.forget_wakers();
         }
         self.shutdown_key.forget(&self.shared.shutdown);
+        self.timer.forget_waker();
     }
 
     /// The tunnel's loop, the HTTP phase's less dialing, as one poll: `Ready` once the

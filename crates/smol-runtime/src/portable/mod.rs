@@ -70,6 +70,10 @@ impl Timer {
         self.timer.set_at(when);
         self.when = Some(when);
     }
+
+    /// The timer is handed to another task. Nothing to do: async-io's timer takes the
+    /// waker of whichever task polls it.
+    pub(crate) fn forget_waker(&mut self) {}
 }
 
 impl Future for Timer {

@@ -38,9 +38,9 @@
 //! connection limit).
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
+use std::num::NonZeroU32;
 use std::os::fd::OwnedFd;
 use std::pin::pin;
 use std::rc::Rc;
@@ -50,9 +50,11 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use rustix::event::{epoll, eventfd, EventfdFlags, Timespec};
+use timers::{TimerKey, Timers};
 
 mod io_source;
 mod timer;
+mod timers;
 
 pub(crate) use io_source::Io;
 pub(crate) use timer::Timer;
@@ -64,18 +66,20 @@ const EVENTS: usize = 256;
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Reactor>>> = const { RefCell::new(None) };
-    static NEXT_TIMER: Cell<u64> = const { Cell::new(0) };
+    /// The stamp of the thread's next timer registration (see [`TimerKey`]).
+    static NEXT_TIMER: Cell<u32> = const { Cell::new(1) };
 }
 
 /// A worker thread's reactor.
 pub(crate) struct Reactor {
     epoll: OwnedFd,
     sources: RefCell<Sources>,
-    /// Waiting timers by `(deadline, id)`, a deadline in nanoseconds from `epoch`: 16
-    /// bytes of key where an `(Instant, u64)` takes 24 (an `Instant` is 12 bytes and
-    /// padding). Every connection's task keeps one timer waiting, so its entry is part
-    /// of every idle tunnel.
-    timers: RefCell<BTreeMap<(u64, u64), Waker>>,
+    /// Waiting timers, their deadlines in nanoseconds from `epoch` (8 bytes where an
+    /// `Instant` takes 16).
+    timers: RefCell<Timers>,
+    /// Where the wakers of due timers wait to be woken, outside the table's borrow (kept
+    /// for its room).
+    due: RefCell<Vec<Waker>>,
     /// What timer deadlines count from: the reactor's start (no registered deadline is
     /// earlier: a timer due already does not register).
     epoch: Instant,
@@ -234,8 +238,12 @@ impl Reactor {
         )?;
         Ok(Rc::new(Reactor {
             epoll,
-            sources: RefCell::new(Sources::default()),
-            timers: RefCell::new(BTreeMap::new()),
+            sources: RefCell::new(Sources {
+                slots: Vec::with_capacity(2 * crate::backend::RESERVED_CONNECTIONS),
+                free: Vec::with_capacity(2 * crate::backend::RESERVED_CONNECTIONS),
+            }),
+            timers: RefCell::new(Timers::with_capacity(crate::backend::RESERVED_CONNECTIONS)),
+            due: RefCell::new(Vec::new()),
             epoch: Instant::now(),
             notifier: Arc::new(Notifier {
                 woken: AtomicBool::new(true),
@@ -243,6 +251,11 @@ impl Reactor {
                 eventfd,
             }),
         }))
+    }
+
+    /// Runs `f` on this thread's reactor, if one runs, without taking a handle to it.
+    fn with_current<R>(f: impl FnOnce(&Reactor) -> R) -> Option<R> {
+        CURRENT.with(|current| current.borrow().as_deref().map(f))
     }
 
     fn current() -> io::Result<Rc<Reactor>> {
@@ -324,9 +337,7 @@ impl Reactor {
     /// How long `epoll_wait` may block: until the earliest timer (rounded up to the
     /// millisecond, so a timer is never woken for early), or forever.
     fn timeout(&self) -> Option<Timespec> {
-        let timers = self.timers.borrow();
-        let (&(when, _), _) = timers.first_key_value()?;
-        let when = self.epoch + Duration::from_nanos(when);
+        let when = self.epoch + Duration::from_nanos(self.timers.borrow().first()?);
         // Capped: a longer timeout would need `epoll_pwait2`, which older kernels lack;
         // waking once an hour costs nothing.
         let wait = when
@@ -342,35 +353,34 @@ impl Reactor {
 
     fn fire_timers(&self, now: Instant) {
         let now = self.ticks(now);
-        let due = {
-            let mut timers = self.timers.borrow_mut();
-            match timers.first_key_value() {
-                Some((&(when, _), _)) if when <= now => {}
-                _ => return,
-            }
-            let later = timers.split_off(&(now, u64::MAX));
-            std::mem::replace(&mut *timers, later)
-        };
-        for (_, waker) in due {
-            waker.wake();
+        if !self
+            .timers
+            .borrow()
+            .first()
+            .is_some_and(|first| first <= now)
+        {
+            return;
         }
-    }
-
-    /// Registers a timer; its id tells it apart from others of the same instant, on
-    /// this thread's reactors old and new (a timer outliving a `block_on` must not remove
-    /// another's entry from the next reactor).
-    fn add_timer(&self, when: Instant, waker: Waker) -> u64 {
-        let id = NEXT_TIMER.get();
-        NEXT_TIMER.set(id.wrapping_add(1));
+        let mut due = std::mem::take(&mut *self.due.borrow_mut());
         self.timers
             .borrow_mut()
-            .insert((self.ticks(when), id), waker);
-        id
+            .pop_due(now, |waker| due.push(waker));
+        // Woken outside the borrows: a waker may run code that sets timers.
+        for waker in due.drain(..) {
+            waker.wake();
+        }
+        *self.due.borrow_mut() = due;
     }
 
-    /// The timer map's key for the timer `id` due at `when`.
-    fn timer_key(&self, when: Instant, id: u64) -> (u64, u64) {
-        (self.ticks(when), id)
+    /// Registers a timer due at `when` that wakes `waker`.
+    fn add_timer(&self, when: Instant, waker: Waker) -> TimerKey {
+        let stamp = NEXT_TIMER.get();
+        // 0 is no stamp: the counter skips it when it wraps.
+        NEXT_TIMER.set(stamp.checked_add(1).unwrap_or(1));
+        let stamp = NonZeroU32::new(stamp).unwrap_or(NonZeroU32::MIN);
+        self.timers
+            .borrow_mut()
+            .insert(self.ticks(when), waker, stamp)
     }
 
     /// `at` in nanoseconds from the reactor's start (0 before it; 584 years fit).

@@ -1,18 +1,19 @@
-//! Deadlines for the tasks of a worker, kept in its reactor's ordered map.
+//! Deadlines for the tasks of a worker, kept in its reactor's timer table (`timers.rs`).
 
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::Reactor;
+use super::{Reactor, TimerKey};
 
 /// Completes at a deadline; set again with [`Timer::set_at`]. Once fired it stays
 /// pending until set again. Registered with the reactor only while being waited for
-/// with a deadline in the future, and re-registered only when the deadline or the
-/// waiting task changed.
+/// with a deadline in the future, and re-registered only when the deadline changed or
+/// the timer was handed to another task ([`Timer::forget_waker`]): while registered it
+/// wakes the task that polled it, and a poll costs no look at the reactor.
 ///
 /// # Panics
 ///
@@ -23,20 +24,13 @@ use super::Reactor;
 #[derive(Debug)]
 pub(crate) struct Timer {
     when: Option<Instant>,
-    registered: Option<Registration>,
-    /// Not `Send`: a registration is in the map of this thread's reactor.
+    /// Its place in the reactor's timers while it waits there (which holds the task's
+    /// waker: the timer itself keeps 8 bytes of it, and each connection's task carries a
+    /// timer). No handle to the reactor: the timer is only ever polled and dropped on
+    /// the thread whose reactor registered it.
+    registered: Option<TimerKey>,
+    /// Not `Send`: a registration is in the table of this thread's reactor.
     thread: PhantomData<Rc<()>>,
-}
-
-/// A waiting timer's place in the reactor's map, `(when, id)` (`when` does not change
-/// while registered), and the task it wakes. No handle to the reactor: the timer is
-/// only ever polled and dropped on the thread whose reactor registered it, and each
-/// connection's task carries a timer, so 24 bytes less here is 24 bytes less per
-/// connection.
-#[derive(Debug)]
-struct Registration {
-    id: u64,
-    waker: Waker,
 }
 
 impl Timer {
@@ -76,19 +70,21 @@ impl Timer {
         }
     }
 
+    /// The timer is handed to another task: the next poll registers that task's waker
+    /// (until then a registered timer wakes the task that polled it).
+    pub(crate) fn forget_waker(&mut self) {
+        self.unregister();
+    }
+
     fn unregister(&mut self) {
-        let Some(registration) = self.registered.take() else {
+        let Some(key) = self.registered.take() else {
             return;
         };
-        let Some(when) = self.when else {
-            return;
-        };
-        // No reactor on this thread any more (its `block_on` returned): its map, and the
+        // No reactor on this thread any more (its `block_on` returned): its table, and the
         // entry, go with it.
         if let Ok(reactor) = Reactor::current() {
-            // Dropped once the map is released: a waker's drop may run code.
-            let key = reactor.timer_key(when, registration.id);
-            let removed = reactor.timers.borrow_mut().remove(&key);
+            // Dropped once the table is released: a waker's drop may run code.
+            let removed = reactor.timers.borrow_mut().remove(key);
             drop(removed);
         }
     }
@@ -106,12 +102,16 @@ impl Future for Timer {
             self.when = None;
             return Poll::Ready(());
         }
-        if let Some(registration) = &self.registered {
-            if registration.waker.will_wake(cx.waker()) {
-                return Poll::Pending;
-            }
+        if let Some(key) = self.registered {
+            // Registered by this task (a timer handed to another task forgets its
+            // registration first: `forget_waker`), so the reactor wakes it when due.
+            debug_assert!(
+                Reactor::with_current(|reactor| reactor.timers.borrow().wakes(key, cx.waker()))
+                    .unwrap_or(true),
+                "a registered timer was polled by another task"
+            );
+            return Poll::Pending;
         }
-        self.unregister();
         let reactor = match Reactor::current() {
             Ok(reactor) => reactor,
             Err(_) => panic!(
@@ -119,11 +119,7 @@ impl Future for Timer {
                  nothing would ever wake it"
             ),
         };
-        let id = reactor.add_timer(when, cx.waker().clone());
-        self.registered = Some(Registration {
-            id,
-            waker: cx.waker().clone(),
-        });
+        self.registered = Some(reactor.add_timer(when, cx.waker().clone()));
         Poll::Pending
     }
 }
@@ -140,6 +136,7 @@ mod tests {
     use crate::reactor::block_on;
     use crate::test_support::Wakes;
     use std::sync::Arc;
+    use std::task::Waker;
 
     /// A timer dropped while it waits (a deadline that lost a race, a connection that
     /// closed) leaves nothing behind in the reactor, and nothing wakes its task later.
@@ -154,7 +151,8 @@ mod tests {
             assert!(Pin::new(&mut timer).poll(&mut cx).is_pending());
             assert!(Pin::new(&mut timer).poll(&mut cx).is_pending());
             assert_eq!(reactor.timers.borrow().len(), 1, "registered once");
-            // Waited for by another task: moved, not registered twice.
+            // Handed to another task: registered for it instead, not twice.
+            timer.forget_waker();
             let other = Waker::from(Arc::new(Wakes::default()));
             assert!(Pin::new(&mut timer)
                 .poll(&mut Context::from_waker(&other))
@@ -171,10 +169,37 @@ mod tests {
             assert_eq!(
                 reactor.timers.borrow().len(),
                 0,
-                "the map holds nothing more"
+                "the table holds nothing more"
             );
             reactor.fire_timers(Instant::now() + Duration::from_secs(10_000));
             assert_eq!(wakes.count(), 0, "no wake-up after the drop");
+        })
+        .unwrap();
+    }
+
+    /// The tunnel's handover: the HTTP task's timer goes on in the tunnel's task, which
+    /// it then wakes, and not the task it left.
+    #[test]
+    fn a_timer_handed_to_another_task_wakes_that_task() {
+        block_on(async {
+            let reactor = Reactor::current().unwrap();
+            let (first, second) = (Arc::new(Wakes::default()), Arc::new(Wakes::default()));
+            let mut timer = Timer::after(Duration::from_secs(3600));
+            let waker = Waker::from(first.clone());
+            assert!(Pin::new(&mut timer)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
+            timer.forget_waker();
+            assert!(
+                reactor.timers.borrow().is_empty(),
+                "the old task's waker is let go"
+            );
+            let waker = Waker::from(second.clone());
+            assert!(Pin::new(&mut timer)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
+            reactor.fire_timers(Instant::now() + Duration::from_secs(3601));
+            assert_eq!((first.count(), second.count()), (0, 1));
         })
         .unwrap();
     }
