@@ -106,13 +106,20 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    pub(crate) fn new(accepted: Accepted, head: &Head, now: Instant, limits: &Limits) -> Self {
+    /// The exchange of an accepted head, made in its box (an exchange is a few hundred
+    /// bytes: made on the stack, it would be copied into the box).
+    pub(crate) fn boxed(
+        accepted: Accepted,
+        head: &Head,
+        now: Instant,
+        limits: &Limits,
+    ) -> Box<Self> {
         let client_keep_alive = if head.version == 1 {
             !head.connection.close
         } else {
             head.connection.keep_alive
         };
-        Exchange {
+        Box::new(Exchange {
             route: accepted.route,
             method: accepted.method,
             target: accepted.target,
@@ -136,7 +143,7 @@ impl Exchange {
             bytes_from_client: head.bytes.len() as u64,
             bytes_to_client: 0,
             status: 0,
-        }
+        })
     }
 
     pub(crate) fn record(&self, now: Instant, close: Option<CloseReason>) -> AccessRecord {
