@@ -123,9 +123,13 @@ pub(crate) fn upstream_request(
     if extras.empty_host {
         out.put_slice(b"Host: \r\n");
     }
-    copy_fields(&mut out, head, |f| {
-        is_end_to_end(head, f, &named) && !f.kind.is_forwarding()
-    });
+    match head.fields.plain_runs() {
+        // No field nominated by `Connection`: the plain fields are the ones forwarded.
+        Some(runs) if named.is_empty() => runs.for_each(|run| out.put_slice(&head.bytes[run])),
+        _ => copy_fields(&mut out, head, |f| {
+            is_end_to_end(head, f, &named) && !f.kind.is_forwarding()
+        }),
+    }
     if fwd.x_forwarded_for {
         let client = peer.client_addr;
         let earlier = head
@@ -370,4 +374,70 @@ pub(crate) fn canned(status: u16) -> Bytes {
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}\n",
         reason.len() + 1
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use proptest::prelude::*;
+
+    /// Lines written as `name: value` CRLF exactly, of every kind the writer treats its
+    /// own way.
+    const PLAINLY: [&str; 9] = [
+        "Host: a",
+        "Accept: */*",
+        "X-A: 1",
+        "X-Empty: ",
+        "Connection: keep-alive",
+        "Upgrade: websocket",
+        "X-Forwarded-For: 10.0.0.1",
+        "Via: 1.0 edge",
+        "TE: trailers",
+    ];
+
+    proptest! {
+        /// The plain fields copied as the runs found while parsing are exactly the
+        /// forwarded fields written one by one; and the runs are there whenever every
+        /// line is written plainly in few enough pieces.
+        #[test]
+        fn plain_runs_are_the_forwarded_fields_written_one_by_one(
+            lines in proptest::collection::vec(
+                prop_oneof![
+                    8 => proptest::sample::select(&PLAINLY[..]),
+                    1 => Just("Accept:   spaced   "),
+                    1 => Just("X-Tight:v"),
+                    1 => Just("X-Wide:  w"),
+                ],
+                0..30,
+            ),
+        ) {
+            let fields: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
+            let request = Bytes::from(format!("GET / HTTP/1.1\r\n{fields}\r\n"));
+            let head = crate::head::parse_request(request, &Limits::default()).unwrap();
+            let named = connection_tokens(&head);
+            prop_assert!(named.is_empty());
+            let mut by_field = BytesMut::new();
+            copy_fields(&mut by_field, &head, |f| {
+                is_end_to_end(&head, f, &named) && !f.kind.is_forwarding()
+            });
+            let by_run = head.fields.plain_runs().map(|runs| {
+                let mut by_run = BytesMut::new();
+                runs.for_each(|run| by_run.put_slice(&head.bytes[run]));
+                by_run
+            });
+            match by_run {
+                Some(by_run) => prop_assert_eq!(by_run, by_field),
+                None => {
+                    let pieces = lines
+                        .iter()
+                        .filter(|l| !FieldKind::of(l.split(':').next().unwrap().as_bytes()).is_plain())
+                        .count()
+                        + 1;
+                    let plainly = lines.iter().all(|l| PLAINLY.contains(l));
+                    prop_assert!(!plainly || pieces > 8, "no runs for {:?}", lines);
+                }
+            }
+        }
+    }
 }
