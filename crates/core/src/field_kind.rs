@@ -41,12 +41,26 @@ impl FieldKind {
     /// The kind of the field called `name` (case-insensitive). Names are told apart by
     /// length and first letter, so at most one comparison is made, a word at a time
     /// ([`Spelling`]), never a byte loop.
+    ///
+    /// Most names are none of these: a table of the lengths and first letters of the
+    /// known names turns those away at once, inline, and the rest are told apart out of
+    /// line (a field loop with all of this inline keeps too much in registers).
     #[inline(always)]
     pub(crate) fn of(name: &[u8]) -> FieldKind {
-        use FieldKind::*;
         let Some(&first) = name.first() else {
-            return Other;
+            return FieldKind::Other;
         };
+        let letters = KNOWN_FIRST_LETTERS.get(name.len()).copied().unwrap_or(0);
+        if letters >> (first & 31) & 1 == 0 {
+            return FieldKind::Other;
+        }
+        FieldKind::of_candidate(name, first)
+    }
+
+    /// [`of`](Self::of) for a name whose length and first letter are those of a known one.
+    #[inline(never)]
+    fn of_candidate(name: &[u8], first: u8) -> FieldKind {
+        use FieldKind::*;
         let (known, kind): (&Spelling, FieldKind) = match (name.len(), first | 0x20) {
             (2, b't') => (&TE, Te),
             (3, b'v') => (&VIA, Via),
@@ -110,6 +124,41 @@ impl FieldKind {
         matches!(self, FieldKind::Host | FieldKind::ContentLength)
     }
 }
+
+/// For each name length, the known names' first letters of that length, as bits `b & 31`
+/// (a letter in either case, and a few other bytes, which the full comparison turns away).
+const KNOWN_FIRST_LETTERS: [u32; 25] = {
+    let names: [&str; 20] = [
+        "te",
+        "via",
+        "host",
+        "upgrade",
+        "trailer",
+        "trailers",
+        "forwarded",
+        "connection",
+        "keep-alive",
+        "content-length",
+        "http2-settings",
+        "x-forwarded-for",
+        "proxy-connection",
+        "transfer-encoding",
+        "x-forwarded-proto",
+        "sec-websocket-key",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "sec-websocket-accept",
+        "sec-websocket-extensions",
+    ];
+    let mut table = [0u32; 25];
+    let mut i = 0;
+    while i < names.len() {
+        let name = names[i].as_bytes();
+        table[name.len()] |= 1 << (name[0] & 31);
+        i += 1;
+    }
+    table
+};
 
 /// The bits of the kinds that are hop-by-hop (a bit test, not a `match`, per field).
 const HOP_BY_HOP: u32 = {
