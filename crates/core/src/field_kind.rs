@@ -61,35 +61,46 @@ impl FieldKind {
     #[inline(never)]
     fn of_candidate(name: &[u8], first: u8) -> FieldKind {
         use FieldKind::*;
-        let (known, kind): (&Spelling, FieldKind) = match (name.len(), first | 0x20) {
-            (2, b't') => (&TE, Te),
-            (3, b'v') => (&VIA, Via),
-            (4, b'h') => (&HOST, Host),
-            (7, b'u') => (&UPGRADE, Upgrade),
-            (7, b't') => (&TRAILER, Trailer),
-            (8, b't') => (&TRAILERS, Trailers),
-            (9, b'f') => (&FORWARDED, Forwarded),
-            (10, b'c') => (&CONNECTION, Connection),
-            (10, b'k') => (&KEEP_ALIVE, KeepAlive),
-            (14, b'c') => (&CONTENT_LENGTH, ContentLength),
-            (14, b'h') => (&HTTP2_SETTINGS, Http2Settings),
-            (15, b'x') => (&X_FORWARDED_FOR, XForwardedFor),
-            (16, b'p') => (&PROXY_CONNECTION, ProxyConnection),
-            (17, b't') => (&TRANSFER_ENCODING, TransferEncoding),
-            (17, b'x') => (&X_FORWARDED_PROTO, XForwardedProto),
-            (17, b's') => (&SEC_WEBSOCKET_KEY, SecWebSocketKey),
-            (18, b'p') => (&PROXY_AUTHENTICATE, ProxyAuthenticate),
-            (19, b'p') => (&PROXY_AUTHORIZATION, ProxyAuthorization),
-            (20, b's') => (&SEC_WEBSOCKET_ACCEPT, SecWebSocketAccept),
-            (24, b's') => (&SEC_WEBSOCKET_EXTENSIONS, SecWebSocketExtensions),
-            _ => return Other,
+        // Each comparison in its own arm, where the length is known: a fixed sequence
+        // of loads and compares, not a loop over words of an unknown count.
+        let is = |known: &Spelling, kind: FieldKind| {
+            if known.matches(name) {
+                kind
+            } else {
+                Other
+            }
         };
-        if known.matches(name) {
-            kind
-        } else if matches!(kind, ContentLength | TransferEncoding) && is_lookalike(name) {
-            FramingLookalike
-        } else {
-            Other
+        let framing = |known: &Spelling, kind: FieldKind| {
+            if known.matches(name) {
+                kind
+            } else if is_lookalike(name) {
+                FramingLookalike
+            } else {
+                Other
+            }
+        };
+        match (name.len(), first | 0x20) {
+            (2, b't') => is(&TE, Te),
+            (3, b'v') => is(&VIA, Via),
+            (4, b'h') => is(&HOST, Host),
+            (7, b'u') => is(&UPGRADE, Upgrade),
+            (7, b't') => is(&TRAILER, Trailer),
+            (8, b't') => is(&TRAILERS, Trailers),
+            (9, b'f') => is(&FORWARDED, Forwarded),
+            (10, b'c') => is(&CONNECTION, Connection),
+            (10, b'k') => is(&KEEP_ALIVE, KeepAlive),
+            (14, b'c') => framing(&CONTENT_LENGTH, ContentLength),
+            (14, b'h') => is(&HTTP2_SETTINGS, Http2Settings),
+            (15, b'x') => is(&X_FORWARDED_FOR, XForwardedFor),
+            (16, b'p') => is(&PROXY_CONNECTION, ProxyConnection),
+            (17, b't') => framing(&TRANSFER_ENCODING, TransferEncoding),
+            (17, b'x') => is(&X_FORWARDED_PROTO, XForwardedProto),
+            (17, b's') => is(&SEC_WEBSOCKET_KEY, SecWebSocketKey),
+            (18, b'p') => is(&PROXY_AUTHENTICATE, ProxyAuthenticate),
+            (19, b'p') => is(&PROXY_AUTHORIZATION, ProxyAuthorization),
+            (20, b's') => is(&SEC_WEBSOCKET_ACCEPT, SecWebSocketAccept),
+            (24, b's') => is(&SEC_WEBSOCKET_EXTENSIONS, SecWebSocketExtensions),
+            _ => Other,
         }
     }
 
@@ -320,7 +331,13 @@ impl Spelling {
     fn matches(&self, name: &[u8]) -> bool {
         debug_assert_eq!(name.len(), self.len);
         let len = name.len();
-        (0..words(len)).all(|j| (word(name, word_start(len, j)) | self.letters[j]) == self.lower[j])
+        let same = |j: usize| (word(name, word_start(len, j)) | self.letters[j]) == self.lower[j];
+        // Spelled out for the one to three words (a loop here is not unrolled).
+        match words(len) {
+            1 => same(0),
+            2 => same(0) && same(1),
+            _ => same(0) && same(1) && same(2),
+        }
     }
 }
 
@@ -344,15 +361,30 @@ const fn word_start(len: usize, j: usize) -> usize {
     }
 }
 
-/// The word of `name` at `at`: eight bytes, or a shorter name zero-padded.
+/// The word of `name` at `at`: eight bytes, or a shorter name zero-padded. A shorter
+/// name is two overlapping loads (its first and last four bytes, or two, or its one
+/// byte), or-ed: the bytes both hold are the same ones, so the word is exact. Where the
+/// length is known, this is one or two loads, not a loop.
 #[inline(always)]
 fn word(name: &[u8], at: usize) -> u64 {
-    match name.get(at..at + 8) {
-        Some(eight) => u64::from_le_bytes(eight.try_into().unwrap_or_default()),
-        None => name
-            .iter()
-            .enumerate()
-            .fold(0, |w, (i, &b)| w | u64::from(b) << (8 * i)),
+    fn load<const N: usize>(bytes: &[u8]) -> [u8; N] {
+        bytes.try_into().unwrap_or([0; N])
+    }
+    let len = name.len();
+    match len {
+        8.. => u64::from_le_bytes(load(&name[at..at + 8])),
+        4..=7 => {
+            let (low, high) = (load::<4>(&name[..4]), load::<4>(&name[len - 4..]));
+            u64::from(u32::from_le_bytes(low))
+                | u64::from(u32::from_le_bytes(high)) << (8 * (len - 4))
+        }
+        2..=3 => {
+            let (low, high) = (load::<2>(&name[..2]), load::<2>(&name[len - 2..]));
+            u64::from(u16::from_le_bytes(low))
+                | u64::from(u16::from_le_bytes(high)) << (8 * (len - 2))
+        }
+        1 => u64::from(name[0]),
+        _ => 0,
     }
 }
 
