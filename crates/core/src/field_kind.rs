@@ -330,14 +330,18 @@ impl Spelling {
     #[inline(always)]
     fn matches(&self, name: &[u8]) -> bool {
         debug_assert_eq!(name.len(), self.len);
-        let len = name.len();
-        let same = |j: usize| (word(name, word_start(len, j)) | self.letters[j]) == self.lower[j];
         // Spelled out for the one to three words (a loop here is not unrolled).
-        match words(len) {
-            1 => same(0),
-            2 => same(0) && same(1),
-            _ => same(0) && same(1) && same(2),
+        match words(name.len()) {
+            1 => self.same_word(name, 0),
+            2 => self.same_word(name, 0) && self.same_word(name, 1),
+            _ => self.same_word(name, 0) && self.same_word(name, 1) && self.same_word(name, 2),
         }
+    }
+
+    /// Whether word `j` of `name` is this spelling's, but for the case of letters.
+    #[inline(always)]
+    fn same_word(&self, name: &[u8], j: usize) -> bool {
+        (word(name, word_start(name.len(), j)) | self.letters[j]) == self.lower[j]
     }
 }
 
