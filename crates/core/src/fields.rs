@@ -101,10 +101,11 @@ impl Fields {
     };
 
     /// Becomes the fields httparse found in `buf`, each with its kind; returns the set
-    /// of kinds ([`FieldKind::bit`]s). `buf` is at most [`MAX_HEAD`] bytes long (so are the
-    /// offsets into it).
-    pub(crate) fn fill(&mut self, buf: &[u8], parsed: &[httparse::Header<'_>]) -> u32 {
+    /// of kinds ([`FieldKind::bit`]s) and the set of those seen more than once. `buf` is
+    /// at most [`MAX_HEAD`] bytes long (so are the offsets into it).
+    pub(crate) fn fill(&mut self, buf: &[u8], parsed: &[httparse::Header<'_>]) -> (u32, u32) {
         let mut kinds = 0;
+        let mut repeated = 0;
         let base = buf.as_ptr() as usize;
         self.len = parsed.len();
         let mut plain_len = 0;
@@ -112,6 +113,7 @@ impl Fields {
         let mut run_count = 0;
         let runs = &mut self.runs;
         let mut add = |f: &Field| {
+            repeated |= kinds & f.kind.bit();
             kinds |= f.kind.bit();
             let cr_after = buf.get(f.value_end as usize) == Some(&b'\r');
             cr_after_values &= cr_after;
@@ -150,7 +152,7 @@ impl Fields {
         self.plain_len = plain_len;
         self.cr_after_values = cr_after_values;
         self.run_count = run_count;
-        kinds
+        (kinds, repeated)
     }
 }
 
@@ -210,7 +212,9 @@ mod tests {
                 })
                 .collect();
             let mut fields = Fields::EMPTY;
-            prop_assert_eq!(fields.fill(&buf, &parsed), if count > 0 { FieldKind::Other.bit() } else { 0 });
+            let other = FieldKind::Other.bit();
+            let kinds = (if count > 0 { other } else { 0 }, if count > 1 { other } else { 0 });
+            prop_assert_eq!(fields.fill(&buf, &parsed), kinds);
             prop_assert_eq!(fields.len(), count);
             for (i, f) in fields.iter().enumerate() {
                 prop_assert_eq!((f.name(), f.value()), (2 * i..2 * i + 1, 2 * i + 1..2 * i + 2));
