@@ -35,11 +35,19 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 /// head (on the stack for the usual handful). The usual tokens (`keep-alive`, `upgrade`)
 /// name hop-by-hop fields, which go whatever `Connection` says, so they are left out and
 /// most heads have none to look for.
+#[inline(always)]
 pub(crate) fn connection_tokens(head: &Head) -> Tokens<'_> {
     let mut tokens = Tokens::default();
-    if !head.connection.names_fields {
-        return tokens;
+    if head.connection.names_fields {
+        gather_tokens(head, &mut tokens);
     }
+    tokens
+}
+
+/// [`connection_tokens`] of a head whose `Connection` may name fields (out of line:
+/// the usual head has none, and the caller then only makes the empty list).
+#[inline(never)]
+fn gather_tokens<'a>(head: &'a Head, tokens: &mut Tokens<'a>) {
     for t in head.values_of(FieldKind::Connection).flat_map(split_list) {
         if FieldKind::of(t).is_hop_by_hop() {
             continue;
@@ -51,7 +59,6 @@ pub(crate) fn connection_tokens(head: &Head) -> Tokens<'_> {
             tokens.spill.push(t);
         }
     }
-    tokens
 }
 
 /// Tokens of `Connection` fields.
@@ -197,12 +204,12 @@ pub(crate) fn upstream_request(
     }
     match extras.upgrade {
         Some(protocols) => {
-            put_field(&mut out, b"Upgrade", protocols);
-            out.put_slice(b"Connection: upgrade\r\n");
+            out.put_slice(b"Upgrade: ");
+            out.put_slice(protocols);
+            out.put_slice(b"\r\nConnection: upgrade\r\n\r\n");
         }
-        None => out.put_slice(b"Connection: keep-alive\r\n"),
+        None => out.put_slice(b"Connection: keep-alive\r\n\r\n"),
     }
-    out.put_slice(b"\r\n");
     debug_assert_eq!(out.len(), len, "head_size::upstream_request_len");
     out.freeze()
 }
@@ -235,11 +242,17 @@ fn copy_fields(out: &mut BytesMut, head: &Head, keep: impl Fn(&Field) -> bool) {
     out.put_slice(&bytes[run]);
 }
 
-#[inline]
+/// Writes the end-to-end fields of `kind` as they are (a forwarding field the proxy does
+/// not write itself); inline, as the usual head has none.
+#[inline(always)]
 fn keep_all(out: &mut BytesMut, head: &Head, named: &Tokens<'_>, kind: FieldKind) {
-    if !head.has_kind(kind) {
-        return;
+    if head.has_kind(kind) {
+        keep_all_of(out, head, named, kind);
     }
+}
+
+#[inline(never)]
+fn keep_all_of(out: &mut BytesMut, head: &Head, named: &Tokens<'_>, kind: FieldKind) {
     for f in head.fields.iter() {
         if f.kind == kind && is_end_to_end(head, f, named) {
             put_field(out, head.name(f), head.value(f));
