@@ -368,7 +368,14 @@ fn scanner_would_accept(
     if end > limits.max_header_bytes.min(MAX_HEAD) || end < 2 || buf[end - 2] != b'\r' {
         return false;
     }
-    match find_lf(&buf[..end]) {
+    // The request line's LF: right before the first field's name (httparse allows no
+    // LF in the line itself), or the first LF of a head without fields.
+    let first_lf = match fields.first() {
+        Some(field) => Some(field.name.as_ptr() as usize - buf.as_ptr() as usize - 1),
+        None => find_lf(&buf[..end]),
+    };
+    debug_assert_eq!(first_lf, find_lf(&buf[..end]));
+    match first_lf {
         Some(lf) if lf >= 1 && buf[lf - 1] == b'\r' && lf < limits.max_request_line => {}
         _ => return false,
     }
