@@ -242,11 +242,15 @@ impl Head {
     /// Values of every field of `kind`, in order: no pass at all when the head has none,
     /// and the search ends at the first when it has one.
     pub fn values_of(&self, kind: FieldKind) -> impl Iterator<Item = &[u8]> + '_ {
+        self.fields_of(kind).map(move |f| self.value(f))
+    }
+
+    /// The fields of `kind`, in order, found as [`values_of`](Self::values_of) finds them.
+    pub fn fields_of(&self, kind: FieldKind) -> impl Iterator<Item = &Field> + '_ {
         self.fields
             .iter()
             .filter(move |f| f.kind == kind)
             .take(self.count_of(kind))
-            .map(move |f| self.value(f))
     }
 
     /// How many fields of `kind` there are, as far as the kinds say: none, one, or more
