@@ -106,8 +106,10 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    /// The exchange of an accepted head, made in its box (an exchange is a few hundred
-    /// bytes: made on the stack, it would be copied into the box).
+    /// The exchange of an accepted head, boxed where it is made: an exchange is a few
+    /// hundred bytes, and made by the caller and then boxed it was moved once more. (It
+    /// is still made on the stack and copied into the box once: making it in the box
+    /// needs `Box::new_uninit`, newer than the workspace's `rust-version`.)
     pub(crate) fn boxed(
         accepted: Accepted,
         head: &Head,
