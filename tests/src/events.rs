@@ -36,7 +36,7 @@ impl Events {
         self.all()
             .into_iter()
             .filter_map(|event| match event {
-                Event::TunnelClosed(record) => Some(record),
+                Event::TunnelClosed(record) => Some(*record),
                 _ => None,
             })
             .collect()

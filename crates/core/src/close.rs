@@ -90,7 +90,7 @@ impl Connection {
         if let Phase::Tunnel(tunnel) = &self.phase {
             let record = tunnel.record(reason, self.now);
             self.out
-                .push_back(Output::Event(Event::TunnelClosed(record)));
+                .push_back(Output::Event(Event::TunnelClosed(Box::new(record))));
         }
         self.release_upstream();
         if let Some(ex) = self.phase.exchange() {

@@ -175,12 +175,15 @@ impl Connection {
 
     /// The next action for the caller, in order; `None` when there is nothing to do.
     pub fn poll_output(&mut self) -> Option<Output> {
-        let output = self.out.pop_front();
-        if output.is_none() && self.state() == StateKind::Tunnel && self.out.capacity() > 0 {
+        // Returned as popped (looked at first, an output is copied once more).
+        if let Some(output) = self.out.pop_front() {
+            return Some(output);
+        }
+        if self.state() == StateKind::Tunnel && self.out.capacity() > 0 {
             // A tunnel rarely has output: an idle one keeps no queue allocated.
             self.out = VecDeque::new();
         }
-        output
+        None
     }
 
     /// Time passed; shorthand for `handle_input(Input::Timeout, now)` that ignores

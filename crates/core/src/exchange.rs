@@ -106,13 +106,22 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    pub(crate) fn new(accepted: Accepted, head: &Head, now: Instant, limits: &Limits) -> Self {
+    /// The exchange of an accepted head, boxed where it is made: an exchange is a few
+    /// hundred bytes, and made by the caller and then boxed it was moved once more. (It
+    /// is still made on the stack and copied into the box once: making it in the box
+    /// needs `Box::new_uninit`, newer than the workspace's `rust-version`.)
+    pub(crate) fn boxed(
+        accepted: Accepted,
+        head: &Head,
+        now: Instant,
+        limits: &Limits,
+    ) -> Box<Self> {
         let client_keep_alive = if head.version == 1 {
             !head.connection.close
         } else {
             head.connection.keep_alive
         };
-        Exchange {
+        Box::new(Exchange {
             route: accepted.route,
             method: accepted.method,
             target: accepted.target,
@@ -136,7 +145,7 @@ impl Exchange {
             bytes_from_client: head.bytes.len() as u64,
             bytes_to_client: 0,
             status: 0,
-        }
+        })
     }
 
     pub(crate) fn record(&self, now: Instant, close: Option<CloseReason>) -> AccessRecord {

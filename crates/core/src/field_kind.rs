@@ -3,6 +3,9 @@
 //! hop-by-hop?") is a byte compare or a bit test instead of a pass over every field
 //! name with a case-insensitive string compare.
 
+pub(crate) use crate::spelling::is_websocket;
+use crate::spelling::Spelling;
+
 /// What a field's name is to the core. `Other` is every name the core has no rule for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -41,41 +44,66 @@ impl FieldKind {
     /// The kind of the field called `name` (case-insensitive). Names are told apart by
     /// length and first letter, so at most one comparison is made, a word at a time
     /// ([`Spelling`]), never a byte loop.
+    ///
+    /// Most names are none of these: a table of the lengths and first letters of the
+    /// known names turns those away at once, inline, and the rest are told apart out of
+    /// line (a field loop with all of this inline keeps too much in registers).
     #[inline(always)]
     pub(crate) fn of(name: &[u8]) -> FieldKind {
-        use FieldKind::*;
         let Some(&first) = name.first() else {
-            return Other;
+            return FieldKind::Other;
         };
-        let (known, kind): (&Spelling, FieldKind) = match (name.len(), first | 0x20) {
-            (2, b't') => (&TE, Te),
-            (3, b'v') => (&VIA, Via),
-            (4, b'h') => (&HOST, Host),
-            (7, b'u') => (&UPGRADE, Upgrade),
-            (7, b't') => (&TRAILER, Trailer),
-            (8, b't') => (&TRAILERS, Trailers),
-            (9, b'f') => (&FORWARDED, Forwarded),
-            (10, b'c') => (&CONNECTION, Connection),
-            (10, b'k') => (&KEEP_ALIVE, KeepAlive),
-            (14, b'c') => (&CONTENT_LENGTH, ContentLength),
-            (14, b'h') => (&HTTP2_SETTINGS, Http2Settings),
-            (15, b'x') => (&X_FORWARDED_FOR, XForwardedFor),
-            (16, b'p') => (&PROXY_CONNECTION, ProxyConnection),
-            (17, b't') => (&TRANSFER_ENCODING, TransferEncoding),
-            (17, b'x') => (&X_FORWARDED_PROTO, XForwardedProto),
-            (17, b's') => (&SEC_WEBSOCKET_KEY, SecWebSocketKey),
-            (18, b'p') => (&PROXY_AUTHENTICATE, ProxyAuthenticate),
-            (19, b'p') => (&PROXY_AUTHORIZATION, ProxyAuthorization),
-            (20, b's') => (&SEC_WEBSOCKET_ACCEPT, SecWebSocketAccept),
-            (24, b's') => (&SEC_WEBSOCKET_EXTENSIONS, SecWebSocketExtensions),
-            _ => return Other,
+        let letters = KNOWN_FIRST_LETTERS.get(name.len()).copied().unwrap_or(0);
+        if letters >> (first & 31) & 1 == 0 {
+            return FieldKind::Other;
+        }
+        FieldKind::of_candidate(name, first)
+    }
+
+    /// [`of`](Self::of) for a name whose length and first letter are those of a known one.
+    #[inline(never)]
+    fn of_candidate(name: &[u8], first: u8) -> FieldKind {
+        use FieldKind::*;
+        // Each comparison in its own arm, where the length is known: a fixed sequence
+        // of loads and compares, not a loop over words of an unknown count.
+        let is = |known: &Spelling, kind: FieldKind| {
+            if known.matches(name) {
+                kind
+            } else {
+                Other
+            }
         };
-        if known.matches(name) {
-            kind
-        } else if matches!(kind, ContentLength | TransferEncoding) && is_lookalike(name) {
-            FramingLookalike
-        } else {
-            Other
+        let framing = |known: &Spelling, kind: FieldKind| {
+            if known.matches(name) {
+                kind
+            } else if is_lookalike(name) {
+                FramingLookalike
+            } else {
+                Other
+            }
+        };
+        match (name.len(), first | 0x20) {
+            (2, b't') => is(&TE, Te),
+            (3, b'v') => is(&VIA, Via),
+            (4, b'h') => is(&HOST, Host),
+            (7, b'u') => is(&UPGRADE, Upgrade),
+            (7, b't') => is(&TRAILER, Trailer),
+            (8, b't') => is(&TRAILERS, Trailers),
+            (9, b'f') => is(&FORWARDED, Forwarded),
+            (10, b'c') => is(&CONNECTION, Connection),
+            (10, b'k') => is(&KEEP_ALIVE, KeepAlive),
+            (14, b'c') => framing(&CONTENT_LENGTH, ContentLength),
+            (14, b'h') => is(&HTTP2_SETTINGS, Http2Settings),
+            (15, b'x') => is(&X_FORWARDED_FOR, XForwardedFor),
+            (16, b'p') => is(&PROXY_CONNECTION, ProxyConnection),
+            (17, b't') => framing(&TRANSFER_ENCODING, TransferEncoding),
+            (17, b'x') => is(&X_FORWARDED_PROTO, XForwardedProto),
+            (17, b's') => is(&SEC_WEBSOCKET_KEY, SecWebSocketKey),
+            (18, b'p') => is(&PROXY_AUTHENTICATE, ProxyAuthenticate),
+            (19, b'p') => is(&PROXY_AUTHORIZATION, ProxyAuthorization),
+            (20, b's') => is(&SEC_WEBSOCKET_ACCEPT, SecWebSocketAccept),
+            (24, b's') => is(&SEC_WEBSOCKET_EXTENSIONS, SecWebSocketExtensions),
+            _ => Other,
         }
     }
 
@@ -110,6 +138,41 @@ impl FieldKind {
         matches!(self, FieldKind::Host | FieldKind::ContentLength)
     }
 }
+
+/// For each name length, the known names' first letters of that length, as bits `b & 31`
+/// (a letter in either case, and a few other bytes, which the full comparison turns away).
+const KNOWN_FIRST_LETTERS: [u32; 25] = {
+    let names: [&str; 20] = [
+        "te",
+        "via",
+        "host",
+        "upgrade",
+        "trailer",
+        "trailers",
+        "forwarded",
+        "connection",
+        "keep-alive",
+        "content-length",
+        "http2-settings",
+        "x-forwarded-for",
+        "proxy-connection",
+        "transfer-encoding",
+        "x-forwarded-proto",
+        "sec-websocket-key",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "sec-websocket-accept",
+        "sec-websocket-extensions",
+    ];
+    let mut table = [0u32; 25];
+    let mut i = 0;
+    while i < names.len() {
+        let name = names[i].as_bytes();
+        table[name.len()] |= 1 << (name[0] & 31);
+        i += 1;
+    }
+    table
+};
 
 /// The bits of the kinds that are hop-by-hop (a bit test, not a `match`, per field).
 const HOP_BY_HOP: u32 = {
@@ -226,91 +289,6 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 
 pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_tchar(b))
-}
-
-/// A known name as up to three little-endian words, lower case, with the bits that make
-/// an ASCII letter lower case set in `letters`: `(word | letters) == lower` holds exactly
-/// when the name's bytes equal the known ones but for the case of letters (a `-` or a
-/// digit is compared as it is). A name of 8 bytes or more is read as words at 0, 8, ...,
-/// the last one ending at the name's end (overlapping the one before); a shorter one as
-/// one word, zero-padded.
-struct Spelling {
-    len: usize,
-    lower: [u64; 3],
-    letters: [u64; 3],
-}
-
-impl Spelling {
-    const fn new(name: &str) -> Spelling {
-        let b = name.as_bytes();
-        let mut lower = [0; 3];
-        let mut letters = [0; 3];
-        let mut j = 0;
-        while j < words(b.len()) {
-            let at = word_start(b.len(), j);
-            let mut i = 0;
-            while i < 8 && at + i < b.len() {
-                let byte = b[at + i];
-                lower[j] |= (byte as u64) << (8 * i);
-                if byte.is_ascii_lowercase() {
-                    letters[j] |= 0x20 << (8 * i);
-                }
-                i += 1;
-            }
-            j += 1;
-        }
-        Spelling {
-            len: b.len(),
-            lower,
-            letters,
-        }
-    }
-
-    /// Whether `name` (of this spelling's length) is this name in any case.
-    #[inline(always)]
-    fn matches(&self, name: &[u8]) -> bool {
-        debug_assert_eq!(name.len(), self.len);
-        let len = name.len();
-        (0..words(len)).all(|j| (word(name, word_start(len, j)) | self.letters[j]) == self.lower[j])
-    }
-}
-
-/// How many words a name of `len` bytes is read as.
-const fn words(len: usize) -> usize {
-    if len < 8 {
-        1
-    } else {
-        len.div_ceil(8)
-    }
-}
-
-/// Where the `j`th word of a name of `len` bytes starts.
-const fn word_start(len: usize, j: usize) -> usize {
-    if len < 8 {
-        0
-    } else if 8 * j + 8 > len {
-        len - 8
-    } else {
-        8 * j
-    }
-}
-
-/// The word of `name` at `at`: eight bytes, or a shorter name zero-padded.
-#[inline(always)]
-fn word(name: &[u8], at: usize) -> u64 {
-    match name.get(at..at + 8) {
-        Some(eight) => u64::from_le_bytes(eight.try_into().unwrap_or_default()),
-        None => name
-            .iter()
-            .enumerate()
-            .fold(0, |w, (i, &b)| w | u64::from(b) << (8 * i)),
-    }
-}
-
-/// Whether `token` is `websocket` in any case (a word compare, for the usual `Upgrade`).
-pub(crate) fn is_websocket(token: &[u8]) -> bool {
-    const WEBSOCKET: Spelling = Spelling::new("websocket");
-    token.len() == WEBSOCKET.len && WEBSOCKET.matches(token)
 }
 
 const TE: Spelling = Spelling::new("te");

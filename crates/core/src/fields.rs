@@ -9,6 +9,10 @@ use crate::field_kind::FieldKind;
 /// Fields kept inline; a head with more keeps them all on the heap.
 const INLINE: usize = 24;
 
+/// Runs of plain lines kept ([`Fields::plain_runs`]); a head with more is written field
+/// by field.
+const RUNS: usize = 8;
+
 /// One header field: where its name and value are in the head's bytes, and what its name
 /// is to the core. Offsets are `u32`: a head is far smaller (limits cap it at
 /// [`MAX_HEAD`]), and the list stays small enough to move cheaply.
@@ -75,6 +79,11 @@ pub(crate) struct Fields {
     /// Every value is followed at once by a CR in the buffer parsed (no trailing
     /// whitespace): the line-ending check need not look at the fields one by one.
     cr_after_values: bool,
+    /// How many of `runs` there are, or `u8::MAX` when the plain fields are not all
+    /// written plainly, or lie in more than [`RUNS`] runs.
+    run_count: u8,
+    /// The plain fields' lines as runs of adjacent lines, as start and end offsets.
+    runs: [(u32, u32); RUNS],
     inline: [Field; INLINE],
     spilled: Vec<Field>,
 }
@@ -85,25 +94,51 @@ impl Fields {
         len: 0,
         plain_len: 0,
         cr_after_values: true,
+        run_count: 0,
+        runs: [(0, 0); RUNS],
         inline: [Field::EMPTY; INLINE],
         spilled: Vec::new(),
     };
 
     /// Becomes the fields httparse found in `buf`, each with its kind; returns the set
-    /// of kinds ([`FieldKind::bit`]s). `buf` is at most [`MAX_HEAD`] bytes long (so are the
-    /// offsets into it).
-    pub(crate) fn fill(&mut self, buf: &[u8], parsed: &[httparse::Header<'_>]) -> u32 {
+    /// of kinds ([`FieldKind::bit`]s) and the set of those seen more than once. `buf` is
+    /// at most [`MAX_HEAD`] bytes long (so are the offsets into it).
+    pub(crate) fn fill(&mut self, buf: &[u8], parsed: &[httparse::Header<'_>]) -> (u32, u32) {
         let mut kinds = 0;
+        let mut repeated = 0;
         let base = buf.as_ptr() as usize;
         self.len = parsed.len();
         let mut plain_len = 0;
         let mut cr_after_values = true;
+        let mut run_count = 0;
+        let runs = &mut self.runs;
         let mut add = |f: &Field| {
+            repeated |= kinds & f.kind.bit();
             kinds |= f.kind.bit();
+            let cr_after = buf.get(f.value_end as usize) == Some(&b'\r');
+            cr_after_values &= cr_after;
             if f.kind.is_plain() {
                 plain_len += f.line_len();
+                // `name: value` CRLF exactly (httparse found the colon right after the
+                // name, and a CR is followed by LF): the line may be copied as it is.
+                let plainly = cr_after
+                    && f.value_start == f.name_end + 2
+                    && buf.get(f.name_end as usize + 1) == Some(&b' ');
+                let line_end = f.value_end + 2;
+                if !plainly {
+                    run_count = u8::MAX;
+                } else if run_count > 0
+                    && usize::from(run_count) <= RUNS
+                    && runs[usize::from(run_count) - 1].1 == f.name_start
+                {
+                    runs[usize::from(run_count) - 1].1 = line_end;
+                } else if usize::from(run_count) < RUNS {
+                    runs[usize::from(run_count)] = (f.name_start, line_end);
+                    run_count += 1;
+                } else {
+                    run_count = u8::MAX;
+                }
             }
-            cr_after_values &= buf.get(f.value_end as usize) == Some(&b'\r');
         };
         if parsed.len() <= INLINE {
             for (slot, h) in self.inline.iter_mut().zip(parsed) {
@@ -116,7 +151,8 @@ impl Fields {
         }
         self.plain_len = plain_len;
         self.cr_after_values = cr_after_values;
-        kinds
+        self.run_count = run_count;
+        (kinds, repeated)
     }
 }
 
@@ -130,6 +166,19 @@ impl Fields {
     /// Whether, in the buffer they were found in, every value is followed at once by a CR.
     pub(crate) fn cr_after_values(&self) -> bool {
         self.cr_after_values
+    }
+
+    /// The plain fields (neither hop-by-hop nor the proxy's own) as ranges of whole
+    /// `name: value` CRLF lines of the buffer they were found in, adjacent lines in one
+    /// range, in order; `None` when one of them is written otherwise (whitespace around
+    /// the value) or they lie in too many pieces. Found while the fields are filled in,
+    /// so a forwarded head is a few copies without a second look at its fields.
+    pub(crate) fn plain_runs(&self) -> Option<impl Iterator<Item = Range<usize>> + '_> {
+        let runs = self.runs.get(..usize::from(self.run_count))?;
+        Some(
+            runs.iter()
+                .map(|&(start, end)| start as usize..end as usize),
+        )
     }
 }
 
@@ -163,7 +212,9 @@ mod tests {
                 })
                 .collect();
             let mut fields = Fields::EMPTY;
-            prop_assert_eq!(fields.fill(&buf, &parsed), if count > 0 { FieldKind::Other.bit() } else { 0 });
+            let other = FieldKind::Other.bit();
+            let kinds = (if count > 0 { other } else { 0 }, if count > 1 { other } else { 0 });
+            prop_assert_eq!(fields.fill(&buf, &parsed), kinds);
             prop_assert_eq!(fields.len(), count);
             for (i, f) in fields.iter().enumerate() {
                 prop_assert_eq!((f.name(), f.value()), (2 * i..2 * i + 1, 2 * i + 1..2 * i + 2));

@@ -166,6 +166,9 @@ pub(crate) struct Head {
     pub fields: Fields,
     /// The [`FieldKind::bit`]s of the kinds among `fields`.
     pub kinds: u32,
+    /// The bits of the kinds that more than one field has: a search for the one field of
+    /// any other kind stops at it.
+    pub repeated: u32,
     /// What its `Connection` fields say.
     pub connection: ConnectionOptions,
 }
@@ -182,6 +185,7 @@ impl Head {
             status: 0,
             fields: Fields::EMPTY,
             kinds: 0,
+            repeated: 0,
             connection: ConnectionOptions::default(),
         }
     }
@@ -189,12 +193,13 @@ impl Head {
     /// Fills in the fields httparse found in `buf` (the head's bytes, or a buffer starting
     /// with them), their kinds and what the `Connection` fields say.
     fn fill_fields(&mut self, buf: &[u8], parsed: &[httparse::Header<'_>]) {
-        self.kinds = self.fields.fill(buf, parsed);
+        (self.kinds, self.repeated) = self.fields.fill(buf, parsed);
         self.connection = if self.has_kind(FieldKind::Connection) {
             ConnectionOptions::of(
                 self.fields
                     .iter()
                     .filter(|f| f.kind == FieldKind::Connection)
+                    .take(self.count_of(FieldKind::Connection))
                     .map(|f| &buf[f.value()]),
             )
         } else {
@@ -234,17 +239,30 @@ impl Head {
             .map(move |f| self.value(f))
     }
 
-    /// Values of every field of `kind`, in order.
+    /// Values of every field of `kind`, in order: no pass at all when the head has none,
+    /// and the search ends at the first when it has one.
     pub fn values_of(&self, kind: FieldKind) -> impl Iterator<Item = &[u8]> + '_ {
-        let fields: &[Field] = if self.has_kind(kind) {
-            &self.fields
-        } else {
-            &[]
-        };
-        fields
+        self.fields_of(kind).map(move |f| self.value(f))
+    }
+
+    /// The fields of `kind`, in order, found as [`values_of`](Self::values_of) finds them.
+    pub fn fields_of(&self, kind: FieldKind) -> impl Iterator<Item = &Field> + '_ {
+        self.fields
             .iter()
             .filter(move |f| f.kind == kind)
-            .map(move |f| self.value(f))
+            .take(self.count_of(kind))
+    }
+
+    /// How many fields of `kind` there are, as far as the kinds say: none, one, or more
+    /// (`usize::MAX`).
+    fn count_of(&self, kind: FieldKind) -> usize {
+        if !self.has_kind(kind) {
+            0
+        } else if self.repeated & kind.bit() == 0 {
+            1
+        } else {
+            usize::MAX
+        }
     }
 
     /// Whether any field of `kind` exists.
@@ -354,7 +372,14 @@ fn scanner_would_accept(
     if end > limits.max_header_bytes.min(MAX_HEAD) || end < 2 || buf[end - 2] != b'\r' {
         return false;
     }
-    match find_lf(&buf[..end]) {
+    // The request line's LF: right before the first field's name (httparse allows no
+    // LF in the line itself), or the first LF of a head without fields.
+    let first_lf = match fields.first() {
+        Some(field) => Some(field.name.as_ptr() as usize - buf.as_ptr() as usize - 1),
+        None => find_lf(&buf[..end]),
+    };
+    debug_assert_eq!(first_lf, find_lf(&buf[..end]));
+    match first_lf {
         Some(lf) if lf >= 1 && buf[lf - 1] == b'\r' && lf < limits.max_request_line => {}
         _ => return false,
     }
@@ -537,6 +562,18 @@ mod tests {
         assert!(parse_request_whole(bare, &Limits::default(), &mut Head::empty()).is_none());
     }
 
+    #[test]
+    fn the_fields_of_a_kind_are_all_found_when_repeated_and_the_one_when_not() {
+        let buf = b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nConnection: close\r\nHost: b\r\n\r\n";
+        let mut head = Head::empty();
+        let end = parse_request_whole(buf, &Limits::default(), &mut head).expect("parsed");
+        head.bytes = Bytes::copy_from_slice(&buf[..end]);
+        let values = |kind| head.values_of(kind).collect::<Vec<_>>();
+        assert_eq!(values(FieldKind::Host), [&b"a"[..], b"b"]);
+        assert_eq!(values(FieldKind::Connection), [&b"close"[..]]);
+        assert!(values(FieldKind::Upgrade).is_empty());
+    }
+
     proptest! {
         /// The one-pass parse of a whole head never accepts what the scanner and the
         /// parse after it would not, and then finds the same head.
@@ -559,7 +596,7 @@ mod tests {
                 let slow = slow.unwrap().unwrap();
                 prop_assert_eq!(&fast.bytes, &slow.bytes);
                 prop_assert_eq!((&fast.first, &fast.target, fast.version), (&slow.first, &slow.target, slow.version));
-                prop_assert_eq!(fast.kinds, slow.kinds);
+                prop_assert_eq!((fast.kinds, fast.repeated), (slow.kinds, slow.repeated));
                 prop_assert_eq!(fast.connection, slow.connection);
                 let ranges = |h: &Head| h.fields.iter().map(|f| (f.name(), f.value(), f.kind)).collect::<Vec<_>>();
                 prop_assert_eq!(ranges(&fast), ranges(&slow));

@@ -29,11 +29,19 @@ fn joined_len(head: &Head, kind: FieldKind) -> (usize, bool) {
     (len, any)
 }
 
-/// Length of the fields of `kind` kept as they are (`headers::keep_all`).
+/// Length of the fields of `kind` kept as they are (`headers::keep_all`); inline, as the
+/// usual head has none.
+#[inline(always)]
 fn kept_len(head: &Head, named: &Tokens<'_>, kind: FieldKind) -> usize {
-    if !head.has_kind(kind) {
-        return 0;
+    if head.has_kind(kind) {
+        kept_len_of(head, named, kind)
+    } else {
+        0
     }
+}
+
+#[inline(never)]
+fn kept_len_of(head: &Head, named: &Tokens<'_>, kind: FieldKind) -> usize {
     head.fields
         .iter()
         .filter(|f| f.kind == kind && is_end_to_end(head, f, named))

@@ -35,11 +35,19 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 /// head (on the stack for the usual handful). The usual tokens (`keep-alive`, `upgrade`)
 /// name hop-by-hop fields, which go whatever `Connection` says, so they are left out and
 /// most heads have none to look for.
+#[inline(always)]
 pub(crate) fn connection_tokens(head: &Head) -> Tokens<'_> {
     let mut tokens = Tokens::default();
-    if !head.connection.names_fields {
-        return tokens;
+    if head.connection.names_fields {
+        gather_tokens(head, &mut tokens);
     }
+    tokens
+}
+
+/// [`connection_tokens`] of a head whose `Connection` may name fields (out of line:
+/// the usual head has none, and the caller then only makes the empty list).
+#[inline(never)]
+fn gather_tokens<'a>(head: &'a Head, tokens: &mut Tokens<'a>) {
     for t in head.values_of(FieldKind::Connection).flat_map(split_list) {
         if FieldKind::of(t).is_hop_by_hop() {
             continue;
@@ -51,7 +59,6 @@ pub(crate) fn connection_tokens(head: &Head) -> Tokens<'_> {
             tokens.spill.push(t);
         }
     }
-    tokens
 }
 
 /// Tokens of `Connection` fields.
@@ -123,9 +130,13 @@ pub(crate) fn upstream_request(
     if extras.empty_host {
         out.put_slice(b"Host: \r\n");
     }
-    copy_fields(&mut out, head, |f| {
-        is_end_to_end(head, f, &named) && !f.kind.is_forwarding()
-    });
+    match head.fields.plain_runs() {
+        // No field nominated by `Connection`: the plain fields are the ones forwarded.
+        Some(runs) if named.is_empty() => runs.for_each(|run| out.put_slice(&head.bytes[run])),
+        _ => copy_fields(&mut out, head, |f| {
+            is_end_to_end(head, f, &named) && !f.kind.is_forwarding()
+        }),
+    }
     if fwd.x_forwarded_for {
         let client = peer.client_addr;
         let earlier = head
@@ -193,12 +204,12 @@ pub(crate) fn upstream_request(
     }
     match extras.upgrade {
         Some(protocols) => {
-            put_field(&mut out, b"Upgrade", protocols);
-            out.put_slice(b"Connection: upgrade\r\n");
+            out.put_slice(b"Upgrade: ");
+            out.put_slice(protocols);
+            out.put_slice(b"\r\nConnection: upgrade\r\n\r\n");
         }
-        None => out.put_slice(b"Connection: keep-alive\r\n"),
+        None => out.put_slice(b"Connection: keep-alive\r\n\r\n"),
     }
-    out.put_slice(b"\r\n");
     debug_assert_eq!(out.len(), len, "head_size::upstream_request_len");
     out.freeze()
 }
@@ -231,11 +242,17 @@ fn copy_fields(out: &mut BytesMut, head: &Head, keep: impl Fn(&Field) -> bool) {
     out.put_slice(&bytes[run]);
 }
 
-#[inline]
+/// Writes the end-to-end fields of `kind` as they are (a forwarding field the proxy does
+/// not write itself); inline, as the usual head has none.
+#[inline(always)]
 fn keep_all(out: &mut BytesMut, head: &Head, named: &Tokens<'_>, kind: FieldKind) {
-    if !head.has_kind(kind) {
-        return;
+    if head.has_kind(kind) {
+        keep_all_of(out, head, named, kind);
     }
+}
+
+#[inline(never)]
+fn keep_all_of(out: &mut BytesMut, head: &Head, named: &Tokens<'_>, kind: FieldKind) {
     for f in head.fields.iter() {
         if f.kind == kind && is_end_to_end(head, f, named) {
             put_field(out, head.name(f), head.value(f));
@@ -256,11 +273,31 @@ fn join_into<'a>(out: &mut BytesMut, values: impl Iterator<Item = &'a [u8]>) -> 
     any
 }
 
+/// Each byte's decimal digits (padded to three) and how many there are.
+pub(crate) const OCTET_DIGITS: [([u8; 3], u8); 256] = {
+    let mut table = [([0; 3], 0); 256];
+    let mut n = 0;
+    while n < 256 {
+        let b = n as u8;
+        table[n] = if b >= 100 {
+            ([b'0' + b / 100, b'0' + b / 10 % 10, b'0' + b % 10], 3)
+        } else if b >= 10 {
+            ([b'0' + b / 10, b'0' + b % 10, 0], 2)
+        } else {
+            ([b'0' + b, 0, 0], 1)
+        };
+        n += 1;
+    }
+    table
+};
+
 /// Writes an address as `Display` would, without the formatting machinery for the
 /// common IPv4 case (it runs once per forwarded request).
 fn put_ip(out: &mut BytesMut, addr: IpAddr) {
     match addr {
         IpAddr::V4(v4) => {
+            // Each octet's digits from a table, three bytes written and its length kept:
+            // the last octet starts at most at byte 12, so the three always fit.
             let mut text = [0u8; 15];
             let mut len = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
@@ -268,16 +305,9 @@ fn put_ip(out: &mut BytesMut, addr: IpAddr) {
                     text[len] = b'.';
                     len += 1;
                 }
-                if octet >= 100 {
-                    text[len] = b'0' + octet / 100;
-                    len += 1;
-                }
-                if octet >= 10 {
-                    text[len] = b'0' + octet / 10 % 10;
-                    len += 1;
-                }
-                text[len] = b'0' + octet % 10;
-                len += 1;
+                let (digits, count) = OCTET_DIGITS[usize::from(octet)];
+                text[len..len + 3].copy_from_slice(&digits);
+                len += usize::from(count);
             }
             out.put_slice(&text[..len]);
         }
@@ -370,4 +400,81 @@ pub(crate) fn canned(status: u16) -> Bytes {
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}\n",
         reason.len() + 1
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use proptest::prelude::*;
+
+    /// Lines written as `name: value` CRLF exactly, of every kind the writer treats its
+    /// own way.
+    const PLAINLY: [&str; 9] = [
+        "Host: a",
+        "Accept: */*",
+        "X-A: 1",
+        "X-Empty: ",
+        "Connection: keep-alive",
+        "Upgrade: websocket",
+        "X-Forwarded-For: 10.0.0.1",
+        "Via: 1.0 edge",
+        "TE: trailers",
+    ];
+
+    proptest! {
+        /// An address is written as `Display` writes it.
+        #[test]
+        fn an_address_is_written_as_display_writes_it(octets in any::<[u8; 4]>(), v6 in any::<u128>()) {
+            for addr in [IpAddr::from(octets), IpAddr::from(v6.to_be_bytes())] {
+                let mut out = BytesMut::new();
+                put_ip(&mut out, addr);
+                let shown = addr.to_string();
+                prop_assert_eq!(&out[..], shown.as_bytes());
+            }
+        }
+
+        /// The plain fields copied as the runs found while parsing are exactly the
+        /// forwarded fields written one by one; and the runs are there whenever every
+        /// line is written plainly in few enough pieces.
+        #[test]
+        fn plain_runs_are_the_forwarded_fields_written_one_by_one(
+            lines in proptest::collection::vec(
+                prop_oneof![
+                    8 => proptest::sample::select(&PLAINLY[..]),
+                    1 => Just("Accept:   spaced   "),
+                    1 => Just("X-Tight:v"),
+                    1 => Just("X-Wide:  w"),
+                ],
+                0..30,
+            ),
+        ) {
+            let fields: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
+            let request = Bytes::from(format!("GET / HTTP/1.1\r\n{fields}\r\n"));
+            let head = crate::head::parse_request(request, &Limits::default()).unwrap();
+            let named = connection_tokens(&head);
+            prop_assert!(named.is_empty());
+            let mut by_field = BytesMut::new();
+            copy_fields(&mut by_field, &head, |f| {
+                is_end_to_end(&head, f, &named) && !f.kind.is_forwarding()
+            });
+            let by_run = head.fields.plain_runs().map(|runs| {
+                let mut by_run = BytesMut::new();
+                runs.for_each(|run| by_run.put_slice(&head.bytes[run]));
+                by_run
+            });
+            match by_run {
+                Some(by_run) => prop_assert_eq!(by_run, by_field),
+                None => {
+                    let pieces = lines
+                        .iter()
+                        .filter(|l| !FieldKind::of(l.split(':').next().unwrap().as_bytes()).is_plain())
+                        .count()
+                        + 1;
+                    let plainly = lines.iter().all(|l| PLAINLY.contains(l));
+                    prop_assert!(!plainly || pieces > 8, "no runs for {:?}", lines);
+                }
+            }
+        }
+    }
 }

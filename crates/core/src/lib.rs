@@ -122,6 +122,7 @@ pub mod proxy_protocol;
 mod request;
 mod request_checks;
 mod response;
+mod spelling;
 mod state;
 mod text;
 mod timer;

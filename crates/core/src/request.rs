@@ -188,10 +188,10 @@ impl Connection {
             proposal,
             upstream_head,
         };
-        let exchange = Exchange::new(accepted, head, self.now, &self.config.limits);
+        let exchange = Exchange::boxed(accepted, head, self.now, &self.config.limits);
         let connect_by = self.now + self.config.routes[route].timeouts.connect;
         if self.enter(Step::HeadAccepted {
-            exchange: Box::new(exchange),
+            exchange,
             connect_by,
         }) {
             self.connect();

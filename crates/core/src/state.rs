@@ -293,7 +293,7 @@ mod tests {
             proposal: None,
             upstream_head: bytes::Bytes::new(),
         };
-        Box::new(Exchange::new(accepted, &head, now, &Limits::default()))
+        Exchange::boxed(accepted, &head, now, &Limits::default())
     }
 
     fn phase(kind: StateKind, now: Instant) -> Phase {

@@ -55,20 +55,23 @@ pub(crate) fn proposal(head: &Head, allow: &[String]) -> Option<Proposal> {
     if head.version != 1 || !head.connection.upgrade {
         return None;
     }
+    // Views of the head by the fields' ranges (no search of where a slice lies).
     let websocket_key = || {
-        let mut keys = head.values_of(FieldKind::SecWebSocketKey);
+        let mut keys = head.fields_of(FieldKind::SecWebSocketKey);
         match (keys.next(), keys.next()) {
-            (Some(k), None) => Some(head.bytes.slice_ref(k)),
+            (Some(k), None) => Some(head.bytes.slice(k.value())),
             _ => None,
         }
     };
     // The usual proposal, one `Upgrade: websocket`: what the list below finds for it,
     // without splitting it.
-    let mut upgrades = head.values_of(FieldKind::Upgrade);
+    let mut upgrades = head.fields_of(FieldKind::Upgrade);
     if let (Some(only), None) = (upgrades.next(), upgrades.next()) {
-        if is_websocket(only) {
-            return allowed(only, allow).then(|| Proposal {
-                upgrade: head.bytes.slice_ref(only),
+        if is_websocket(head.value(only)) {
+            // `allowed`, for a name known to be `websocket`: a word compare per entry.
+            let allowed = allow.iter().any(|a| is_websocket(a.as_bytes()));
+            return allowed.then(|| Proposal {
+                upgrade: head.bytes.slice(only.value()),
                 websocket_key: websocket_key(),
             });
         }

@@ -167,7 +167,7 @@ mod tests {
     }
 
     fn tunnel(websocket: Option<WebSocketRecord>, reason: CloseReason) -> Event {
-        Event::TunnelClosed(TunnelRecord {
+        Event::TunnelClosed(Box::new(TunnelRecord {
             route: 0,
             target: "/chat".into(),
             protocol: "websocket".into(),
@@ -176,7 +176,7 @@ mod tests {
             duration: Duration::from_millis(1500),
             reason,
             websocket,
-        })
+        }))
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub fn tunnel_record(sim: &Sim) -> switchyard_core::TunnelRecord {
     sim.events()
         .into_iter()
         .find_map(|e| match e {
-            Event::TunnelClosed(record) => Some(record.clone()),
+            Event::TunnelClosed(record) => Some(switchyard_core::TunnelRecord::clone(record)),
             _ => None,
         })
         .expect("a tunnel record")

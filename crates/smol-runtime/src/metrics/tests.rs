@@ -70,7 +70,7 @@ fn opened(route: usize, protocol: &str) -> Event {
 }
 
 fn closed(route: usize, protocol: &str, reason: CloseReason, bytes: (u64, u64)) -> Event {
-    Event::TunnelClosed(TunnelRecord {
+    Event::TunnelClosed(Box::new(TunnelRecord {
         route,
         target: "/chat/room".into(),
         protocol: protocol.into(),
@@ -79,7 +79,7 @@ fn closed(route: usize, protocol: &str, reason: CloseReason, bytes: (u64, u64)) 
         duration: Duration::from_secs(90),
         reason,
         websocket: None,
-    })
+    }))
 }
 
 /// The value of the one sample line `series` (name and labels as written), if any.

@@ -35,7 +35,7 @@ impl Events {
         let mut events = self.events.lock().unwrap();
         loop {
             let closed = events.iter().find_map(|event| match event {
-                Event::TunnelClosed(record) => Some(record.clone()),
+                Event::TunnelClosed(record) => Some(TunnelRecord::clone(record)),
                 _ => None,
             });
             if let Some(record) = closed {
