@@ -202,17 +202,18 @@ fn a_websocket_handshake_allocates_little() {
         |handshakes| origin.wait_closed(handshakes),
     );
     println!("allocations per WebSocket handshake: {per_handshake:.2}");
-    // Measured 38.00 on the Linux reactor (50.20 before issue 14, 41.20 before the head
-    // fields went inline and heads exactly sized; benches/RESULTS.md, "Allocations per
-    // request"; one of them the tunnel's own task, which holds far less than the HTTP
-    // task it replaces, and one the tunnel's ending, boxed so that an idle tunnel does
-    // not carry its room: this client leaves without a Close), 48.6-49.9 on the
-    // portable backend (async-io's registrations vary with how the handshake's reads
-    // and writes meet readiness).
+    // Measured 39.00-39.03 on the Linux reactor (50.20 before issue 14, 41.20 before
+    // the head fields went inline and heads exactly sized; benches/RESULTS.md,
+    // "Allocations per request"). Three of them are kept on purpose: the tunnel's own
+    // task, which holds far less than the HTTP task it replaces; the tunnel's ending,
+    // boxed so that an idle tunnel does not carry its room (this client leaves without
+    // a Close); and the tunnel's closing record, boxed so that every output the core
+    // moves is half the size. 48.6-50.5 on the portable backend (async-io's
+    // registrations vary with how the handshake's reads and writes meet readiness).
     let bound = if cfg!(feature = "portable") {
-        51.0
+        52.0
     } else {
-        38.5
+        39.5
     };
     assert!(
         per_handshake <= bound,
