@@ -1,0 +1,156 @@
+//! Finding the end of a message head in what has arrived: incrementally (a head may
+//! arrive one byte at a time; each byte is scanned once), and the byte searches the head
+//! parse shares. The one-pass parse of a whole head (`head.rs`) tries first and falls
+//! back to this scanner when a head is split or breaks a rule.
+
+use bytes::BytesMut;
+
+use crate::config::Limits;
+use crate::error::ErrorKind;
+
+/// Incremental search for the end of a head (an LF followed by CRLF, or by a bare LF
+/// which validation then refuses). Each byte is looked at about once however the head is
+/// split into reads, and whole words at a time.
+#[derive(Debug, Default)]
+pub(crate) struct HeadScanner {
+    /// Bytes of the buffer already searched for the end.
+    scanned: usize,
+    /// Where the first line ended, once seen.
+    first_line_end: Option<usize>,
+}
+
+/// What a scan found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// The head ends at this offset (after its final CRLF).
+    Complete(usize),
+    /// More bytes are needed.
+    Partial,
+}
+
+/// Position of the first `byte` in `buf`, eight bytes at a time (SWAR, no `unsafe`).
+pub(crate) fn find_byte(buf: &[u8], byte: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(byte);
+    let mut chunks = buf.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ pattern;
+        // The lowest flagged byte is always a real match (borrows only run upwards).
+        let found = word.wrapping_sub(LO) & !word & HI;
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == byte)
+        .map(|i| offset + i)
+}
+
+/// Position of the first `\n` in `buf`.
+pub(crate) fn find_lf(buf: &[u8]) -> Option<usize> {
+    find_byte(buf, b'\n')
+}
+
+impl HeadScanner {
+    /// Forget progress (the buffer's head was consumed).
+    pub(crate) fn reset(&mut self) {
+        *self = HeadScanner::default();
+    }
+
+    /// Nothing of the current head was searched yet: a head that arrived whole may be
+    /// parsed at once ([`parse_request_whole`]), without this search.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.scanned == 0 && self.first_line_end.is_none()
+    }
+
+    /// Continue searching `buf` for the end of the head, enforcing the request-line and
+    /// head size limits (414 / 431; the caller maps them to 502 for responses).
+    pub(crate) fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Scan, ErrorKind> {
+        let mut from = self.scanned;
+        while let Some(i) = find_lf(&buf[from..]).map(|i| from + i) {
+            if i == 0 || buf[i - 1] != b'\r' {
+                return Err(ErrorKind::BareLineEnding);
+            }
+            if self.first_line_end.is_none() {
+                self.first_line_end = Some(i + 1);
+                if i + 1 > limits.max_request_line {
+                    return Err(ErrorKind::RequestLineTooLong);
+                }
+            }
+            match (buf.get(i + 1), buf.get(i + 2)) {
+                (Some(b'\r'), Some(b'\n')) => return self.complete(buf, i + 3, limits),
+                (Some(b'\n'), _) => return Err(ErrorKind::BareLineEnding),
+                // The LF may still start the end: look at it again with more bytes.
+                (None, _) | (Some(b'\r'), None) => {
+                    self.scanned = i;
+                    return self.partial(buf, limits);
+                }
+                _ => from = i + 1,
+            }
+        }
+        self.scanned = buf.len();
+        self.partial(buf, limits)
+    }
+
+    fn partial(&self, buf: &[u8], limits: &Limits) -> Result<Scan, ErrorKind> {
+        if self.first_line_end.is_none() && buf.len() > limits.max_request_line {
+            return Err(ErrorKind::RequestLineTooLong);
+        }
+        if buf.len() > limits.max_header_bytes {
+            return Err(ErrorKind::HeadTooLarge);
+        }
+        Ok(Scan::Partial)
+    }
+
+    /// The head is `buf[..end]`: check its size and that no CR stands alone (every LF
+    /// was already found to follow a CR; see docs/DECISIONS.md).
+    fn complete(&mut self, buf: &[u8], end: usize, limits: &Limits) -> Result<Scan, ErrorKind> {
+        self.scanned = end;
+        if end > limits.max_header_bytes {
+            return Err(ErrorKind::HeadTooLarge);
+        }
+        let head = &buf[..end];
+        let mut from = 0;
+        while let Some(i) = find_byte(&head[from..], b'\r').map(|i| from + i) {
+            if head.get(i + 1) != Some(&b'\n') {
+                return Err(ErrorKind::BareLineEnding);
+            }
+            from = i + 2;
+        }
+        Ok(Scan::Complete(end))
+    }
+}
+
+/// Removes empty lines before a request line (RFC 9112 §2.2 allows ignoring them).
+/// Returns false when the buffer holds only (part of) such lines.
+pub(crate) fn skip_leading_crlf(buf: &mut BytesMut) -> bool {
+    let mut n = 0;
+    while buf.len() >= n + 2 && &buf[n..n + 2] == b"\r\n" {
+        n += 2;
+    }
+    if n > 0 {
+        let _ = buf.split_to(n);
+    }
+    !(buf.is_empty() || buf[..] == b"\r"[..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn find_byte_agrees_with_a_plain_search(
+            buf in proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(b'\n'), Just(b'\r'), Just(0x80), any::<u8>()], 0..64),
+            byte in prop_oneof![Just(b'\n'), Just(b'\r'), Just(0u8), any::<u8>()],
+        ) {
+            prop_assert_eq!(find_byte(&buf, byte), buf.iter().position(|&b| b == byte));
+        }
+    }
+}
