@@ -10,6 +10,18 @@ fn echo_target_origin() -> Origin {
     Origin::http(|request| Reply::Send(ok(request.head.target().as_bytes())))
 }
 
+/// An origin that answers `/chunked` with `chunked` (a whole response, as sent) and
+/// anything else with a short `after`.
+fn chunked_origin(chunked: Vec<u8>) -> Origin {
+    Origin::http(move |request| {
+        if request.head.target() == "/chunked" {
+            Reply::Send(chunked.clone())
+        } else {
+            Reply::Send(ok(b"after"))
+        }
+    })
+}
+
 fn get(client: &mut Conn, target: &str) -> Message {
     client.write_all(format!("GET {target} HTTP/1.1\r\nHost: example\r\n\r\n").as_bytes());
     client
@@ -174,17 +186,11 @@ fn post_with_chunked_body_is_reencoded_canonically() {
 
 #[test]
 fn chunked_response_is_forwarded_and_the_connection_reused() {
-    let origin = Origin::http(|request| {
-        if request.head.target() == "/chunked" {
-            Reply::Send(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
-                  5\r\nhello\r\n1;ext=1\r\n,\r\n0006\r\n world\r\n0\r\n\r\n"
-                    .to_vec(),
-            )
-        } else {
-            Reply::Send(ok(b"after"))
-        }
-    });
+    let origin = chunked_origin(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n1;ext=1\r\n,\r\n0006\r\n world\r\n0\r\n\r\n"
+            .to_vec(),
+    );
     let proxy = Proxy::start(origin.addr());
     let mut client = Conn::connect(proxy.addr());
 
@@ -365,13 +371,7 @@ fn large_chunked_response_body_is_streamed_intact() {
         body.extend(chunk);
     }
     answer.extend(b"0\r\n\r\n");
-    let origin = Origin::http(move |request| {
-        if request.head.target() == "/chunked" {
-            Reply::Send(answer.clone())
-        } else {
-            Reply::Send(ok(b"after"))
-        }
-    });
+    let origin = chunked_origin(answer);
     let proxy = Proxy::start(origin.addr());
     let mut client = Conn::connect(proxy.addr());
 
