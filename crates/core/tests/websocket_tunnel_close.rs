@@ -67,9 +67,71 @@ fn an_upstream_eof_without_a_close_frame_gets_the_client_a_close_1001() {
     assert_eq!(close.close_code(), Some(1001));
     assert_eq!(close.close_reason(), "upstream went away");
     assert!(sim.client_shut_down);
-    // The client answers the Close and leaves: both directions are over.
+    // The client answers the Close: both directions are over, and the proxy closes
+    // without waiting for the client's EOF.
     sim.send_close(Side::Client, 1001, "");
+    assert_eq!(sim.close_reason(), Some(CloseReason::BothClosed));
+}
+
+#[test]
+fn the_answer_to_the_close_sent_for_a_client_that_left_is_not_forwarded() {
+    let mut sim = ws_tunnel(Config::default());
     sim.client_eof();
+    assert_eq!(last_frame(&sim, Side::Upstream).close_code(), Some(1001));
+    // The upstream's data still reaches the half-closed client; its Close answers the
+    // proxy's and stays with the proxy.
+    sim.upstream_sends_frame(Opcode::Text, b"late");
+    sim.send_close(Side::Upstream, 1001, "bye");
+    assert_eq!(opcodes(&sim.frames_received(Side::Client)), [Opcode::Text]);
+    sim.upstream_eof();
+    let record = tunnel_record(&sim);
+    assert_eq!(record.reason, CloseReason::BothClosed);
+    let frames = record.websocket.unwrap();
+    assert_eq!(frames.upstream.close_code, Some(1001));
+    assert_eq!(frames.upstream.close_frames, 1);
+    assert_eq!(frames.client.close_code, None);
+}
+
+#[test]
+fn the_answer_to_the_close_sent_for_an_upstream_that_left_is_not_forwarded() {
+    let mut sim = ws_tunnel(Config::default());
+    sim.upstream_eof();
+    assert_eq!(last_frame(&sim, Side::Client).close_code(), Some(1001));
+    let to_upstream = sim.upstream_received().len();
+    sim.client_sends_frame(Opcode::Text, b"late");
+    sim.send_close(Side::Client, 1000, "");
+    // The data frame goes on to the half-closed upstream, the Close does not.
+    let frames = sim.frames_received(Side::Upstream);
+    assert_eq!(opcodes(&frames[frames.len() - 1..]), [Opcode::Text]);
+    assert!(sim.upstream_received().len() > to_upstream);
+    // The closing handshake with the client is complete: the proxy, its server, closes
+    // first, without waiting for the client's EOF.
+    let record = tunnel_record(&sim);
+    assert_eq!(record.reason, CloseReason::BothClosed);
+    assert_eq!(record.websocket.unwrap().client.close_code, Some(1000));
+}
+
+#[test]
+fn after_the_upstream_left_the_clients_last_frames_are_written_before_the_close() {
+    let mut sim = ws_tunnel(Config::default());
+    sim.upstream_eof();
+    sim.stall_writes(Side::Upstream);
+    sim.client_sends_frame(Opcode::Text, b"late");
+    sim.send_close(Side::Client, 1000, "");
+    assert!(!sim.is_closed(), "closed with the client's frame unwritten");
+    sim.resume_writes(Side::Upstream);
+    assert_eq!(last_frame(&sim, Side::Upstream).payload, b"late");
+    assert_eq!(sim.close_reason(), Some(CloseReason::BothClosed));
+}
+
+#[test]
+fn a_client_whose_close_the_upstream_left_unanswered_gets_close_1001_and_the_end() {
+    let mut sim = ws_tunnel(Config::default());
+    sim.send_close(Side::Client, 1000, "done");
+    assert_eq!(last_frame(&sim, Side::Upstream).close_code(), Some(1000));
+    sim.upstream_eof();
+    // The proxy answers in the upstream's place and, as the client's server, closes.
+    assert_eq!(last_frame(&sim, Side::Client).close_code(), Some(1001));
     assert_eq!(sim.close_reason(), Some(CloseReason::BothClosed));
 }
 

@@ -4,7 +4,9 @@
 //! frames are masked iff they go upstream, each with a key of its own; (c) on the virtual
 //! clock a silent peer is dead exactly `ws_ping_interval + ws_ping_timeout` after its
 //! last byte; (d) after a violation, everything the other side still sends before its
-//! Close reaches the offender byte-identical, then one Close 1002 of the proxy's.
+//! Close reaches the offender byte-identical, then one Close 1002 of the proxy's; (e)
+//! after a peer left without a Close, the other side's stream still reaches it
+//! byte-identical, and the other side's Close, which answers the proxy's 1001, does not.
 
 mod common;
 
@@ -268,5 +270,49 @@ proptest! {
         prop_assert_eq!(&frames[0].unmasked_payload()[..2], &1002u16.to_be_bytes());
         prop_assert_eq!(frames[0].header.mask.is_some(), offender == Side::Upstream);
         prop_assert_eq!(sim.close_reason(), Some(CloseReason::ProtocolError));
+    }
+
+    /// (e) A peer leaves without a Close at a frame boundary: the other side gets the
+    /// proxy's Close 1001 and nothing else of the proxy's; what it still sends, split
+    /// anywhere, reaches the one that left byte for byte, but not its Close (an answer to
+    /// the proxy's). The tunnel ends as both_closed: at that Close when the client stayed
+    /// (the proxy is its server and closes first), at the upstream's EOF otherwise.
+    #[test]
+    fn after_a_peer_left_the_answer_to_the_proxys_close_stays_with_the_proxy(
+        leaver_client in any::<bool>(),
+        specs in specs(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        delays in proptest::collection::vec(0u64..70, 12),
+    ) {
+        let leaver = if leaver_client { Side::Client } else { Side::Upstream };
+        let stayer = leaver.other();
+        let mut sim = ws_tunnel(Config::default());
+        if leaver == Side::Client {
+            sim.client_eof();
+        } else {
+            sim.upstream_eof();
+        }
+        let to_stayer = sim.frames_received(stayer);
+        prop_assert_eq!(to_stayer.len(), 1);
+        prop_assert_eq!(to_stayer[0].close_code(), Some(1001));
+
+        let answers = stream(stayer, &specs);
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (answers.len() + 1)).collect();
+        points.extend([0, answers.len()]);
+        points.sort_unstable();
+        points.dedup();
+        for (i, piece) in points.windows(2).enumerate() {
+            sim.sends(stayer, &answers[piece[0]..piece[1]]);
+            prop_assert!(!sim.is_closed(), "closed with {:?}", sim.close_reason());
+            sim.advance(Duration::from_millis(delays[i]));
+        }
+        sim.send_close(stayer, 1000, "");
+        prop_assert_eq!(sim.tunnel_received(leaver), &answers[..], "all but the Close");
+        prop_assert_eq!(sim.frames_received(stayer).len(), 1, "one Close of the proxy's");
+        if stayer == Side::Upstream {
+            prop_assert!(!sim.is_closed(), "closed before the upstream's EOF");
+            sim.upstream_eof();
+        }
+        prop_assert_eq!(sim.close_reason(), Some(CloseReason::BothClosed));
     }
 }

@@ -276,16 +276,19 @@ impl Frames {
         self.tracker(to.other()).saw_close() && !self.absorbs_close_from(to.other())
     }
 
-    /// Whether a Close frame from `from` is absorbed: the other side broke a rule while
-    /// `from` had not closed, so the offender gets the proxy's Close 1002, not `from`'s.
+    /// Whether a Close frame from `from` is absorbed, not forwarded: it answers a Close
+    /// of the proxy's own. After the other side broke a rule while `from` had not closed,
+    /// the offender gets the proxy's Close 1002, not `from`'s; after the other side left
+    /// without a Close, `from` was sent the proxy's Close 1001, and the side that left is
+    /// in no closing handshake to be answered.
     pub(crate) fn absorbs_close_from(&self, from: Side) -> bool {
-        matches!(
-            self.ending(),
-            Some(Ending {
-                kind: EndingKind::Violation { offender, answers },
-                ..
-            }) if offender == from.other() && answers != Answers::None
-        )
+        match self.ending().map(|ending| ending.kind) {
+            Some(EndingKind::Violation { offender, answers }) => {
+                offender == from.other() && answers != Answers::None
+            }
+            Some(EndingKind::PeerLeft(gone)) => gone == from.other(),
+            _ => false,
+        }
     }
 
     /// Whether the tunnel is forwarding the answers of `from` to a side that broke a

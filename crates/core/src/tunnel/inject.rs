@@ -42,6 +42,17 @@ impl Connection {
             // Close owed to a side that stayed is written.
             None if both_eof => Some(CloseReason::BothClosed),
             Some(EndingKind::PeerLeft(_)) if both_eof && flushed => Some(CloseReason::BothClosed),
+            // The upstream left and the client answered the proxy's Close: the closing
+            // handshake with the client is complete, and its server (the proxy) closes
+            // first (RFC 6455 §7.1.1), once what the client sent before is written. Towards
+            // an upstream that stayed, the proxy is the client and waits for its EOF.
+            Some(EndingKind::PeerLeft(Side::Upstream))
+                if flushed
+                    && ws.tracker(Side::Client).saw_close()
+                    && !sink.writes.pending(Side::Upstream) =>
+            {
+                Some(CloseReason::BothClosed)
+            }
             // Otherwise it ends when the wait runs out.
             None | Some(EndingKind::PeerLeft(_)) => None,
             // The other side's answers still go to the offender.
