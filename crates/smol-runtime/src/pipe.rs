@@ -8,17 +8,35 @@
 //! the socket is empty). A pipe is taken from a per-thread pool when bytes arrive and
 //! given back once it is written out, so an idle tunnel holds none. Where splice is not
 //! supported, the first failure turns it off for the thread and the copy path carries on.
+//!
+//! A new pipe is asked to hold [`PIPE_CHUNK`] (256 KiB, `F_SETPIPE_SZ`) while fewer than
+//! [`LARGE_PIPES`] pipes exist in the process; beyond that, or where the kernel refuses,
+//! it keeps the default 64 KiB and a splice simply moves less. A pipe's capacity counts
+//! against its user's pipe buffer limit (`/proc/sys/fs/pipe-user-pages-soft`, 64 MiB by
+//! default), past which every new pipe of that user gets two pages: the budget keeps the
+//! large ones to a quarter of it.
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
+use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
 
 use crate::buffer::TUNNEL_BUFFER_SIZE;
 
-/// Most bytes one splice moves into a pipe (a pipe holds 64 KiB by default).
-const PIPE_CHUNK: usize = TUNNEL_BUFFER_SIZE;
+/// Most bytes one splice moves into a pipe, and what a new pipe is asked to hold (a pipe
+/// holds 64 KiB by default): a 1 MiB response body takes 4 splices in and 4 out instead of
+/// 16 each. 256 KiB moved the most per CPU second; 128 KiB and 512 KiB less
+/// (`benches/RESULTS.md`, "Larger pipes").
+const PIPE_CHUNK: usize = 4 * TUNNEL_BUFFER_SIZE;
+/// While fewer pipes than this exist in the process, a new one is made [`PIPE_CHUNK`]
+/// large: 64 × 256 KiB is a quarter of an unprivileged user's default pipe buffer limit.
+const LARGE_PIPES: usize = 64;
+
+/// Pipes that exist in the process. Only a pipe made while this was under [`LARGE_PIPES`]
+/// is large, so the large ones never number more than that.
+static PIPES: AtomicUsize = AtomicUsize::new(0);
 /// Most free pipes kept per thread; more are closed.
 pub(crate) const MAX_FREE_PER_THREAD: usize = 16;
 
@@ -41,7 +59,8 @@ pub(crate) fn supported() -> bool {
 }
 
 /// A pipe and how many bytes it holds (at most [`PIPE_CHUNK`]: a `u32`, so that the
-/// pipe's slot in each peer of every connection takes 12 bytes, not 16).
+/// pipe's slot in each peer of every connection takes 12 bytes, not 16). Its capacity is
+/// the kernel's business: a splice into a smaller pipe moves less.
 #[derive(Debug)]
 pub(crate) struct Pipe {
     read: OwnedFd,
@@ -56,6 +75,12 @@ impl Pipe {
             Some(pipe) => pipe,
             None => {
                 let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+                if PIPES.fetch_add(1, Ordering::Relaxed) < LARGE_PIPES {
+                    if let Err(errno) = fcntl_setpipe_size(&write, PIPE_CHUNK) {
+                        // Past the user's limit, or a kernel that will not: 64 KiB then.
+                        tracing::debug!(%errno, "a pipe keeps its default size");
+                    }
+                }
                 Pipe {
                     read,
                     write,
@@ -81,6 +106,12 @@ impl Pipe {
                 free.push(self);
             }
         });
+    }
+
+    /// The pipe's capacity (`F_GETPIPE_SZ`), for tests.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        rustix::pipe::fcntl_getpipe_size(&self.write).unwrap()
     }
 
     /// Bytes in the pipe.
@@ -146,6 +177,12 @@ impl Pipe {
     }
 }
 
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        PIPES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +223,26 @@ mod tests {
         assert!(reader.join().unwrap() == payload, "bytes differ");
         pipe.give();
         assert_eq!(FREE.with(|free| free.borrow().len()), 1, "kept for reuse");
+    }
+
+    #[test]
+    fn new_pipes_are_large_within_the_budget_and_never_beyond_it() {
+        let pipes: Vec<Pipe> = (0..LARGE_PIPES + 4)
+            .map(|_| Pipe::take().unwrap())
+            .collect();
+        let capacities: Vec<usize> = pipes.iter().map(Pipe::capacity).collect();
+        let large = capacities.iter().filter(|&&c| c >= PIPE_CHUNK).count();
+        // Other tests' pipes may exist meanwhile, so only the bound is exact.
+        assert!(large <= LARGE_PIPES, "{large} large pipes");
+        assert!(
+            capacities[0] >= PIPE_CHUNK,
+            "the first is {}",
+            capacities[0]
+        );
+        assert!(capacities[LARGE_PIPES..].iter().all(|&c| c < PIPE_CHUNK));
+        for pipe in pipes {
+            pipe.give();
+        }
     }
 
     #[test]

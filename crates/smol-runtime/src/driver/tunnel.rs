@@ -20,7 +20,12 @@ use switchyard_core::{Event, Input, Side};
 use super::peer::{is_transient, wants_write};
 use super::Link;
 use crate::backend::{pipe_supported, Pipe};
-use crate::buffer::{give_buffer, take_buffer, Chunk};
+use crate::buffer::{give_buffer, take_buffer, Chunk, TUNNEL_BUFFER_SIZE};
+
+/// Most bytes one splice of a tunnel moves (a pipe holds more, for response bodies): a
+/// bulk echo through a tunnel went slower, and cost more CPU per MB, with 256 KiB splices
+/// than with 64 KiB ones (`benches/RESULTS.md`, "Larger pipes").
+const TUNNEL_SPLICE: usize = TUNNEL_BUFFER_SIZE;
 
 /// A tunnel direction (or a response body, `body.rs`) that splices keeps splicing while
 /// each splice moves at least this much; less sends it back to copying (see `pipe.rs`). A frame-aware direction also
@@ -124,7 +129,7 @@ impl Link {
                 return; // the socket is still readable: the next wait reads it
             }
         };
-        let result = peer.stream.splice_to(&pipe, most);
+        let result = peer.stream.splice_to(&pipe, most.min(TUNNEL_SPLICE));
         // A short splice may stop at the pipe's slot count, so only WouldBlock can say
         // the socket is drained, and not even that: splice never reads past an urgent
         // (out-of-band) mark. On WouldBlock the next read copies (a read skips the
