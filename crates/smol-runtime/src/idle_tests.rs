@@ -151,7 +151,7 @@ fn a_large_websocket_message_splices_and_the_idle_websocket_holds_nothing() {
 
     // Over 1 MiB in one frame each way: the header is shown to the core, the payload
     // goes past it, spliced while at least 16 KiB of it is left, and never beyond the
-    // frame (its size is no multiple of a pipe's 256 KiB, and the next frame is right
+    // frame (its size is no multiple of a tunnel splice's 64 KiB, and the next frame is right
     // behind it): the small message behind it arrives whole.
     let spliced_before = pipe::SPLICES.load(Ordering::SeqCst);
     let large: Vec<u8> = (0..(1u32 << 20) + 40_000)
@@ -165,7 +165,7 @@ fn a_large_websocket_message_splices_and_the_idle_websocket_holds_nothing() {
     );
     assert_eq!(ws.read().unwrap(), Message::text("right behind"));
     if backend::CAN_SPLICE {
-        // Both directions carry one 1 MiB frame: many splices of at most 256 KiB, not one.
+        // Both directions carry one 1 MiB frame: many 64 KiB splices, not one.
         let splices = pipe::SPLICES.load(Ordering::SeqCst) - spliced_before;
         assert!(
             splices >= 8,
