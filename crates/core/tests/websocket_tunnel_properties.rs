@@ -82,6 +82,16 @@ fn received_without_proxy_frames(sim: &Sim, to: Side) -> Result<(Vec<u8>, usize)
     Ok((peers, bytes.len() - used))
 }
 
+/// Where a stream from `from` to `to` is cut: `from`, `to` and each cut folded into that
+/// range, in order, each once.
+fn cut_points(cuts: &[usize], from: usize, to: usize) -> Vec<usize> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| from + c % (to - from + 1)).collect();
+    points.extend([from, to]);
+    points.sort_unstable();
+    points.dedup();
+    points
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
@@ -101,10 +111,7 @@ proptest! {
         sim.answer_pings(Side::Client, true);
         sim.answer_pings(Side::Upstream, true);
         let bytes = stream(from, &specs);
-        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-        points.extend([0, bytes.len()]);
-        points.sort_unstable();
-        points.dedup();
+        let points = cut_points(&cuts, 0, bytes.len());
         for (i, piece) in points.windows(2).enumerate() {
             sim.sends(from, &bytes[piece[0]..piece[1]]);
             prop_assert!(!sim.is_closed(), "closed with {:?}", sim.close_reason());
@@ -240,10 +247,7 @@ proptest! {
         prop_assert_eq!(to_other.len(), 2);
         prop_assert_eq!(to_other[1].close_code(), Some(1002));
 
-        let mut points: Vec<usize> = cuts.iter().map(|c| before + c % (answers.len() - before + 1)).collect();
-        points.extend([before, answers.len()]);
-        points.sort_unstable();
-        points.dedup();
+        let points = cut_points(&cuts, before, answers.len());
         for (i, piece) in points.windows(2).enumerate() {
             sim.sends(other, &answers[piece[0]..piece[1]]);
             prop_assert!(!sim.is_closed(), "closed with {:?}", sim.close_reason());
@@ -297,10 +301,7 @@ proptest! {
         prop_assert_eq!(to_stayer[0].close_code(), Some(1001));
 
         let answers = stream(stayer, &specs);
-        let mut points: Vec<usize> = cuts.iter().map(|c| c % (answers.len() + 1)).collect();
-        points.extend([0, answers.len()]);
-        points.sort_unstable();
-        points.dedup();
+        let points = cut_points(&cuts, 0, answers.len());
         for (i, piece) in points.windows(2).enumerate() {
             sim.sends(stayer, &answers[piece[0]..piece[1]]);
             prop_assert!(!sim.is_closed(), "closed with {:?}", sim.close_reason());
