@@ -306,6 +306,15 @@ impl Io<TcpListener> {
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
     }
+
+    /// Unregisters and closes the listener. Its socket stays open wherever another
+    /// descriptor of it is (another worker's, a successor's), and epoll drops an entry
+    /// only with the socket's last descriptor: without `EPOLL_CTL_DEL`, every new
+    /// connection would go on waking this worker under the freed slot's data.
+    pub(crate) fn close(self) {
+        // Fails only if the entry is gone already, which is what is wanted.
+        let _ = epoll::delete(&self.reactor.epoll, &self.inner);
+    }
 }
 
 #[cfg(test)]

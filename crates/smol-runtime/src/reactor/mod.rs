@@ -33,6 +33,12 @@
 //! keeps for one of them only. The pool hands the `Io` itself from task to task
 //! instead.
 //!
+//! Listening sockets are the one exception: every worker registers a descriptor of its
+//! own for the socket of an address, one entry in each worker's epoll, and the other
+//! workers' descriptors (and a successor's, after a handover) keep the socket open
+//! when one worker stops accepting; so a listener is unregistered explicitly
+//! ([`Io::close`]).
+//!
 //! Everything here is single-threaded (`Rc`, `RefCell`), except the [`Notifier`] that
 //! lets another thread wake a sleeping worker (a shutdown signal, a slot freed in the
 //! connection limit).

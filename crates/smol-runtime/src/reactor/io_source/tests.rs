@@ -271,3 +271,44 @@ fn a_short_or_refused_write_waits_for_writability() {
     })
     .unwrap();
 }
+
+/// The epoll entries of `reactor` that report an event now.
+fn pending_events(reactor: &Reactor) -> usize {
+    let mut events = Vec::with_capacity(8);
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    epoll::wait(
+        &reactor.epoll,
+        rustix::buffer::spare_capacity(&mut events),
+        Some(&zero),
+    )
+    .unwrap();
+    events.len()
+}
+
+#[test]
+fn a_closed_listener_stops_reporting_connections_another_descriptor_still_takes() {
+    block_on(async {
+        let kept = crate::sockets::listen_on("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = kept.local_addr().unwrap();
+        let io = Io::listener(kept.try_clone().unwrap()).unwrap();
+        let reactor = io.reactor.clone();
+        let first = std::net::TcpStream::connect(addr).unwrap();
+        assert_eq!(
+            pending_events(&reactor),
+            1,
+            "registered: the connection is reported"
+        );
+        io.close();
+        let second = std::net::TcpStream::connect(addr).unwrap();
+        assert_eq!(
+            pending_events(&reactor),
+            0,
+            "closed, while `kept` holds the socket open: nothing reported here"
+        );
+        drop((first, second, kept));
+    })
+    .unwrap();
+}
