@@ -300,7 +300,7 @@ fn after_the_upstream_half_closes_the_client_direction_is_bounded_by_read_timeou
 
 #[test]
 fn a_client_that_half_closed_before_the_101_is_shut_down_towards_the_upstream() {
-    let mut sim = sim();
+    let mut sim = byte_sim();
     sim.client_sends(ws_request("/").as_bytes());
     sim.client_eof();
     sim.upstream_sends(ws_101().as_bytes());

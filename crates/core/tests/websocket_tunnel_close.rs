@@ -42,21 +42,50 @@ fn an_eof_without_a_close_frame_gets_the_other_side_a_close_1001() {
     let close = last_frame(&sim, Side::Upstream);
     assert_eq!(close.close_code(), Some(1001));
     assert_eq!(close.close_reason(), "client went away");
-    // The Close is written before the half-close.
-    let close_at = sim
-        .outputs
-        .iter()
-        .rposition(|o| matches!(o, Output::ToUpstream(_)));
-    let shut_at = sim.outputs.iter().position(|o| {
-        *o == Output::HalfClose {
-            side: Side::Upstream,
-        }
-    });
-    assert!(close_at < shut_at, "{:?}", sim.outputs);
     // The upstream still talks until it closes too, at most 1 s after the Close.
     sim.upstream_sends_frame(Opcode::Text, b"late");
     assert_eq!(last_frame(&sim, Side::Client).payload, b"late");
     closes_exactly_after(&mut sim, SEC, CloseReason::ClientClosed);
+    // Towards the upstream the proxy is the client: the server is to close first (RFC
+    // 6455 §7.1.1), so no half-close follows the Close; the close comes at the end.
+    let half_closed = sim.outputs.iter().any(|o| {
+        *o == Output::HalfClose {
+            side: Side::Upstream,
+        }
+    });
+    assert!(!half_closed, "{:?}", sim.outputs);
+}
+
+#[test]
+fn a_client_that_half_closed_before_the_101_gets_the_upstream_a_close_1001_and_no_fin() {
+    let mut sim = sim();
+    sim.client_sends(ws_request("/").as_bytes());
+    sim.client_eof();
+    sim.upstream_sends(ws_101().as_bytes());
+    let frames = sim.frames_received(Side::Upstream);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].close_code(), Some(1001));
+    // The server closes first; then the tunnel ends.
+    assert!(!sim.upstreams[0].shut_down);
+    assert!(!sim.is_closed());
+    sim.upstream_eof();
+    assert_eq!(sim.close_reason(), Some(CloseReason::BothClosed));
+}
+
+#[test]
+fn the_client_gets_its_half_close_behind_the_close_for_an_upstream_that_left() {
+    let mut sim = ws_tunnel(Config::default());
+    sim.upstream_eof();
+    // Towards the client the proxy is the server, which closes first.
+    let close_at = sim
+        .outputs
+        .iter()
+        .rposition(|o| matches!(o, Output::ToClient(_)));
+    let shut_at = sim
+        .outputs
+        .iter()
+        .position(|o| *o == Output::HalfClose { side: Side::Client });
+    assert!(shut_at.is_some() && close_at < shut_at, "{:?}", sim.outputs);
 }
 
 #[test]
@@ -83,6 +112,11 @@ fn the_answer_to_the_close_sent_for_a_client_that_left_is_not_forwarded() {
     sim.upstream_sends_frame(Opcode::Text, b"late");
     sim.send_close(Side::Upstream, 1001, "bye");
     assert_eq!(opcodes(&sim.frames_received(Side::Client)), [Opcode::Text]);
+    assert!(
+        !sim.is_closed(),
+        "the proxy waits for the server to close first"
+    );
+    assert!(!sim.upstreams[0].shut_down);
     sim.upstream_eof();
     let record = tunnel_record(&sim);
     assert_eq!(record.reason, CloseReason::BothClosed);

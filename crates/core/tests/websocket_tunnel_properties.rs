@@ -280,7 +280,9 @@ proptest! {
     /// proxy's Close 1001 and nothing else of the proxy's; what it still sends, split
     /// anywhere, reaches the one that left byte for byte, but not its Close (an answer to
     /// the proxy's). The tunnel ends as both_closed: at that Close when the client stayed
-    /// (the proxy is its server and closes first), at the upstream's EOF otherwise.
+    /// (the proxy is its server and closes first, its half-close behind its Close), at
+    /// the upstream's EOF otherwise (the proxy is the client there and never half-closes:
+    /// the server closes first).
     #[test]
     fn after_a_peer_left_the_answer_to_the_proxys_close_stays_with_the_proxy(
         leaver_client in any::<bool>(),
@@ -312,7 +314,11 @@ proptest! {
         prop_assert_eq!(sim.frames_received(stayer).len(), 1, "one Close of the proxy's");
         if stayer == Side::Upstream {
             prop_assert!(!sim.is_closed(), "closed before the upstream's EOF");
+            // The server closes first (RFC 6455 §7.1.1): no FIN of the proxy's before.
+            prop_assert!(!sim.upstreams[0].shut_down, "the proxy half-closed the upstream");
             sim.upstream_eof();
+        } else {
+            prop_assert!(sim.client_shut_down, "the proxy, the client's server, closes first");
         }
         prop_assert_eq!(sim.close_reason(), Some(CloseReason::BothClosed));
     }

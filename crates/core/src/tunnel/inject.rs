@@ -276,7 +276,11 @@ impl Frames {
     }
 
     /// EOF from `from`. Unless `from` sent its Close frame (or stopped inside a frame),
-    /// the other side is owed Close 1001; the half-close towards it follows that Close.
+    /// the other side is owed Close 1001. Towards the client, the half-close follows
+    /// that Close: the proxy is its server, which closes first. Towards the upstream it
+    /// does not: the proxy is the client there and leaves the first close to the server
+    /// (RFC 6455 §7.1.1), so that the server keeps the `TIME_WAIT`, not the proxy's
+    /// ports; the tunnel ends at the server's EOF, or when the wait for it runs out.
     pub(crate) fn peer_eof(&mut self, from: Side, sink: &mut Sink<'_>) {
         let to = from.other();
         if self.awaits_answers_from(from) {
@@ -291,7 +295,9 @@ impl Frames {
             self.begin(EndingKind::PeerLeft(from), None);
         }
         if self.towards[to.index()].close.is_some() {
-            self.towards(to).half_close = HalfClose::Deferred;
+            if to == Side::Client {
+                self.towards(to).half_close = HalfClose::Deferred;
+            }
         } else if self.can_write(to) {
             self.towards(to).half_close = HalfClose::Shut;
             sink.push(Output::HalfClose { side: to });
