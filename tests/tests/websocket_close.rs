@@ -1,7 +1,8 @@
 //! How frame-aware tunnels end, against raw peers: a graceful shutdown sends Close 1001
 //! both ways at the end of `shutdown_grace` (unmasked to the client, masked to the
 //! upstream) and closes once the peers answer or a second later; a peer that leaves
-//! without a Close frame gets the other side a Close 1001 instead of a bare TCP close.
+//! without a Close frame gets the other side a Close 1001 instead of a bare TCP close,
+//! and an upstream that got it closes the TCP connection first.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -169,6 +170,57 @@ fn client_that_leaves_without_a_close_frame_gets_the_upstream_close_1001() {
     assert!(
         started.elapsed() < CLOSE_WAIT + SLACK,
         "the client connection ended {:?} after its EOF",
+        started.elapsed()
+    );
+}
+
+/// How long the upstream watches for a FIN of the proxy's after its Close 1001: the
+/// proxy's half-close, if any, follows the Close within microseconds.
+const NO_FIN_WATCH: Duration = Duration::from_millis(300);
+
+#[test]
+fn after_the_close_1001_for_a_client_that_left_the_upstream_closes_first() {
+    // What the upstream saw after the Close: an EOF (the proxy's FIN) or nothing.
+    let (seen_tx, seen_rx) = mpsc::channel::<Result<Option<Frame>, std::io::ErrorKind>>();
+    let origin = Origin::ws_scripted("", move |conn| {
+        let mut peer = RawPeer::server(conn);
+        while let Ok(Some(frame)) = peer.next_non_ping() {
+            if frame.opcode == opcode::CLOSE {
+                break;
+            }
+        }
+        peer.conn()
+            .stream()
+            .set_read_timeout(Some(NO_FIN_WATCH))
+            .unwrap();
+        let seen = peer.next_frame().map_err(|e| e.kind());
+        let _ = seen_tx.send(seen);
+        // The server's answer, then its close: the first FIN is the upstream's.
+        peer.send_close(1001, "");
+    });
+    let proxy = Proxy::start(origin.addr());
+    let (mut client, _) = ws_connect_raw(proxy.addr(), "");
+    client.shutdown_write();
+    let seen = seen_rx
+        .recv_timeout(IO_TIMEOUT)
+        .expect("the upstream's report");
+    assert!(
+        matches!(
+            seen,
+            Err(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        ),
+        "the upstream, not the proxy, is to close first (RFC 6455 7.1.1): {seen:?}"
+    );
+    // Once the upstream closed, so does the proxy: the client's connection ends.
+    let started = Instant::now();
+    while client
+        .read_frame()
+        .expect("whole frames until EOF")
+        .is_some()
+    {}
+    assert!(
+        started.elapsed() < CLOSE_WAIT,
+        "the proxy closed {:?} after the upstream",
         started.elapsed()
     );
 }
