@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use rustix::event::epoll;
 
-use super::{event_data, Reactor, Slot};
+use super::{event_data, Hup, Reactor, Slot};
 use crate::pipe::Pipe;
 
 /// A socket registered with the current thread's reactor. Not `Send`: it belongs to the
@@ -122,13 +122,22 @@ impl<T: AsFd> Io<T> {
                 if result.is_err() {
                     slot.readable = false;
                     slot.urgent = false;
-                } else if !slot.hup && !slot.urgent {
-                    // After a FIN a short read leaves the EOF to read, and at an urgent
-                    // mark more bytes wait behind it: then stay readable.
+                } else if slot.urgent {
+                    // At an urgent mark more bytes wait behind it: stay readable.
+                } else if slot.hup == Hup::Fin {
+                    // After a FIN a short read took all there was before it: the EOF is
+                    // next, and stays readable.
+                    slot.hup = Hup::Drained;
+                } else if slot.hup == Hup::Open {
                     slot.readable = false;
                 }
             });
         }
+    }
+
+    /// Whether the next read is known to return the EOF (see [`Hup::Drained`]).
+    fn eof_next(&self) -> bool {
+        self.with_slot(|slot| slot.hup == Hup::Drained)
     }
 
     /// Records what a write of `offered` bytes returned: `WouldBlock` or a short write
@@ -188,7 +197,7 @@ impl Io<TcpStream> {
             io.writable().await;
             // A failed connect reports EPOLLERR (recorded as `hup`): only then is there an
             // error to fetch.
-            if io.with_slot(|slot| slot.hup) {
+            if io.with_slot(|slot| slot.hup == Hup::Failed) {
                 if let Err(error) = rustix::net::sockopt::socket_error(&io.inner)? {
                     return Err(error.into());
                 }
@@ -199,6 +208,9 @@ impl Io<TcpStream> {
 
     /// One read into `buffer`.
     pub(crate) fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        if self.eof_next() {
+            return Ok(0);
+        }
         let result = (&self.inner).read(buffer);
         self.note_read(result.as_ref().copied(), buffer.len());
         result
@@ -207,6 +219,9 @@ impl Io<TcpStream> {
     /// One read into the spare capacity of `buffer` (uninitialised memory: nothing is
     /// zeroed first), whose length then grows by what was read.
     pub(crate) fn read_spare(&self, buffer: &mut Vec<u8>) -> io::Result<usize> {
+        if self.eof_next() {
+            return Ok(0);
+        }
         let wanted = buffer.capacity() - buffer.len();
         let result = rustix::io::read(&self.inner, rustix::buffer::spare_capacity(buffer))
             .map_err(io::Error::from);

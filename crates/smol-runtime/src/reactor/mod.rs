@@ -13,7 +13,8 @@
 //! reports a change once (edge-triggered), the flag stays set until a read or write
 //! finds the socket drained (`WouldBlock`, or a short read/write), and only then does a
 //! task wait. A peer's FIN (`EPOLLRDHUP`) keeps the socket readable, since a short read
-//! can leave the EOF still to be seen.
+//! can leave the EOF still to be seen; such a read proves that the EOF comes next, and
+//! the next read returns it without a system call.
 //!
 //! Readiness is right only if every read and write reports what it found, so the
 //! sockets are reachable only through [`Io`]'s methods, which do (see `io_source.rs`).
@@ -108,6 +109,21 @@ struct Sources {
     free: Vec<u32>,
 }
 
+/// What is known of the end of a socket's incoming stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Hup {
+    /// Nothing yet.
+    #[default]
+    Open,
+    /// The peer's FIN arrived (`EPOLLRDHUP`): what is queued ends with the EOF.
+    Fin,
+    /// The FIN arrived and a short read took everything before it, so every read from
+    /// now on returns the EOF: [`Io`] answers it without asking the kernel.
+    Drained,
+    /// The socket failed (`EPOLLHUP`, `EPOLLERR`): a read returns the EOF or the error.
+    Failed,
+}
+
 /// 24 bytes: two of them per connection, in every worker's table.
 #[derive(Default)]
 struct Slot {
@@ -117,7 +133,7 @@ struct Slot {
     readable: bool,
     writable: bool,
     /// The peer closed (or the socket failed): reads will not block again.
-    hup: bool,
+    hup: Hup,
     /// Urgent (out-of-band) data arrived: a read stops short at its mark with more
     /// queued behind it, so only `WouldBlock` says the socket is drained.
     urgent: bool,
@@ -185,7 +201,7 @@ impl Sources {
         let slot = &mut self.slots[index as usize];
         slot.readable = readable;
         slot.writable = writable;
-        slot.hup = false;
+        slot.hup = Hup::Open;
         slot.urgent = false;
         (index, slot.generation)
     }
@@ -322,8 +338,10 @@ impl Reactor {
                 return; // the socket is gone; its slot may already serve another
             }
             let failed = flags.intersects(F::HUP | F::ERR);
-            if failed || flags.contains(F::RDHUP) {
-                slot.hup = true;
+            if failed {
+                slot.hup = Hup::Failed;
+            } else if flags.contains(F::RDHUP) && slot.hup == Hup::Open {
+                slot.hup = Hup::Fin;
             }
             if flags.contains(F::PRI) {
                 slot.urgent = true;

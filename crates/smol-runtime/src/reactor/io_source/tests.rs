@@ -16,7 +16,7 @@ fn pair() -> (TcpStream, TcpStream) {
 }
 
 fn slot_state(io: &Io<TcpStream>) -> (bool, bool, bool, bool) {
-    io.with_slot(|slot| (slot.readable, slot.writable, slot.hup, slot.urgent))
+    io.with_slot(|slot| (slot.readable, slot.writable, slot.hup != Hup::Open, slot.urgent))
 }
 
 /// Reads until `WouldBlock`, waiting for readability first.
@@ -142,11 +142,33 @@ fn after_a_fin_a_short_read_leaves_the_socket_readable_until_eof() {
         let io = Io::stream(near, false).unwrap();
         io.readable().await;
         assert!(slot_state(&io).2, "the FIN (EPOLLRDHUP) was recorded");
+        assert!(!io.eof_next(), "bytes are queued before the EOF");
         let mut buffer = [0u8; 64];
         assert_eq!(io.read(&mut buffer).unwrap(), 3);
         assert!(io.may_be_readable(), "still readable: the EOF waits");
+        assert!(io.eof_next(), "the short read took all before the FIN");
         assert_eq!(io.read(&mut buffer).unwrap(), 0, "EOF");
         assert!(io.may_be_readable(), "an EOF reads again without waiting");
+        assert_eq!(io.read(&mut buffer).unwrap(), 0, "and again");
+    })
+    .unwrap();
+}
+
+/// After the FIN, a read that fills its buffer proves nothing: more may be queued.
+#[test]
+fn after_a_fin_a_full_read_still_asks_the_kernel() {
+    let (near, mut far) = pair();
+    far.write_all(b"abcdef").unwrap();
+    far.shutdown(Shutdown::Write).unwrap();
+    block_on(async {
+        let io = Io::stream(near, false).unwrap();
+        io.readable().await;
+        let mut buffer = [0u8; 3];
+        assert_eq!(io.read(&mut buffer).unwrap(), 3);
+        assert!(!io.eof_next(), "a full read");
+        assert_eq!(io.read(&mut buffer).unwrap(), 3);
+        assert_eq!(&buffer, b"def");
+        assert_eq!(io.read(&mut buffer).unwrap(), 0, "EOF from the kernel");
     })
     .unwrap();
 }
