@@ -198,7 +198,8 @@ fn after_the_close_1001_for_a_client_that_left_the_upstream_closes_first() {
         // The server's answer, then its close: the first FIN is the upstream's.
         peer.send_close(1001, "");
     });
-    let proxy = Proxy::start(origin.addr());
+    let events = Events::default();
+    let proxy = Proxy::start_with(origin.addr(), |config| events.install(config));
     let (mut client, _) = ws_connect_raw(proxy.addr(), "");
     client.shutdown_write();
     let seen = seen_rx
@@ -211,18 +212,15 @@ fn after_the_close_1001_for_a_client_that_left_the_upstream_closes_first() {
         ),
         "the upstream, not the proxy, is to close first (RFC 6455 7.1.1): {seen:?}"
     );
-    // Once the upstream closed, so does the proxy: the client's connection ends.
-    let started = Instant::now();
+    // Once the upstream closed, so does the proxy, at its EOF (both directions over),
+    // not when its wait for the upstream runs out (that would be `client_closed`).
     while client
         .read_frame()
         .expect("whole frames until EOF")
         .is_some()
     {}
-    assert!(
-        started.elapsed() < CLOSE_WAIT,
-        "the proxy closed {:?} after the upstream",
-        started.elapsed()
-    );
+    let record = events.wait_for_tunnel_record(IO_TIMEOUT);
+    assert_eq!(record.reason.as_str(), "both_closed");
 }
 
 #[test]

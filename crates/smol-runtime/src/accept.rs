@@ -147,7 +147,6 @@ pub(crate) async fn accept_loop(
     if let Ok(addr) = listener.local_addr() {
         tracing::debug!(%addr, queued, "stopped accepting");
     }
-    listener.close();
 }
 
 /// Who connected, where, and which worker serves it.

@@ -284,7 +284,8 @@ impl Frames {
     pub(crate) fn peer_eof(&mut self, from: Side, sink: &mut Sink<'_>) {
         let to = from.other();
         if self.awaits_answers_from(from) {
-            // No more answers: the offender gets its 1002 (and the half-close after it).
+            // No more answers: the offender gets its 1002 (and, if it is the client, the
+            // half-close after it).
             self.end_answers(sink.now);
         }
         let tracker = self.tracker(from);

@@ -458,7 +458,8 @@ impl Connection {
 
     /// EOF from `from`: shut down writing towards the other side, and end the tunnel
     /// once both directions are finished. In a frame-aware tunnel the other side first
-    /// gets Close 1001, if `from` sent no Close frame and left at a frame boundary.
+    /// gets Close 1001, if `from` sent no Close frame and left at a frame boundary, and
+    /// an upstream that got it is not shut down (the server closes first).
     pub(crate) fn on_tunnel_eof(&mut self, from: Side) {
         let Some((tunnel, mut sink)) = self.tunnel_sink() else {
             return;

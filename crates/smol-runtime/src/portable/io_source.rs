@@ -212,9 +212,6 @@ impl Io<TcpListener> {
         Ok(Io::new(Async::new(listener)?, true, false))
     }
 
-    /// Unregisters and closes the listener (async-io unregisters a socket it drops).
-    pub(crate) fn close(self) {}
-
     /// The next connection, non-blocking already, and its peer's address.
     pub(crate) async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         loop {

@@ -18,20 +18,21 @@ use super::{event_data, Hup, Reactor, Slot};
 use crate::pipe::Pipe;
 
 /// A socket registered with the current thread's reactor. Not `Send`: it belongs to the
-/// worker that registered it. Never duplicated (see the module docs of `reactor`).
-pub(crate) struct Io<T: AsFd> {
+/// worker that registered it. Never duplicated, listening sockets aside (see the module
+/// docs of `reactor`).
+pub(crate) struct Io<T: AsFd + 'static> {
     inner: T,
     reactor: Rc<Reactor>,
     index: u32,
 }
 
-impl<T: AsFd + std::fmt::Debug> std::fmt::Debug for Io<T> {
+impl<T: AsFd + std::fmt::Debug + 'static> std::fmt::Debug for Io<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("Io").field(&self.inner).finish()
     }
 }
 
-impl<T: AsFd> Io<T> {
+impl<T: AsFd + 'static> Io<T> {
     /// Registers a non-blocking socket, with the readiness it is known to have now (a
     /// wrong guess costs one `WouldBlock`).
     fn register(inner: T, readable: bool, writable: bool) -> io::Result<Self> {
@@ -153,10 +154,19 @@ impl<T: AsFd> Io<T> {
     }
 }
 
-impl<T: AsFd> Drop for Io<T> {
+impl<T: AsFd + 'static> Drop for Io<T> {
     fn drop(&mut self) {
-        // Closing the socket (when `inner` drops, right after) removes it from the epoll
-        // set: no `EPOLL_CTL_DEL` needed. The wakers are dropped outside the borrow.
+        // Closing a stream (when `inner` drops, right after) removes it from the epoll
+        // set: no `EPOLL_CTL_DEL` needed. A listener's socket stays open wherever another
+        // descriptor of it is (another worker's, a successor's, the offered duplicates),
+        // and epoll drops an entry only with a socket's last descriptor: without the
+        // `EPOLL_CTL_DEL`, every new connection would go on waking this worker under the
+        // freed slot's data. (A constant test: the branch is compiled out for streams.)
+        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<TcpListener>() {
+            // Fails only if the entry is gone already, which is what is wanted.
+            let _ = epoll::delete(&self.reactor.epoll, &self.inner);
+        }
+        // The wakers are dropped outside the borrow.
         let waiter = self.reactor.sources.borrow_mut().remove(self.index);
         drop(waiter);
     }
@@ -320,15 +330,6 @@ impl Io<TcpListener> {
     /// The address the listener is bound to.
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
-    }
-
-    /// Unregisters and closes the listener. Its socket stays open wherever another
-    /// descriptor of it is (another worker's, a successor's), and epoll drops an entry
-    /// only with the socket's last descriptor: without `EPOLL_CTL_DEL`, every new
-    /// connection would go on waking this worker under the freed slot's data.
-    pub(crate) fn close(self) {
-        // Fails only if the entry is gone already, which is what is wanted.
-        let _ = epoll::delete(&self.reactor.epoll, &self.inner);
     }
 }
 

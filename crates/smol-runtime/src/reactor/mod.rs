@@ -37,8 +37,8 @@
 //! Listening sockets are the one exception: every worker registers a descriptor of its
 //! own for the socket of an address, one entry in each worker's epoll, and the other
 //! workers' descriptors (and a successor's, after a handover) keep the socket open
-//! when one worker stops accepting; so a listener is unregistered explicitly
-//! ([`Io::close`]).
+//! when one worker stops accepting; so dropping a listener's [`Io`] unregisters it
+//! (`EPOLL_CTL_DEL`).
 //!
 //! Everything here is single-threaded (`Rc`, `RefCell`), except the [`Notifier`] that
 //! lets another thread wake a sleeping worker (a shutdown signal, a slot freed in the
@@ -120,7 +120,8 @@ enum Hup {
     /// The FIN arrived and a short read took everything before it, so every read from
     /// now on returns the EOF: [`Io`] answers it without asking the kernel.
     Drained,
-    /// The socket failed (`EPOLLHUP`, `EPOLLERR`): a read returns the EOF or the error.
+    /// `EPOLLHUP` or `EPOLLERR`: the socket failed, or both directions are closed; a
+    /// read returns the EOF or the error.
     Failed,
 }
 
