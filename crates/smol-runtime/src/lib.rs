@@ -6,9 +6,8 @@
 //! async-io (smol's reactor) and tunnels copy. The feature exists to compare the two and
 //! to test the portable path where it is not the default.
 //!
-//! Each worker thread runs its own executor and accepts from every listening socket (one
-//! per address, a descriptor of it per worker: a new connection goes to whichever worker
-//! is free first); one task per client connection, on the thread that accepted it,
+//! Each worker thread runs its own executor and accepts on its own listening socket
+//! (`SO_REUSEPORT`); one task per client connection, on the thread that accepted it,
 //! feeds what happens on its sockets into the core, performs the core's outputs in order
 //! (writing first and waiting for writability only when a socket's buffer is full), and
 //! sleeps until a socket is ready or the core's next deadline (one timer). On the Linux
@@ -314,9 +313,9 @@ pub struct ServerConfig {
     pub upstreams: Vec<UpstreamGroup>,
     /// For each route (index in `core.routes`), the index of its group in `upstreams`.
     pub route_upstream: Vec<usize>,
-    /// Worker threads, each with its own executor, all accepting from the same
-    /// listening socket of each address; a connection stays on the worker that accepted
-    /// it. 0 means one per core.
+    /// Worker threads, each with its own executor and its own listening socket per
+    /// address (`SO_REUSEPORT`); a connection stays on the worker that accepted it.
+    /// 0 means one per core.
     pub workers: usize,
     /// On shutdown, how long an open tunnel may continue. Default 10 s.
     pub shutdown_grace: Duration,

@@ -1,6 +1,6 @@
 //! The set of listening addresses, changed by a reload without an accept gap: an address
-//! that stays keeps its sockets, a new one is bound and handed to every worker (a
-//! descriptor each) through its inbox, a removed one stops accepting.
+//! that stays keeps its sockets, a new one is bound (once per worker) and handed to
+//! every worker through its inbox, a removed one stops accepting.
 //!
 //! A worker's inbox is also how a reload reaches the worker's own state: its upstream
 //! pool (servers no generation uses any more) and, on worker 0, the timers that drain an
@@ -20,7 +20,7 @@ use crate::sockets;
 /// What a reload asks of a worker.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Accept on this socket too (a new address; this worker's own descriptor of it).
+    /// Accept on this socket too (a new address; this worker's own socket for it).
     Listen(Listener),
     /// Pool connections to these servers only (the newest generation's); close the
     /// idle ones to any other.
@@ -35,7 +35,7 @@ pub(crate) enum Command {
     },
 }
 
-/// One worker's descriptor of a listening socket, and the signal that stops it.
+/// One worker's listening socket for one address, and the signal that stops it.
 #[derive(Debug)]
 pub(crate) struct Listener {
     pub(crate) socket: TcpListener,
@@ -79,7 +79,7 @@ pub(crate) struct ListenerSet {
 /// them, and nothing has changed.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    /// `(configured, bound, a descriptor of its socket per worker)`.
+    /// `(configured, bound, one socket per worker)`.
     added: Vec<(SocketAddr, SocketAddr, Vec<TcpListener>)>,
     /// Duplicates of the added sockets, as [`Entry::duplicates`], in the same order.
     duplicates: Vec<Vec<OwnedFd>>,
@@ -94,6 +94,20 @@ pub(crate) struct Applied {
     pub(crate) added: Vec<SocketAddr>,
     /// Bound addresses that stop accepting.
     pub(crate) removed: Vec<SocketAddr>,
+}
+
+/// Binds `addr` once per worker, each socket with `SO_REUSEPORT`; a port 0 is resolved
+/// by the first socket, which the others join.
+fn bind_address(addr: SocketAddr, workers: usize) -> io::Result<(SocketAddr, Vec<TcpListener>)> {
+    let cannot = |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+    let first = sockets::listen_on(addr).map_err(cannot)?;
+    let bound = first.local_addr()?;
+    let mut sockets = Vec::with_capacity(workers);
+    sockets.push(first);
+    for _ in 1..workers {
+        sockets.push(sockets::listen_on(bound).map_err(cannot)?);
+    }
+    Ok((bound, sockets))
 }
 
 /// Duplicates of `sockets` when `offer`, else none.
@@ -111,11 +125,10 @@ fn duplicates<'a>(
 }
 
 impl ListenerSet {
-    /// Binds every address of `addrs`, using the sockets of `inherited` (taken over
-    /// from a running process) first (see [`sockets::bind`]); returns the set and, for
-    /// each of `workers` workers, its descriptors of the sockets in the order of `addrs`
-    /// (every worker accepts from every socket: [`sockets::share`]). With `offer`, the
-    /// set keeps duplicates of every socket for a successor
+    /// Binds every address of `addrs` for `workers` workers, using the sockets of
+    /// `inherited` (taken over from a running process) first (see [`sockets::bind`]);
+    /// returns the set and, for each worker, its sockets in the order of `addrs`. With
+    /// `offer`, the set keeps duplicates of every socket for a successor
     /// ([`ListenerSet::duplicates`]).
     pub(crate) fn bind(
         addrs: &[SocketAddr],
@@ -123,26 +136,32 @@ impl ListenerSet {
         inherited: Vec<(SocketAddr, TcpListener)>,
         offer: bool,
     ) -> io::Result<(ListenerSet, Vec<Vec<Listener>>)> {
-        let bound = sockets::bind(addrs, inherited)?;
-        let mut entries = Vec::with_capacity(addrs.len());
-        let mut per_worker: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
-        for ((&configured, &local), sockets) in
-            addrs.iter().zip(&bound.local_addrs).zip(&bound.per_address)
-        {
-            let stop = Arc::new(Signal::default());
-            let shared = sockets::share(sockets, workers)?;
-            for (listeners, descriptors) in per_worker.iter_mut().zip(shared) {
-                listeners.extend(descriptors.into_iter().map(|socket| Listener {
-                    socket,
-                    stop: stop.clone(),
-                }));
-            }
-            entries.push(Entry {
+        let bound = sockets::bind(addrs, workers, inherited)?;
+        let mut entries: Vec<Entry> = addrs
+            .iter()
+            .zip(&bound.local_addrs)
+            .map(|(&configured, &local)| Entry {
                 configured,
                 local,
-                stop,
-                duplicates: duplicates(offer, sockets)?,
-            });
+                stop: Arc::new(Signal::default()),
+                duplicates: Vec::new(),
+            })
+            .collect();
+        let mut per_worker = Vec::with_capacity(workers);
+        for sockets in bound.per_worker {
+            let mut listeners = Vec::with_capacity(sockets.len());
+            for socket in sockets {
+                let local = socket.local_addr()?;
+                let Some(entry) = entries.iter_mut().find(|entry| entry.local == local) else {
+                    continue;
+                };
+                entry.duplicates.extend(duplicates(offer, [&socket])?);
+                listeners.push(Listener {
+                    socket,
+                    stop: entry.stop.clone(),
+                });
+            }
+            per_worker.push(listeners);
         }
         let set = ListenerSet {
             entries,
@@ -210,12 +229,9 @@ impl ListenerSet {
             let known = self.entries.iter().any(|e| e.is(configured));
             let twice = added.iter().any(|&(seen, _, _)| seen == configured);
             if !known && !twice {
-                let socket = sockets::listen_on(configured)
-                    .map_err(|e| sockets::cannot_listen(configured, e))?;
-                let local = socket.local_addr()?;
-                let shared = sockets::share(std::slice::from_ref(&socket), self.workers)?;
-                duplicated.push(duplicates(self.offer, [&socket])?);
-                added.push((configured, local, shared.into_iter().flatten().collect()));
+                let (local, sockets) = bind_address(configured, self.workers)?;
+                duplicated.push(duplicates(self.offer, &sockets)?);
+                added.push((configured, local, sockets));
             }
         }
         let removed = (0..self.entries.len())
@@ -228,9 +244,9 @@ impl ListenerSet {
         })
     }
 
-    /// Hands the new sockets to the workers (a descriptor each, through `inboxes`,
-    /// indexed by worker) and stops accepting on the removed addresses. A worker whose
-    /// inbox is closed (it stopped) drops its descriptor.
+    /// Hands the new sockets to the workers (one each, through `inboxes`, indexed by
+    /// worker) and stops accepting on the removed addresses. A worker whose inbox is
+    /// closed (it stopped) drops its socket.
     pub(crate) fn apply(
         &mut self,
         prepared: Prepared,
@@ -275,14 +291,9 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_address_keeps_its_socket_and_a_new_one_is_shared_by_every_worker() {
-        let (mut set, per_worker) = ListenerSet::bind(&[any_port()], 2, Vec::new(), true).unwrap();
+    fn a_kept_address_keeps_its_sockets_and_a_new_one_is_bound_per_worker() {
+        let (mut set, per_worker) = ListenerSet::bind(&[any_port()], 2, Vec::new(), false).unwrap();
         assert_eq!(per_worker.len(), 2);
-        assert_eq!(
-            set.duplicates().unwrap().len(),
-            1,
-            "one socket, not one per worker"
-        );
         let kept = set.local_addrs()[0];
         let spare = TcpListener::bind(any_port()).unwrap();
         let new = spare.local_addr().unwrap();
@@ -294,29 +305,18 @@ mod tests {
         let applied = set.apply(prepared, &inboxes);
         assert_eq!(applied.added, [new]);
         assert_eq!(set.local_addrs(), [kept, new]);
-        assert_eq!(set.duplicates().unwrap().len(), 2);
-        let sockets: Vec<TcpListener> = receivers
-            .iter()
-            .map(|receiver| match receiver.try_recv() {
-                Ok(Command::Listen(listener)) => listener.socket,
-                other => panic!("each worker gets a descriptor: {other:?}"),
-            })
-            .collect();
-        // Both descriptors read one queue: a connection is taken by either.
-        let client = std::net::TcpStream::connect(new).unwrap();
-        sockets[1].set_nonblocking(true).unwrap();
-        let (_, peer) = sockets[1].accept().expect("queued where worker 1 reads");
-        assert_eq!(peer, client.local_addr().unwrap());
-        sockets[0].set_nonblocking(true).unwrap();
-        assert!(
-            sockets[0].accept().is_err(),
-            "and taken from worker 0's too"
-        );
-        // The kept socket still accepts (no gap).
+        for receiver in &receivers {
+            match receiver.try_recv() {
+                Ok(Command::Listen(listener)) => {
+                    assert_eq!(listener.socket.local_addr().unwrap(), new)
+                }
+                other => panic!("each worker gets a socket of its own: {other:?}"),
+            }
+        }
+        // The kept socket still accepts (no gap): its first worker's socket has it.
         let client = std::net::TcpStream::connect(kept).unwrap();
-        per_worker[1][0].socket.set_nonblocking(true).unwrap();
-        let (_, peer) = per_worker[1][0].socket.accept().unwrap();
-        assert_eq!(peer, client.local_addr().unwrap());
+        drop(client);
+        drop(per_worker);
     }
 
     #[test]

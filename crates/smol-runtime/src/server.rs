@@ -2,12 +2,12 @@
 //! `accept.rs`).
 //!
 //! Every worker thread runs its own executor (driving the reactor itself when it has
-//! nothing else to do) and accepts from every listening socket, through a descriptor of
-//! its own registered with its own reactor: an address is bound once (`sockets.rs`,
-//! which also takes sockets over from a running process: `handover/`), so a new
-//! connection is taken by whichever worker is free first, and a connection stays on the
-//! thread that accepted it, its sockets registered with that thread's reactor (see
-//! `backend.rs`). Each worker keeps its own upstream keep-alive pool; only the
+//! nothing else to do) and accepts from its own listening socket per address: each
+//! address is bound once per worker with `SO_REUSEPORT` (`sockets.rs`, which also takes
+//! sockets over from a running process: `handover/`), so the kernel spreads new
+//! connections over the workers (Linux does; see `docs/DECISIONS.md`
+//! for other systems), and a connection stays on the thread that accepted it, its
+//! sockets registered with that thread's reactor (see `backend.rs`). Each worker keeps its own upstream keep-alive pool; only the
 //! upstream groups, the connection count and the
 //! shutdown signal are shared. The admin listener, when configured, is a task on worker
 //! 0's executor with a socket of its own (see `admin/`).
@@ -220,6 +220,9 @@ impl Server {
             upgrade,
             offered,
         } = self;
+        // Sockets bound only, beside ones taken over, join the port now that this
+        // server accepts.
+        sockets::start(listeners.iter().flatten().map(|listener| &listener.socket))?;
         // Set when a successor took the sockets over: the admin listener stops at once
         // (the successor answers on it), the rest drains.
         let handed_over = Arc::new(Signal::default());

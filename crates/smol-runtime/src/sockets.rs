@@ -1,11 +1,6 @@
-//! Creating the proxy's listening sockets, fresh or taken over from a running process
-//! (see `handover/`); which addresses are listened on, and how a reload changes them, is
-//! `listeners.rs`.
-//!
-//! An address has one listening socket, and every worker accepts from it through a
-//! descriptor of its own ([`share`]): one accept queue, so a connection waits for
-//! whichever worker is free, not for the one a hash chose (docs/DECISIONS.md,
-//! "One accept queue for all workers").
+//! Creating the proxy's listening sockets, one per worker and address, fresh or taken
+//! over from a running process (see `handover/`); which addresses are listened on, and
+//! how a reload changes them, is `listeners.rs`.
 //!
 //! Every proxy listener has `SO_REUSEPORT`, even with one worker: a second process
 //! (a new binary being rolled out) can then bind the same address while this one still
@@ -16,60 +11,63 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 
 use crate::backend::Io;
 
-/// The listening sockets of each `listen` entry, and the address each is bound to (a
-/// port 0 resolved), in the order of `listen`.
+/// For each worker, its listening sockets, and the address each `listen` entry is bound
+/// to (a port 0 resolved), in the order of `listen`.
 #[derive(Debug)]
 pub(crate) struct Bound {
-    /// Indexed like `listen`: one socket per address, or those taken over for it (a
-    /// previous process may have had one per worker, each an accept queue of its own).
-    pub(crate) per_address: Vec<Vec<TcpListener>>,
+    /// Indexed by worker. With sockets taken over, a worker may accept on several
+    /// sockets of one address (the previous process had more workers).
+    pub(crate) per_worker: Vec<Vec<TcpListener>>,
     pub(crate) local_addrs: Vec<SocketAddr>,
 }
 
-/// Binds `listen`. The sockets in `inherited` whose address is a `listen` entry are used
-/// instead of a fresh one: each is an accept queue that must keep being accepted from,
-/// so all of them are kept. Inherited sockets of addresses not in `listen` are closed.
+/// Binds `listen` for `workers` workers. The sockets in `inherited` whose address is a
+/// `listen` entry are used first: each one is a separate accept queue that must keep
+/// being accepted from, so all of them are spread over the workers (several on one
+/// worker when there are fewer workers than sockets); workers left without one bind a
+/// fresh socket, which joins the same port through `SO_REUSEPORT`, but listens only
+/// once [`start`] is called: until this server accepts, the old process serves the
+/// address, and a socket listening already would take a share of its connections and
+/// hold them unanswered. Inherited sockets of addresses not in `listen` are closed.
 /// Errors name the address.
 pub(crate) fn bind(
     listen: &[SocketAddr],
+    workers: usize,
     mut inherited: Vec<(SocketAddr, TcpListener)>,
 ) -> io::Result<Bound> {
-    let mut per_address = Vec::with_capacity(listen.len());
+    let mut per_worker: Vec<Vec<TcpListener>> = (0..workers)
+        .map(|_| Vec::with_capacity(listen.len()))
+        .collect();
     let mut local_addrs = Vec::with_capacity(listen.len());
     for &addr in listen {
+        let cannot =
+            |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
         let (taken, rest): (Vec<_>, Vec<_>) = inherited
             .into_iter()
             .partition(|(bound, _)| addr.port() != 0 && *bound == addr);
         inherited = rest;
-        let sockets: Vec<TcpListener> = if taken.is_empty() {
-            vec![listen_on(addr).map_err(|e| cannot_listen(addr, e))?]
-        } else {
-            taken.into_iter().map(|(_, socket)| socket).collect()
-        };
-        local_addrs.push(sockets[0].local_addr()?);
-        per_address.push(sockets);
+        let served_already = !taken.is_empty();
+        let mut sockets = taken.into_iter().map(|(_, socket)| socket);
+        let mut bound = None;
+        for worker in 0..workers.max(sockets.len()) {
+            // Port 0 resolved by the first socket: the others join the same port.
+            let socket = match sockets.next() {
+                Some(socket) => socket,
+                None if served_already => bind_only(addr, true).map_err(cannot)?,
+                None => listen_on(bound.unwrap_or(addr)).map_err(cannot)?,
+            };
+            bound.get_or_insert(socket.local_addr()?);
+            per_worker[worker % workers].push(socket);
+        }
+        local_addrs.push(bound.unwrap_or(addr));
     }
     for (addr, _) in &inherited {
         tracing::info!(%addr, "a listener taken over is not configured here: closed");
     }
     Ok(Bound {
-        per_address,
+        per_worker,
         local_addrs,
     })
-}
-
-/// For each of `workers` workers, a descriptor of its own for every socket of
-/// `sockets`: each worker registers its descriptors with its own reactor, and all of
-/// them accept from the same queues.
-pub(crate) fn share(sockets: &[TcpListener], workers: usize) -> io::Result<Vec<Vec<TcpListener>>> {
-    (0..workers)
-        .map(|_| sockets.iter().map(TcpListener::try_clone).collect())
-        .collect()
-}
-
-/// The error for an address that cannot be listened on, naming it.
-pub(crate) fn cannot_listen(addr: SocketAddr, error: io::Error) -> io::Error {
-    io::Error::new(error.kind(), format!("cannot listen on {addr}: {error}"))
 }
 
 /// Takes the socket bound to `addr` out of `inherited`, if there is one (the admin
@@ -85,10 +83,9 @@ pub(crate) fn take(
 }
 
 /// Accepts what is still queued on `listener`, about to close, handing each connection
-/// to `serve`; returns how many. Closing a listener's last descriptor resets the
-/// connections still in its queue (with `SO_REUSEPORT`, the kernel went on queueing new
-/// ones on it until now), so every worker empties the queue before dropping its own,
-/// and they are served, drained like the others. Ones arriving between the last accept and
+/// to `serve`; returns how many. Closing a listener resets the connections still in its
+/// queue (with `SO_REUSEPORT`, the kernel went on queueing new ones on it until now), so
+/// they are served, drained like the others. Ones arriving between the last accept and
 /// the close are the gap that handing the sockets over closes (`handover/`).
 pub(crate) fn take_queued(
     listener: &Io<TcpListener>,
@@ -114,6 +111,15 @@ pub(crate) fn take_queued(
     }
 }
 
+/// Makes every socket of `sockets` listen: the ones [`bind`] left bound only. A socket
+/// listening already only has its backlog set again, to the same maximum.
+pub(crate) fn start<'a>(sockets: impl IntoIterator<Item = &'a TcpListener>) -> io::Result<()> {
+    for socket in sockets {
+        rustix::net::listen(socket, -1)?;
+    }
+    Ok(())
+}
+
 /// Binds a proxy listening socket on `addr`, with `SO_REUSEPORT` (see the module docs).
 pub(crate) fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
     listen(addr, true)
@@ -128,7 +134,8 @@ pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListen
     Ok(socket)
 }
 
-/// A socket bound to `addr` as [`listen`] binds it, not listening yet.
+/// A socket bound to `addr` as [`listen`] binds it, not listening yet: no connection
+/// reaches it (the kernel spreads connections only over listening sockets).
 fn bind_only(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     use rustix::net::{self, sockopt, AddressFamily, SocketFlags, SocketType};
     let family = match addr {
@@ -176,80 +183,61 @@ mod tests {
     }
 
     #[test]
-    fn a_second_process_can_bind_the_address() {
-        let bound = bind(&[loopback()], Vec::new()).unwrap();
+    fn a_second_process_can_bind_the_address_of_a_single_worker() {
+        let bound = bind(&[loopback()], 1, Vec::new()).unwrap();
         let addr = bound.local_addrs[0];
-        let second = bind(&[addr], Vec::new()).expect("SO_REUSEPORT");
+        let second = bind(&[addr], 1, Vec::new()).expect("SO_REUSEPORT with one worker too");
         assert_eq!(second.local_addrs, vec![addr]);
     }
 
-    /// Accepts until `listener`'s queue is empty; how many.
-    fn accept_all(listener: &TcpListener) -> usize {
-        listener.set_nonblocking(true).unwrap();
-        std::iter::from_fn(|| listener.accept().ok()).count()
-    }
-
     #[test]
-    fn every_worker_accepts_from_the_one_queue_of_an_address() {
-        let bound = bind(&[loopback(), loopback()], Vec::new()).unwrap();
-        assert!(bound.per_address.iter().all(|sockets| sockets.len() == 1));
-        let per_worker = share(&bound.per_address[0], 3).unwrap();
-        assert!(per_worker.iter().all(|descriptors| descriptors.len() == 1));
-        // Sixteen connections, all in the queue that worker 2's descriptor reads: with a
-        // socket per worker, the kernel would have put about two thirds elsewhere.
-        let addr = bound.local_addrs[0];
-        let clients: Vec<_> = (0..16)
-            .map(|_| std::net::TcpStream::connect(addr).unwrap())
-            .collect();
-        assert_eq!(accept_all(&per_worker[2][0]), clients.len());
-        // And the queue is the one every other worker's descriptor reads.
-        let late = std::net::TcpStream::connect(addr).unwrap();
-        assert_eq!(accept_all(&per_worker[0][0]), 1);
-        assert_eq!(accept_all(&per_worker[1][0]), 0);
-        drop(late);
-    }
-
-    #[test]
-    fn every_inherited_socket_is_kept_and_the_rest_closed() {
-        // A previous process with a socket per worker (three) on one address, and one
-        // on an address no longer listened on.
-        let first = listen_on(loopback()).unwrap();
-        let addr = first.local_addr().unwrap();
-        let mut old = vec![first, listen_on(addr).unwrap(), listen_on(addr).unwrap()];
-        let gone = listen_on(loopback()).unwrap();
-        let gone_addr = gone.local_addr().unwrap();
-        old.push(gone);
-        let inherited = old
-            .iter()
-            .map(|s| (s.local_addr().unwrap(), s.try_clone().unwrap()))
-            .collect();
-        let new = bind(&[addr, loopback()], inherited).unwrap();
-        assert_eq!(new.local_addrs[0], addr);
-        assert_eq!(
-            new.per_address[0].len(),
-            3,
-            "each is a queue to keep reading"
-        );
-        assert_eq!(new.per_address[1].len(), 1, "a new address gets one socket");
-        assert_ne!(new.local_addrs[1], gone_addr);
-        // Each of two workers reads all three queues.
-        let per_worker = share(&new.per_address[0], 2).unwrap();
-        assert!(per_worker.iter().all(|descriptors| descriptors.len() == 3));
-        // The unconfigured socket's duplicate was closed: only the old one is left.
-        drop(old.pop());
-        assert!(std::net::TcpStream::connect(gone_addr).is_err());
+    fn every_inherited_socket_is_accepted_from_whatever_the_worker_count() {
+        let old = bind(&[loopback(), loopback()], 3, Vec::new()).unwrap();
+        let addrs = old.local_addrs.clone();
+        let inherited = |old: &Bound| -> Vec<(SocketAddr, TcpListener)> {
+            old.per_worker
+                .iter()
+                .flatten()
+                .map(|s| (s.local_addr().unwrap(), s.try_clone().unwrap()))
+                .collect()
+        };
+        // Fewer workers: the three sockets of each address are all kept, on two workers.
+        let fewer = bind(&addrs, 2, inherited(&old)).unwrap();
+        assert_eq!(fewer.local_addrs, addrs);
+        let counts: Vec<usize> = fewer.per_worker.iter().map(Vec::len).collect();
+        assert_eq!(counts, vec![4, 2]);
+        // More workers: three inherited sockets per address, two fresh ones, which take
+        // no connection before the server starts.
+        let more = bind(&addrs, 5, inherited(&old)).unwrap();
+        assert!(more.per_worker.iter().all(|w| w.len() == 2));
+        let listening = |bound: &Bound| -> Vec<bool> {
+            let sockets = bound.per_worker.iter().flatten();
+            sockets
+                .map(|s| rustix::net::sockopt::socket_acceptconn(s).unwrap())
+                .collect()
+        };
+        assert_eq!(listening(&more).iter().filter(|l| !**l).count(), 4);
+        start(more.per_worker.iter().flatten()).unwrap();
+        assert!(listening(&more).iter().all(|l| *l));
+        let old_ports: Vec<u16> = addrs.iter().map(SocketAddr::port).collect();
+        for socket in more.per_worker.iter().flatten() {
+            assert!(old_ports.contains(&socket.local_addr().unwrap().port()));
+        }
+        // An address no longer listened on is dropped, the others kept.
+        let one = bind(&addrs[..1], 1, inherited(&old)).unwrap();
+        assert_eq!(one.per_worker[0].len(), 3);
     }
 
     #[test]
     fn an_inherited_socket_keeps_its_queued_connections() {
-        let old = bind(&[loopback()], Vec::new()).unwrap();
+        let old = bind(&[loopback()], 1, Vec::new()).unwrap();
         let addr = old.local_addrs[0];
-        let socket = &old.per_address[0][0];
+        let socket = &old.per_worker[0][0];
         let client = std::net::TcpStream::connect(addr).unwrap();
         let handed = vec![(addr, socket.try_clone().unwrap())];
         drop(old);
-        let new = bind(&[addr], handed).unwrap();
-        let (accepted, peer) = new.per_address[0][0].accept().unwrap();
+        let new = bind(&[addr], 1, handed).unwrap();
+        let (accepted, peer) = new.per_worker[0][0].accept().unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
         drop(accepted);
     }

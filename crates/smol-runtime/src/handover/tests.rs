@@ -43,15 +43,12 @@ fn no_running_process_means_no_takeover_and_a_stale_file_is_replaced() {
 #[test]
 fn the_sockets_and_their_queued_connections_are_handed_over() {
     let path = temporary_path("handover.sock");
-    // A previous process's two sockets on one address: two queues to hand over.
-    let old = sockets::bind(&["127.0.0.1:0".parse().unwrap()], Vec::new()).unwrap();
+    let old = sockets::bind(&["127.0.0.1:0".parse().unwrap()], 2, Vec::new()).unwrap();
     let addr = old.local_addrs[0];
-    let second = sockets::listen_on(addr).unwrap();
     let duplicates: Vec<OwnedFd> = old
-        .per_address
+        .per_worker
         .iter()
         .flatten()
-        .chain([&second])
         .map(|l| l.try_clone().unwrap().into())
         .collect();
     let shutdown = Arc::new(Signal::default());
@@ -67,7 +64,7 @@ fn the_sockets_and_their_queued_connections_are_handed_over() {
     assert!(inherited.iter().all(|(bound, _)| *bound == addr));
     assert!(!shutdown.is_set(), "the old process serves until told");
     // The old process closes its own sockets; the queue lives on in the new one.
-    drop((old, second));
+    drop(old);
     let accepted = inherited.iter().find_map(|(_, socket)| {
         socket.set_nonblocking(true).unwrap();
         socket.accept().ok()
@@ -147,8 +144,8 @@ fn a_descriptor_that_is_not_a_listening_socket_is_refused() {
 #[test]
 fn a_successor_that_goes_away_before_ready_leaves_the_old_process_serving() {
     let path = temporary_path("gone.sock");
-    let old = sockets::bind(&["127.0.0.1:0".parse().unwrap()], Vec::new()).unwrap();
-    let duplicates = vec![OwnedFd::from(old.per_address[0][0].try_clone().unwrap())];
+    let old = sockets::bind(&["127.0.0.1:0".parse().unwrap()], 1, Vec::new()).unwrap();
+    let duplicates = vec![OwnedFd::from(old.per_worker[0][0].try_clone().unwrap())];
     let shutdown = Arc::new(Signal::default());
     let service = UpgradeSocket::bind(&path)
         .unwrap()

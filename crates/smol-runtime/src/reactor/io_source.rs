@@ -158,7 +158,7 @@ impl<T: AsFd + 'static> Drop for Io<T> {
     fn drop(&mut self) {
         // Closing a stream (when `inner` drops, right after) removes it from the epoll
         // set: no `EPOLL_CTL_DEL` needed. A listener's socket stays open wherever another
-        // descriptor of it is (another worker's, a successor's, the offered duplicates),
+        // descriptor of it is (a successor's, the duplicates kept to offer one),
         // and epoll drops an entry only with a socket's last descriptor: without the
         // `EPOLL_CTL_DEL`, every new connection would go on waking this worker under the
         // freed slot's data. (A constant test: the branch is compiled out for streams.)

@@ -34,11 +34,10 @@
 //! keeps for one of them only. The pool hands the `Io` itself from task to task
 //! instead.
 //!
-//! Listening sockets are the one exception: every worker registers a descriptor of its
-//! own for the socket of an address, one entry in each worker's epoll, and the other
-//! workers' descriptors (and a successor's, after a handover) keep the socket open
-//! when one worker stops accepting; so dropping a listener's [`Io`] unregisters it
-//! (`EPOLL_CTL_DEL`).
+//! Listening sockets are the one exception: duplicates of them are kept to offer a
+//! successor (`handover/`), which then holds the very same sockets, so a listener's
+//! socket can outlive its worker's descriptor; dropping a listener's [`Io`] unregisters
+//! it (`EPOLL_CTL_DEL`).
 //!
 //! Everything here is single-threaded (`Rc`, `RefCell`), except the [`Notifier`] that
 //! lets another thread wake a sleeping worker (a shutdown signal, a slot freed in the
