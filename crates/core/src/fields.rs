@@ -52,6 +52,19 @@ impl Field {
         }
     }
 
+    /// The field whose name is `buf[name]` and whose value is `buf[value]`, offsets into
+    /// a buffer of at most [`MAX_HEAD`] bytes.
+    #[inline(always)]
+    pub(crate) fn at(buf: &[u8], name: Range<usize>, value: Range<usize>) -> Field {
+        Field {
+            kind: FieldKind::of(&buf[name.clone()]),
+            name_start: name.start as u32,
+            name_end: name.end as u32,
+            value_start: value.start as u32,
+            value_end: value.end as u32,
+        }
+    }
+
     /// Its length written as `name: value` CRLF.
     #[inline]
     pub(crate) fn line_len(&self) -> usize {
@@ -104,41 +117,16 @@ impl Fields {
     /// of kinds ([`FieldKind::bit`]s) and the set of those seen more than once. `buf` is
     /// at most [`MAX_HEAD`] bytes long (so are the offsets into it).
     pub(crate) fn fill(&mut self, buf: &[u8], parsed: &[httparse::Header<'_>]) -> (u32, u32) {
-        let mut kinds = 0;
-        let mut repeated = 0;
         let base = buf.as_ptr() as usize;
-        self.len = parsed.len();
-        let mut plain_len = 0;
-        let mut cr_after_values = true;
-        let mut run_count = 0;
-        let runs = &mut self.runs;
+        let mut tally = Tally::new();
         let mut add = |f: &Field| {
-            repeated |= kinds & f.kind.bit();
-            kinds |= f.kind.bit();
+            // `name: value` CRLF exactly (httparse found the colon right after the name,
+            // and a CR is followed by LF): the line may be copied as it is.
             let cr_after = buf.get(f.value_end as usize) == Some(&b'\r');
-            cr_after_values &= cr_after;
-            if f.kind.is_plain() {
-                plain_len += f.line_len();
-                // `name: value` CRLF exactly (httparse found the colon right after the
-                // name, and a CR is followed by LF): the line may be copied as it is.
-                let plainly = cr_after
-                    && f.value_start == f.name_end + 2
-                    && buf.get(f.name_end as usize + 1) == Some(&b' ');
-                let line_end = f.value_end + 2;
-                if !plainly {
-                    run_count = u8::MAX;
-                } else if run_count > 0
-                    && usize::from(run_count) <= RUNS
-                    && runs[usize::from(run_count) - 1].1 == f.name_start
-                {
-                    runs[usize::from(run_count) - 1].1 = line_end;
-                } else if usize::from(run_count) < RUNS {
-                    runs[usize::from(run_count)] = (f.name_start, line_end);
-                    run_count += 1;
-                } else {
-                    run_count = u8::MAX;
-                }
-            }
+            let plainly = cr_after
+                && f.value_start == f.name_end + 2
+                && buf.get(f.name_end as usize + 1) == Some(&b' ');
+            tally.add(&mut self.runs, f, cr_after, plainly);
         };
         if parsed.len() <= INLINE {
             for (slot, h) in self.inline.iter_mut().zip(parsed) {
@@ -149,10 +137,77 @@ impl Fields {
             self.spilled = parsed.iter().map(|h| Field::parsed(base, h)).collect();
             self.spilled.iter().for_each(add);
         }
-        self.plain_len = plain_len;
-        self.cr_after_values = cr_after_values;
-        self.run_count = run_count;
-        (kinds, repeated)
+        self.finish(parsed.len(), tally)
+    }
+
+    /// Puts `field` at `index` (below [`INLINE`]) and counts it in `tally`, for a parser
+    /// that finds the fields one by one, each written `name: value` CRLF exactly when
+    /// `plainly` (see [`Tally::add`]).
+    #[inline(always)]
+    pub(crate) fn put(&mut self, index: usize, field: Field, tally: &mut Tally, plainly: bool) {
+        self.inline[index] = field;
+        tally.add(&mut self.runs, &field, true, plainly);
+    }
+
+    /// Ends a fill of `len` fields counted in `tally`; returns the kinds seen and the
+    /// kinds seen more than once.
+    #[inline(always)]
+    pub(crate) fn finish(&mut self, len: usize, tally: Tally) -> (u32, u32) {
+        self.len = len;
+        self.plain_len = tally.plain_len;
+        self.cr_after_values = tally.cr_after_values;
+        self.run_count = tally.run_count;
+        (tally.kinds, tally.repeated)
+    }
+
+    /// How many fields fit inline (a parser that fills them one by one with
+    /// [`put`](Self::put) takes at most this many).
+    pub(crate) const INLINE: usize = INLINE;
+}
+
+/// What a fill has seen of the fields so far: the kinds, the plain fields' length and
+/// runs of lines, whether every value ends its line.
+pub(crate) struct Tally {
+    kinds: u32,
+    repeated: u32,
+    plain_len: usize,
+    cr_after_values: bool,
+    run_count: u8,
+}
+
+impl Tally {
+    pub(crate) fn new() -> Tally {
+        Tally {
+            kinds: 0,
+            repeated: 0,
+            plain_len: 0,
+            cr_after_values: true,
+            run_count: 0,
+        }
+    }
+
+    /// Counts `f`; `cr_after`: a CR follows its value at once; `plainly`: its line is
+    /// `name: value` CRLF exactly, so it may be copied as it is.
+    #[inline(always)]
+    fn add(&mut self, runs: &mut [(u32, u32); RUNS], f: &Field, cr_after: bool, plainly: bool) {
+        self.repeated |= self.kinds & f.kind.bit();
+        self.kinds |= f.kind.bit();
+        self.cr_after_values &= cr_after;
+        if f.kind.is_plain() {
+            self.plain_len += f.line_len();
+            let line_end = f.value_end + 2;
+            let count = usize::from(self.run_count);
+            if !plainly {
+                self.run_count = u8::MAX;
+            } else if count > 0 && count <= RUNS && runs[count - 1].1 == f.name_start {
+                runs[count - 1].1 = line_end;
+            } else if count < RUNS {
+                runs[count] = (f.name_start, line_end);
+                self.run_count += 1;
+            } else {
+                self.run_count = u8::MAX;
+            }
+        }
     }
 }
 

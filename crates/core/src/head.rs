@@ -1,7 +1,8 @@
 //! Parsing and validating message heads.
 //!
-//! A whole head is parsed in one pass; a head split across reads is located
-//! incrementally first (`head_scan.rs`), then parsed once with `httparse` and checked against the strict rules
+//! A whole head is parsed in one pass (by `head_fast.rs` when written plainly, else by
+//! `httparse`); a head split across reads is located incrementally first
+//! (`head_scan.rs`), then parsed once with `httparse` and checked against the strict rules
 //! of docs/ARCHITECTURE.md §Protocol rules, "Message framing". Parsed heads keep byte
 //! ranges into one [`Bytes`] instead of owned strings.
 
@@ -65,6 +66,12 @@ impl Head {
     /// with them), their kinds and what the `Connection` fields say.
     fn fill_fields(&mut self, buf: &[u8], parsed: &[httparse::Header<'_>]) {
         (self.kinds, self.repeated) = self.fields.fill(buf, parsed);
+        self.read_connection(buf);
+    }
+
+    /// Reads what the `Connection` fields say, once the fields of `buf` are filled in.
+    #[inline]
+    pub(crate) fn read_connection(&mut self, buf: &[u8]) {
         self.connection = if self.has_kind(FieldKind::Connection) {
             ConnectionOptions::of(
                 self.fields
@@ -281,6 +288,19 @@ fn scanner_would_accept(
 /// [`parse_request`] take it, and decide exactly as if this had not been tried (`head` is
 /// to be dropped then).
 pub(crate) fn parse_request_whole(buf: &[u8], limits: &Limits, head: &mut Head) -> Option<usize> {
+    if let Some(end) = crate::head_fast::parse_request(buf, limits, head) {
+        return Some(end);
+    }
+    *head = Head::empty();
+    parse_request_whole_with_httparse(buf, limits, head)
+}
+
+/// [`parse_request_whole`] for a head the plain-head parser (`head_fast.rs`) gave up on.
+pub(crate) fn parse_request_whole_with_httparse(
+    buf: &[u8],
+    limits: &Limits,
+    head: &mut Head,
+) -> Option<usize> {
     with_field_storage(limits.max_headers, |storage| {
         let mut req = httparse::Request::new(&mut []);
         let Ok(httparse::Status::Complete(end)) = req.parse_with_uninit_headers(buf, storage)
@@ -325,6 +345,14 @@ pub(crate) fn parse_request(bytes: Bytes, limits: &Limits) -> Result<Head, Error
     })?;
     head.bytes = bytes;
     Ok(head)
+}
+
+/// A response head at the start of `buf`, when all of it is there and it is written
+/// plainly (`head_fast.rs`): parsed at once, without the scanner's search for its end,
+/// into `head` (all but its bytes: the first `end` bytes of the buffer). `None` leaves
+/// it to the scanner and [`parse_response`], which decide as if this had not been tried.
+pub(crate) fn parse_response_whole(buf: &[u8], limits: &Limits, head: &mut Head) -> Option<usize> {
+    crate::head_fast::parse_response(buf, limits, head)
 }
 
 /// Parses a complete response head.

@@ -115,6 +115,7 @@ mod field_kind;
 mod fields;
 mod framing;
 mod head;
+mod head_fast;
 mod head_scan;
 mod head_size;
 mod headers;

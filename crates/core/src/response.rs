@@ -77,6 +77,17 @@ impl Connection {
                 if upstream.buf.is_empty() {
                     return false;
                 }
+                if upstream.scanner.is_fresh() {
+                    // The usual case: the whole head came in one read, written plainly.
+                    let mut head = Head::empty();
+                    if let Some(end) =
+                        head::parse_response_whole(&upstream.buf, &self.config.limits, &mut head)
+                    {
+                        head.bytes = upstream.buf.split_to(end).freeze();
+                        self.on_response_head(head);
+                        return true;
+                    }
+                }
                 match upstream.scanner.scan(&upstream.buf, &self.config.limits) {
                     Ok(Scan::Partial) => false,
                     Ok(Scan::Complete(end)) => {

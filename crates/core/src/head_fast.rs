@@ -1,0 +1,258 @@
+//! The usual request head, parsed in one loop that also tells its fields apart.
+//!
+//! A client's head almost always arrives whole in one read and is written plainly:
+//! `method SP target SP HTTP/1.x CRLF`, then `name: value CRLF` lines, then CRLF. This
+//! parser takes only that: a strict subset of what `httparse` followed by the strict
+//! rules accepts (docs/ARCHITECTURE.md §Protocol rules, "Message framing"), and it finds
+//! the same head. Whatever else it meets (a bare LF, whitespace around a value, an empty
+//! value, a target byte outside `!`..=`~`, more fields than fit inline, a limit reached,
+//! a head not all there) makes it give up: then `httparse` and the scanner take the
+//! head and decide, exactly as if this had not been tried. Giving up is always safe, so
+//! the only property it must keep is one-sided (`tests`: whatever it accepts, the
+//! general path accepts too, as the same head).
+//!
+//! What it saves is a second loop: `httparse` finds the fields, then `Fields::fill`
+//! walked them again for their kinds, runs and line endings. Here each field is found,
+//! recognised and counted once, values eight bytes at a time.
+
+use crate::config::Limits;
+use crate::field_kind::is_tchar;
+use crate::fields::{Field, Fields, Tally, MAX_HEAD};
+use crate::head::Head;
+
+/// Each byte of a word set to `b`.
+const fn splat(b: u8) -> u64 {
+    u64::from_le_bytes([b; 8])
+}
+
+/// A mark (high bit) on each byte of `w` below `n` (`n` at most 128). The lowest mark is
+/// exact; the ones above it may not be (a borrow), which is all a search needs.
+#[inline(always)]
+fn below(w: u64, n: u8) -> u64 {
+    w.wrapping_sub(splat(n)) & !w & splat(0x80)
+}
+
+/// A mark on each byte of `w` equal to `b` (the lowest exact, as in [`below`]).
+#[inline(always)]
+fn equal(w: u64, b: u8) -> u64 {
+    let x = w ^ splat(b);
+    x.wrapping_sub(splat(1)) & !x & splat(0x80)
+}
+
+/// Where the first byte from `i` on is that `stop` marks in the word holding it (as
+/// [`below`] marks: the lowest mark exact), or that `stop_byte` is true of among the
+/// last few bytes; `buf.len()` when there is none.
+#[inline(always)]
+fn first_marked(
+    buf: &[u8],
+    i: usize,
+    stop: impl Fn(u64) -> u64,
+    stop_byte: impl Fn(u8) -> bool,
+) -> usize {
+    let rest = &buf[i.min(buf.len())..];
+    let mut words = rest.chunks_exact(8);
+    let mut at = i;
+    for chunk in words.by_ref() {
+        let w = u64::from_le_bytes([
+            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+        ]);
+        let marks = stop(w);
+        if marks != 0 {
+            return at + (marks.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    let tail = words.remainder();
+    at + tail
+        .iter()
+        .position(|&b| stop_byte(b))
+        .unwrap_or(tail.len())
+}
+
+/// Where the first byte from `i` on is that no field value may hold in a plain run: a
+/// control byte (HTAB and the line's CR among them) or DEL. Bytes from 0x80 up
+/// (obs-text) pass, as in `httparse`.
+#[inline(always)]
+fn value_stop(buf: &[u8], i: usize) -> usize {
+    first_marked(
+        buf,
+        i,
+        |w| below(w, 0x20) | equal(w, 0x7f),
+        |b| b < 0x20 || b == 0x7f,
+    )
+}
+
+/// Where the first byte from `i` on is that is not in `!`..=`~` (the end of a target
+/// made of visible ASCII only: anything else is left to the general path).
+#[inline(always)]
+fn target_stop(buf: &[u8], i: usize) -> usize {
+    first_marked(
+        buf,
+        i,
+        |w| below(w, 0x21) | equal(w, 0x7f) | (w & splat(0x80)),
+        |b| !(0x21..0x7f).contains(&b),
+    )
+}
+
+/// Where the token starting at `i` ends.
+#[inline(always)]
+fn token_stop(buf: &[u8], i: usize) -> usize {
+    let rest = &buf[i.min(buf.len())..];
+    i + rest
+        .iter()
+        .position(|&b| !is_tchar(b))
+        .unwrap_or(rest.len())
+}
+
+/// A mark on each byte of `w` that is none of ASCII letters, digits and `-`: what field
+/// names are made of, but for a few other `tchar`s. Exact on every byte (each byte's
+/// sums stay within it: no carry or borrow crosses into the next).
+#[inline(always)]
+fn not_name_letter(w: u64) -> u64 {
+    let high = w & splat(0x80);
+    let x = w & splat(0x7f);
+    // `x + (0x80 - lo)` has its high bit set exactly when `x >= lo`.
+    let at_least = |lo: u8| x + splat(0x80 - lo);
+    let lower = x | splat(0x20);
+    let letter = (lower + splat(0x80 - b'a')) & !(lower + splat(0x80 - (b'z' + 1)));
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let dash = !((x ^ splat(b'-')) + splat(0x7f));
+    (!(letter | digit | dash) & splat(0x80)) | high
+}
+
+/// Where the field name starting at `i` ends: letters, digits and `-` eight at a time,
+/// the other `tchar`s one by one.
+#[inline(always)]
+fn name_stop(buf: &[u8], i: usize) -> usize {
+    let mut end = first_marked(buf, i, not_name_letter, |b| {
+        !(b.is_ascii_alphanumeric() || b == b'-')
+    });
+    while buf.get(end).is_some_and(|&b| b != b':' && is_tchar(b)) {
+        end = first_marked(buf, end + 1, not_name_letter, |b| {
+            !(b.is_ascii_alphanumeric() || b == b'-')
+        });
+    }
+    end
+}
+
+/// The request head at the start of `buf` into `head` (all but its bytes), when it is
+/// all there, written plainly, and within `limits`; returns its length. `None` gives it
+/// to the general path (`head` is then to be made empty again).
+pub(crate) fn parse_request(buf: &[u8], limits: &Limits, head: &mut Head) -> Option<usize> {
+    let method_end = token_stop(buf, 0);
+    if method_end == 0 || buf.get(method_end) != Some(&b' ') {
+        return None;
+    }
+    let target_start = method_end + 1;
+    let target_end = target_stop(buf, target_start);
+    if target_end == target_start || buf.get(target_end) != Some(&b' ') {
+        return None;
+    }
+    let version_start = target_end + 1;
+    head.version = match buf.get(version_start..version_start + 10)? {
+        b"HTTP/1.1\r\n" => 1,
+        b"HTTP/1.0\r\n" => 0,
+        _ => return None,
+    };
+    head.first = 0..method_end;
+    head.target = target_start..target_end;
+    fields(buf, version_start + 10, limits, head)
+}
+
+/// The response head at the start of `buf` into `head`, as [`parse_request`] does for a
+/// request: `HTTP/1.x SP status` then CRLF or `SP reason CRLF`, the status within
+/// 100..=599 and the reason phrase of visible ASCII and spaces only.
+pub(crate) fn parse_response(buf: &[u8], limits: &Limits, head: &mut Head) -> Option<usize> {
+    let (version, status) = match buf.get(..12)? {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor @ (b'0' | b'1'), b' ', digits @ ..] => {
+            let mut status = 0u16;
+            for &d in digits {
+                if !d.is_ascii_digit() {
+                    return None;
+                }
+                status = status * 10 + u16::from(d - b'0');
+            }
+            (minor - b'0', status)
+        }
+        _ => return None,
+    };
+    if !(100..=599).contains(&status) {
+        return None;
+    }
+    head.version = version;
+    head.status = status;
+    let line_end = match buf.get(12)? {
+        b'\r' => 12,
+        b' ' => first_marked(
+            buf,
+            13,
+            |w| below(w, 0x20) | equal(w, 0x7f) | (w & splat(0x80)),
+            |b| !(0x20..0x7f).contains(&b),
+        ),
+        _ => return None,
+    };
+    if buf.get(line_end..line_end + 2) != Some(b"\r\n") {
+        return None;
+    }
+    head.first = if line_end > 13 { 13..line_end } else { 0..0 };
+    fields(buf, line_end + 2, limits, head)
+}
+
+/// The fields from `i` (where the start line ended) to the empty line into `head`; the
+/// head's length.
+#[inline(always)]
+fn fields(buf: &[u8], mut i: usize, limits: &Limits, head: &mut Head) -> Option<usize> {
+    // The start line's LF is at `i - 1`.
+    if i > limits.max_request_line {
+        return None;
+    }
+    // Each field `name:` OWS value CRLF, the value neither empty nor ending in
+    // whitespace (`httparse` would trim it).
+    let mut tally = Tally::new();
+    let mut count = 0;
+    let max_count = limits.max_headers.min(Fields::INLINE);
+    loop {
+        if buf.get(i) == Some(&b'\r') {
+            if buf.get(i + 1) != Some(&b'\n') {
+                return None;
+            }
+            i += 2;
+            break;
+        }
+        let name_start = i;
+        let name_end = name_stop(buf, i);
+        if name_end == name_start || buf.get(name_end) != Some(&b':') || count == max_count {
+            return None;
+        }
+        let mut value_start = name_end + 1;
+        while matches!(buf.get(value_start), Some(b' ' | b'\t')) {
+            value_start += 1;
+        }
+        let mut value_end = value_stop(buf, value_start);
+        // A tab inside a value: rare, taken byte by byte.
+        while buf.get(value_end) == Some(&b'\t') {
+            value_end = value_stop(buf, value_end + 1);
+        }
+        if buf.get(value_end) != Some(&b'\r')
+            || buf.get(value_end + 1) != Some(&b'\n')
+            || value_end == value_start
+            || matches!(buf[value_end - 1], b' ' | b'\t')
+        {
+            return None;
+        }
+        let plainly = value_start == name_end + 2 && buf[name_end + 1] == b' ';
+        let field = Field::at(buf, name_start..name_end, value_start..value_end);
+        head.fields.put(count, field, &mut tally, plainly);
+        count += 1;
+        i = value_end + 2;
+    }
+    if i > limits.max_header_bytes.min(MAX_HEAD) {
+        return None;
+    }
+    (head.kinds, head.repeated) = head.fields.finish(count, tally);
+    head.read_connection(buf);
+    Some(i)
+}
+
+#[cfg(test)]
+mod tests;
