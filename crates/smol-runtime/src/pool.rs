@@ -1,11 +1,13 @@
 //! Each worker's keep-alive pool of idle upstream connections.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::backend::Io;
 use crate::metrics::WorkerMetrics;
@@ -18,11 +20,11 @@ use crate::PoolConfig;
 #[derive(Debug)]
 pub(crate) struct Pool {
     config: PoolConfig,
-    idle: RefCell<HashMap<SocketAddr, VecDeque<Idle>>>,
+    idle: RefCell<FxHashMap<SocketAddr, VecDeque<Idle>>>,
     /// The servers of the newest configuration generation, once a reload happened:
     /// connections to any other server are not pooled (a connection of an older
     /// generation may still use one).
-    servers: RefCell<Option<std::collections::HashSet<SocketAddr>>>,
+    servers: RefCell<Option<FxHashSet<SocketAddr>>>,
     /// The worker's counts, told how many connections idle per server after each change.
     /// An `Rc`: each connection in use holds one ([`InUse`]), and counting one more must
     /// not touch memory the other workers share.
@@ -57,7 +59,7 @@ impl Pool {
     pub(crate) fn with_metrics(config: PoolConfig, metrics: Option<WorkerMetrics>) -> Self {
         Pool {
             config,
-            idle: RefCell::new(HashMap::new()),
+            idle: RefCell::new(FxHashMap::default()),
             servers: RefCell::new(None),
             metrics: metrics.map(Rc::new),
         }
@@ -78,7 +80,7 @@ impl Pool {
         }
     }
 
-    fn idle_mut(&self) -> std::cell::RefMut<'_, HashMap<SocketAddr, VecDeque<Idle>>> {
+    fn idle_mut(&self) -> std::cell::RefMut<'_, FxHashMap<SocketAddr, VecDeque<Idle>>> {
         self.idle.borrow_mut()
     }
 
@@ -212,7 +214,7 @@ impl Pool {
                 .filter_map(|server| idle.remove(server))
                 .collect()
         };
-        *self.servers.borrow_mut() = Some(servers);
+        *self.servers.borrow_mut() = Some(servers.into_iter().collect());
         self.publish_all();
         drop(closed);
     }
