@@ -1,19 +1,21 @@
-//! The usual request head, parsed in one loop that also tells its fields apart.
+//! The usual message head, parsed in one loop that also tells its fields apart.
 //!
-//! A client's head almost always arrives whole in one read and is written plainly:
-//! `method SP target SP HTTP/1.x CRLF`, then `name: value CRLF` lines, then CRLF. This
-//! parser takes only that: a strict subset of what `httparse` followed by the strict
-//! rules accepts (docs/ARCHITECTURE.md §Protocol rules, "Message framing"), and it finds
-//! the same head. Whatever else it meets (a bare LF, whitespace around a value, an empty
-//! value, a target byte outside `!`..=`~`, more fields than fit inline, a limit reached,
-//! a head not all there) makes it give up: then `httparse` and the scanner take the
-//! head and decide, exactly as if this had not been tried. Giving up is always safe, so
-//! the only property it must keep is one-sided (`tests`: whatever it accepts, the
-//! general path accepts too, as the same head).
+//! A head almost always arrives whole in one read and is written plainly: `method SP
+//! target SP HTTP/1.x CRLF` (or `HTTP/1.x SP status [SP reason] CRLF`), then `name:
+//! value CRLF` lines, then CRLF. This parser takes only that: a strict subset of what
+//! `httparse` followed by the strict rules accepts (docs/ARCHITECTURE.md §Protocol
+//! rules, "Message framing"), and it finds the same head. Whatever else it meets (a bare
+//! LF, whitespace around a value, an empty value, a target or reason byte outside
+//! visible ASCII, more fields than fit inline, a limit reached, a head not all there)
+//! makes it give up: then `httparse` and the scanner take the head and decide, exactly
+//! as if this had not been tried. Giving up is always safe, so the only property it must
+//! keep is one-sided (`tests`: whatever it accepts, the general path accepts too, as the
+//! same head).
 //!
 //! What it saves is a second loop: `httparse` finds the fields, then `Fields::fill`
-//! walked them again for their kinds, runs and line endings. Here each field is found,
-//! recognised and counted once, values eight bytes at a time.
+//! walks them again for their kinds, runs and line endings (and a response head was
+//! scanned for its end first). Here each field is found, recognised and counted once,
+//! names and values eight bytes at a time.
 
 use crate::config::Limits;
 use crate::field_kind::is_tchar;
