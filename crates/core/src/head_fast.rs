@@ -21,55 +21,7 @@ use crate::config::Limits;
 use crate::field_kind::is_tchar;
 use crate::fields::{Field, Fields, Tally, MAX_HEAD};
 use crate::head::Head;
-
-/// Each byte of a word set to `b`.
-const fn splat(b: u8) -> u64 {
-    u64::from_le_bytes([b; 8])
-}
-
-/// A mark (high bit) on each byte of `w` below `n` (`n` at most 128). The lowest mark is
-/// exact; the ones above it may not be (a borrow), which is all a search needs.
-#[inline(always)]
-fn below(w: u64, n: u8) -> u64 {
-    w.wrapping_sub(splat(n)) & !w & splat(0x80)
-}
-
-/// A mark on each byte of `w` equal to `b` (the lowest exact, as in [`below`]).
-#[inline(always)]
-fn equal(w: u64, b: u8) -> u64 {
-    let x = w ^ splat(b);
-    x.wrapping_sub(splat(1)) & !x & splat(0x80)
-}
-
-/// Where the first byte from `i` on is that `stop` marks in the word holding it (as
-/// [`below`] marks: the lowest mark exact), or that `stop_byte` is true of among the
-/// last few bytes; `buf.len()` when there is none.
-#[inline(always)]
-fn first_marked(
-    buf: &[u8],
-    i: usize,
-    stop: impl Fn(u64) -> u64,
-    stop_byte: impl Fn(u8) -> bool,
-) -> usize {
-    let rest = &buf[i.min(buf.len())..];
-    let mut words = rest.chunks_exact(8);
-    let mut at = i;
-    for chunk in words.by_ref() {
-        let w = u64::from_le_bytes([
-            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
-        ]);
-        let marks = stop(w);
-        if marks != 0 {
-            return at + (marks.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    let tail = words.remainder();
-    at + tail
-        .iter()
-        .position(|&b| stop_byte(b))
-        .unwrap_or(tail.len())
-}
+use crate::head_scan::{below, equal, first_marked, splat};
 
 /// Where the first byte from `i` on is that no field value may hold in a plain run: a
 /// control byte (HTAB and the line's CR among them) or DEL. Bytes from 0x80 up

@@ -28,27 +28,59 @@ pub(crate) enum Scan {
     Partial,
 }
 
+/// Each byte of a word set to `b`.
+pub(crate) const fn splat(b: u8) -> u64 {
+    u64::from_le_bytes([b; 8])
+}
+
+/// A mark (high bit) on each byte of `w` below `n` (`n` at most 128). The lowest mark is
+/// exact; the ones above it may not be (a borrow), which is all a search needs.
+#[inline(always)]
+pub(crate) fn below(w: u64, n: u8) -> u64 {
+    w.wrapping_sub(splat(n)) & !w & splat(0x80)
+}
+
+/// A mark on each byte of `w` equal to `b` (the lowest exact, as in [`below`]).
+#[inline(always)]
+pub(crate) fn equal(w: u64, b: u8) -> u64 {
+    let x = w ^ splat(b);
+    x.wrapping_sub(splat(1)) & !x & splat(0x80)
+}
+
+/// Where the first byte from `i` on is that `stop` marks in the word holding it (as
+/// [`below`] marks: the lowest mark exact), or that `stop_byte` is true of among the
+/// last few bytes; `buf.len()` when there is none.
+#[inline(always)]
+pub(crate) fn first_marked(
+    buf: &[u8],
+    i: usize,
+    stop: impl Fn(u64) -> u64,
+    stop_byte: impl Fn(u8) -> bool,
+) -> usize {
+    let rest = &buf[i.min(buf.len())..];
+    let mut words = rest.chunks_exact(8);
+    let mut at = i;
+    for chunk in words.by_ref() {
+        let w = u64::from_le_bytes([
+            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+        ]);
+        let marks = stop(w);
+        if marks != 0 {
+            return at + (marks.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    let tail = words.remainder();
+    at + tail
+        .iter()
+        .position(|&b| stop_byte(b))
+        .unwrap_or(tail.len())
+}
+
 /// Position of the first `byte` in `buf`, eight bytes at a time (SWAR, no `unsafe`).
 pub(crate) fn find_byte(buf: &[u8], byte: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO * u64::from(byte);
-    let mut chunks = buf.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ pattern;
-        // The lowest flagged byte is always a real match (borrows only run upwards).
-        let found = word.wrapping_sub(LO) & !word & HI;
-        if found != 0 {
-            return Some(offset + (found.trailing_zeros() / 8) as usize);
-        }
-        offset += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == byte)
-        .map(|i| offset + i)
+    let at = first_marked(buf, 0, |w| equal(w, byte), |b| b == byte);
+    (at < buf.len()).then_some(at)
 }
 
 /// Position of the first `\n` in `buf`.
