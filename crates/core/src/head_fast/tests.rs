@@ -69,6 +69,19 @@ fn response_agrees(buf: &[u8], limits: &Limits) -> Result<bool, TestCaseError> {
     Ok(true)
 }
 
+/// The default limits, or (`which` 1 to 3) one of them lowered to where the generated
+/// heads cross it: the start line to `line`, the head to `head` bytes, or three fields.
+fn limits_near(which: u8, line: usize, head: usize) -> Limits {
+    let mut limits = Limits::default();
+    match which {
+        1 => limits.max_request_line = line,
+        2 => limits.max_header_bytes = head,
+        3 => limits.max_headers = 3,
+        _ => {}
+    }
+    limits
+}
+
 /// Field lines: known and unknown names, separators, values with the bytes at the
 /// edges of what a value may hold, line endings right and wrong.
 fn field() -> impl Strategy<Value = Vec<u8>> {
@@ -243,14 +256,7 @@ proptest! {
         buf in heads(),
         small in 0..4u8,
     ) {
-        let mut limits = Limits::default();
-        match small {
-            1 => limits.max_request_line = 20,
-            2 => limits.max_header_bytes = 120,
-            3 => limits.max_headers = 3,
-            _ => {}
-        }
-        agrees(&buf, &limits)?;
+        agrees(&buf, &limits_near(small, 20, 120))?;
     }
 
     /// The same for response heads, against the scanner and the general parse.
@@ -259,14 +265,7 @@ proptest! {
         buf in heads_after(status_line()),
         small in 0..4u8,
     ) {
-        let mut limits = Limits::default();
-        match small {
-            1 => limits.max_request_line = 14,
-            2 => limits.max_header_bytes = 100,
-            3 => limits.max_headers = 3,
-            _ => {}
-        }
-        response_agrees(&buf, &limits)?;
+        response_agrees(&buf, &limits_near(small, 14, 100))?;
     }
 
     /// The word-at-a-time searches stop where a byte-by-byte search stops, from every
