@@ -15,7 +15,7 @@
 //! What it saves is a second loop: `httparse` finds the fields, then `Fields::fill`
 //! walks them again for their kinds, runs and line endings (and a response head was
 //! scanned for its end first). Here each field is found, recognised and counted once,
-//! names and values eight bytes at a time.
+//! names eight bytes at a time, long values sixteen.
 
 use crate::config::Limits;
 use crate::field_kind::is_tchar;
@@ -23,17 +23,51 @@ use crate::fields::{Field, Fields, Tally, MAX_HEAD};
 use crate::head::Head;
 use crate::head_scan::{below, equal, first_marked, splat};
 
-/// Where the first byte from `i` on is that no field value may hold in a plain run: a
-/// control byte (HTAB and the line's CR among them) or DEL. Bytes from 0x80 up
-/// (obs-text) pass, as in `httparse`.
+/// A mark on each byte of `w` that no field value may hold in a plain run: a control
+/// byte (HTAB and the line's CR among them) or DEL. Bytes from 0x80 up (obs-text)
+/// pass, as in `httparse`.
+#[inline(always)]
+fn value_marks(w: u64) -> u64 {
+    below(w, 0x20) | equal(w, 0x7f)
+}
+
+/// The first eight bytes of `bytes` (at least eight long) as a little-endian word.
+#[inline(always)]
+fn word(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// Where the first byte from `i` on is that [`value_marks`] marks. Most values end
+/// within sixteen bytes: two words decide those. A longer one (a user agent, an accept
+/// list, a cookie) is then skipped sixteen bytes at a time, by a fold the compiler turns
+/// into vector compares where the target has them (SSE2 on x86-64; no `unsafe`), and
+/// the words find the byte in the last chunk (crates/core/benches/RESULTS.md, "Issue
+/// 14, fourth pass").
 #[inline(always)]
 fn value_stop(buf: &[u8], i: usize) -> usize {
-    first_marked(
-        buf,
-        i,
-        |w| below(w, 0x20) | equal(w, 0x7f),
-        |b| b < 0x20 || b == 0x7f,
-    )
+    let mut at = i;
+    if let Some(first) = buf.get(i..i + 16) {
+        let marks = value_marks(word(first));
+        if marks != 0 {
+            return i + (marks.trailing_zeros() / 8) as usize;
+        }
+        let marks = value_marks(word(&first[8..]));
+        if marks != 0 {
+            return i + 8 + (marks.trailing_zeros() / 8) as usize;
+        }
+        at += 16;
+        while let Some(chunk) = buf.get(at..at + 16) {
+            let chunk: &[u8; 16] = chunk.try_into().unwrap_or(&[0; 16]);
+            if chunk
+                .iter()
+                .fold(false, |stop, &b| stop | (b < 0x20) | (b == 0x7f))
+            {
+                break;
+            }
+            at += 16;
+        }
+    }
+    first_marked(buf, at, value_marks, |b| b < 0x20 || b == 0x7f)
 }
 
 /// Where the first byte from `i` on is that is not in `!`..=`~` (the end of a target

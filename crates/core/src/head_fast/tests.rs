@@ -133,7 +133,7 @@ fn field() -> impl Strategy<Value = Vec<u8>> {
         Just(b"websocket".to_vec()),
         Just(b"0".to_vec()),
         Just(b"chunked".to_vec()),
-        proptest::collection::vec(byte, 0..40),
+        proptest::collection::vec(byte, 0..100),
     ];
     let ending =
         prop_oneof![80 => Just(&b"\r\n"[..]), 1 => Just(&b"\n"[..]), 1 => Just(&b"\r"[..])];
@@ -288,6 +288,25 @@ proptest! {
             );
             prop_assert_eq!(value_stop(&buf, from), first(from, &|b| b < 0x20 || b == 0x7f));
             prop_assert_eq!(target_stop(&buf, from), first(from, &|b| !(0x21..0x7f).contains(&b)));
+        }
+    }
+
+    /// A value search stops at the first control byte or DEL however long the run
+    /// before it: through the two words, the sixteen-byte chunks and the words after.
+    #[test]
+    fn the_value_search_stops_at_the_first_stop_byte_of_long_runs(
+        buf in proptest::collection::vec(
+            prop_oneof![200 => Just(b'a'), 10 => Just(0x80), 4 => Just(b' '), 1 => Just(b'\r'),
+                        1 => Just(b'\t'), 1 => Just(0x7f), 1 => Just(0x1f), 1 => Just(0)],
+            0..160,
+        ),
+    ) {
+        for from in 0..=buf.len() {
+            let expected = buf[from..]
+                .iter()
+                .position(|&b| b < 0x20 || b == 0x7f)
+                .map_or(buf.len(), |p| from + p);
+            prop_assert_eq!(value_stop(&buf, from), expected);
         }
     }
 
