@@ -21,7 +21,7 @@ use crate::config::Limits;
 use crate::field_kind::is_tchar;
 use crate::fields::{Field, Fields, Tally, MAX_HEAD};
 use crate::head::Head;
-use crate::head_scan::{below, equal, first_marked, splat};
+use crate::head_scan::{below, equal, first_marked, splat, word};
 
 /// A mark on each byte of `w` that no field value may hold in a plain run: a control
 /// byte (HTAB and the line's CR among them) or DEL. Bytes from 0x80 up (obs-text)
@@ -29,12 +29,6 @@ use crate::head_scan::{below, equal, first_marked, splat};
 #[inline(always)]
 fn value_marks(w: u64) -> u64 {
     below(w, 0x20) | equal(w, 0x7f)
-}
-
-/// The first eight bytes of `bytes` (at least eight long) as a little-endian word.
-#[inline(always)]
-fn word(bytes: &[u8]) -> u64 {
-    u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]))
 }
 
 /// Where the first byte from `i` on is that [`value_marks`] marks. Most values end

@@ -47,6 +47,12 @@ pub(crate) fn equal(w: u64, b: u8) -> u64 {
     x.wrapping_sub(splat(1)) & !x & splat(0x80)
 }
 
+/// The first eight bytes of `bytes` (at least eight long) as a little-endian word.
+#[inline(always)]
+pub(crate) fn word(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]))
+}
+
 /// Where the first byte from `i` on is that `stop` marks in the word holding it (as
 /// [`below`] marks: the lowest mark exact), or that `stop_byte` is true of among the
 /// last few bytes; `buf.len()` when there is none.
@@ -61,10 +67,7 @@ pub(crate) fn first_marked(
     let mut words = rest.chunks_exact(8);
     let mut at = i;
     for chunk in words.by_ref() {
-        let w = u64::from_le_bytes([
-            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
-        ]);
-        let marks = stop(w);
+        let marks = stop(word(chunk));
         if marks != 0 {
             return at + (marks.trailing_zeros() / 8) as usize;
         }
