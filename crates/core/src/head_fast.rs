@@ -31,6 +31,12 @@ fn value_marks(w: u64) -> u64 {
     below(w, 0x20) | equal(w, 0x7f)
 }
 
+/// [`value_marks`] for one byte.
+#[inline(always)]
+fn value_byte_stops(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
+}
+
 /// Where the first byte from `i` on is that [`value_marks`] marks. Most values end
 /// within sixteen bytes: two words decide those. A longer one (a user agent, an accept
 /// list, a cookie) is then skipped sixteen bytes at a time, by a fold the compiler turns
@@ -54,14 +60,14 @@ fn value_stop(buf: &[u8], i: usize) -> usize {
             let chunk: &[u8; 16] = chunk.try_into().unwrap_or(&[0; 16]);
             if chunk
                 .iter()
-                .fold(false, |stop, &b| stop | (b < 0x20) | (b == 0x7f))
+                .fold(false, |stop, &b| stop | value_byte_stops(b))
             {
                 break;
             }
             at += 16;
         }
     }
-    first_marked(buf, at, value_marks, |b| b < 0x20 || b == 0x7f)
+    first_marked(buf, at, value_marks, value_byte_stops)
 }
 
 /// Where the first byte from `i` on is that is not in `!`..=`~` (the end of a target
