@@ -8,7 +8,12 @@
 //!   the `ToUpstream` head (the read buffer is made outside the timing, as an adapter's
 //!   read buffer would be);
 //! - `core_warm`: the same on a kept-alive connection (made, and one exchange served on
-//!   it, outside the timing): what each later request of a connection costs.
+//!   it, outside the timing): what each later request of a connection costs;
+//! - `core_steady`: the same on one connection serving request after request, its
+//!   response fed and its outputs dropped outside the timing. The allocator is then in
+//!   the state a proxy leaves it in (the last exchange's memory just freed), which the
+//!   batched `core_warm` is not: it makes thousands of connections before it times any
+//!   of them, so their allocations miss the allocator's thread cache.
 //!
 //! ```text
 //! cargo bench -p switchyard-core --bench head
@@ -109,6 +114,13 @@ fn warm_once(mut conn: Connection, head: BytesMut, now: Instant) -> (Connection,
     (conn, out)
 }
 
+/// One request of a connection that serves request after request
+/// (`--toggle-collect='*head::steady_once*'`).
+#[inline(never)]
+fn steady_once(conn: &mut Connection, head: BytesMut, now: Instant) -> Bytes {
+    rewrite(conn, head, now)
+}
+
 /// The bare parse (`--toggle-collect='*head::httparse_once*'`).
 #[inline(never)]
 fn httparse_once(head: &[u8]) {
@@ -136,6 +148,13 @@ fn rewrite(conn: &mut Connection, head: BytesMut, now: Instant) -> Bytes {
 fn kept_alive(config: &Arc<Config>, head: &[u8], now: Instant) -> Connection {
     let mut conn = Connection::new(config.clone(), peer(), now);
     rewrite(&mut conn, BytesMut::from(head), now);
+    respond(&mut conn, head, now);
+    conn
+}
+
+/// Answers the exchange of `head` on `conn` and drains its outputs: the connection then
+/// waits for its next request.
+fn respond(conn: &mut Connection, head: &[u8], now: Instant) {
     let response = if head.starts_with(b"GET /chat") {
         // Not upgraded: the connection stays HTTP.
         &b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"[..]
@@ -146,7 +165,6 @@ fn kept_alive(config: &Arc<Config>, head: &[u8], now: Instant) -> Connection {
         .unwrap();
     while conn.poll_output().is_some() {}
     assert_eq!(conn.state(), StateKind::ReadingHead, "kept alive");
-    conn
 }
 
 fn bench_heads(c: &mut Criterion) {
@@ -177,6 +195,21 @@ fn bench_heads(c: &mut Criterion) {
                 |(conn, buf)| warm_once(conn, black_box(buf), now),
                 BatchSize::SmallInput,
             )
+        });
+        group.bench_function("core_steady", |b| {
+            b.iter_custom(|iters| {
+                let mut conn = kept_alive(&config, head, now);
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    let buf = BytesMut::from(head);
+                    let start = Instant::now();
+                    let out = steady_once(&mut conn, black_box(buf), now);
+                    timed += start.elapsed();
+                    drop(black_box(out));
+                    respond(&mut conn, head, now);
+                }
+                timed
+            })
         });
         group.finish();
     }
