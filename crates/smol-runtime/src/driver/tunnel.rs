@@ -22,10 +22,15 @@ use super::Link;
 use crate::backend::{pipe_supported, Pipe};
 use crate::buffer::{give_buffer, take_buffer, Chunk, TUNNEL_BUFFER_SIZE};
 
-/// Most bytes one splice of a tunnel moves (a pipe holds more, for response bodies): a
-/// bulk echo through a tunnel went slower, and cost more CPU per MB, with 256 KiB splices
-/// than with 64 KiB ones (`benches/RESULTS.md`, "Larger pipes").
-const TUNNEL_SPLICE: usize = TUNNEL_BUFFER_SIZE;
+/// Most bytes one read of a tunnel takes, copied or spliced, when more is to go through
+/// than a buffer holds (a byte tunnel, a long frame): 60 KiB, so that the write after it
+/// fits one TCP packet of 64 KiB with its headers (what segmentation offload, and the
+/// loopback device, carry at most) instead of a full one and a runt of a few bytes. On
+/// loopback a 64 KiB echo through a byte tunnel went at 1.7× the rate, for half the CPU
+/// per MB, with reads of at most 65,483 bytes than with reads of 65,484 or more
+/// (`benches/RESULTS.md`, "Tunnel reads that fit one packet"). A pipe holds more, for
+/// response bodies; 256 KiB splices lost here ("Larger pipes").
+const TUNNEL_READ: usize = 60 * 1024;
 
 /// A tunnel direction (or a response body, `body.rs`) that splices keeps splicing while
 /// each splice moves at least this much; less sends it back to copying (see `pipe.rs`). A frame-aware direction also
@@ -37,6 +42,20 @@ pub(super) const SPLICE_AT_LEAST: usize = 16 * 1024;
 /// a data frame's header (at most 14 bytes) or a whole control frame (2 + 4 + 125), so
 /// that the payload after a header is spliced rather than read through userspace.
 const SHOWN_IN_BULK: usize = 2 + 4 + MAX_CONTROL_PAYLOAD;
+
+/// How much a tunnel read with `budget` bytes allowed past the core takes, and what a
+/// read of bulk data takes there (a read of that size that comes back full means more
+/// is waiting). The rest of a frame that fits one buffer is read whole; anything longer
+/// in reads of [`TUNNEL_READ`], each written out as one packet.
+fn read_size(budget: u64) -> (usize, usize) {
+    let budget = usize::try_from(budget).unwrap_or(usize::MAX);
+    let full = if budget > TUNNEL_BUFFER_SIZE {
+        TUNNEL_READ
+    } else {
+        TUNNEL_BUFFER_SIZE
+    };
+    (budget.min(full), full)
+}
 
 impl Link {
     /// Tunnel: reads what `side` sent, publishes the counts, and writes it through.
@@ -53,7 +72,7 @@ impl Link {
             self.read_shown(side, now);
             return;
         }
-        let most = usize::try_from(budget).unwrap_or(usize::MAX);
+        let (most, full) = read_size(budget);
         let may_splice = self.may_splice();
         let Some(peer) = self.peer_mut(side) else {
             return;
@@ -61,27 +80,27 @@ impl Link {
         if peer.splice_reads && most >= SPLICE_AT_LEAST && may_splice {
             self.splice_tunnel(side, most, now);
         } else {
-            self.copy_tunnel(side, most, now);
+            self.copy_tunnel(side, most, full, now);
         }
     }
 
     /// Reads at most `most` bytes into a pooled buffer (taken only now that the socket
-    /// is readable) and queues them towards the other side.
-    fn copy_tunnel(&mut self, side: Side, most: usize, now: Instant) {
+    /// is readable) and queues them towards the other side; `full` is what a read of
+    /// bulk data takes.
+    fn copy_tunnel(&mut self, side: Side, most: usize, full: usize, now: Instant) {
         let Some(peer) = self.peer_mut(side) else {
             return;
         };
         let mut buffer = take_buffer();
-        let wanted = buffer.len().min(most);
-        let result = peer.read(&mut buffer[..wanted]);
-        let filled = matches!(result, Ok(n) if n == wanted);
-        if wanted < buffer.len() && filled {
+        let result = peer.read(&mut buffer[..most]);
+        let filled = matches!(result, Ok(n) if n == most);
+        if most < full && filled {
             // The tail of a frame, which says nothing of what follows: the direction
             // stays as it was.
         } else {
-            // A read that filled a whole buffer: bulk data, which the next reads splice
-            // instead of copying.
-            peer.splice_reads = filled && wanted >= SPLICE_AT_LEAST;
+            // A bulk-sized read that came back full: bulk data, which the next reads
+            // splice instead of copying.
+            peer.splice_reads = filled && most >= SPLICE_AT_LEAST;
         }
         match result {
             Ok(0) => {
@@ -129,7 +148,7 @@ impl Link {
                 return; // the socket is still readable: the next wait reads it
             }
         };
-        let result = peer.stream.splice_to(&pipe, most.min(TUNNEL_SPLICE));
+        let result = peer.stream.splice_to(&pipe, most);
         // A short splice may stop at the pipe's slot count, so only WouldBlock can say
         // the socket is drained, and not even that: splice never reads past an urgent
         // (out-of-band) mark. On WouldBlock the next read copies (a read skips the
@@ -301,5 +320,29 @@ impl Link {
                 handle.update(&traffic);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_reads_fit_one_packet_and_a_frame_rest_that_fits_a_buffer_is_read_whole() {
+        // A byte tunnel: everything may pass.
+        assert_eq!(read_size(u64::MAX), (TUNNEL_READ, TUNNEL_READ));
+        // A long frame: packet-sized reads until its rest fits one buffer.
+        assert_eq!(read_size(1 << 20), (TUNNEL_READ, TUNNEL_READ));
+        assert_eq!(
+            read_size(TUNNEL_BUFFER_SIZE as u64 + 1),
+            (TUNNEL_READ, TUNNEL_READ)
+        );
+        // The rest of a frame within one buffer: one read, whose size says nothing of
+        // what follows unless it is a whole buffer.
+        let whole = TUNNEL_BUFFER_SIZE as u64;
+        assert_eq!(read_size(whole), (TUNNEL_BUFFER_SIZE, TUNNEL_BUFFER_SIZE));
+        assert_eq!(read_size(30_000), (30_000, TUNNEL_BUFFER_SIZE));
+        // 64 KiB less the IPv6 and TCP headers with the largest options still holds it.
+        const { assert!(TUNNEL_READ <= 65_536 - 40 - 60) };
     }
 }
