@@ -1,5 +1,6 @@
-//! The origin every proxy forwards to: HTTP `GET /` (13 bytes), `GET /1m` (1 MiB), and
-//! WebSocket echo on any path, with keep-alive.
+//! The origin every proxy forwards to: HTTP `GET /` (13 bytes), `GET /1m` (1 MiB),
+//! `GET /1m-chunked` (the same body in sixteen 64 KiB chunks), and WebSocket echo on any
+//! path, with keep-alive.
 //!
 //! One thread per connection with blocking I/O: a proxy multiplexes many client
 //! connections onto few upstream ones, so the origin sees at most as many connections
@@ -36,10 +37,30 @@ fn big_response() -> &'static [u8] {
     })
 }
 
+/// The answer to `GET /1m-chunked`: [`BIG_BODY_LEN`] bytes in chunks of 64 KiB, which a
+/// proxy cannot splice (it must find each chunk's end), as a streaming server sends them.
+fn big_chunked_response() -> &'static [u8] {
+    static BIG: OnceLock<Vec<u8>> = OnceLock::new();
+    BIG.get_or_init(|| {
+        const CHUNK: usize = 64 * 1024;
+        let mut response = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+            Transfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+        for _ in 0..BIG_BODY_LEN / CHUNK {
+            response.extend_from_slice(format!("{CHUNK:x}\r\n").as_bytes());
+            response.resize(response.len() + CHUNK, b'x');
+            response.extend_from_slice(b"\r\n");
+        }
+        response.extend_from_slice(b"0\r\n\r\n");
+        response
+    })
+}
+
 /// Accepts connections forever, one thread each; threads are reused, since creating and
 /// tearing one down (stack mapping, TLB shootdowns) costs more than a whole handshake.
 pub fn serve(listener: TcpListener) -> io::Result<()> {
     big_response();
+    big_chunked_response();
     let (handoff, queue) = mpsc::channel::<TcpStream>();
     let queue = Arc::new(Mutex::new(queue));
     // Threads waiting for a connection. Only this loop decrements it, and each thread
@@ -104,6 +125,11 @@ fn serve_connection(mut stream: TcpStream) -> io::Result<()> {
                     stream.write_all(&out)?;
                     out.clear();
                     stream.write_all(big_response())?;
+                }
+                b"/1m-chunked" => {
+                    stream.write_all(&out)?;
+                    out.clear();
+                    stream.write_all(big_chunked_response())?;
                 }
                 _ => out.extend_from_slice(NOT_FOUND),
             }

@@ -21,8 +21,17 @@ pub(crate) const TUNNEL_BUFFER_SIZE: usize = 64 * 1024;
 /// Most free buffers kept per thread; more are freed.
 const MAX_FREE_PER_THREAD: usize = 16;
 
+/// Most bytes one read takes when what it reads is written on as it came (a body, a
+/// tunnel's bulk data): 60 KiB, so that the write after it fits one TCP packet of 64 KiB
+/// with its headers (what segmentation offload, and the loopback device, carry at most)
+/// instead of a full one and a runt of a few bytes. On loopback a 64 KiB echo through a
+/// byte tunnel went at 1.7× the rate, for half the CPU per MB, with reads of at most
+/// 65,483 bytes than with reads of 65,484 or more, and a chunked 1 MiB response at 1.7×
+/// (`benches/RESULTS.md`, "Tunnel reads that fit one packet").
+pub(crate) const BULK_READ: usize = 60 * 1024;
+
 /// Most bytes taken by one HTTP-phase read.
-pub(crate) const HTTP_READ_SIZE: usize = 64 * 1024;
+pub(crate) const HTTP_READ_SIZE: usize = BULK_READ;
 /// Most chunks handed to one vectored write.
 pub(crate) const MAX_WRITE_SLICES: usize = 16;
 
@@ -30,7 +39,7 @@ pub(crate) const MAX_WRITE_SLICES: usize = 16;
 /// smaller ones are copied out. Every queued piece of a read keeps its whole buffer
 /// alive, and the write queues are bounded by the bytes they hold: at half the buffer
 /// size, a queue holds at most twice its bytes in buffers (a peer writing 8 KiB at a
-/// time would otherwise pin a 64 KiB buffer per 8 KiB queued).
+/// time would otherwise pin a whole read buffer per 8 KiB queued).
 const HTTP_COPY_BELOW: usize = HTTP_READ_SIZE / 2;
 
 thread_local! {
@@ -162,7 +171,7 @@ mod tests {
                 }
                 got
             };
-            // 8 KiB, as upstreams often write: copied, not a 64 KiB buffer per 8 KiB
+            // 8 KiB, as upstreams often write: copied, not a whole read buffer per 8 KiB
             // queued.
             writer.write_all(&[b'x'; 8192]).unwrap();
             assert_eq!(read_exactly(8192).await.len(), 8192);

@@ -20,17 +20,13 @@ use switchyard_core::{Event, Input, Side};
 use super::peer::{is_transient, wants_write};
 use super::Link;
 use crate::backend::{pipe_supported, Pipe};
-use crate::buffer::{give_buffer, take_buffer, Chunk, TUNNEL_BUFFER_SIZE};
+use crate::buffer::{give_buffer, take_buffer, Chunk, BULK_READ, TUNNEL_BUFFER_SIZE};
 
 /// Most bytes one read of a tunnel takes, copied or spliced, when more is to go through
-/// than a buffer holds (a byte tunnel, a long frame): 60 KiB, so that the write after it
-/// fits one TCP packet of 64 KiB with its headers (what segmentation offload, and the
-/// loopback device, carry at most) instead of a full one and a runt of a few bytes. On
-/// loopback a 64 KiB echo through a byte tunnel went at 1.7× the rate, for half the CPU
-/// per MB, with reads of at most 65,483 bytes than with reads of 65,484 or more
-/// (`benches/RESULTS.md`, "Tunnel reads that fit one packet"). A pipe holds more, for
-/// response bodies; 256 KiB splices lost here ("Larger pipes").
-const TUNNEL_READ: usize = 60 * 1024;
+/// than a buffer holds (a byte tunnel, a long frame): [`BULK_READ`], so that each write is
+/// one TCP packet. A pipe holds more, for response bodies; 256 KiB splices lost here
+/// ("Larger pipes" in `benches/RESULTS.md`).
+const TUNNEL_READ: usize = BULK_READ;
 
 /// A tunnel direction (or a response body, `body.rs`) that splices keeps splicing while
 /// each splice moves at least this much; less sends it back to copying (see `pipe.rs`). A frame-aware direction also
