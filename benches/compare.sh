@@ -30,8 +30,9 @@
 #                       no idle-tunnel figure)
 #   PROXIES="nginx haproxy switchyard switchyard-portable"   (and/or switchyard-raw,
 #                       switchyard-admin, switchyard-ring)
-#   FIGURES="tput msgs hs rps big rps1 tlshs wss"   figures to take (rps, big and rps1
-#                       need wrk; rps1 is `wrk -t1 -c50` against an nginx origin, port
+#   FIGURES="tput msgs hs rps big rps1 tlshs wss"   figures to take, and `chunked`
+#                       (1 MiB in 64 KiB chunks, which no proxy splices) when named; rps,
+#                       big, chunked and rps1 need wrk; rps1 is `wrk -t1 -c50` against an nginx origin, port
 #                       19001 or NGINX_ORIGIN_PORT: lib/nginx_origin.sh; tls is tlshs and
 #                       wss, the TLS figures of benches/lib/tls.sh)
 #   NICE=0              run every process under `nice -n $NICE` (shared machines)
@@ -77,7 +78,7 @@ source "$ROOT/benches/lib/tls.sh"
 # --- tools -----------------------------------------------------------------------------
 tools=()
 for proxy in nginx haproxy; do measured "$proxy" && tools+=("$proxy"); done
-[[ " $FIGS " == *" rps "* || " $FIGS " == *" big "* ]] && tools+=(wrk)
+[[ " $FIGS " == *" rps "* || " $FIGS " == *" big "* || " $FIGS " == *" chunked "* ]] && tools+=(wrk)
 [[ " $FIGS " == *" rps1 "* ]] && tools+=(nginx wrk)
 missing=()
 for tool in "${tools[@]}"; do
@@ -177,7 +178,8 @@ for workers in $WORKERS; do
     nginx_origin_figures "$workers"
     for proxy in $PROXIES; do stop_proxy "$proxy"; done
     for proxy in direct $PROXIES; do
-        for fig in tput msgs p50 p99 hs rps big rps1 cpu_tput cpu_msgs cpu_hs cpu_rps cpu_big cpu_rps1; do
+        for fig in tput msgs p50 p99 hs rps big chunked rps1 cpu_tput cpu_msgs cpu_hs cpu_rps cpu_big \
+            cpu_chunked cpu_rps1; do
             # shellcheck disable=SC2086 # word splitting wanted
             R[$workers,$proxy,$fig]=$(median ${S[$workers,$proxy,$fig]:-})
         done

@@ -68,9 +68,11 @@ figure() { # figure name workers: one measurement, recorded in S
         note "$key" rps "$(awk '/Requests\/sec:/ {sub(/.*Requests\/sec: /, ""); printf "%.0f", $1}' <<<"$out")"
         ;;
     rps1) rps1_measure "$key" "$target" ;; # lib/nginx_origin.sh
-    big)
-        out=$(run wrk -t1 -c4 -d"${DURATION}s" "http://$target/1m")
-        note "$key" big "$(wrk_mbps <<<"$out")"
+    big | chunked) # the same 1 MiB body, spliced or (chunked) framed by the proxy
+        local path=/1m
+        [[ $fig == chunked ]] && path=/1m-chunked
+        out=$(run wrk -t1 -c4 -d"${DURATION}s" "http://$target$path")
+        note "$key" "$fig" "$(wrk_mbps <<<"$out")"
         out="$(grep -E 'Transfer/sec|Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | paste -sd';')"
         ;;
     tlshs | wss) # benches/lib/tls.sh

@@ -64,6 +64,7 @@ print_tables() {
         "hs|WebSocket handshakes/s, 16 clients|hi|≥ 1.3× nginx"
         "rps|HTTP keep-alive req/s, 50 connections (wrk)|hi|≥ 1.2× HAProxy"
         "big|HTTP 1 MiB responses, 4 connections (MB/s, wrk)|hi|≥ HAProxy"
+        "chunked|HTTP 1 MiB chunked responses, 64 KiB chunks, 4 connections (MB/s, wrk)|hi|≥ HAProxy"
         "rps1|HTTP keep-alive req/s, wrk -t1 -c50, nginx origin|hi|≥ 1.0× the best"
         "${TLS_TABLE_ROWS[@]}"
         "idle|proxy memory per idle tunnel, $TUNNELS tunnels (bytes)|lo|< 2 KB"
@@ -94,6 +95,7 @@ print_tables() {
         "cpu_hs|WebSocket handshakes (per handshake)"
         "cpu_rps|HTTP keep-alive requests (per request)"
         "cpu_big|HTTP 1 MiB responses (per MB)"
+        "cpu_chunked|HTTP 1 MiB chunked responses (per MB)"
         "cpu_rps1|HTTP keep-alive requests, wrk -t1, nginx origin (per request)"
         "${TLS_CPU_ROWS[@]}"
     )

@@ -25,10 +25,11 @@ use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags
 
 use crate::buffer::TUNNEL_BUFFER_SIZE;
 
-/// Most bytes one splice moves into a pipe, and what a new pipe is asked to hold (a pipe
-/// holds 64 KiB by default): a 1 MiB response body takes 4 splices in and 4 out instead of
-/// 16 each. 256 KiB moved the most per CPU second; 128 KiB and 512 KiB less
-/// (`benches/RESULTS.md`, "Larger pipes").
+/// Most bytes a pipe holds here, and what a new pipe is asked to hold (a pipe holds 64 KiB
+/// by default). Since 2026-12-03 no splice moves more than 60 KiB (`BULK_READ`: a
+/// response body's, `driver/body.rs`, and a tunnel's), which measured faster than 256 KiB
+/// splices; the pipes stay as large as the measurements were made with
+/// (`benches/RESULTS.md`, "Larger pipes" and "Tunnel reads that fit one packet").
 const PIPE_CHUNK: usize = 4 * TUNNEL_BUFFER_SIZE;
 /// While fewer pipes than this exist in the process, a new one is made [`PIPE_CHUNK`]
 /// large: 64 × 256 KiB is a quarter of an unprivileged user's default pipe buffer limit.
