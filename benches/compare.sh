@@ -31,7 +31,7 @@
 #   PROXIES="nginx haproxy switchyard switchyard-portable"   (and/or switchyard-raw,
 #                       switchyard-admin, switchyard-ring)
 #   FIGURES="tput msgs hs rps big rps1 tlshs wss"   figures to take, and `chunked`
-#                       (1 MiB in 64 KiB chunks, which no proxy splices) when named; rps,
+#                       (1 MiB in 64 KiB chunks, each chunk line read by the proxy) when named; rps,
 #                       big, chunked and rps1 need wrk; rps1 is `wrk -t1 -c50` against an nginx origin, port
 #                       19001 or NGINX_ORIGIN_PORT: lib/nginx_origin.sh; tls is tlshs and
 #                       wss, the TLS figures of benches/lib/tls.sh)

@@ -37,8 +37,9 @@ fn big_response() -> &'static [u8] {
     })
 }
 
-/// The answer to `GET /1m-chunked`: [`BIG_BODY_LEN`] bytes in chunks of 64 KiB, which a
-/// proxy cannot splice (it must find each chunk's end), as a streaming server sends them.
+/// The answer to `GET /1m-chunked`: [`BIG_BODY_LEN`] bytes in chunks of 64 KiB, as a
+/// streaming server sends them: a proxy reads each chunk line and passes on (or splices)
+/// only the payload between them.
 fn big_chunked_response() -> &'static [u8] {
     static BIG: OnceLock<Vec<u8>> = OnceLock::new();
     BIG.get_or_init(|| {

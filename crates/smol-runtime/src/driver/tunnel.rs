@@ -22,12 +22,6 @@ use super::Link;
 use crate::backend::{pipe_supported, Pipe};
 use crate::buffer::{give_buffer, take_buffer, Chunk, BULK_READ, TUNNEL_BUFFER_SIZE};
 
-/// Most bytes one read of a tunnel takes, copied or spliced, when more is to go through
-/// than a buffer holds (a byte tunnel, a long frame): [`BULK_READ`], so that each write is
-/// one TCP packet. A pipe holds more, for response bodies; 256 KiB splices lost here
-/// ("Larger pipes" in `benches/RESULTS.md`).
-const TUNNEL_READ: usize = BULK_READ;
-
 /// A tunnel direction (or a response body, `body.rs`) that splices keeps splicing while
 /// each splice moves at least this much; less sends it back to copying (see `pipe.rs`). A frame-aware direction also
 /// splices only while the frame has at least this much payload left: the tail of a
@@ -42,11 +36,12 @@ const SHOWN_IN_BULK: usize = 2 + 4 + MAX_CONTROL_PAYLOAD;
 /// How much a tunnel read with `budget` bytes allowed past the core takes, and what a
 /// read of bulk data takes there (a read of that size that comes back full means more
 /// is waiting). The rest of a frame that fits one buffer is read whole; anything longer
-/// in reads of [`TUNNEL_READ`], each written out as one packet.
+/// (a byte tunnel's data, a long frame) in reads of [`BULK_READ`], copied or spliced,
+/// each written out as one TCP packet.
 fn read_size(budget: u64) -> (usize, usize) {
     let budget = usize::try_from(budget).unwrap_or(usize::MAX);
     let full = if budget > TUNNEL_BUFFER_SIZE {
-        TUNNEL_READ
+        BULK_READ
     } else {
         TUNNEL_BUFFER_SIZE
     };
@@ -326,12 +321,12 @@ mod tests {
     #[test]
     fn bulk_reads_fit_one_packet_and_a_frame_rest_that_fits_a_buffer_is_read_whole() {
         // A byte tunnel: everything may pass.
-        assert_eq!(read_size(u64::MAX), (TUNNEL_READ, TUNNEL_READ));
+        assert_eq!(read_size(u64::MAX), (BULK_READ, BULK_READ));
         // A long frame: packet-sized reads until its rest fits one buffer.
-        assert_eq!(read_size(1 << 20), (TUNNEL_READ, TUNNEL_READ));
+        assert_eq!(read_size(1 << 20), (BULK_READ, BULK_READ));
         assert_eq!(
             read_size(TUNNEL_BUFFER_SIZE as u64 + 1),
-            (TUNNEL_READ, TUNNEL_READ)
+            (BULK_READ, BULK_READ)
         );
         // The rest of a frame within one buffer: one read, whose size says nothing of
         // what follows unless it is a whole buffer.
@@ -339,6 +334,6 @@ mod tests {
         assert_eq!(read_size(whole), (TUNNEL_BUFFER_SIZE, TUNNEL_BUFFER_SIZE));
         assert_eq!(read_size(30_000), (30_000, TUNNEL_BUFFER_SIZE));
         // 64 KiB less the IPv6 and TCP headers with the largest options still holds it.
-        const { assert!(TUNNEL_READ <= 65_536 - 40 - 60) };
+        const { assert!(BULK_READ <= 65_536 - 40 - 60) };
     }
 }
