@@ -23,12 +23,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
 
-use crate::buffer::{BULK_READ, TUNNEL_BUFFER_SIZE};
+use crate::buffer::TUNNEL_BUFFER_SIZE;
 
 /// Most bytes a pipe holds here, and what a new pipe is asked to hold (a pipe holds 64 KiB
-/// by default). Since 2026-12-03 no splice moves more than [`BULK_READ`] ([`Pipe::fill`]:
-/// a response body's and a tunnel's), which measured faster than 256 KiB splices; the
-/// pipes stay as large as the measurements were made with
+/// by default). Since 2026-12-03 a response body's splice and a tunnel's bulk splice move
+/// at most [`BULK_READ`](crate::buffer::BULK_READ) (their callers' `most`), which
+/// measured faster than 256 KiB splices; the pipes stay as large as the measurements were
+/// made with
 /// (`benches/RESULTS.md`, "Larger pipes" and "Tunnel reads that fit one packet").
 const PIPE_CHUNK: usize = 4 * TUNNEL_BUFFER_SIZE;
 /// While fewer pipes than this exist in the process, a new one is made [`PIPE_CHUNK`]
@@ -120,13 +121,14 @@ impl Pipe {
         self.len.get() as usize
     }
 
-    /// Moves what `from` has, up to `most` bytes, [`BULK_READ`] (so that the write out of
-    /// the pipe is one TCP packet: a 1 MiB response body went at 1.4× the rate, for half
-    /// the CPU per MB, than in 256 KiB splices) and [`PIPE_CHUNK`] in the pipe, into the
-    /// pipe (`most` keeps a frame-aware tunnel's splice within the frame's payload).
+    /// Moves what `from` has, up to `most` bytes and [`PIPE_CHUNK`] in the pipe, into
+    /// the pipe. The caller's `most` is what one packet carries for bulk data (a byte
+    /// tunnel's, a response body's), or the rest of a frame-aware tunnel's frame, which
+    /// a splice never passes and which is moved whole when it fits a buffer: a 64 KiB
+    /// frame's payload in one splice, not a packet's worth and a tail copied after it.
     /// An error that means splice cannot work here turns it off for the thread.
     pub(crate) fn fill(&self, from: impl AsFd, most: usize) -> io::Result<usize> {
-        let room = (PIPE_CHUNK - self.len()).min(most).min(BULK_READ);
+        let room = (PIPE_CHUNK - self.len()).min(most);
         let moved = splice(
             from,
             None,
@@ -246,6 +248,31 @@ mod tests {
         for pipe in pipes {
             pipe.give();
         }
+    }
+
+    #[test]
+    fn a_fill_moves_all_it_is_allowed_beyond_a_packet() {
+        // A 64 KiB frame's payload after the 117 bytes its header's read took: one write,
+        // so that loopback holds it as one piece, and one splice takes it (a cap at a
+        // packet's worth would leave 3,979 bytes for a copy after it).
+        const REST: usize = 65_536 - 117;
+        let (mut sender, from) = tcp_pair();
+        from.set_nonblocking(true).unwrap();
+        sender.write_all(&[5u8; REST]).unwrap();
+        let pipe = Pipe::take().unwrap();
+        let first = (0..1000)
+            .find_map(|_| match pipe.fill(&from, REST) {
+                Ok(n) => Some(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::yield_now();
+                    None
+                }
+                Err(e) => panic!("{e}"),
+            })
+            .expect("the bytes arrive");
+        assert_eq!(first, REST, "one splice for the whole rest");
+        assert!(REST > crate::buffer::BULK_READ);
+        pipe.give();
     }
 
     #[test]

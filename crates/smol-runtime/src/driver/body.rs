@@ -12,6 +12,7 @@ use super::peer::is_transient;
 use super::tunnel::SPLICE_AT_LEAST;
 use super::Driver;
 use crate::backend::{pipe_supported, Pipe};
+use crate::buffer::BULK_READ;
 
 impl Driver {
     /// Splices what the upstream sent of a response body towards the client, when the
@@ -39,7 +40,9 @@ impl Driver {
                 return false;
             }
         };
-        let most = usize::try_from(budget).unwrap_or(usize::MAX);
+        // One packet's worth a splice, as a tunnel's bulk reads: a 1 MiB response went at
+        // 1.4× the rate, for half the CPU per MB, than in 256 KiB splices.
+        let most = usize::try_from(budget).unwrap_or(usize::MAX).min(BULK_READ);
         let result = upstream.peer.stream.splice_to(&pipe, most);
         // As in a tunnel: a short splice sends the next reads back to copying, and so
         // does WouldBlock (splice stops at an urgent mark, which a read skips).
