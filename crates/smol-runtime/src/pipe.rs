@@ -271,7 +271,11 @@ mod tests {
         assert!(arrived, "the bytes arrive");
         from.set_nonblocking(true).unwrap();
         let pipe = Pipe::take().unwrap();
-        assert_eq!(pipe.fill(&from, REST).unwrap(), REST, "one splice for the rest");
+        assert_eq!(
+            pipe.fill(&from, REST).unwrap(),
+            REST,
+            "one splice for the rest"
+        );
         const { assert!(REST > crate::buffer::BULK_READ) };
         pipe.give();
     }
