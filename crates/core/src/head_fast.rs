@@ -15,13 +15,13 @@
 //! What it saves is a second loop: `httparse` finds the fields, then `Fields::fill`
 //! walks them again for their kinds, runs and line endings (and a response head was
 //! scanned for its end first). Here each field is found, recognised and counted once,
-//! names eight bytes at a time, long values sixteen.
+//! names and values sixteen bytes at a time.
 
 use crate::config::Limits;
 use crate::field_kind::is_tchar;
 use crate::fields::{Field, Fields, Tally, MAX_HEAD};
 use crate::head::Head;
-use crate::head_scan::{below, equal, first_marked, splat, word};
+use crate::head_scan::{below, equal, first_marked, first_of_16, first_stop, sixteen, splat};
 
 /// A mark on each byte of `w` that no field value may hold in a plain run: a control
 /// byte (HTAB and the line's CR among them) or DEL. Bytes from 0x80 up (obs-text)
@@ -37,37 +37,10 @@ fn value_byte_stops(b: u8) -> bool {
     b < 0x20 || b == 0x7f
 }
 
-/// Where the first byte from `i` on is that [`value_marks`] marks. Most values end
-/// within sixteen bytes: two words decide those. A longer one (a user agent, an accept
-/// list, a cookie) is then skipped sixteen bytes at a time, by a fold the compiler turns
-/// into vector compares where the target has them (SSE2 on x86-64; no `unsafe`), and
-/// the words find the byte in the last chunk (crates/core/benches/RESULTS.md, "Issue
-/// 14, fourth pass").
+/// Where the first byte from `i` on is that [`value_marks`] marks.
 #[inline(always)]
 fn value_stop(buf: &[u8], i: usize) -> usize {
-    let mut at = i;
-    if let Some(first) = buf.get(i..i + 16) {
-        let marks = value_marks(word(first));
-        if marks != 0 {
-            return i + (marks.trailing_zeros() / 8) as usize;
-        }
-        let marks = value_marks(word(&first[8..]));
-        if marks != 0 {
-            return i + 8 + (marks.trailing_zeros() / 8) as usize;
-        }
-        at += 16;
-        while let Some(chunk) = buf.get(at..at + 16) {
-            let chunk: &[u8; 16] = chunk.try_into().unwrap_or(&[0; 16]);
-            if chunk
-                .iter()
-                .fold(false, |stop, &b| stop | value_byte_stops(b))
-            {
-                break;
-            }
-            at += 16;
-        }
-    }
-    first_marked(buf, at, value_marks, value_byte_stops)
+    first_stop(buf, i, value_marks, value_byte_stops)
 }
 
 /// Where the first byte from `i` on is that is not in `!`..=`~` (the end of a target
@@ -108,17 +81,32 @@ fn not_name_letter(w: u64) -> u64 {
     (!(letter | digit | dash) & splat(0x80)) | high
 }
 
-/// Where the field name starting at `i` ends: letters, digits and `-` eight at a time,
+/// [`not_name_letter`] for one byte.
+#[inline(always)]
+fn name_byte_stops(b: u8) -> bool {
+    !(b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Where the run of letters, digits and `-` from `i` ends: the first sixteen bytes at
+/// once (most names end within them), then eight at a time.
+#[inline(always)]
+fn name_letters_stop(buf: &[u8], i: usize) -> usize {
+    match sixteen(buf, i) {
+        Some(chunk) => match first_of_16(chunk, name_byte_stops) {
+            16 => first_marked(buf, i + 16, not_name_letter, name_byte_stops),
+            first => i + first,
+        },
+        None => first_marked(buf, i, not_name_letter, name_byte_stops),
+    }
+}
+
+/// Where the field name starting at `i` ends: letters, digits and `-` many at a time,
 /// the other `tchar`s one by one.
 #[inline(always)]
 fn name_stop(buf: &[u8], i: usize) -> usize {
-    let mut end = first_marked(buf, i, not_name_letter, |b| {
-        !(b.is_ascii_alphanumeric() || b == b'-')
-    });
+    let mut end = name_letters_stop(buf, i);
     while buf.get(end).is_some_and(|&b| b != b':' && is_tchar(b)) {
-        end = first_marked(buf, end + 1, not_name_letter, |b| {
-            !(b.is_ascii_alphanumeric() || b == b'-')
-        });
+        end = name_letters_stop(buf, end + 1);
     }
     end
 }
@@ -212,9 +200,12 @@ fn fields(buf: &[u8], mut i: usize, limits: &Limits, head: &mut Head) -> Option<
         if name_end == name_start || buf.get(name_end) != Some(&b':') || count == max_count {
             return None;
         }
-        let mut value_start = name_end + 1;
+        // One space before the value is the plain line; any other whitespace is skipped.
+        let mut plainly = buf.get(name_end + 1) == Some(&b' ');
+        let mut value_start = name_end + 1 + usize::from(plainly);
         while matches!(buf.get(value_start), Some(b' ' | b'\t')) {
             value_start += 1;
+            plainly = false;
         }
         let mut value_end = value_stop(buf, value_start);
         // A tab inside a value: rare, taken byte by byte.
@@ -228,7 +219,6 @@ fn fields(buf: &[u8], mut i: usize, limits: &Limits, head: &mut Head) -> Option<
         {
             return None;
         }
-        let plainly = value_start == name_end + 2 && buf[name_end + 1] == b' ';
         let field = Field::at(buf, name_start..name_end, value_start..value_end);
         head.fields.put(count, field, &mut tally, plainly);
         count += 1;

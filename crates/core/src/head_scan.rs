@@ -80,6 +80,47 @@ pub(crate) fn first_marked(
         .unwrap_or(tail.len())
 }
 
+/// The sixteen bytes of `buf` from `i`, when there are that many.
+#[inline(always)]
+pub(crate) fn sixteen(buf: &[u8], i: usize) -> Option<&[u8; 16]> {
+    buf.get(i..i.checked_add(16)?)?.try_into().ok()
+}
+
+/// Where the first of the sixteen bytes of `chunk` is that `stop` is true of; 16 when
+/// none is. Written so that the compiler tests all sixteen at once where the target has
+/// vector compares (SSE2 on x86-64, NEON on aarch64; no `unsafe`) and finds the first in
+/// the mask without a branch. For a field name that is about 30 instructions, where the
+/// two words of [`first_marked`] took 40 to 50. `array::from_fn` left out of line
+/// measured fewer instructions per head than the same lanes written inline (a loop or a
+/// literal array), which crowd the field loop's registers (crates/core/benches/
+/// RESULTS.md, "Issue 14, seventh pass").
+#[inline(always)]
+pub(crate) fn first_of_16(chunk: &[u8; 16], stop: impl Fn(u8) -> bool) -> usize {
+    let lanes: [u8; 16] = std::array::from_fn(|k| if stop(chunk[k]) { 0xff } else { 0 });
+    (u128::from_le_bytes(lanes).trailing_zeros() / 8) as usize
+}
+
+/// [`first_marked`] sixteen bytes at a time ([`first_of_16`], `stop_byte` on each), then
+/// words for the last few: for the runs of a head that a byte ends (names, values,
+/// targets), most of which end within their first sixteen bytes.
+#[inline(always)]
+pub(crate) fn first_stop(
+    buf: &[u8],
+    i: usize,
+    stop: impl Fn(u64) -> u64,
+    stop_byte: impl Fn(u8) -> bool + Copy,
+) -> usize {
+    let mut at = i;
+    while let Some(chunk) = sixteen(buf, at) {
+        let first = first_of_16(chunk, stop_byte);
+        if first < 16 {
+            return at + first;
+        }
+        at += 16;
+    }
+    first_marked(buf, at, stop, stop_byte)
+}
+
 /// Position of the first `byte` in `buf`, eight bytes at a time (SWAR, no `unsafe`).
 pub(crate) fn find_byte(buf: &[u8], byte: u8) -> Option<usize> {
     let at = first_marked(buf, 0, |w| equal(w, byte), |b| b == byte);

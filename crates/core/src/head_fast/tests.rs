@@ -292,7 +292,7 @@ proptest! {
     }
 
     /// A value search stops at the first control byte or DEL however long the run
-    /// before it: through the two words, the sixteen-byte chunks and the words after.
+    /// before it: through the sixteen-byte chunks and the words after them.
     #[test]
     fn the_value_search_stops_at_the_first_stop_byte_of_long_runs(
         buf in proptest::collection::vec(
@@ -307,6 +307,27 @@ proptest! {
                 .position(|&b| b < 0x20 || b == 0x7f)
                 .map_or(buf.len(), |p| from + p);
             prop_assert_eq!(value_stop(&buf, from), expected);
+        }
+    }
+
+    /// A name search stops at the first byte that is not a `tchar`, or at a colon,
+    /// however long the run of letters, digits and dashes before it: through the first
+    /// sixteen bytes, the words after them, and again after each other `tchar`.
+    #[test]
+    fn the_name_search_stops_at_the_first_stop_byte_of_long_runs(
+        buf in proptest::collection::vec(
+            prop_oneof![100 => Just(b'a'), 30 => Just(b'Z'), 30 => Just(b'7'), 30 => Just(b'-'),
+                        3 => Just(b'_'), 3 => Just(b'.'), 1 => Just(b':'), 1 => Just(b' '),
+                        1 => Just(b'\r'), 1 => Just(0x80), 1 => Just(b'@')],
+            0..96,
+        ),
+    ) {
+        for from in 0..=buf.len() {
+            let expected = buf[from..]
+                .iter()
+                .position(|&b| b == b':' || !crate::head::is_tchar(b))
+                .map_or(buf.len(), |p| from + p);
+            prop_assert_eq!(name_stop(&buf, from), expected);
         }
     }
 
