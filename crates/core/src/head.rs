@@ -70,7 +70,7 @@ impl Head {
     }
 
     /// Reads what the `Connection` fields say, once the fields of `buf` are filled in.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read_connection(&mut self, buf: &[u8]) {
         self.connection = if self.has_kind(FieldKind::Connection) {
             ConnectionOptions::of(

@@ -176,7 +176,7 @@ pub(crate) fn parse_response(buf: &[u8], limits: &Limits, head: &mut Head) -> Op
 
 /// The fields from `i` (where the start line ended) to the empty line into `head`; the
 /// head's length.
-#[inline(always)]
+#[inline(never)]
 fn fields(buf: &[u8], mut i: usize, limits: &Limits, head: &mut Head) -> Option<usize> {
     // The start line's LF is at `i - 1`.
     if i > limits.max_request_line {
@@ -212,8 +212,7 @@ fn fields(buf: &[u8], mut i: usize, limits: &Limits, head: &mut Head) -> Option<
         while buf.get(value_end) == Some(&b'\t') {
             value_end = value_stop(buf, value_end + 1);
         }
-        if buf.get(value_end) != Some(&b'\r')
-            || buf.get(value_end + 1) != Some(&b'\n')
+        if buf.get(value_end..value_end + 2) != Some(b"\r\n")
             || value_end == value_start
             || matches!(buf[value_end - 1], b' ' | b'\t')
         {
