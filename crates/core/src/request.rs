@@ -109,7 +109,8 @@ impl Connection {
         if self.client_buf.is_empty() {
             return false;
         }
-        if !reading.started() {
+        let started = reading.started();
+        if !started {
             if !head::skip_leading_crlf(&mut self.client_buf) {
                 return false;
             }
@@ -119,13 +120,14 @@ impl Connection {
                 self.reject(ProtocolError::client(ErrorKind::MalformedHead));
                 return false;
             }
-            reading.start(self.now + self.config.timeouts.header);
         }
-        let Reading::Head { scanner, .. } = reading else {
-            return false;
+        let fresh = match reading {
+            Reading::Idle { .. } => true,
+            Reading::Head { scanner, .. } => scanner.is_fresh(),
         };
-        if scanner.is_fresh() {
-            // The usual case: the whole head came in one read.
+        if fresh {
+            // The usual case: the whole head came in one read (and no header deadline
+            // needs to be set for it).
             let mut head = Head::empty();
             if let Some(end) =
                 head::parse_request_whole(&self.client_buf, &self.config.limits, &mut head)
@@ -135,6 +137,15 @@ impl Connection {
                 return true;
             }
         }
+        let Phase::ReadingHead(reading) = &mut self.phase else {
+            return false;
+        };
+        if !started {
+            reading.start(self.now + self.config.timeouts.header);
+        }
+        let Reading::Head { scanner, .. } = reading else {
+            return false;
+        };
         match scanner.scan(&self.client_buf, &self.config.limits) {
             Err(kind) => {
                 self.reject(ProtocolError::client(kind));
