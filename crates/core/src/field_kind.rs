@@ -40,6 +40,9 @@ pub(crate) enum FieldKind {
     SecWebSocketExtensions,
 }
 
+/// How many kinds there are.
+pub(crate) const KINDS: usize = FieldKind::SecWebSocketExtensions as usize + 1;
+
 impl FieldKind {
     /// The kind of the field called `name` (case-insensitive). Names are told apart by
     /// length and first letter, so at most one comparison is made, a word at a time

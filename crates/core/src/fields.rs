@@ -4,7 +4,7 @@
 
 use std::ops::{Deref, Range};
 
-use crate::field_kind::FieldKind;
+use crate::field_kind::{FieldKind, KINDS};
 
 /// Fields kept inline; a head with more keeps them all on the heap.
 const INLINE: usize = 24;
@@ -99,6 +99,9 @@ pub(crate) struct Fields {
     runs: [(u32, u32); RUNS],
     inline: [Field; INLINE],
     spilled: Vec<Field>,
+    /// For each kind, the index of its last field (0 past index 255): where a search
+    /// for the one field of a kind that is not repeated can start.
+    last: [u8; KINDS],
 }
 
 impl Fields {
@@ -111,6 +114,7 @@ impl Fields {
         runs: [(0, 0); RUNS],
         inline: [Field::EMPTY; INLINE],
         spilled: Vec::new(),
+        last: [0; KINDS],
     };
 
     /// Becomes the fields httparse found in `buf`, each with its kind; returns the set
@@ -137,6 +141,14 @@ impl Fields {
             self.spilled = parsed.iter().map(|h| Field::parsed(base, h)).collect();
             self.spilled.iter().for_each(add);
         }
+        let fields = if parsed.len() <= INLINE {
+            &self.inline[..]
+        } else {
+            &self.spilled
+        };
+        for (i, f) in fields.iter().take(parsed.len()).enumerate() {
+            self.last[f.kind as usize] = u8::try_from(i).unwrap_or(0);
+        }
         self.finish(parsed.len(), tally)
     }
 
@@ -146,6 +158,7 @@ impl Fields {
     #[inline(always)]
     pub(crate) fn put(&mut self, index: usize, field: Field, tally: &mut Tally, plainly: bool) {
         self.inline[index] = field;
+        self.last[field.kind as usize] = index as u8;
         tally.add(&mut self.runs, &field, true, plainly);
     }
 
@@ -158,6 +171,17 @@ impl Fields {
         self.cr_after_values = tally.cr_after_values;
         self.run_count = tally.run_count;
         (tally.kinds, tally.repeated)
+    }
+
+    /// Where a search for the fields of `kind` may start: the index of its last field
+    /// when it has just one, otherwise 0.
+    #[inline]
+    pub(crate) fn search_from(&self, kind: FieldKind, only_one: bool) -> usize {
+        if only_one {
+            usize::from(self.last[kind as usize])
+        } else {
+            0
+        }
     }
 
     /// How many fields fit inline (a parser that fills them one by one with

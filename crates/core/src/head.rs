@@ -74,10 +74,7 @@ impl Head {
     pub(crate) fn read_connection(&mut self, buf: &[u8]) {
         self.connection = if self.has_kind(FieldKind::Connection) {
             ConnectionOptions::of(
-                self.fields
-                    .iter()
-                    .filter(|f| f.kind == FieldKind::Connection)
-                    .take(self.count_of(FieldKind::Connection))
+                self.fields_of(FieldKind::Connection)
                     .map(|f| &buf[f.value()]),
             )
         } else {
@@ -125,10 +122,14 @@ impl Head {
 
     /// The fields of `kind`, in order, found as [`values_of`](Self::values_of) finds them.
     pub fn fields_of(&self, kind: FieldKind) -> impl Iterator<Item = &Field> + '_ {
+        let count = self.count_of(kind);
+        let from = self.fields.search_from(kind, count == 1);
         self.fields
+            .get(from..)
+            .unwrap_or_default()
             .iter()
             .filter(move |f| f.kind == kind)
-            .take(self.count_of(kind))
+            .take(count)
     }
 
     /// How many fields of `kind` there are, as far as the kinds say: none, one, or more
@@ -471,6 +472,43 @@ mod tests {
         assert_eq!(values(FieldKind::Host), [&b"a"[..], b"b"]);
         assert_eq!(values(FieldKind::Connection), [&b"close"[..]]);
         assert!(values(FieldKind::Upgrade).is_empty());
+    }
+
+    proptest! {
+        /// Whichever path parsed a head (the one-pass parse of up to its inline fields,
+        /// or the general one, inline or spilled), the fields of each kind found from
+        /// where the search starts are all the fields of that kind, in order.
+        #[test]
+        fn the_fields_of_each_kind_are_the_ones_a_full_pass_finds(
+            names in proptest::collection::vec(
+                proptest::sample::select(&["Host", "Upgrade", "Sec-WebSocket-Key", "Via", "X-A", "Connection", "Accept"][..]),
+                0..40,
+            ),
+            tight in any::<bool>(),
+        ) {
+            let mut buf = b"GET / HTTP/1.1\r\n".to_vec();
+            for (i, name) in names.iter().enumerate() {
+                // A tab after the colon makes the one-pass parse give the head up.
+                let separator = if tight && i == 0 { ":\t" } else { ": " };
+                buf.extend_from_slice(format!("{name}{separator}v{i}\r\n").as_bytes());
+            }
+            buf.extend_from_slice(b"\r\n");
+            let head = match slow_path(&buf, &Limits::default()) {
+                Ok(Some(head)) => head,
+                other => panic!("refused: {other:?}"),
+            };
+            let mut fast = Head::empty();
+            let parsed_fast = parse_request_whole(&buf, &Limits::default(), &mut fast).is_some();
+            fast.bytes = Bytes::copy_from_slice(&buf);
+            let kinds = [FieldKind::Host, FieldKind::Upgrade, FieldKind::SecWebSocketKey, FieldKind::Via, FieldKind::Connection];
+            for h in [Some(&head), parsed_fast.then_some(&fast)].into_iter().flatten() {
+                for kind in kinds {
+                    let found: Vec<_> = h.fields_of(kind).map(|f| f.value()).collect();
+                    let all: Vec<_> = h.fields.iter().filter(|f| f.kind == kind).map(|f| f.value()).collect();
+                    prop_assert_eq!(found, all, "{:?}", kind);
+                }
+            }
+        }
     }
 
     proptest! {
