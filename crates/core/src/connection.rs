@@ -330,7 +330,9 @@ impl Connection {
     /// Takes `step` ([`Phase::take`]); true when the phase changed. A step the table does
     /// not allow is a bug in the core: loud in a debug build, and in a release build an
     /// [`Event::IllegalTransition`] and a close with [`CloseReason::InternalError`],
-    /// never a silent no-op nor a panic.
+    /// never a silent no-op nor a panic. Inlined, with [`Phase::take`], where a step is
+    /// taken (see there).
+    #[inline(always)]
     pub(crate) fn enter(&mut self, step: Step) -> bool {
         let (from, kind) = (self.phase.kind(), step.kind());
         match std::mem::replace(&mut self.phase, Phase::Closed).take(step) {

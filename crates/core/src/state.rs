@@ -159,6 +159,12 @@ impl Phase {
     /// The phase `step` leads to, with this phase's data carried across (the exchange
     /// from `Connecting` to `Exchange` and back). A step [`TRANSITIONS`] does not allow
     /// from this phase gives the phase back, unchanged, as `Err`.
+    ///
+    /// Inlined with [`Connection::enter`](crate::Connection) into each place that takes a
+    /// step: the step is then known there, and the table lookup and the match fold down
+    /// to the one transition (about 100 instructions a transition fewer than the general
+    /// function: crates/core/benches/RESULTS.md, "Issue 14, seventh pass").
+    #[inline(always)]
     pub(crate) fn take(self, step: Step) -> Result<Phase, Phase> {
         let Some(to) = next(self.kind(), step.kind()) else {
             return Err(self);
