@@ -174,6 +174,7 @@ impl Connection {
     }
 
     /// The next action for the caller, in order; `None` when there is nothing to do.
+    #[inline]
     pub fn poll_output(&mut self) -> Option<Output> {
         // Returned as popped (looked at first, an output is copied once more).
         if let Some(output) = self.out.pop_front() {
