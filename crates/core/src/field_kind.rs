@@ -238,7 +238,9 @@ impl ConnectionOptions {
         options
     }
 
-    /// The options of one comma-separated value.
+    /// The options of one comma-separated value (out of line: the usual value is one
+    /// token, told at once by [`of`](Self::of)).
+    #[inline(never)]
     fn add_list(&mut self, value: &[u8]) {
         for token in crate::head::split_list(value) {
             match FieldKind::of(token) {

@@ -16,14 +16,21 @@ use crate::websocket::encode;
 
 impl Connection {
     /// After every input to a frame-aware tunnel: writes the waiting frames the rule
-    /// allows, and closes a tunnel whose ending is complete.
+    /// allows, and closes a tunnel whose ending is complete. After almost every input
+    /// there is nothing to do, which is told inline, before the sink is built.
+    #[inline(always)]
     pub(crate) fn pump_websocket(&mut self) {
-        // After almost every input there is nothing to do: known before the sink is built.
         match &self.phase {
             Phase::Tunnel(tunnel) if tunnel.ws.as_ref().is_some_and(|ws| !ws.quiet(tunnel.eof)) => {
+                self.pump_websocket_frames();
             }
-            _ => return,
+            _ => {}
         }
+    }
+
+    /// [`pump_websocket`](Self::pump_websocket) when there is something to do.
+    #[inline(never)]
+    fn pump_websocket_frames(&mut self) {
         let Some((tunnel, mut sink)) = self.tunnel_sink() else {
             return;
         };
