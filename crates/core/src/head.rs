@@ -121,6 +121,7 @@ impl Head {
     }
 
     /// The fields of `kind`, in order, found as [`values_of`](Self::values_of) finds them.
+    #[inline]
     pub fn fields_of(&self, kind: FieldKind) -> impl Iterator<Item = &Field> + '_ {
         let count = self.count_of(kind);
         let from = self.fields.search_from(kind, count == 1);
