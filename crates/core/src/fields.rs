@@ -123,7 +123,7 @@ impl Fields {
     pub(crate) fn fill(&mut self, buf: &[u8], parsed: &[httparse::Header<'_>]) -> (u32, u32) {
         let base = buf.as_ptr() as usize;
         let mut tally = Tally::new();
-        let mut add = |f: &Field| {
+        let mut add = |index: usize, f: &Field| {
             // `name: value` CRLF exactly (httparse found the colon right after the name,
             // and a CR is followed by LF): the line may be copied as it is.
             let cr_after = buf.get(f.value_end as usize) == Some(&b'\r');
@@ -131,23 +131,18 @@ impl Fields {
                 && f.value_start == f.name_end + 2
                 && buf.get(f.name_end as usize + 1) == Some(&b' ');
             tally.add(&mut self.runs, f, cr_after, plainly);
+            self.last[f.kind as usize] = u8::try_from(index).unwrap_or(0);
         };
         if parsed.len() <= INLINE {
-            for (slot, h) in self.inline.iter_mut().zip(parsed) {
+            for (index, (slot, h)) in self.inline.iter_mut().zip(parsed).enumerate() {
                 *slot = Field::parsed(base, h);
-                add(slot);
+                add(index, slot);
             }
         } else {
             self.spilled = parsed.iter().map(|h| Field::parsed(base, h)).collect();
-            self.spilled.iter().for_each(add);
-        }
-        let fields = if parsed.len() <= INLINE {
-            &self.inline[..]
-        } else {
-            &self.spilled
-        };
-        for (i, f) in fields.iter().take(parsed.len()).enumerate() {
-            self.last[f.kind as usize] = u8::try_from(i).unwrap_or(0);
+            for (index, f) in self.spilled.iter().enumerate() {
+                add(index, f);
+            }
         }
         self.finish(parsed.len(), tally)
     }
