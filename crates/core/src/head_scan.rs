@@ -101,8 +101,9 @@ pub(crate) fn first_of_16(chunk: &[u8; 16], stop: impl Fn(u8) -> bool) -> usize 
 }
 
 /// [`first_marked`] sixteen bytes at a time ([`first_of_16`], `stop_byte` on each), then
-/// words for the last few: for the runs of a head that a byte ends (names, values,
-/// targets), most of which end within their first sixteen bytes.
+/// words for the last few: for field values, which may run long. (Targets stay with
+/// words alone, and names take sixteen bytes once, then words: each measured fewer
+/// instructions so.)
 #[inline(always)]
 pub(crate) fn first_stop(
     buf: &[u8],
