@@ -137,9 +137,6 @@ impl Connection {
                 return true;
             }
         }
-        let Phase::ReadingHead(reading) = &mut self.phase else {
-            return false;
-        };
         if !started {
             reading.start(self.now + self.config.timeouts.header);
         }
