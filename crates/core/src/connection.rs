@@ -147,6 +147,7 @@ impl Connection {
 
     /// Whether the caller should read from `side` now. False when the core does not
     /// need bytes from that peer or holds enough of them unprocessed (backpressure).
+    #[inline]
     pub fn wants_read(&self, side: Side) -> bool {
         match (&self.phase, side) {
             (Phase::Closed, _) => false,
@@ -161,6 +162,7 @@ impl Connection {
     }
 
     /// The earliest deadline, if any: call [`handle_timeout`](Self::handle_timeout) then.
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
         // A tunnel's is asked for before every wait, so it is found without naming which
         // deadline it is.
@@ -409,6 +411,7 @@ impl Connection {
     }
 
     /// The earliest deadline: the phase's own, or a pending write's.
+    #[inline]
     pub(crate) fn next_deadline(&self) -> Option<(Deadline, Instant)> {
         let phase = match &self.phase {
             Phase::ReadingHead(reading) => Some(reading.deadline()),
