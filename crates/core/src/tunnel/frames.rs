@@ -4,6 +4,7 @@
 //! inputs that drive it are in `data.rs` (bytes) and `inject.rs` (frames of the proxy's
 //! own, endings).
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::pings::Pings;
@@ -96,19 +97,22 @@ impl CloseWhy {
             }
         }
     }
+}
 
-    pub(crate) fn text(self) -> String {
+/// The reason text of the proxy's Close, written into the frame as it is formatted.
+impl fmt::Display for CloseWhy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let who = |side: Side| match side {
             Side::Client => "client",
             Side::Upstream => "upstream",
         };
-        match self {
-            CloseWhy::WentAway(side) => format!("{} went away", who(side)),
-            CloseWhy::UpstreamFailed => "upstream failed".into(),
-            CloseWhy::StoppedAnswering(side) => format!("{} stopped answering", who(side)),
-            CloseWhy::Draining => "proxy going away".into(),
+        match *self {
+            CloseWhy::WentAway(side) => write!(f, "{} went away", who(side)),
+            CloseWhy::UpstreamFailed => f.write_str("upstream failed"),
+            CloseWhy::StoppedAnswering(side) => write!(f, "{} stopped answering", who(side)),
+            CloseWhy::Draining => f.write_str("proxy going away"),
             CloseWhy::Violation(side, violation) => {
-                format!("protocol error by the {}: {violation}", who(side))
+                write!(f, "protocol error by the {}: {violation}", who(side))
             }
         }
     }

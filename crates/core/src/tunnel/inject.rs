@@ -229,7 +229,7 @@ impl Frames {
             let Some(key) = self.take_key(to) else {
                 return;
             };
-            let frame = encode::close(to, why.code(), &why.text(), key);
+            let frame = encode::close_with(to, why.code(), why, key);
             self.write_own(to, frame, sink);
             let towards = self.towards(to);
             towards.close = None;

@@ -95,14 +95,56 @@ pub const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
 /// upstream. A reason longer than [`MAX_CLOSE_REASON`] bytes is cut at the last UTF-8
 /// character boundary that fits, so the frame stays valid.
 pub fn close(to: Side, code: CloseCode, reason: &str, key: [u8; 4]) -> Bytes {
-    let mut end = reason.len().min(MAX_CLOSE_REASON);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
+    close_with(to, code, reason, key)
+}
+
+/// [`close`] with the reason `reason`'s `Display` writes, straight into the frame's
+/// payload: the proxy's own reasons are built as they are written, with no `String`.
+pub(crate) fn close_with(
+    to: Side,
+    code: CloseCode,
+    reason: impl fmt::Display,
+    key: [u8; 4],
+) -> Bytes {
     let mut payload = [0; MAX_CONTROL_PAYLOAD];
     payload[..2].copy_from_slice(&code.get().to_be_bytes());
-    payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
-    frame(to, true, Opcode::Close, &payload[..2 + end], key)
+    let mut text = Cut {
+        room: &mut payload[2..],
+        len: 0,
+        cut: false,
+    };
+    // An error only says the reason was cut.
+    let _ = fmt::write(&mut text, format_args!("{reason}"));
+    let end = 2 + text.len;
+    frame(to, true, Opcode::Close, &payload[..end], key)
+}
+
+/// Text written into a fixed room: a piece that does not fit is cut at the last
+/// character boundary that does, and nothing is written after it, so that the text
+/// stays a prefix of the whole (a later, shorter piece could fit after the cut).
+struct Cut<'a> {
+    room: &'a mut [u8],
+    len: usize,
+    cut: bool,
+}
+
+impl fmt::Write for Cut<'_> {
+    fn write_str(&mut self, piece: &str) -> fmt::Result {
+        if self.cut {
+            return Err(fmt::Error);
+        }
+        let mut end = piece.len().min(self.room.len() - self.len);
+        while !piece.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.room[self.len..self.len + end].copy_from_slice(&piece.as_bytes()[..end]);
+        self.len += end;
+        self.cut = end < piece.len();
+        if self.cut {
+            return Err(fmt::Error);
+        }
+        Ok(())
+    }
 }
 
 /// Any frame towards `to` (a data frame or fragment of a scripted peer, say), masked
@@ -190,6 +232,45 @@ mod tests {
         let ascii = "x".repeat(200);
         let frame = close(Side::Client, CloseCode::NORMAL, &ascii, [0; 4]);
         assert_eq!(frame.len(), 2 + MAX_CONTROL_PAYLOAD);
+    }
+
+    /// A reason written in pieces, each with its own `write_str`, as `format_args!`
+    /// and nested `Display`s write; it goes on after an error, as a `Display` that
+    /// ignores one would.
+    struct Pieces(Vec<String>);
+
+    impl fmt::Display for Pieces {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            for piece in &self.0 {
+                let _ = f.write_str(piece);
+            }
+            Ok(())
+        }
+    }
+
+    proptest::proptest! {
+        /// However the reason is split into pieces (multi-byte characters across the
+        /// cut, a short piece after a long one), the frame carries the longest prefix
+        /// of the whole text that ends on a character boundary and fits.
+        #[test]
+        fn a_reason_written_in_pieces_is_cut_as_the_whole_text(
+            pieces in proptest::collection::vec("[a-zé€😀 ]{0,70}", 0..6),
+            to_upstream: bool,
+        ) {
+            let to = if to_upstream { Side::Upstream } else { Side::Client };
+            let whole = pieces.concat();
+            let mut end = whole.len().min(MAX_CLOSE_REASON);
+            while !whole.is_char_boundary(end) {
+                end -= 1;
+            }
+            let mut expected = vec![0x03, 0xE9];
+            expected.extend_from_slice(&whole.as_bytes()[..end]);
+            let key = [1, 2, 3, 4];
+            proptest::prop_assert_eq!(
+                close_with(to, CloseCode::GOING_AWAY, Pieces(pieces), key),
+                frame(to, true, Opcode::Close, &expected, key)
+            );
+        }
     }
 
     #[test]
