@@ -178,8 +178,7 @@ for workers in $WORKERS; do
     nginx_origin_figures "$workers"
     for proxy in $PROXIES; do stop_proxy "$proxy"; done
     for proxy in direct $PROXIES; do
-        for fig in tput msgs p50 p99 hs rps big chunked rps1 cpu_tput cpu_msgs cpu_hs cpu_rps cpu_big \
-            cpu_chunked cpu_rps1; do
+        for fig in tput msgs p50 p99 hs rps big chunked rps1 {cpu,usr}_{tput,msgs,hs,rps,big,chunked,rps1}; do
             # shellcheck disable=SC2086 # word splitting wanted
             R[$workers,$proxy,$fig]=$(median ${S[$workers,$proxy,$fig]:-})
         done

@@ -35,18 +35,22 @@ idle_figure() { # name workers
     R[$2,$1,alive]="$(field alive <<<"$out")/$TUNNELS"
 }
 
-cpu_ticks() { # pid -> CPU time (user + system, clock ticks) of it and its children
-    local total=0 p
+cpu_ticks() { # pid -> CPU time (clock ticks) of it and its children: user + system, user
+    local total=0 user=0 p t
     for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
-        total=$((total + $(cat /proc/"$p"/task/*/stat 2>/dev/null | awk '{s += $14 + $15} END {print s + 0}')))
+        read -r t u < <(cat /proc/"$p"/task/*/stat 2>/dev/null | awk '{s += $14 + $15; u += $14} END {print s + 0, u + 0}')
+        total=$((total + t)) user=$((user + u))
     done
-    echo "$total"
+    echo "$total $user"
 }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
+per_op() { # ticks rate -> µs per operation over one measurement of DURATION seconds
+    awk -v t="$1" -v us="$TICK_US" -v r="$2" -v d="$DURATION" 'BEGIN { printf "%.1f", t * us / (r * d) }'
+}
 
 figure() { # figure name workers: one measurement, recorded in S
-    local fig=$1 key="$3,$2" target=127.0.0.1:${PORT[$2]} out pid=${PROXY_PID[$2]:-} ticks=0
-    [[ -n $pid ]] && ticks=$(cpu_ticks "$pid")
+    local fig=$1 key="$3,$2" target=127.0.0.1:${PORT[$2]} out pid=${PROXY_PID[$2]:-} ticks=0 user=0
+    [[ -n $pid ]] && read -r ticks user < <(cpu_ticks "$pid")
     case $fig in
     tput)
         out=$(run "$LOADGEN" ws-throughput --target "$target" --duration "$DURATION")
@@ -83,13 +87,16 @@ figure() { # figure name workers: one measurement, recorded in S
     esac
     log "$2/$3 $fig: $(head -1 <<<"$out")"
     # The proxy's CPU time per operation (per MB for the throughput figures): what the
-    # rate cost it, steadier than the rate on a machine the load shares.
+    # rate cost it, steadier than the rate on a machine the load shares; and the part of
+    # it spent in user space, the part a proxy's own code decides.
     if [[ -n $pid ]]; then
-        local used=$(($(cpu_ticks "$pid") - ticks)) rate
+        local now now_user rate
+        read -r now now_user < <(cpu_ticks "$pid")
         rate=${S[$key,$fig]##* }
-        [[ -n $rate && $rate != 0 ]] &&
-            note "$key" "cpu_$fig" "$(awk -v t="$used" -v us="$TICK_US" -v r="$rate" -v d="$DURATION" \
-                'BEGIN { printf "%.1f", t * us / (r * d) }')"
+        if [[ -n $rate && $rate != 0 ]]; then
+            note "$key" "cpu_$fig" "$(per_op $((now - ticks)) "$rate")"
+            note "$key" "usr_$fig" "$(per_op $((now_user - user)) "$rate")"
+        fi
     fi
     if grep -qE 'Non-2xx|Socket errors|[1-9][0-9]* errors\)' <<<"$out"; then
         WARNINGS+=("$2, $3 worker(s), $fig: $(head -1 <<<"$out")")

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Sourced by compare.sh: the two tables, from R and WARNINGS.
+# Sourced by compare.sh: the tables (rates, CPU per operation, its user-space part), from R
+# and WARNINGS.
 # Uses compare.sh's WORKERS, ROUNDS, DURATION, TUNNELS, HOLD and measured.
 
 ratio() { # better sy a b
@@ -20,9 +21,9 @@ quotient() { # a b -> a ÷ b
 # the quotient is given for ("all", or a list; never for a figure without a better side).
 VARIANTS=(
     "switchyard-portable|switchyard (async-io)|async-io ÷ epoll|switchyard-portable|switchyard|all"
-    "switchyard-raw|switchyard (ws_validate = false)|switchyard ÷ switchyard-raw|switchyard|switchyard-raw|tput msgs p99 idle cpu_tput cpu_msgs"
+    "switchyard-raw|switchyard (ws_validate = false)|switchyard ÷ switchyard-raw|switchyard|switchyard-raw|tput msgs p99 idle cpu_tput cpu_msgs usr_tput usr_msgs"
     "switchyard-admin|switchyard (admin on, scraped every second)|admin on ÷ off|switchyard-admin|switchyard|all"
-    "switchyard-ring|switchyard (ring)|ring ÷ aws-lc-rs|switchyard-ring|switchyard|tlshs wss cpu_tlshs cpu_wss"
+    "switchyard-ring|switchyard (ring)|ring ÷ aws-lc-rs|switchyard-ring|switchyard|tlshs wss cpu_tlshs cpu_wss usr_tlshs usr_wss"
 )
 variant_heads() { # -> VHEAD, QHEAD (the titles of the measured variants' columns), VRULE
     VHEAD="" QHEAD="" VRULE=""
@@ -51,6 +52,38 @@ taken() { # workers figure: whether any proxy has it (a run with FIGURES skips t
     local proxy
     for proxy in direct $PROXIES; do [[ -n ${R[$1,$proxy,$2]:-} ]] && return 0; done
     return 1
+}
+
+cpu_table() { # prefix (cpu or usr) title: the CPU time of each figure, under that prefix
+    echo
+    echo "$2"
+    echo
+    echo "| workers | figure | nginx | HAProxy | switchyard |$VHEAD switchyard ÷ best of the two |$QHEAD"
+    echo "|---|---|---|---|---|$VRULE---|$VRULE"
+    # figure (without its cpu_ or usr_ prefix) | label
+    local CPU_ROWS=(
+        "tput|WebSocket echo throughput (per MB)"
+        "msgs|small messages (per echoed message: two through the proxy)"
+        "hs|WebSocket handshakes (per handshake)"
+        "rps|HTTP keep-alive requests (per request)"
+        "big|HTTP 1 MiB responses (per MB)"
+        "chunked|HTTP 1 MiB chunked responses (per MB)"
+        "rps1|HTTP keep-alive requests, wrk -t1, nginx origin (per request)"
+        "${TLS_CPU_ROWS[@]}"
+    )
+    local workers spec fig label n h s
+    for workers in $WORKERS; do
+        for spec in "${CPU_ROWS[@]}"; do
+            IFS='|' read -r fig label <<<"$spec"
+            fig=$1_$fig
+            taken "$workers" "$fig" || continue
+            n=${R[$workers,nginx,$fig]:--}
+            h=${R[$workers,haproxy,$fig]:--}
+            s=${R[$workers,switchyard,$fig]:--}
+            variant_cells "$workers" "$fig" lo
+            echo "| $workers | $label | $n | $h | $s |$VCELLS $(ratio lo "$s" "$n" "$h") |$QCELLS"
+        done
+    done
 }
 
 print_tables() {
@@ -89,32 +122,8 @@ print_tables() {
             echo "| $workers | $label | $d | $n | $h | $s |$VCELLS $r |$QCELLS $target |"
         done
     done
-    local CPU_ROWS=(
-        "cpu_tput|WebSocket echo throughput (per MB)"
-        "cpu_msgs|small messages (per echoed message: two through the proxy)"
-        "cpu_hs|WebSocket handshakes (per handshake)"
-        "cpu_rps|HTTP keep-alive requests (per request)"
-        "cpu_big|HTTP 1 MiB responses (per MB)"
-        "cpu_chunked|HTTP 1 MiB chunked responses (per MB)"
-        "cpu_rps1|HTTP keep-alive requests, wrk -t1, nginx origin (per request)"
-        "${TLS_CPU_ROWS[@]}"
-    )
-    echo
-    echo "Proxy CPU time (user + system, µs) per operation, median of the same runs."
-    echo
-    echo "| workers | figure | nginx | HAProxy | switchyard |$VHEAD switchyard ÷ best of the two |$QHEAD"
-    echo "|---|---|---|---|---|$VRULE---|$VRULE"
-    for workers in $WORKERS; do
-        for spec in "${CPU_ROWS[@]}"; do
-            IFS='|' read -r fig label <<<"$spec"
-            taken "$workers" "$fig" || continue
-            n=${R[$workers,nginx,$fig]:--}
-            h=${R[$workers,haproxy,$fig]:--}
-            s=${R[$workers,switchyard,$fig]:--}
-            variant_cells "$workers" "$fig" lo
-            echo "| $workers | $label | $n | $h | $s |$VCELLS $(ratio lo "$s" "$n" "$h") |$QCELLS"
-        done
-    done
+    cpu_table cpu "Proxy CPU time (user + system, µs) per operation, median of the same runs."
+    cpu_table usr "Of that, the time in user space (µs per operation, median of the same runs): the part a proxy's own code decides; the rest is the kernel's work for its system calls and packets."
     if ((${#WARNINGS[@]})); then
         echo
         echo "Errors during the run (figures above include them):"

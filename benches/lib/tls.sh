@@ -116,14 +116,14 @@ tls_measure() { # figure name -> loadgen's output, or nothing where the figure d
 tls_medians() { # workers
     local proxy fig
     for proxy in $PROXIES; do
-        for fig in tlshs wss cpu_tlshs cpu_wss; do
+        for fig in tlshs wss {cpu,usr}_{tlshs,wss}; do
             # shellcheck disable=SC2086 # word splitting wanted
             R["$1,$proxy,$fig"]=$(median ${S["$1,$proxy,$fig"]:-})
         done
     done
 }
 
-# Rows of the two tables (see tables.sh).
+# Rows of the tables (see tables.sh; the CPU rows without their cpu_ or usr_ prefix).
 # shellcheck disable=SC2034 # used by tables.sh
 TLS_TABLE_ROWS=(
     "tlshs|TLS 1.3 full handshakes/s, 16 clients, one GET / each (ECDSA P-256)|hi|≥ nginx"
@@ -131,6 +131,6 @@ TLS_TABLE_ROWS=(
 )
 # shellcheck disable=SC2034 # used by tables.sh
 TLS_CPU_ROWS=(
-    "cpu_tlshs|TLS 1.3 full handshakes (per handshake and its request)"
-    "cpu_wss|wss echo throughput (per MB)"
+    "tlshs|TLS 1.3 full handshakes (per handshake and its request)"
+    "wss|wss echo throughput (per MB)"
 )
