@@ -36,7 +36,7 @@ idle_figure() { # name workers
 }
 
 cpu_ticks() { # pid -> CPU time (clock ticks) of it and its children: user + system, user
-    local total=0 user=0 p t
+    local total=0 user=0 p t u
     for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
         read -r t u < <(cat /proc/"$p"/task/*/stat 2>/dev/null | awk '{s += $14 + $15; u += $14} END {print s + 0, u + 0}')
         total=$((total + t)) user=$((user + u))
